@@ -1,0 +1,25 @@
+"""The FastAPI application that serves the Cloud Run v2 and Cloud SQL Admin v1 REST APIs,
+the tag/service URLs (health checks), and the `/_sim/...` control surface."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gcpsim import control, run_v2, sqladmin_v1
+from gcpsim.errors import ApiError
+from gcpsim.sim import Sim
+
+
+def create_app(sim: Sim) -> FastAPI:
+    app = FastAPI(title="gcpsim", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.body())
+
+    app.include_router(control.router(sim))
+    app.include_router(run_v2.router(sim))
+    app.include_router(sqladmin_v1.router(sim))
+    app.state.sim = sim
+    return app
