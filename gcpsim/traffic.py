@@ -18,9 +18,7 @@ def service_key(project: str, location: str, service: str) -> str:
     return f"{project}/{location}/{service}"
 
 
-def record_split(
-    sim: Sim, key: str, split: list[tuple[str, int, str]], at: float
-) -> None:
+def record_split(sim: Sim, key: str, split: list[tuple[str, int, str]], at: float) -> None:
     """Record that from `at` on, `key` serves [(revision, percent, image), ...]."""
     entry = [at, [[rev, pct, image] for rev, pct, image in split if pct > 0]]
     with sim.store.mutate() as d:

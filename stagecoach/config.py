@@ -276,9 +276,7 @@ def load_config(path: str | Path | None = None) -> Config:
 
     p = config_path(str(path) if path else None)
     if not p.is_file():
-        raise ConfigError(
-            f"config file {p} not found; pass --config FILE or set STAGECOACH_CONFIG"
-        )
+        raise ConfigError(f"config file {p} not found; pass --config FILE or set STAGECOACH_CONFIG")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:

@@ -1,0 +1,83 @@
+"""Shared fixtures: gcpsim as its own process on free ports (seeded from deploy.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class GcpsimProcess:
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    port: int
+    grpc_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `python -m gcpsim ARGS` against this simulator (control-surface commands)."""
+        env = {**os.environ, "GCPSIM_PORT": str(self.port)}
+        return subprocess.run(
+            [sys.executable, "-m", "gcpsim", *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+
+def start_gcpsim(state_dir: Path, *extra: str, timeout: float = 120.0) -> GcpsimProcess:
+    """Start `python -m gcpsim` on free ports and wait until it wrote ports.json."""
+    ports = state_dir / "ports.json"
+    ports.unlink(missing_ok=True)
+    log = open(state_dir.parent / f"{state_dir.name}.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcpsim", "--port", "0", "--grpc-port", "0",
+         "--state-dir", str(state_dir), *extra],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gcpsim exited with {proc.returncode}; see {log.name}")
+        if ports.exists():
+            try:
+                p = json.loads(ports.read_text())
+                return GcpsimProcess(proc, state_dir, p["port"], p["grpc_port"])
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"gcpsim did not start within {timeout}s; see {log.name}")
+
+
+def stop_gcpsim(sim: GcpsimProcess) -> None:
+    sim.proc.terminate()
+    try:
+        sim.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sim.proc.kill()
+        sim.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def gcpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
+    """One seeded simulator for the session, fast operations."""
+    state = tmp_path_factory.mktemp("gcpsim") / "state"
+    state.mkdir()
+    sim = start_gcpsim(
+        state, "--reset", "--seed", str(ROOT / "deploy.yaml"),
+        "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5",
+    )  # fmt: skip
+    yield sim
+    stop_gcpsim(sim)
