@@ -1,0 +1,66 @@
+"""Gate evaluation: a pure function from metric readings and the gate policy to a verdict.
+
+- FAIL when the canary breaches a hard limit: error rate above `max_error_rate`, p95 above
+  `max_p95_latency`, or an error rate more than `max_error_rate_increase` above the stable
+  revision's (only when the stable revision has enough requests to compare with).
+- INCONCLUSIVE when the canary has fewer than `min_requests` requests in the window, or sits
+  between healthy and hard limits (degraded but not failing).
+- PASS when the canary has enough requests and is within the healthy limits.
+
+The workflow decides what a verdict does (consecutive breaches, extend/pass/fail on
+inconclusive, rollback/pause on failure); this module only judges one reading.
+"""
+
+from __future__ import annotations
+
+from stagecoach.config import Gates
+from stagecoach.models import GateResult, MetricWindow, Verdict
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}%"
+
+
+def evaluate(canary: MetricWindow, stable: MetricWindow | None, gates: Gates) -> GateResult:
+    reasons: list[str] = []
+    rate = canary.error_rate
+    max_p95_ms = gates.max_p95_latency.total_seconds() * 1000
+    healthy_p95_ms = gates.healthy_p95_latency.total_seconds() * 1000
+
+    if canary.requests < max(gates.min_requests, 1) or rate is None:
+        return GateResult(
+            verdict=Verdict.INCONCLUSIVE,
+            reasons=[f"only {canary.requests} canary requests, need {gates.min_requests}"],
+        )
+
+    if rate > gates.max_error_rate:
+        reasons.append(f"error rate {_pct(rate)} > {_pct(gates.max_error_rate)}")
+    if canary.p95_ms is not None and canary.p95_ms > max_p95_ms:
+        reasons.append(f"p95 {canary.p95_ms:.0f} ms > {max_p95_ms:.0f} ms")
+    stable_rate = stable.error_rate if stable is not None else None
+    if (
+        gates.max_error_rate_increase is not None
+        and stable is not None
+        and stable_rate is not None
+        and stable.requests >= gates.min_requests
+        and rate - stable_rate > gates.max_error_rate_increase
+    ):
+        reasons.append(
+            f"error rate {_pct(rate)} exceeds stable {_pct(stable_rate)} by more than "
+            f"{_pct(gates.max_error_rate_increase)}"
+        )
+    if reasons:
+        return GateResult(verdict=Verdict.FAIL, reasons=reasons)
+
+    if rate > gates.healthy_error_rate:
+        reasons.append(f"error rate {_pct(rate)} above healthy {_pct(gates.healthy_error_rate)}")
+    if canary.p95_ms is not None and canary.p95_ms > healthy_p95_ms:
+        reasons.append(f"p95 {canary.p95_ms:.0f} ms above healthy {healthy_p95_ms:.0f} ms")
+    if reasons:
+        return GateResult(verdict=Verdict.INCONCLUSIVE, reasons=reasons)
+
+    p95 = f", p95 {canary.p95_ms:.0f} ms" if canary.p95_ms is not None else ""
+    return GateResult(
+        verdict=Verdict.PASS,
+        reasons=[f"{canary.requests} requests, error rate {_pct(rate)}{p95}"],
+    )

@@ -1,0 +1,392 @@
+"""Typed inputs and outputs of every workflow, activity, signal, update and query.
+
+One input object per workflow/activity (Temporal's rule for evolvable signatures). Pure: no I/O,
+importable from workflow code. Never put secrets, clients or large blobs in these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from stagecoach.config import Approval, Gates, Sizing, Step
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+class Phase(StrEnum):
+    VALIDATING = "validating"
+    BACKING_UP = "backing_up"
+    DEPLOYING = "deploying"
+    SMOKE_TESTING = "smoke_testing"
+    SHIFTING = "shifting"
+    BAKING = "baking"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    DONE = "done"
+
+
+class Outcome(StrEnum):
+    RUNNING = "running"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+class Target(BaseModel):
+    """Where the activities send their API calls (no credentials: the worker has those)."""
+
+    kind: Literal["gcpsim", "gcp"] = "gcpsim"
+    host: str = "127.0.0.1"
+    port: int = 8780
+    grpc_port: int = 8781
+
+
+class TrafficTarget(BaseModel):
+    """One Cloud Run traffic entry, exactly as the API holds it."""
+
+    type: Literal["LATEST", "REVISION"] = "REVISION"
+    revision: str = ""
+    percent: int = 0
+    tag: str = ""
+
+
+class ServiceRef(BaseModel):
+    target: Target
+    project: str
+    region: str
+    service: str  # Cloud Run service name, e.g. node-server-prod
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/services/{self.service}"
+
+
+# --------------------------------------------------------------------------- Cloud Run activities
+
+
+class ServiceState(BaseModel):
+    """Output of GetServiceState: what serves now."""
+
+    traffic: list[TrafficTarget]
+    latest_ready_revision: str = ""  # short name
+    latest_created_revision: str = ""  # short name
+    image: str = ""
+    uri: str = ""
+    min_instances: int = 0
+    max_instances: int = 0
+    drained: bool = False
+
+
+class CreateRevisionInput(BaseModel):
+    ref: ServiceRef
+    revision: str  # deterministic short name, e.g. node-server-prod-v1-2-0-3f9a1
+    image: str
+    tag: str  # tag given to the new revision (0% traffic), e.g. canary
+    sizing: Sizing
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}  # env var -> Secret Manager secret name
+    ingress: str = "all"
+    vpc_connector: str | None = None
+
+
+class CreateRevisionResult(BaseModel):
+    revision: str
+    tag_url: str
+    created: bool  # False when a retry found the revision already there
+
+
+class SetTrafficInput(BaseModel):
+    ref: ServiceRef
+    traffic: list[TrafficTarget]
+    reason: str = ""
+
+
+class SetTrafficResult(BaseModel):
+    traffic: list[TrafficTarget]
+    changed: bool
+
+
+class SetScalingInput(BaseModel):
+    """Drain (manual 0 instances) or resume a service at recorded scaling."""
+
+    ref: ServiceRef
+    drained: bool
+    min_instances: int = 0
+    max_instances: int = 0
+
+
+class SmokeTestInput(BaseModel):
+    url: str
+    path: str = "/"
+    attempts: int = 3
+    timeout_seconds: float = 5.0
+
+
+class SmokeTestResult(BaseModel):
+    ok: bool
+    status: int
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------- Monitoring
+
+
+class MetricWindow(BaseModel):
+    requests: int = 0
+    errors: int = 0  # 5xx
+    p95_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+class ReadCanaryMetricsInput(BaseModel):
+    ref: ServiceRef
+    canary_revision: str
+    stable_revisions: list[str]
+    window: timedelta  # look-back from now
+
+
+class CanaryMetrics(BaseModel):
+    start: datetime
+    end: datetime
+    canary: MetricWindow
+    stable: MetricWindow | None = None
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class GateResult(BaseModel):
+    verdict: Verdict
+    reasons: list[str]
+
+
+class Reading(BaseModel):
+    """One gate reading as kept in status and result."""
+
+    at: datetime
+    service: str
+    weight: int
+    canary_requests: int
+    canary_error_rate: float | None
+    canary_p95_ms: float | None
+    stable_requests: int = 0
+    stable_error_rate: float | None = None
+    stable_p95_ms: float | None = None
+    verdict: Verdict
+    reasons: list[str] = []
+
+
+# --------------------------------------------------------------------------- Cloud SQL
+
+
+class InstanceRef(BaseModel):
+    target: Target
+    project: str
+    instance: str
+
+
+class CreateBackupInput(BaseModel):
+    ref: InstanceRef
+    description: str  # unique per request: a retry finds and reuses the same backup
+
+
+class BackupInfo(BaseModel):
+    id: str
+    status: str
+    type: str = "ON_DEMAND"
+    description: str = ""
+    enqueued_time: datetime | None = None
+    end_time: datetime | None = None
+    instance: str = ""
+
+
+class ListBackupsInput(BaseModel):
+    ref: InstanceRef
+    limit: int = 50
+
+
+class RestoreBackupInput(BaseModel):
+    ref: InstanceRef  # target instance (overwritten)
+    backup_id: str
+    source_instance: str  # instance the backup was taken from
+
+
+class CloneInstanceInput(BaseModel):
+    ref: InstanceRef  # source instance
+    destination: str
+    point_in_time: datetime | None = None
+    backup_id: str | None = None
+
+
+class DeleteInstanceInput(BaseModel):
+    ref: InstanceRef
+
+
+class OperationResult(BaseModel):
+    operation: str
+    seconds: float  # measured from request to DONE
+
+
+class ValidateDatabaseInput(BaseModel):
+    ref: InstanceRef
+    database: str
+    tables: list[str]
+    timestamp_column: str = "created_at"
+
+
+class TableCount(BaseModel):
+    table: str
+    rows: int
+    newest: datetime | None = None
+
+
+class ValidationReport(BaseModel):
+    instance: str
+    tables: list[TableCount]
+    ok: bool
+    problems: list[str] = []
+
+    @property
+    def newest(self) -> datetime | None:
+        stamps = [t.newest for t in self.tables if t.newest]
+        return max(stamps) if stamps else None
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class NotifyInput(BaseModel):
+    event: Literal["started", "awaiting_approval", "promoted", "rolled_back", "failed", "drill"]
+    text: str
+    # The webhook URL is read by the worker from config/env: never passed through history.
+
+
+# --------------------------------------------------------------------------- release workflow
+
+
+class ServicePlan(BaseModel):
+    """One service of a release, resolved from the config for one environment."""
+
+    name: str  # config name, e.g. node-server
+    ref: ServiceRef
+    image: str
+    revision: str
+    health_path: str = "/"
+    sizing: Sizing
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    ingress: str = "all"
+    vpc_connector: str | None = None
+
+
+class ReleaseInput(BaseModel):
+    app: str
+    env: str
+    version: str
+    release_id: str  # short, unique per release; part of revision names
+    services: list[ServicePlan]
+    steps: list[Step]
+    interval: timedelta
+    gates: Gates
+    approval: Approval | None = None
+    backup: InstanceRef | None = None
+    requested_by: str = ""
+    notify: bool = False
+    # set only by continue-as-new
+    resume: ReleaseStatus | None = None
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    run_service: str
+    stable_revisions: list[str] = []
+    canary_revision: str = ""
+    snapshot: list[TrafficTarget] = []  # the traffic before this release touched it
+    percent: int = 0
+    step: int = -1  # index into steps; -1 before traffic moved
+    state: Literal[
+        "pending", "created", "smoke_tested", "shifting", "promoted", "rolled_back", "failed"
+    ] = "pending"
+    readings: list[Reading] = []  # the newest readings (bounded)
+    reading_count: int = 0
+    breaches: int = 0
+    error: str = ""
+
+
+class ApprovalRecord(BaseModel):
+    by: str
+    at: datetime
+    comment: str = ""
+    before_weight: int
+
+
+class ReleaseStatus(BaseModel):
+    app: str
+    env: str
+    version: str
+    phase: Phase = Phase.VALIDATING
+    outcome: Outcome = Outcome.RUNNING
+    backup_id: str = ""
+    current_service: str = ""
+    services: list[ServiceStatus] = []
+    approvals: list[ApprovalRecord] = []
+    awaiting_approval_for: int | None = None  # weight waiting for approval
+    events: list[str] = []  # one line per notable event, oldest first (bounded)
+    abort_reason: str = ""
+    error: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    progress: str = ""
+
+
+class ApproveInput(BaseModel):
+    by: str = Field(min_length=1)
+    comment: str = ""
+
+
+class ApproveResult(BaseModel):
+    approved_weight: int
+    by: str
+
+
+class AbortInput(BaseModel):
+    reason: str = "aborted by operator"
+    by: str = ""
+
+
+ReleaseInput.model_rebuild()
+
+
+# --------------------------------------------------------------------------- rollback workflow
+
+
+class RollbackInput(BaseModel):
+    app: str
+    env: str
+    services: list[ServiceRef]
+    reason: str = ""
+
+
+class RollbackServiceResult(BaseModel):
+    service: str
+    from_traffic: list[TrafficTarget]
+    to_traffic: list[TrafficTarget]
+    changed: bool
+    error: str = ""
+
+
+class RollbackResult(BaseModel):
+    services: list[RollbackServiceResult]
+    outcome: Outcome
