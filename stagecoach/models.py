@@ -319,7 +319,10 @@ class ServiceStatus(BaseModel):
     state: Literal[
         "pending", "created", "smoke_tested", "shifting", "promoted", "rolled_back", "failed"
     ] = "pending"
-    readings: list[Reading] = []  # the newest readings (bounded)
+    tag_url: str = ""
+    bake_until: datetime | None = None  # end of the current step's bake window
+    extensions: int = 0  # bake extensions used on inconclusive readings in this step
+    readings: list[Reading] = []  # the newest readings (bounded; failures always kept)
     reading_count: int = 0
     breaches: int = 0
     error: str = ""
@@ -345,6 +348,7 @@ class ReleaseStatus(BaseModel):
     awaiting_approval_for: int | None = None  # weight waiting for approval
     events: list[str] = []  # one line per notable event, oldest first (bounded)
     abort_reason: str = ""
+    promote_requested: bool = False
     error: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None

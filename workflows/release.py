@@ -1,0 +1,552 @@
+"""The release workflow: backup, then a canary rollout per service in dependency order, then a
+saga rollback of the services this release already promoted if a later one fails.
+
+Deterministic: no I/O, no wall clock, no randomness; timers via `workflow.wait_condition`.
+All state lives in one `ReleaseStatus` object, which is also what `status` returns, what the
+workflow returns, and what it carries across continue-as-new during a long bake.
+
+Messages (usable from starter.py, `temporal workflow signal/update` and the Web UI):
+- update `approve` {by, comment}: an update, not a signal, so the caller learns at once whether
+  the approval was accepted (validator: only while awaiting approval, only listed approvers);
+- signal `abort` {reason}: acts at once, also mid-bake; restores the previous traffic;
+- signal `promote`: skip the remaining bake windows and steps once the gates pass;
+- query `status`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from stagecoach.gates import evaluate
+    from stagecoach.models import (
+        AbortInput,
+        ApprovalRecord,
+        ApproveInput,
+        ApproveResult,
+        BackupInfo,
+        CanaryMetrics,
+        CreateBackupInput,
+        CreateRevisionInput,
+        CreateRevisionResult,
+        NotifyInput,
+        Outcome,
+        Phase,
+        ReadCanaryMetricsInput,
+        Reading,
+        ReleaseInput,
+        ReleaseStatus,
+        ServicePlan,
+        ServiceState,
+        ServiceStatus,
+        SetTrafficInput,
+        SetTrafficResult,
+        SmokeTestInput,
+        SmokeTestResult,
+        TrafficTarget,
+        Verdict,
+    )
+    from stagecoach.splits import canary_split, describe, pin_latest, serving_revisions
+
+ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
+VERSION = SearchAttributeKey.for_keyword("StagecoachVersion")
+PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
+OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
+
+CANARY_TAG = "canary"
+MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
+MAX_EVENTS = 100
+CONTINUE_AS_NEW_AFTER = 4000  # history events; a 48 h bake polled every minute stays bounded
+
+# Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
+# permanent ones (invalid argument, permission, not found), which fail at once.
+API_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=12,
+)
+# Restoring traffic must win against a flaky API: retry quickly and without a limit.
+ROLLBACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+)
+QUICK = timedelta(seconds=60)
+LONG = timedelta(minutes=20)
+HEARTBEAT = timedelta(seconds=30)
+
+
+class _Stop(Exception):
+    """Ends the rollout of a service: the outcome says how, the message says why."""
+
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def _error_message(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return str(cause) or type(cause).__name__
+
+
+@workflow.defn(name="Release")
+class ReleaseWorkflow:
+    @workflow.init
+    def __init__(self, inp: ReleaseInput) -> None:
+        self.inp = inp
+        self.st: ReleaseStatus = inp.resume or ReleaseStatus(
+            app=inp.app,
+            env=inp.env,
+            version=inp.version,
+            services=[ServiceStatus(name=s.name, run_service=s.ref.service) for s in inp.services],
+        )
+        self.abort_requested: AbortInput | None = None
+        self.promote_requested = self.st.promote_requested
+        self._promote_seen = False  # a promote wakes a bake wait once, then reads decide
+        self._upserted: tuple[str, str] | None = None
+
+    # ------------------------------------------------------------------ messages
+
+    @workflow.query(name="status")
+    def status(self) -> ReleaseStatus:
+        return self.st
+
+    @workflow.signal(name="abort")
+    def abort(self, inp: AbortInput | None = None) -> None:
+        if self.abort_requested is None and self.st.outcome == Outcome.RUNNING:
+            self.abort_requested = inp or AbortInput()
+            self._event(f"abort requested: {self.abort_requested.reason}")
+
+    @workflow.signal(name="promote")
+    def promote(self) -> None:
+        if not self.promote_requested and self.st.outcome == Outcome.RUNNING:
+            self.promote_requested = True
+            self.st.promote_requested = True
+            self._event("promote requested: remaining bake windows skipped once gates pass")
+
+    @workflow.update(name="approve")
+    async def approve(self, inp: ApproveInput) -> ApproveResult:
+        weight = self.st.awaiting_approval_for
+        assert weight is not None  # guaranteed by the validator
+        self.st.approvals.append(
+            ApprovalRecord(by=inp.by, at=workflow.now(), comment=inp.comment, before_weight=weight)
+        )
+        self._event(f"approved by {inp.by} before {weight}%: {inp.comment or 'no comment'}")
+        return ApproveResult(approved_weight=weight, by=inp.by)
+
+    @approve.validator
+    def _validate_approve(self, inp: ApproveInput) -> None:
+        if self.st.awaiting_approval_for is None:
+            raise ValueError(
+                f"release {self.st.version} to {self.st.env} is not awaiting approval "
+                f"(phase {self.st.phase.value})"
+            )
+        if self._approved(self.st.awaiting_approval_for):
+            raise ValueError("already approved")
+        approvers = self.inp.approval.approvers if self.inp.approval else []
+        if inp.by not in approvers:
+            raise ValueError(f"{inp.by!r} may not approve; approvers: {', '.join(approvers)}")
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, inp: ReleaseInput) -> ReleaseStatus:
+        st = self.st
+        if st.started_at is None:
+            st.started_at = workflow.now()
+            self._event(f"release {inp.version} to {inp.env} started by {inp.requested_by}")
+            await self._notify("started", f"Release {inp.version} to {inp.env} started")
+        self._set_phase(st.phase)
+        try:
+            if self.abort_requested:
+                raise _Stop(Outcome.ABORTED, self.abort_requested.reason)
+            if inp.backup and not st.backup_id:
+                await self._backup()
+            for plan, svc in zip(inp.services, st.services, strict=True):
+                if svc.state == "promoted":
+                    continue
+                st.current_service = svc.name
+                await self._rollout(plan, svc)
+            st.outcome = Outcome.PROMOTED
+            self._event(f"release {inp.version} promoted")
+            await self._notify("promoted", f"Release {inp.version} promoted in {inp.env}")
+        except _Stop as stop:
+            st.outcome = stop.outcome
+            if stop.outcome == Outcome.ABORTED:
+                st.abort_reason = str(stop)
+            else:
+                st.error = str(stop)
+            await self._compensate()
+        except _ContinueAsNew:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            next_input = inp.model_copy(update={"resume": st})
+            workflow.continue_as_new(next_input)
+        st.phase = Phase.DONE
+        st.awaiting_approval_for = None
+        st.ended_at = workflow.now()
+        self._set_phase(Phase.DONE)
+        self._progress(f"{st.outcome.value}: {st.error or st.abort_reason or inp.version}")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return st
+
+    # ------------------------------------------------------------------ steps
+
+    async def _backup(self) -> None:
+        assert self.inp.backup is not None
+        self._set_phase(Phase.BACKING_UP)
+        stamp = workflow.now().strftime("%Y-%m-%d %H:%M:%S UTC")
+        desc = f"Pre-deployment backup {self.inp.version} {stamp}"
+        self._progress(f"backing up {self.inp.backup.instance}")
+        try:
+            info: BackupInfo = await workflow.execute_activity(
+                "CreateBackup",
+                CreateBackupInput(ref=self.inp.backup, description=desc),
+                result_type=BackupInfo,
+                start_to_close_timeout=LONG,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=API_RETRY,
+                summary=f"backup {self.inp.backup.instance}",
+            )
+        except ActivityError as err:
+            raise _Stop(Outcome.FAILED, f"pre-deploy backup failed: {_error_message(err)}") from err
+        self.st.backup_id = info.id
+        self._event(f"backup {info.id} of {self.inp.backup.instance} {info.status}")
+
+    async def _rollout(self, plan: ServicePlan, svc: ServiceStatus) -> None:
+        """One service's canary; resumable from `svc.state` after continue-as-new."""
+        try:
+            if svc.state == "pending":
+                await self._snapshot_and_create(plan, svc)
+            if svc.state == "created":
+                await self._smoke_test(plan, svc)
+            steps = self.inp.steps
+            while svc.state in ("smoke_tested", "shifting"):
+                i = svc.step + 1 if svc.bake_until is None else svc.step
+                if i >= len(steps):
+                    break
+                if svc.bake_until is None and self.promote_requested and svc.step >= 0:
+                    i = len(steps) - 1  # promote: straight to the last step (approval still holds)
+                if svc.bake_until is None:
+                    await self._await_approval(steps[i].weight)
+                    await self._shift(plan, svc, i)
+                    bake = timedelta(0) if self.promote_requested else steps[i].bake
+                    svc.bake_until = workflow.now() + bake
+                    svc.extensions = 0
+                await self._bake(plan, svc, i)
+                svc.bake_until = None
+            svc.state = "promoted"
+            self._event(f"{svc.run_service}: {svc.canary_revision} promoted to 100%")
+        except _Stop as stop:
+            svc.state = "failed" if stop.outcome == Outcome.FAILED else "rolled_back"
+            svc.error = str(stop)
+            raise
+        except ActivityError as err:
+            svc.state = "failed"
+            svc.error = _error_message(err)
+            raise _Stop(Outcome.FAILED, f"{svc.run_service}: {svc.error}") from err
+
+    async def _snapshot_and_create(self, plan: ServicePlan, svc: ServiceStatus) -> None:
+        self._set_phase(Phase.DEPLOYING)
+        self._progress(f"{svc.run_service}: reading live traffic")
+        live: ServiceState = await workflow.execute_activity(
+            "GetServiceState",
+            plan.ref,
+            result_type=ServiceState,
+            start_to_close_timeout=QUICK,
+            retry_policy=API_RETRY,
+            summary=f"snapshot {svc.run_service}",
+        )
+        svc.snapshot = pin_latest(live.traffic, live.latest_ready_revision)
+        svc.stable_revisions = serving_revisions(svc.snapshot)
+        self._event(f"{svc.run_service}: live traffic {describe(svc.snapshot)}")
+        self._progress(f"{svc.run_service}: creating {plan.revision} (no traffic, tag canary)")
+        created: CreateRevisionResult = await workflow.execute_activity(
+            "CreateRevision",
+            CreateRevisionInput(
+                ref=plan.ref,
+                revision=plan.revision,
+                image=plan.image,
+                tag=CANARY_TAG,
+                sizing=plan.sizing,
+                env=plan.env,
+                secrets=plan.secrets,
+                ingress=plan.ingress,
+                vpc_connector=plan.vpc_connector,
+            ),
+            result_type=CreateRevisionResult,
+            start_to_close_timeout=LONG,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"create {plan.revision}",
+        )
+        svc.canary_revision = created.revision
+        svc.tag_url = created.tag_url
+        svc.state = "created"
+        self._event(f"{svc.run_service}: revision {created.revision} ready at {created.tag_url}")
+
+    async def _smoke_test(self, plan: ServicePlan, svc: ServiceStatus) -> None:
+        self._set_phase(Phase.SMOKE_TESTING)
+        self._progress(f"{svc.run_service}: smoke-testing {svc.tag_url}{plan.health_path}")
+        res: SmokeTestResult = await workflow.execute_activity(
+            "SmokeTest",
+            SmokeTestInput(url=svc.tag_url, path=plan.health_path),
+            result_type=SmokeTestResult,
+            start_to_close_timeout=QUICK,
+            retry_policy=API_RETRY,
+            summary=f"smoke {svc.canary_revision}",
+        )
+        if not res.ok:
+            raise _Stop(
+                Outcome.FAILED,
+                f"{svc.run_service}: smoke test of {svc.canary_revision} failed "
+                f"(HTTP {res.status} {res.detail})",
+            )
+        svc.state = "smoke_tested"
+        self._event(f"{svc.run_service}: smoke test passed (HTTP {res.status})")
+
+    async def _await_approval(self, weight: int) -> None:
+        approval = self.inp.approval
+        if approval is None or approval.before_weight != weight or self._approved(weight):
+            return
+        self.st.awaiting_approval_for = weight
+        self._set_phase(Phase.AWAITING_APPROVAL)
+        who = " or ".join(approval.approvers)
+        self._progress(f"awaiting approval by {who} before {weight}%")
+        self._event(f"awaiting approval by {who} before {weight}%")
+        await self._notify(
+            "awaiting_approval",
+            f"Release {self.inp.version} to {self.inp.env} awaits approval ({who}) "
+            f"before {weight}%",
+        )
+        await workflow.wait_condition(
+            lambda: self._approved(weight) or self.abort_requested is not None
+        )
+        self.st.awaiting_approval_for = None
+        self._check_abort()
+
+    def _approved(self, weight: int) -> bool:
+        return any(a.before_weight == weight for a in self.st.approvals)
+
+    async def _shift(self, plan: ServicePlan, svc: ServiceStatus, i: int) -> None:
+        weight = self.inp.steps[i].weight
+        self._set_phase(Phase.SHIFTING)
+        split = canary_split(svc.snapshot, svc.canary_revision, weight, CANARY_TAG)
+        self._progress(f"{svc.run_service}: shifting to {describe(split)}")
+        svc.state = "shifting"
+        await self._set_traffic(plan, split, f"step {i + 1}: {weight}%", ROLLBACK_RETRY)
+        svc.step = i
+        svc.percent = weight
+        svc.breaches = 0
+        self._event(f"{svc.run_service}: traffic {describe(split)}")
+
+    async def _bake(self, plan: ServicePlan, svc: ServiceStatus, i: int) -> None:
+        """Read metrics every interval until the bake window ends; gates decide."""
+        gates = self.inp.gates
+        weight = self.inp.steps[i].weight
+        assert svc.bake_until is not None
+        while True:
+            self._check_abort()
+            now = workflow.now()
+            if now >= svc.bake_until or (self.promote_requested and self._last_passed(svc)):
+                if svc.bake_until > now:
+                    self._event(f"{svc.run_service}: bake at {weight}% cut short by promote")
+                return
+            if workflow.info().get_current_history_length() > CONTINUE_AS_NEW_AFTER:
+                raise _ContinueAsNew()
+            self._set_phase(Phase.BAKING)
+            left = svc.bake_until - now
+            self._progress(
+                f"{svc.run_service}: baking at {weight}%, {int(left.total_seconds())}s left"
+            )
+            wait = min(self.inp.interval, left)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: (
+                        self.abort_requested is not None
+                        or (self.promote_requested and not self._promote_seen)
+                    ),
+                    timeout=wait,
+                )
+            self._promote_seen = self.promote_requested
+            self._check_abort()
+            verdict = await self._read(plan, svc, weight)
+            if verdict == Verdict.FAIL:
+                svc.breaches += 1
+                if svc.breaches >= gates.consecutive_breaches:
+                    await self._on_gate_failure(svc, weight)
+                    continue
+            else:
+                svc.breaches = 0
+            at_end = workflow.now() >= svc.bake_until
+            if at_end and verdict == Verdict.INCONCLUSIVE:
+                if gates.on_inconclusive == "fail":
+                    raise _Stop(
+                        Outcome.ROLLED_BACK,
+                        f"{svc.run_service}: gates inconclusive at the end of the {weight}% bake",
+                    )
+                if gates.on_inconclusive == "extend":
+                    if svc.extensions >= gates.max_extensions:
+                        raise _Stop(
+                            Outcome.ROLLED_BACK,
+                            f"{svc.run_service}: gates still inconclusive after "
+                            f"{svc.extensions} extensions at {weight}%",
+                        )
+                    svc.extensions += 1
+                    svc.bake_until = workflow.now() + self.inp.interval
+                    self._event(f"{svc.run_service}: inconclusive; bake extended by one interval")
+
+    async def _read(self, plan: ServicePlan, svc: ServiceStatus, weight: int) -> Verdict:
+        # A canary read is one short API call; a local activity keeps a poll to a handful of
+        # history events, so long bakes stay far inside Temporal's history limits.
+        window = max(self.inp.interval, timedelta(seconds=1))
+        metrics: CanaryMetrics = await workflow.execute_local_activity(
+            "ReadCanaryMetrics",
+            ReadCanaryMetricsInput(
+                ref=plan.ref,
+                canary_revision=svc.canary_revision,
+                stable_revisions=svc.stable_revisions,
+                window=window,
+            ),
+            result_type=CanaryMetrics,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=API_RETRY,
+            summary=f"metrics {svc.canary_revision}",
+        )
+        result = evaluate(metrics.canary, metrics.stable, self.inp.gates)
+        stable = metrics.stable
+        reading = Reading(
+            at=workflow.now(),
+            service=svc.run_service,
+            weight=weight,
+            canary_requests=metrics.canary.requests,
+            canary_error_rate=metrics.canary.error_rate,
+            canary_p95_ms=metrics.canary.p95_ms,
+            stable_requests=stable.requests if stable else 0,
+            stable_error_rate=stable.error_rate if stable else None,
+            stable_p95_ms=stable.p95_ms if stable else None,
+            verdict=result.verdict,
+            reasons=result.reasons,
+        )
+        svc.readings.append(reading)
+        svc.reading_count += 1
+        keep = [r for r in svc.readings[:-MAX_READINGS] if r.verdict == Verdict.FAIL]
+        svc.readings = keep + svc.readings[-MAX_READINGS:]
+        if result.verdict != Verdict.PASS:
+            self._event(f"{svc.run_service} at {weight}%: {result.verdict.value}: "
+                        + "; ".join(result.reasons))  # fmt: skip
+        return result.verdict
+
+    def _last_passed(self, svc: ServiceStatus) -> bool:
+        return bool(svc.readings) and svc.readings[-1].verdict == Verdict.PASS
+
+    async def _on_gate_failure(self, svc: ServiceStatus, weight: int) -> None:
+        reasons = "; ".join(svc.readings[-1].reasons)
+        message = f"{svc.run_service}: gate failed at {weight}%: {reasons}"
+        if self.inp.gates.on_failure == "rollback":
+            raise _Stop(Outcome.ROLLED_BACK, message)
+        # pause: a person aborts (rollback) or promotes (override) from here
+        self._set_phase(Phase.PAUSED)
+        self._event(message + " -- paused: abort to roll back, promote to continue")
+        self._progress(f"{message}; paused for abort or promote")
+        await self._notify("failed", message + " (paused)")
+        await workflow.wait_condition(
+            lambda: self.abort_requested is not None or self.promote_requested
+        )
+        self._check_abort()
+        svc.breaches = 0
+        svc.bake_until = workflow.now()
+        self._event(f"{svc.run_service}: gate failure overridden by promote")
+
+    def _check_abort(self) -> None:
+        if self.abort_requested is not None:
+            raise _Stop(Outcome.ABORTED, self.abort_requested.reason)
+
+    # ------------------------------------------------------------------ compensation
+
+    async def _compensate(self) -> None:
+        """Restore the failing service's traffic exactly, then earlier services, newest first."""
+        self._set_phase(Phase.ROLLING_BACK)
+        self.st.awaiting_approval_for = None
+        touched = [
+            (p, s) for p, s in zip(self.inp.services, self.st.services, strict=True) if s.snapshot
+        ]
+        for plan, svc in reversed(touched):
+            self._progress(f"{svc.run_service}: restoring {describe(svc.snapshot)}")
+            try:
+                await self._set_traffic(plan, svc.snapshot, "rollback", ROLLBACK_RETRY)
+            except ActivityError as err:
+                svc.error = f"rollback failed: {_error_message(err)}"
+                self.st.outcome = Outcome.FAILED
+                self._event(f"{svc.run_service}: {svc.error}")
+                continue
+            svc.percent = 0
+            if svc.state == "promoted":
+                svc.state = "rolled_back"
+            self._event(f"{svc.run_service}: traffic restored to {describe(svc.snapshot)}")
+        kind = "rolled_back" if self.st.outcome != Outcome.FAILED else "failed"
+        await self._notify(
+            kind,
+            f"Release {self.inp.version} to {self.inp.env} {self.st.outcome.value}: "
+            f"{self.st.error or self.st.abort_reason}",
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _set_traffic(
+        self, plan: ServicePlan, split: list[TrafficTarget], reason: str, retry: RetryPolicy
+    ) -> SetTrafficResult:
+        return await workflow.execute_activity(
+            "SetTraffic",
+            SetTrafficInput(ref=plan.ref, traffic=split, reason=reason),
+            result_type=SetTrafficResult,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry,
+            summary=f"{plan.ref.service}: {reason}",
+        )
+
+    async def _notify(self, event: str, text: str) -> None:
+        if not self.inp.notify:
+            return
+        await workflow.execute_activity(
+            "Notify",
+            NotifyInput(event=event, text=text),
+            start_to_close_timeout=QUICK,
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"notify {event}",
+        )
+
+    def _set_phase(self, phase: Phase) -> None:
+        self.st.phase = phase
+        current = (phase.value, self.st.outcome.value)
+        if current == self._upserted:
+            return  # one history event per change, not per poll
+        self._upserted = current
+        workflow.upsert_search_attributes(
+            [
+                ENVIRONMENT.value_set(self.inp.env),
+                VERSION.value_set(self.inp.version),
+                PHASE.value_set(phase.value),
+                OUTCOME.value_set(self.st.outcome.value),
+            ]
+        )
+
+    def _progress(self, line: str) -> None:
+        self.st.progress = line
+        workflow.set_current_details(f"{self.inp.version} to {self.inp.env}: {line}")
+
+    def _event(self, line: str) -> None:
+        stamp = workflow.now().strftime("%H:%M:%S")
+        self.st.events.append(f"{stamp} {line}")
+        del self.st.events[:-MAX_EVENTS]
+        workflow.logger.info(line)
+
+
+class _ContinueAsNew(Exception):
+    """Raised at a poll boundary when the history is long; the state object carries on."""
