@@ -271,7 +271,9 @@ def parse_config(data: Any, source: str = "config") -> Config:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate the config file (explicit path, STAGECOACH_CONFIG, or ./deploy.yaml)."""
+    """Read and validate the config file (explicit path, STAGECOACH_CONFIG, or ./deploy.yaml).
+
+    GCPSIM_PORT / GCPSIM_GRPC_PORT override the `gcpsim` endpoint ports."""
     import yaml
 
     p = config_path(str(path) if path else None)
@@ -281,4 +283,13 @@ def load_config(path: str | Path | None = None) -> Config:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML ({err}); fix the file and run again") from None
+    if isinstance(data, dict) and (
+        os.environ.get("GCPSIM_PORT") or os.environ.get("GCPSIM_GRPC_PORT")
+    ):
+        sim = dict(data.get("gcpsim") or {})
+        if os.environ.get("GCPSIM_PORT"):
+            sim["port"] = int(os.environ["GCPSIM_PORT"])
+        if os.environ.get("GCPSIM_GRPC_PORT"):
+            sim["grpc_port"] = int(os.environ["GCPSIM_GRPC_PORT"])
+        data["gcpsim"] = sim
     return parse_config(data, str(p))

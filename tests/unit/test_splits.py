@@ -52,3 +52,12 @@ def test_split_sums_to_100_gives_canary_its_weight_and_never_grows_a_stable_shar
     for t in stable:
         # each stable revision keeps at most its proportional share, rounded up
         assert percent_of(out, t.revision) <= -(-t.percent * (100 - weight) // total)
+
+
+def test_serving_revisions_skip_tag_only_and_duplicates() -> None:
+    traffic = [
+        T(revision="a", percent=60),
+        T(revision="b", percent=0, tag="blue"),
+        T(revision="a", percent=40, tag="x"),
+    ]
+    assert serving_revisions(traffic) == ["a"]
