@@ -1,0 +1,32 @@
+"""Replay recorded release histories against the current workflow code.
+
+A change to workflow code that alters the command order breaks these replays; such a change
+goes behind `workflow.patched(...)`. Record a new history with
+`STAGECOACH_RECORD_HISTORY=1 python -m pytest tests/e2e/test_release.py -k happy`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from stagecoach.temporal import workflows
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert HISTORIES, "no recorded histories in tests/replay/histories"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_replay(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
