@@ -2,7 +2,9 @@
 
 - FAIL when the canary breaches a hard limit: error rate above `max_error_rate`, p95 above
   `max_p95_latency`, or an error rate more than `max_error_rate_increase` above the stable
-  revision's (only when the stable revision has enough requests to compare with).
+  revision's. The comparison with stable is statistical: it uses the lower bound of the canary
+  error rate's one-sided 95% Wilson interval, so one unlucky error among a few dozen canary
+  requests does not read as a regression (and only when stable has enough requests).
 - INCONCLUSIVE when the canary has fewer than `min_requests` requests in the window, or sits
   between healthy and hard limits (degraded but not failing).
 - PASS when the canary has enough requests and is within the healthy limits.
@@ -13,8 +15,24 @@ inconclusive, rollback/pause on failure); this module only judges one reading.
 
 from __future__ import annotations
 
+import math
+
 from stagecoach.config import Gates
 from stagecoach.models import GateResult, MetricWindow, Verdict
+
+
+Z_ONE_SIDED_95 = 1.6448536269514722
+
+
+def wilson_lower(errors: int, n: int, z: float = Z_ONE_SIDED_95) -> float:
+    """Lower bound of the Wilson score interval for a proportion errors/n."""
+    if n <= 0:
+        return 0.0
+    p = errors / n
+    denom = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / denom)
 
 
 def _pct(x: float) -> str:
@@ -43,11 +61,12 @@ def evaluate(canary: MetricWindow, stable: MetricWindow | None, gates: Gates) ->
         and stable is not None
         and stable_rate is not None
         and stable.requests >= gates.min_requests
-        and rate - stable_rate > gates.max_error_rate_increase
+        and wilson_lower(canary.errors, canary.requests) - stable_rate
+        > gates.max_error_rate_increase
     ):
         reasons.append(
             f"error rate {_pct(rate)} exceeds stable {_pct(stable_rate)} by more than "
-            f"{_pct(gates.max_error_rate_increase)}"
+            f"{_pct(gates.max_error_rate_increase)} (95% confidence)"
         )
     if reasons:
         return GateResult(verdict=Verdict.FAIL, reasons=reasons)

@@ -77,7 +77,7 @@ def gcpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
     state.mkdir()
     sim = start_gcpsim(
         state, "--reset", "--seed", str(ROOT / "deploy.yaml"),
-        "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5",
+        "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5", "--request-rate", "200",
     )  # fmt: skip
     yield sim
     stop_gcpsim(sim)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stagecoach.config import Gates
-from stagecoach.gates import evaluate
+from stagecoach.gates import evaluate, wilson_lower
 from stagecoach.models import MetricWindow, Verdict
 
 GATES = Gates()  # brief: healthy < 1% and p95 < 5 s; roll back > 5% or p95 > 10 s
@@ -39,6 +39,11 @@ def test_increase_over_stable_fails_below_absolute_max() -> None:
     r = evaluate(w(1000, 40), w(9000, 0), GATES)  # 4% vs 0%: under 5% but +4 points
     assert r.verdict == Verdict.FAIL
     assert "exceeds stable" in r.reasons[0]
+
+
+def test_one_unlucky_error_in_a_small_canary_sample_is_not_a_regression() -> None:
+    r = evaluate(w(30, 1), w(270, 0), GATES)  # 3.3% on 30 requests: not significant
+    assert r.verdict != Verdict.FAIL
 
 
 def test_increase_ignored_when_stable_sample_too_small() -> None:
@@ -113,3 +118,10 @@ def test_more_errors_never_improve_the_verdict(c: MetricWindow, g: Gates, extra:
         requests=c.requests, errors=min(c.requests, c.errors + extra), p95_ms=c.p95_ms
     )
     assert order[evaluate(worse, None, g).verdict] >= order[evaluate(c, None, g).verdict]
+
+
+@given(st.integers(0, 10_000), st.integers(1, 10_000))
+def test_wilson_lower_bound_is_below_the_observed_rate(errors: int, n: int) -> None:
+    errors = min(errors, n)
+    lb = wilson_lower(errors, n)
+    assert 0 <= lb <= errors / n + 1e-12
