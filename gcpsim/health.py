@@ -1,0 +1,96 @@
+"""The loopback service and tag URLs (`gcpsim.urls`): what a smoke test or health check sees.
+
+- `GET /_url/{project}/{location}/{service}[/{path}]` picks one of the serving revisions by the
+  traffic split (seeded randomness) and answers as that revision would;
+- `GET /_url/{project}/{location}/{service}/tag/{tag}[/{path}]` answers as the tagged revision.
+
+A healthy revision answers 200 `{"status": "ok", "revision": ..., "version": ...}`; one whose
+behaviour has `smoke_fail` answers 503 `{"status": "unhealthy", ..., "reason": ...}`. A service
+with no serving revision answers 503 (drained: scaled to zero) or 404 (unknown), an unknown tag
+404, all with a `reason`. Any path below the URL answers the same way. These requests do not
+feed the synthetic metrics (`gcpsim.metrics`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from gcpsim import run_v2, traffic
+from gcpsim.behavior import behavior_for, image_version
+from gcpsim.sim import Sim
+
+
+def _answer(sim: Sim, service: str, revision: str, image: str) -> JSONResponse:
+    body = {"revision": revision, "version": image_version(image), "service": service}
+    if behavior_for(sim, service, image)["smoke_fail"]:
+        reason = f"revision {revision} failed its health check (simulated smoke_fail)"
+        return JSONResponse({"status": "unhealthy", **body, "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ok", **body})
+
+
+def _unavailable(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=status)
+
+
+def router(sim: Sim) -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+    rng = random.Random(f"{sim.settings.seed}/health")
+    rng_lock = threading.Lock()
+
+    def _serving(project: str, location: str, service: str) -> list[tuple[str, int, str]]:
+        serving = run_v2.serving(sim, project, location, service)
+        return [(rev, pct, image) for rev, pct, image in serving if pct > 0]
+
+    def _exists(project: str, location: str, service: str) -> bool:
+        key = traffic.service_key(project, location, service)
+        with sim.store.lock:
+            return key in sim.store.section("run").get("services", {})
+
+    def by_tag(project: str, location: str, service: str, tag: str) -> JSONResponse:
+        found = run_v2.lookup_tag(sim, project, location, service, tag)
+        if found is None:
+            if _exists(project, location, service) and not _serving(project, location, service):
+                return _unavailable(503, f"service {service} has no serving revision (drained)")
+            return _unavailable(404, f"no revision of service {service} has the tag {tag!r}")
+        revision, image = found
+        return _answer(sim, service, revision, image)
+
+    def by_split(project: str, location: str, service: str) -> JSONResponse:
+        split = _serving(project, location, service)
+        if not split:
+            if not _exists(project, location, service):
+                return _unavailable(404, f"service {project}/{location}/{service} not found")
+            return _unavailable(503, f"service {service} has no serving revision (drained)")
+        with rng_lock:
+            pick = rng.uniform(0, sum(pct for _, pct, _ in split))
+        for rev, pct, image in split:
+            pick -= pct
+            if pick < 0:
+                return _answer(sim, service, rev, image)
+        rev, _, image = split[-1]
+        return _answer(sim, service, rev, image)
+
+    # The tag routes first: `/tag/x/...` would also match the service route's path.
+    @r.api_route("/_url/{project}/{location}/{service}/tag/{tag}", methods=["GET", "HEAD"])
+    def tag_root(project: str, location: str, service: str, tag: str) -> JSONResponse:
+        return by_tag(project, location, service, tag)
+
+    @r.api_route(
+        "/_url/{project}/{location}/{service}/tag/{tag}/{path:path}", methods=["GET", "HEAD"]
+    )
+    def tag_path(project: str, location: str, service: str, tag: str, path: str) -> JSONResponse:
+        return by_tag(project, location, service, tag)
+
+    @r.api_route("/_url/{project}/{location}/{service}", methods=["GET", "HEAD"])
+    def service_root(project: str, location: str, service: str) -> JSONResponse:
+        return by_split(project, location, service)
+
+    @r.api_route("/_url/{project}/{location}/{service}/{path:path}", methods=["GET", "HEAD"])
+    def service_path(project: str, location: str, service: str, path: str) -> JSONResponse:
+        return by_split(project, location, service)
+
+    return r

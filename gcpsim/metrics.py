@@ -1,0 +1,423 @@
+"""Synthetic Cloud Run request metrics, computed on read (no background thread).
+
+Every service receives `sim.settings.request_rate` requests per second, split over its
+revisions by the traffic timeline (`gcpsim.traffic`). Time is cut into 1 s buckets (integer
+epoch seconds). For a revision and a bucket:
+
+- the expected number of requests is `rate * sum(overlap * percent / 100)` over the timeline
+  segments that overlap the bucket (and precede "now": only the past has data);
+- the actual count is drawn from a Poisson distribution, then split into response codes:
+  5xx ~ Binomial(n, error_rate) (500 or 503), a few 404s (not errors for gates), the rest 200;
+- each request's latency is drawn from a log-normal fitted to the behaviour's p50_ms and p95_ms,
+  and kept as an exponential-bucket histogram (`GROWTH_FACTOR`, `NUM_FINITE_BUCKETS`, `SCALE`,
+  the bucket layout the Monitoring API reports).
+
+The randomness of a bucket comes from `random.Random(seed/service/revision/bucket)`, so repeated
+reads of the same window give the same numbers, and the request count of a bucket does not
+depend on the behaviour. The behaviour (`behavior_for(service, image)`) is looked up at read
+time, so marking a version bad affects every read made after that, including its past.
+
+A bucket belongs to a window when the bucket's start lies in the window, so windows that tile
+time add up exactly; a traffic change shows up from the bucket in which it happened.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import math
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcpsim import store as gstore
+from gcpsim import traffic
+from gcpsim.behavior import behavior_for
+from gcpsim.sim import Sim
+
+BUCKET_SECONDS = 1
+
+# Exponential latency buckets (milliseconds): bucket 0 is the underflow (< SCALE), bucket i in
+# 1..NUM_FINITE_BUCKETS covers [SCALE*G^(i-1), SCALE*G^i), the last one is the overflow.
+NUM_FINITE_BUCKETS = 64
+GROWTH_FACTOR = 1.4
+SCALE = 1.0
+_LOG_G = math.log(GROWTH_FACTOR)
+OVERFLOW = NUM_FINITE_BUCKETS + 1
+
+CLIENT_ERROR_RATE = 0.01  # share of non-5xx requests answered 404 (not an error for gates)
+SHARE_500 = 0.7  # share of 5xx answered 500; the rest 503
+SAMPLE_CAP = 200  # latencies drawn per (bucket, code); larger counts are weighted samples
+_Z95 = 1.6448536269514722  # standard normal quantile of 0.95
+
+CODES = (200, 404, 500, 503)
+
+
+def code_class(code: int) -> str:
+    return f"{code // 100}xx"
+
+
+def bucket_bounds(index: int) -> tuple[float, float]:
+    """Lower and upper bound (ms) of a histogram bucket; the overflow's upper bound is inf."""
+    if index <= 0:
+        return 0.0, SCALE
+    lower = SCALE * GROWTH_FACTOR ** (index - 1)
+    if index >= OVERFLOW:
+        return lower, math.inf
+    return lower, SCALE * GROWTH_FACTOR**index
+
+
+def bucket_index(value_ms: float) -> int:
+    if value_ms < SCALE:
+        return 0
+    i = int(math.log(value_ms / SCALE) / _LOG_G) + 1
+    # Guard the float rounding at the bucket edges.
+    lower, upper = bucket_bounds(i)
+    if value_ms < lower:
+        i -= 1
+    elif value_ms >= upper:
+        i += 1
+    return min(max(i, 1), OVERFLOW)
+
+
+@dataclass(slots=True)
+class Dist:
+    """A latency distribution: count, sum, sum of squares and a sparse bucket histogram."""
+
+    count: int = 0
+    total: float = 0.0
+    sumsq: float = 0.0
+    buckets: dict[int, int] = field(default_factory=dict)
+
+    def add_value(self, value_ms: float, weight: int = 1) -> None:
+        self.count += weight
+        self.total += value_ms * weight
+        self.sumsq += value_ms * value_ms * weight
+        i = bucket_index(value_ms)
+        self.buckets[i] = self.buckets.get(i, 0) + weight
+
+    def merge(self, other: Dist) -> Dist:
+        """Add `other` into self (in place) and return self."""
+        self.count += other.count
+        self.total += other.total
+        self.sumsq += other.sumsq
+        b = self.buckets
+        for i, c in other.buckets.items():
+            b[i] = b.get(i, 0) + c
+        return self
+
+    def copy(self) -> Dist:
+        return Dist(self.count, self.total, self.sumsq, dict(self.buckets))
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def sum_of_squared_deviation(self) -> float:
+        if not self.count:
+            return 0.0
+        return max(0.0, self.sumsq - self.total * self.total / self.count)
+
+    def bucket_counts(self) -> list[int]:
+        """Dense counts from bucket 0 up to the last non-empty bucket."""
+        if not self.buckets:
+            return []
+        out = [0] * (max(self.buckets) + 1)
+        for i, c in self.buckets.items():
+            out[i] = c
+        return out
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0..100), interpolated linearly inside its bucket."""
+        if self.count <= 0:
+            return 0.0
+        rank = q / 100.0 * self.count
+        cum = 0
+        for i in sorted(self.buckets):
+            c = self.buckets[i]
+            if c and cum + c >= rank:
+                lower, upper = bucket_bounds(i)
+                if math.isinf(upper):
+                    return lower
+                return lower + (upper - lower) * max(0.0, rank - cum) / c
+            cum += c
+        return bucket_bounds(max(self.buckets))[0]
+
+
+# One bucket's requests of one revision: response code -> latency distribution (count included).
+BucketStats = dict[int, Dist]
+
+
+@dataclass
+class Summary:
+    """A revision's requests over a window."""
+
+    revision: str
+    image: str
+    codes: dict[int, Dist] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return sum(d.count for d in self.codes.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(d.count for c, d in self.codes.items() if c >= 500)
+
+    @property
+    def error_rate(self) -> float:
+        n = self.requests
+        return self.errors / n if n else 0.0
+
+    @property
+    def latency(self) -> Dist:
+        out = Dist()
+        for d in self.codes.values():
+            out.merge(d)
+        return out
+
+
+# --------------------------------------------------------------------------- random draws
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam < 30:
+        limit = math.exp(-lam)
+        k = 0
+        p = rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        return k
+    return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    """Exact for n*p < 30 (geometric jumps between successes), normal approximation above."""
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if p > 0.5:
+        return n - _binomial(rng, n, 1.0 - p)
+    if n * p >= 30:
+        return min(n, max(0, round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))))
+    log_q = math.log1p(-p)
+    k, i = 0, 0
+    while True:
+        i += int(math.log(1.0 - rng.random()) / log_q) + 1
+        if i > n:
+            return k
+        k += 1
+
+
+def lognormal_params(p50_ms: float, p95_ms: float) -> tuple[float, float]:
+    """(mu, sigma) of the log-normal whose median is p50_ms and 95th percentile p95_ms."""
+    p50 = max(float(p50_ms), 1e-3)
+    p95 = max(float(p95_ms), p50)
+    return math.log(p50), math.log(p95 / p50) / _Z95
+
+
+@functools.lru_cache(maxsize=256)
+def _z_edges(mu: float, sigma: float) -> tuple[float, ...]:
+    """The histogram's bucket edges in standard-normal units of a log-normal(mu, sigma)."""
+    return tuple((math.log(SCALE) + i * _LOG_G - mu) / sigma for i in range(NUM_FINITE_BUCKETS + 1))
+
+
+def _latencies(rng: random.Random, count: int, mu: float, sigma: float) -> Dist:
+    """`count` log-normal latencies (at most SAMPLE_CAP drawn, each then weighted)."""
+    if sigma <= 0:
+        value = math.exp(mu)
+        return Dist(count, value * count, value * value * count, {bucket_index(value): count})
+    edges = _z_edges(mu, sigma)
+    k = min(count, SAMPLE_CAP)
+    base, extra = divmod(count, k)
+    gauss, exp = rng.gauss, math.exp
+    total = sumsq = 0.0
+    hist: dict[int, int] = {}
+    for i in range(k):
+        z = gauss(0.0, 1.0)
+        x = exp(mu + sigma * z)
+        w = base + 1 if i < extra else base
+        total += x * w
+        sumsq += x * x * w
+        b = bisect.bisect_right(edges, z)
+        hist[b] = hist.get(b, 0) + w
+    return Dist(count, total, sumsq, hist)
+
+
+def _draw_bucket(rng: random.Random, lam: float, er: float, mu: float, sigma: float) -> BucketStats:
+    n = _poisson(rng, lam)
+    if n == 0:
+        return {}
+    e5 = _binomial(rng, n, er)
+    e4 = _binomial(rng, n - e5, CLIENT_ERROR_RATE)
+    c500 = _binomial(rng, e5, SHARE_500)
+    counts = ((200, n - e5 - e4), (404, e4), (500, c500), (503, e5 - c500))
+    return {code: _latencies(rng, c, mu, sigma) for code, c in counts if c > 0}
+
+
+# --------------------------------------------------------------------------- cache
+
+_CACHE_MAX = 40_000  # bucket entries (about 1-2 KB each)
+_cache: dict[tuple[Any, ...], BucketStats] = {}
+_cache_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4096)
+def _stream(seed: int, key: str, revision: str) -> int:
+    """A stable 64-bit id of a revision's random stream (str hash() is salted per process)."""
+    digest = hashlib.blake2b(f"{seed}/{key}/{revision}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _bucket_stats(
+    sim: Sim, key: str, revision: str, bucket: int, lam: float, behavior: tuple[float, float, float]
+) -> BucketStats:
+    """A bucket's requests (cached; the result must not be mutated)."""
+    seed = sim.settings.seed
+    ck = (str(sim.store.path), seed, key, revision, bucket, lam, behavior)
+    hit = _cache.get(ck)
+    if hit is not None:
+        return hit
+    er, p50, p95 = behavior
+    mu, sigma = lognormal_params(p50, p95)
+    rng = random.Random((_stream(seed, key, revision) << 40) | bucket)
+    stats = _draw_bucket(rng, lam, min(max(er, 0.0), 1.0), mu, sigma)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            for old in list(_cache)[: _CACHE_MAX // 4]:
+                _cache.pop(old, None)
+        _cache[ck] = stats
+    return stats
+
+
+# --------------------------------------------------------------------------- the timeline
+
+
+def service_keys(sim: Sim, project: str | None = None) -> list[str]:
+    """Services (traffic.service_key) that ever had a traffic split, optionally of one project."""
+    with sim.store.lock:
+        keys = list(sim.store.section("sim").get("traffic", {}))
+    if project is not None:
+        keys = [k for k in keys if k.split("/", 1)[0] == project]
+    return sorted(keys)
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    project, location, service = key.split("/", 2)
+    return project, location, service
+
+
+def _segments(sim: Sim, key: str) -> list[tuple[float, float, list[tuple[str, int, str]]]]:
+    tl = sorted(traffic.timeline(sim, key), key=lambda e: e[0])
+    out = []
+    for i, (at, split) in enumerate(tl):
+        until = tl[i + 1][0] if i + 1 < len(tl) else math.inf
+        if until > at and split:
+            out.append((at, until, split))
+    return out
+
+
+def expected_by_bucket(
+    sim: Sim, key: str, lo: int, hi: int, now: float | None = None
+) -> dict[int, dict[str, tuple[float, str]]]:
+    """bucket -> revision -> (expected requests, image) for buckets b in [lo, hi)."""
+    now = gstore.now() if now is None else now
+    rate = sim.settings.request_rate
+    span_hi = min(float(hi), now)
+    out: dict[int, dict[str, tuple[float, str]]] = {}
+    if span_hi <= lo or rate <= 0:
+        return out
+    for seg_start, seg_end, split in _segments(sim, key):
+        a = max(seg_start, float(lo))
+        z = min(seg_end, span_hi)
+        if z <= a:
+            continue
+        for b in range(math.floor(a), math.ceil(z)):
+            overlap = min(b + 1.0, z) - max(float(b), a)
+            if overlap <= 0:
+                continue
+            per = out.setdefault(b, {})
+            for rev, pct, image in split:
+                if pct <= 0:
+                    continue
+                prev = per.get(rev, (0.0, image))[0]
+                per[rev] = (prev + rate * overlap * pct / 100.0, image)
+    return out
+
+
+def expected_requests(
+    sim: Sim, key: str, start: float, end: float, now: float | None = None
+) -> dict[str, float]:
+    """Expected requests per revision over [start, end) (exact integral of the timeline)."""
+    now = gstore.now() if now is None else now
+    rate = sim.settings.request_rate
+    hi = min(end, now)
+    out: dict[str, float] = {}
+    for seg_start, seg_end, split in _segments(sim, key):
+        overlap = min(seg_end, hi) - max(seg_start, start)
+        if overlap <= 0:
+            continue
+        for rev, pct, _image in split:
+            out[rev] = out.get(rev, 0.0) + rate * overlap * pct / 100.0
+    return out
+
+
+def buckets(
+    sim: Sim,
+    key: str,
+    lo: int,
+    hi: int,
+    now: float | None = None,
+    want: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[int, str, str, BucketStats]]:
+    """(bucket, revision, image, stats) of every bucket b in [lo, hi) with traffic, oldest first.
+
+    `want(revision)` skips revisions early. The stats are shared with the cache: copy before
+    mutating (`Dist.copy`, `Dist().merge`).
+    """
+    wanted: dict[str, bool] = {}
+    service = split_key(key)[2]
+    behaviors: dict[str, tuple[float, float, float]] = {}
+    expected = expected_by_bucket(sim, key, lo, hi, now)
+    for b in sorted(expected):
+        for rev, (lam, image) in expected[b].items():
+            if want is not None:
+                ok = wanted.get(rev)
+                if ok is None:
+                    ok = wanted[rev] = want(rev)
+                if not ok:
+                    continue
+            beh = behaviors.get(image)
+            if beh is None:
+                v = behavior_for(sim, service, image)
+                beh = (float(v["error_rate"]), float(v["p50_ms"]), float(v["p95_ms"]))
+                behaviors[image] = beh
+            stats = _bucket_stats(sim, key, rev, b, lam, beh)
+            if stats:
+                yield b, rev, image, stats
+
+
+def summarize(
+    sim: Sim, key: str, start: float, end: float, now: float | None = None
+) -> dict[str, Summary]:
+    """Each revision's requests in the buckets that start in [start, end)."""
+    out: dict[str, Summary] = {}
+    for _b, rev, image, stats in buckets(sim, key, math.ceil(start), math.ceil(end), now):
+        s = out.get(rev)
+        if s is None:
+            s = out[rev] = Summary(rev, image)
+        for code, d in stats.items():
+            acc = s.codes.get(code)
+            if acc is None:
+                s.codes[code] = d.copy()
+            else:
+                acc.merge(d)
+    return out

@@ -1,0 +1,449 @@
+"""gcpsim's Cloud Monitoring v3 (gRPC) and service/tag URLs, through the real client libraries.
+
+Read-only checks use the seeded session simulator (tests/conftest.py): `node-server-dev` and
+friends in `legal-forms-dev`, `us-central1`, one revision at v1.1.0 serving 100% since start-up.
+Checks that change behaviours use a service of their own in a project of their own, and undo it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+import requests
+from google.api import metric_pb2
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3, run_v2
+from google.cloud.monitoring_v3.services.metric_service.transports import (
+    MetricServiceGrpcTransport,
+)
+
+from tests.conftest import GcpsimProcess
+
+LOCATION = "us-central1"
+DEV = "legal-forms-dev"
+COUNT = "run.googleapis.com/request_count"
+LATENCIES = "run.googleapis.com/request_latencies"
+MetricKind = metric_pb2.MetricDescriptor.MetricKind
+ValueType = metric_pb2.MetricDescriptor.ValueType
+Aligner = monitoring_v3.Aggregation.Aligner
+Reducer = monitoring_v3.Aggregation.Reducer
+
+
+@pytest.fixture(scope="module")
+def mon(gcpsim: GcpsimProcess) -> Iterator[monitoring_v3.MetricServiceClient]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{gcpsim.grpc_port}")
+    yield monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def services(gcpsim: GcpsimProcess) -> run_v2.ServicesClient:
+    return run_v2.ServicesClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=gcpsim.url),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def some_history(gcpsim: GcpsimProcess) -> None:
+    """Let the seeded services accumulate a few seconds of synthetic requests."""
+    time.sleep(2.0)
+
+
+def service_name(project: str, service: str) -> str:
+    return f"projects/{project}/locations/{LOCATION}/services/{service}"
+
+
+def serving_revision(services: run_v2.ServicesClient, project: str, service: str) -> str:
+    svc = services.get_service(name=service_name(project, service))
+    (target,) = [t for t in svc.traffic_statuses if t.percent == 100]
+    return target.revision or svc.latest_ready_revision.rsplit("/", 1)[-1]
+
+
+def interval(seconds: float = 600) -> dict[str, Any]:
+    end = time.time()
+    return {"start_time": {"seconds": int(end - seconds)}, "end_time": {"seconds": int(end) + 1}}
+
+
+def flt(metric: str, project_service: str, *extra: str) -> str:
+    clauses = [
+        f'metric.type = "{metric}"',
+        'resource.type = "cloud_run_revision"',
+        f'resource.labels.service_name = "{project_service}"',
+        *extra,
+    ]
+    return " AND ".join(clauses)
+
+
+def counts_by_class(
+    mon: monitoring_v3.MetricServiceClient, project: str, service: str, *extra: str
+) -> dict[str, int]:
+    series = mon.list_time_series(
+        request={
+            "name": f"projects/{project}",
+            "filter": flt(COUNT, service, *extra),
+            "interval": interval(),
+            "aggregation": {
+                "alignment_period": {"seconds": 60},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+                "cross_series_reducer": Reducer.REDUCE_SUM,
+                "group_by_fields": ["metric.labels.response_code_class"],
+            },
+        }
+    )
+    out: dict[str, int] = {}
+    for ts in series:
+        assert ts.metric.type == COUNT
+        assert ts.resource.type == "cloud_run_revision"
+        assert dict(ts.resource.labels) == {"project_id": project}
+        assert set(ts.metric.labels) == {"response_code_class"}
+        assert ts.metric_kind == MetricKind.DELTA
+        assert ts.value_type == ValueType.INT64
+        ends: list[Any] = [p.interval.end_time for p in ts.points]
+        assert ends == sorted(ends, reverse=True)
+        cls = ts.metric.labels["response_code_class"]
+        out[cls] = sum(p.value.int64_value for p in ts.points)
+    return out
+
+
+def test_request_count_grouped_by_response_code_class(mon: Any) -> None:
+    counts = counts_by_class(mon, DEV, "node-server-dev")
+    assert counts.get("2xx", 0) > 20
+    assert set(counts) <= {"2xx", "4xx", "5xx"}
+    assert counts.get("5xx", 0) < 0.05 * sum(counts.values())
+
+
+def test_revision_filter(mon: Any, services: run_v2.ServicesClient) -> None:
+    rev = serving_revision(services, DEV, "python-pipeline-dev")
+    pager = mon.list_time_series(
+        request={
+            "name": f"projects/{DEV}",
+            "filter": flt(COUNT, "python-pipeline-dev", f'resource.labels.revision_name = "{rev}"'),
+            "interval": interval(),
+            "aggregation": {
+                "alignment_period": {"seconds": 600},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+            },
+        }
+    )
+    series = list(pager)
+    assert series
+    for ts in series:  # REDUCE_NONE: every resource and metric label
+        labels = dict(ts.resource.labels)
+        assert labels["revision_name"] == rev
+        assert labels["service_name"] == labels["configuration_name"] == "python-pipeline-dev"
+        assert labels["location"] == LOCATION and labels["project_id"] == DEV
+        assert (
+            ts.metric.labels["response_code_class"] == ts.metric.labels["response_code"][0] + "xx"
+        )
+        assert len(ts.points) == 1
+    unknown = mon.list_time_series(
+        request={
+            "name": f"projects/{DEV}",
+            "filter": flt(COUNT, "python-pipeline-dev", 'resource.labels.revision_name = "nope"'),
+            "interval": interval(),
+        }
+    )
+    assert list(unknown) == []
+
+
+def test_latency_p95_aligner(mon: Any) -> None:
+    series = list(
+        mon.list_time_series(
+            request={
+                "name": f"projects/{DEV}",
+                "filter": flt(LATENCIES, "node-server-dev"),
+                "interval": interval(),
+                "aggregation": {
+                    "alignment_period": {"seconds": 600},
+                    "per_series_aligner": Aligner.ALIGN_PERCENTILE_95,
+                    "cross_series_reducer": Reducer.REDUCE_MAX,
+                    "group_by_fields": ["resource.labels.revision_name"],
+                },
+            }
+        )
+    )
+    (ts,) = series
+    assert ts.metric_kind == MetricKind.GAUGE
+    assert ts.value_type == ValueType.DOUBLE
+    (point,) = ts.points
+    assert 20 < point.value.double_value < 2000  # default behaviour: p50 40 ms, p95 120 ms
+
+
+def test_latency_distribution(mon: Any) -> None:
+    (ts,) = mon.list_time_series(
+        request={
+            "name": f"projects/{DEV}",
+            "filter": flt(LATENCIES, "node-server-dev"),
+            "interval": interval(),
+            "aggregation": {
+                "alignment_period": {"seconds": 600},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+                "cross_series_reducer": Reducer.REDUCE_SUM,
+            },
+        }
+    )
+    assert ts.value_type == ValueType.DISTRIBUTION
+    d = ts.points[0].value.distribution_value
+    assert d.count > 20 and sum(d.bucket_counts) == d.count
+    eb = d.bucket_options.exponential_buckets
+    assert (eb.num_finite_buckets, eb.growth_factor, eb.scale) == (64, 1.4, 1.0)
+    assert 10 < d.mean < 500
+
+
+def test_short_alignment_periods_are_accepted(mon: Any) -> None:
+    """Simulator relaxation: periods down to 1 s (the real API wants >= 60 s)."""
+    end = time.time()
+    series = list(
+        mon.list_time_series(
+            request={
+                "name": f"projects/{DEV}",
+                "filter": flt(COUNT, "node-server-dev"),
+                "interval": {
+                    "start_time": {"seconds": int(end) - 2},
+                    "end_time": {"seconds": int(end)},
+                },
+                "aggregation": {
+                    "alignment_period": {"seconds": 1},
+                    "per_series_aligner": Aligner.ALIGN_SUM,
+                    "cross_series_reducer": Reducer.REDUCE_SUM,
+                },
+            }
+        )
+    )
+    (ts,) = series
+    assert 1 <= len(ts.points) <= 2
+    assert all(
+        (p.interval.end_time - p.interval.start_time).total_seconds() == 1 for p in ts.points
+    )
+
+
+def test_bad_filter_is_invalid_argument(mon: Any) -> None:
+    with pytest.raises(gexc.InvalidArgument, match="filter"):
+        mon.list_time_series(
+            request={"name": f"projects/{DEV}", "filter": "bad", "interval": interval()}
+        )
+
+
+def test_unavailable_is_retried_by_the_client(gcpsim: GcpsimProcess, mon: Any) -> None:
+    r = gcpsim.cli("fault", "monitoring.timeSeries.list", "--status", "503", "--times", "2")
+    assert r.returncode == 0, r.stderr
+    try:
+        counts = counts_by_class(mon, DEV, "node-server-dev")
+        assert counts.get("2xx", 0) > 0
+        faults = requests.get(f"{gcpsim.url}/_sim/faults", timeout=10).json()["faults"]
+        assert not [f for f in faults if f["method"] == "monitoring.timeSeries.list"]
+    finally:
+        gcpsim.cli("fault", "--clear")
+
+
+def test_resource_exhausted_is_not_retried(gcpsim: GcpsimProcess, mon: Any) -> None:
+    r = gcpsim.cli("fault", "monitoring.timeSeries.list", "--status", "429", "--times", "1")
+    assert r.returncode == 0, r.stderr
+    try:
+        with pytest.raises(gexc.ResourceExhausted):
+            counts_by_class(mon, DEV, "node-server-dev")
+    finally:
+        gcpsim.cli("fault", "--clear")
+
+
+# --------------------------------------------------------------------------- own canary service
+
+OWN_PROJECT = "gcpsim-monitoring-conformance"  # a project of its own: nothing else looks here
+OWN = "canary-svc"
+IMAGE = f"us-docker.pkg.dev/{OWN_PROJECT}/app/{OWN}"
+STABLE_REV, CANARY_REV = f"{OWN}-stable", f"{OWN}-canary"
+REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+
+
+@pytest.fixture(scope="module")
+def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
+    """OWN at v1.0.0, then a canary revision at v2.0.0 taking 50% with the tag `canary`.
+
+    (50%, not 10%: the test must see enough canary requests within seconds.)
+    """
+    parent = f"projects/{OWN_PROJECT}/locations/{LOCATION}"
+    svc = run_v2.Service(
+        template=run_v2.RevisionTemplate(
+            revision=STABLE_REV, containers=[run_v2.Container(image=f"{IMAGE}:v1.0.0")]
+        )
+    )
+    services.create_service(parent=parent, service=svc, service_id=OWN).result(timeout=60)
+    svc = services.get_service(name=service_name(OWN_PROJECT, OWN))
+    svc.template.revision = CANARY_REV
+    svc.template.containers[0].image = f"{IMAGE}:v2.0.0"
+    svc.traffic = [
+        run_v2.TrafficTarget(type_=REVISION, revision=STABLE_REV, percent=50),
+        run_v2.TrafficTarget(type_=REVISION, revision=CANARY_REV, percent=50, tag="canary"),
+    ]
+    updated = services.update_service(service=svc).result(timeout=60)
+    time.sleep(3.0)  # a few seconds of synthetic requests on the split
+    yield updated
+    services.delete_service(name=service_name(OWN_PROJECT, OWN)).result(timeout=60)
+
+
+def counts_by_revision(mon: Any, *extra: str) -> dict[str, int]:
+    series = mon.list_time_series(
+        request={
+            "name": f"projects/{OWN_PROJECT}",
+            "filter": flt(COUNT, OWN, *extra),
+            "interval": interval(),
+            "aggregation": {
+                "alignment_period": {"seconds": 600},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+                "cross_series_reducer": Reducer.REDUCE_SUM,
+                "group_by_fields": ["resource.labels.revision_name"],
+            },
+        }
+    )
+    return {ts.resource.labels["revision_name"]: ts.points[0].value.int64_value for ts in series}
+
+
+def set_behavior(gcpsim: GcpsimProcess, version: str, **values: Any) -> None:
+    body = {"service": OWN, "version": version, **values}
+    r = requests.post(f"{gcpsim.url}/_sim/behaviors", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_canary_gets_its_share_of_requests(mon: Any, canary: run_v2.Service) -> None:
+    counts = counts_by_revision(mon)
+    total = sum(counts.values())
+    assert total >= 100
+    assert 0.35 < counts.get(CANARY_REV, 0) / total < 0.65
+    # a revision filter keeps only that revision
+    only = counts_by_revision(mon, f'resource.labels.revision_name = "{CANARY_REV}"')
+    assert set(only) == {CANARY_REV}
+
+
+def test_bad_behaviour_shows_up_in_error_counts(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    five_xx = 'metric.labels.response_code_class = "5xx"'
+    r = gcpsim.cli("behavior", OWN, "v2.0.0", "--error-rate", "0.5")
+    assert r.returncode == 0, r.stderr
+    try:
+        requests_ = counts_by_revision(mon)
+        errors = counts_by_revision(mon, five_xx)
+        assert 0.3 < errors.get(CANARY_REV, 0) / requests_[CANARY_REV] < 0.7
+        assert errors.get(STABLE_REV, 0) < 0.05 * requests_[STABLE_REV]
+    finally:
+        set_behavior(gcpsim, "v2.0.0")  # back to the defaults
+    errors = counts_by_revision(mon, five_xx)
+    assert errors.get(CANARY_REV, 0) < 0.2 * requests_[CANARY_REV]
+
+
+def test_canary_latency_behaviour_shows_up_in_p95(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    set_behavior(gcpsim, "v2.0.0", p50_ms=2000.0, p95_ms=3000.0)
+    try:
+        series = mon.list_time_series(
+            request={
+                "name": f"projects/{OWN_PROJECT}",
+                "filter": flt(LATENCIES, OWN),
+                "interval": interval(),
+                "aggregation": {
+                    "alignment_period": {"seconds": 600},
+                    "per_series_aligner": Aligner.ALIGN_DELTA,
+                    "cross_series_reducer": Reducer.REDUCE_PERCENTILE_95,
+                    "group_by_fields": ["resource.labels.revision_name"],
+                },
+            }
+        )
+        p95 = {
+            ts.resource.labels["revision_name"]: ts.points[0].value.double_value for ts in series
+        }
+        assert 2000 < p95[CANARY_REV] < 4500
+        assert p95[STABLE_REV] < 1000
+    finally:
+        set_behavior(gcpsim, "v2.0.0")
+
+
+# --------------------------------------------------------------------------- service URLs
+
+
+def test_service_url_answers_for_a_serving_revision(services: run_v2.ServicesClient) -> None:
+    svc = services.get_service(name=service_name(DEV, "node-server-dev"))
+    assert svc.uri
+    r = requests.get(svc.uri.rstrip("/") + "/health", timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["version"] == svc.template.containers[0].image.rsplit(":", 1)[1]
+    assert body["revision"] == svc.latest_ready_revision.rsplit("/", 1)[-1]
+    assert requests.get(svc.uri, timeout=10).status_code == 200
+
+
+def test_tag_url_answers_for_the_tagged_revision(canary: run_v2.Service) -> None:
+    (tagged,) = [t for t in canary.traffic_statuses if t.tag == "canary"]
+    assert tagged.uri
+    for url in (tagged.uri, tagged.uri.rstrip("/") + "/healthz"):
+        r = requests.get(url, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"status": "ok", "revision": CANARY_REV, "version": "v2.0.0",
+                            "service": OWN}  # fmt: skip
+    # the service URL spreads over both revisions by the split
+    seen = {requests.get(canary.uri + "/healthz", timeout=10).json()["revision"] for _ in range(80)}
+    assert seen == {STABLE_REV, CANARY_REV}
+
+
+def test_smoke_fail_behaviour_answers_503(gcpsim: GcpsimProcess, canary: run_v2.Service) -> None:
+    (tagged,) = [t for t in canary.traffic_statuses if t.tag == "canary"]
+    r = gcpsim.cli("behavior", OWN, "v2.0.0", "--smoke-fail")
+    assert r.returncode == 0, r.stderr
+    try:
+        resp = requests.get(tagged.uri + "/healthz", timeout=10)
+        assert resp.status_code == 503
+        assert resp.json()["status"] == "unhealthy" and resp.json()["reason"]
+    finally:
+        set_behavior(gcpsim, "v2.0.0")
+    assert requests.get(tagged.uri + "/healthz", timeout=10).status_code == 200
+
+
+def test_unknown_tag_and_service_urls(gcpsim: GcpsimProcess) -> None:
+    base = f"{gcpsim.url}/_url/{DEV}/{LOCATION}"
+    r = requests.get(f"{base}/node-server-dev/tag/no-such-tag/health", timeout=10)
+    assert r.status_code == 404 and "reason" in r.json()
+    r = requests.get(f"{base}/no-such-service/health", timeout=10)
+    assert r.status_code == 404 and "reason" in r.json()
+
+
+def test_drained_service_answers_503_and_gets_no_requests(
+    mon: Any, services: run_v2.ServicesClient, canary: run_v2.Service
+) -> None:
+    """Runs last in this module: it drains the module's own service."""
+    svc = services.get_service(name=service_name(OWN_PROJECT, OWN))
+    svc.scaling = run_v2.ServiceScaling(
+        scaling_mode=run_v2.ServiceScaling.ScalingMode.MANUAL, manual_instance_count=0
+    )
+    services.update_service(service=svc).result(timeout=60)
+    drained_at = time.time()
+    (tagged,) = [t for t in canary.traffic_statuses if t.tag == "canary"]
+    for url in (canary.uri + "/healthz", tagged.uri + "/healthz"):
+        r = requests.get(url, timeout=10)
+        assert r.status_code == 503 and "drained" in r.json()["reason"]
+    time.sleep(2.0)
+    end = time.time()
+    series = mon.list_time_series(
+        request={
+            "name": f"projects/{OWN_PROJECT}",
+            "filter": flt(COUNT, OWN),
+            "interval": {
+                "start_time": {"seconds": int(drained_at) + 1},
+                "end_time": {"seconds": int(end)},
+            },
+            "aggregation": {
+                "alignment_period": {"seconds": max(1, int(end) - int(drained_at) - 1)},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+                "cross_series_reducer": Reducer.REDUCE_SUM,
+            },
+        }
+    )
+    assert list(series) == []

@@ -1,0 +1,376 @@
+"""Properties of gcpsim's synthetic metrics model and its ListTimeSeries query engine."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gcpsim import metrics, monitoring_v3, traffic
+from gcpsim.behavior import set_behavior
+from gcpsim.errors import ApiError
+from gcpsim.sim import Settings, Sim
+
+T0 = 1_700_000_000.0  # a fixed past instant: the model is given `now` explicitly
+NOW = T0 + 100_000
+KEY = traffic.service_key("proj", "us-central1", "svc")
+IMG = "us-docker.pkg.dev/proj/app/svc"
+
+
+def new_sim(path: Path, **kw: Any) -> Sim:
+    return Sim.open(path, Settings(**kw))
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Sim:
+    return new_sim(tmp_path)
+
+
+def canary(sim: Sim, pct: int, at: float = T0, key: str = KEY) -> None:
+    split = [("svc-00001", 100 - pct, f"{IMG}:v1.0.0"), ("svc-00002", pct, f"{IMG}:v1.1.0")]
+    traffic.record_split(sim, key, split, at)
+
+
+def poisson_ok(observed: int, expected: float, sds: float = 5.0) -> bool:
+    return abs(observed - expected) <= sds * math.sqrt(max(expected, 1.0)) + 1
+
+
+# --------------------------------------------------------------------------- traffic -> counts
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pct=st.integers(min_value=1, max_value=99), seconds=st.integers(10, 300))
+def test_counts_scale_with_percent(pct: int, seconds: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        sim = new_sim(Path(d))
+        canary(sim, pct)
+        exp = metrics.expected_requests(sim, KEY, T0, T0 + seconds, now=NOW)
+        assert exp["svc-00002"] == pytest.approx(50.0 * seconds * pct / 100)
+        assert exp["svc-00001"] == pytest.approx(50.0 * seconds * (100 - pct) / 100)
+        got = metrics.summarize(sim, KEY, T0, T0 + seconds, now=NOW)
+        for rev, e in exp.items():
+            assert poisson_ok(got[rev].requests if rev in got else 0, e)
+
+
+def test_ten_percent_canary_at_50_rps_gets_about_5_rps(sim: Sim) -> None:
+    canary(sim, 10)
+    got = metrics.summarize(sim, KEY, T0, T0 + 600, now=NOW)
+    assert got["svc-00002"].requests / 600 == pytest.approx(5.0, rel=0.1)
+    assert got["svc-00001"].requests / 600 == pytest.approx(45.0, rel=0.05)
+
+
+def test_request_rate_setting_scales_counts(tmp_path: Path) -> None:
+    sim = new_sim(tmp_path, request_rate=200.0)
+    canary(sim, 50)
+    got = metrics.summarize(sim, KEY, T0, T0 + 60, now=NOW)
+    assert poisson_ok(got["svc-00002"].requests, 200 * 60 * 0.5)
+
+
+def test_windows_that_tile_time_add_up(sim: Sim) -> None:
+    canary(sim, 30)
+    whole = metrics.summarize(sim, KEY, T0 + 0.25, T0 + 120.25, now=NOW)
+    parts = [metrics.summarize(sim, KEY, T0 + a, T0 + b, now=NOW) for a, b in
+             ((0.25, 37.7), (37.7, 90.0), (90.0, 120.25))]  # fmt: skip
+    for rev, s in whole.items():
+        assert s.requests == sum(p[rev].requests for p in parts if rev in p)
+        assert s.errors == sum(p[rev].errors for p in parts if rev in p)
+
+
+def test_no_traffic_before_the_first_split_or_while_drained(sim: Sim) -> None:
+    canary(sim, 50, at=T0)
+    traffic.record_split(sim, KEY, [], T0 + 100)  # drained
+    assert metrics.summarize(sim, KEY, T0 - 500, T0, now=NOW) == {}
+    assert metrics.summarize(sim, KEY, T0 + 100, T0 + 400, now=NOW) == {}
+    assert metrics.summarize(sim, KEY, T0, T0 + 100, now=NOW)
+
+
+def test_only_the_past_has_data(sim: Sim) -> None:
+    canary(sim, 50)
+    now = T0 + 30
+    got = metrics.summarize(sim, KEY, T0, T0 + 600, now=now)
+    total = sum(s.requests for s in got.values())
+    assert poisson_ok(total, 50 * 30)
+    assert metrics.summarize(sim, KEY, now + 1, now + 600, now=now) == {}
+
+
+def test_partial_current_bucket_counts_only_its_elapsed_part(sim: Sim) -> None:
+    canary(sim, 100)
+    exp = metrics.expected_by_bucket(sim, KEY, int(T0), int(T0) + 10, now=T0 + 5.5)
+    assert sorted(exp) == list(range(int(T0), int(T0) + 6))
+    assert exp[int(T0) + 5]["svc-00002"][0] == pytest.approx(25.0)
+    assert exp[int(T0) + 4]["svc-00002"][0] == pytest.approx(50.0)
+
+
+def test_a_traffic_change_shows_up_in_the_next_window(sim: Sim) -> None:
+    canary(sim, 0)
+    t1 = T0 + 300.4  # mid-bucket
+    canary(sim, 50, at=t1)
+    before = metrics.summarize(sim, KEY, t1 - 60, t1 - 1, now=NOW)
+    after = metrics.summarize(sim, KEY, t1 + 1, t1 + 61, now=NOW)
+    assert "svc-00002" not in before
+    assert after["svc-00002"].requests == pytest.approx(1500, rel=0.15)
+    assert after["svc-00001"].requests == pytest.approx(1500, rel=0.15)
+    # The bucket in which the change happened is split by the overlap.
+    exp = metrics.expected_by_bucket(sim, KEY, int(t1), int(t1) + 1, now=NOW)
+    assert exp[int(t1)]["svc-00002"][0] == pytest.approx(50 * 0.6 * 0.5)
+
+
+def test_out_of_order_splits_are_integrated_in_time_order(sim: Sim) -> None:
+    canary(sim, 50, at=T0 + 100)
+    canary(sim, 0, at=T0)  # recorded later, happened earlier (a lazily settled operation)
+    exp = metrics.expected_requests(sim, KEY, T0, T0 + 200, now=NOW)
+    assert exp["svc-00002"] == pytest.approx(50 * 100 * 0.5)
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(error_rate=st.sampled_from([0.0, 0.001, 0.01, 0.05, 0.2, 0.5, 0.9, 1.0]))
+def test_error_fraction_converges_to_the_behaviour(error_rate: float) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        sim = new_sim(Path(d))
+        canary(sim, 100)
+        set_behavior(sim, "svc", "v1.1.0", error_rate=error_rate)
+        s = metrics.summarize(sim, KEY, T0, T0 + 1200, now=NOW)["svc-00002"]
+        n = s.requests
+        assert n > 50_000
+        sd = math.sqrt(error_rate * (1 - error_rate) / n)
+        assert abs(s.error_rate - error_rate) <= 5 * sd + 1e-4
+        # 5xx are 500 and 503; 4xx are not errors; the rest 200.
+        assert set(s.codes) <= {200, 404, 500, 503}
+        if 0 < error_rate < 1:
+            assert s.codes[500].count > s.codes[503].count > 0
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    p50=st.sampled_from([5.0, 40.0, 250.0, 1200.0]),
+    spread=st.sampled_from([1.5, 3.0, 8.0]),
+)
+def test_latency_percentiles_follow_the_behaviour(p50: float, spread: float) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        sim = new_sim(Path(d))
+        canary(sim, 100)
+        set_behavior(sim, "svc", "v1.1.0", p50_ms=p50, p95_ms=p50 * spread)
+        lat = metrics.summarize(sim, KEY, T0, T0 + 600, now=NOW)["svc-00002"].latency
+        # Exponential buckets (x1.4) and in-bucket interpolation: within ~12%.
+        assert lat.percentile(95) == pytest.approx(p50 * spread, rel=0.12)
+        assert lat.percentile(50) == pytest.approx(p50, rel=0.12)
+        assert sum(lat.bucket_counts()) == lat.count
+
+
+def test_behaviour_is_read_at_query_time(sim: Sim) -> None:
+    canary(sim, 10)
+    good = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)["svc-00002"]
+    set_behavior(sim, "sv*", "v1.1.0", error_rate=0.5)  # a glob, set after the fact
+    set_behavior(sim, "svc", "v1.1.0", p95_ms=3000.0)
+    bad = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    assert bad["svc-00002"].requests == good.requests  # counts do not depend on behaviour
+    assert good.error_rate < 0.02
+    assert bad["svc-00002"].error_rate == pytest.approx(0.5, abs=0.07)
+    assert bad["svc-00002"].latency.percentile(95) > 2000
+    assert bad["svc-00001"].error_rate < 0.02  # the stable revision is untouched
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_repeated_reads_give_the_same_numbers(tmp_path: Path) -> None:
+    sim = new_sim(tmp_path)
+    canary(sim, 20)
+    set_behavior(sim, "svc", "v1.1.0", error_rate=0.1)
+    a = metrics.summarize(sim, KEY, T0, T0 + 120, now=NOW)
+    b = metrics.summarize(sim, KEY, T0, T0 + 120, now=NOW)
+    assert a == b
+    metrics._cache.clear()  # a restarted simulator on the same state gives the same numbers
+    reopened = new_sim(tmp_path)
+    assert metrics.summarize(reopened, KEY, T0, T0 + 120, now=NOW) == a
+    other = new_sim(tmp_path / "other", seed=1)
+    canary(other, 20)
+    set_behavior(other, "svc", "v1.1.0", error_rate=0.1)
+    assert metrics.summarize(other, KEY, T0, T0 + 120, now=NOW) != a
+
+
+def test_distribution_merge_and_percentile() -> None:
+    d = metrics.Dist()
+    for v in (0.5, 1.0, 10.0, 100.0, 1e12):
+        d.add_value(v)
+    assert d.count == 5
+    assert d.buckets[0] == 1 and d.buckets[metrics.OVERFLOW] == 1
+    lo, hi = metrics.bucket_bounds(metrics.bucket_index(10.0))
+    assert lo <= 10.0 < hi
+    m = metrics.Dist().merge(d).merge(d)
+    assert m.count == 10 and m.mean == pytest.approx(d.mean)
+    assert m.sum_of_squared_deviation == pytest.approx(2 * d.sum_of_squared_deviation)
+    assert m.percentile(100) == metrics.bucket_bounds(metrics.OVERFLOW)[0]
+    assert metrics.Dist().percentile(95) == 0.0
+
+
+@given(st.floats(min_value=1e-3, max_value=1e9))
+def test_bucket_index_brackets_the_value(value: float) -> None:
+    lo, hi = metrics.bucket_bounds(metrics.bucket_index(value))
+    assert lo <= value < hi
+
+
+# --------------------------------------------------------------------------- query engine
+
+
+def request(**kw: Any) -> Any:
+    return monitoring_v3.RequestPb(**kw)
+
+
+def query(sim: Sim, flt: str, start: float, end: float, **agg: Any) -> Any:
+    req = request(name="projects/proj", filter=flt)
+    req.interval.start_time.FromNanoseconds(int(start * 1e9))
+    req.interval.end_time.FromNanoseconds(int(end * 1e9))
+    for k, v in agg.items():
+        if k == "alignment_period":
+            req.aggregation.alignment_period.FromSeconds(v)
+        elif k == "group_by_fields":
+            req.aggregation.group_by_fields.extend(v)
+        else:
+            setattr(req.aggregation, k, v)
+    return monitoring_v3.list_time_series(sim, req)
+
+
+COUNT = 'metric.type = "run.googleapis.com/request_count"'
+LAT = 'metric.type="run.googleapis.com/request_latencies"'
+
+
+@pytest.fixture
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sim:
+    """A simulator whose clock reads NOW."""
+    monkeypatch.setattr("gcpsim.store.now", lambda: NOW)
+    sim = new_sim(tmp_path)
+    canary(sim, 10, at=NOW - 3600)
+    return sim
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        "",
+        "bad",
+        'metric.type = "x" OR metric.type = "y"',
+        'metric.type = "x" AND',
+        "metric.type = x",
+        'resource.labels.service_name = "svc"',  # no metric type
+        'metric.type = "x" AND foo.bar = "y"',
+    ],
+)
+def test_bad_filters_are_invalid_argument(flt: str) -> None:
+    with pytest.raises(ApiError) as e:
+        monitoring_v3.parse_filter(flt)
+    assert e.value.status == 400 and e.value.rpc_status == "INVALID_ARGUMENT"
+    assert "Field filter had an invalid value" in e.value.message
+
+
+def test_filter_grammar() -> None:
+    f = monitoring_v3.parse_filter(
+        'metric.type = "run.googleapis.com/request_count" AND resource.type="cloud_run_revision"'
+        ' AND resource.label.service_name = "a \\"b\\"" AND metric.labels.response_code != "200"'
+        ' and project = "p"'
+    )
+    assert f.metric_types() == ["run.googleapis.com/request_count"]
+    assert f.accepts("resource", {"service_name": 'a "b"', "project_id": "p"})
+    assert not f.accepts("resource", {"service_name": "a", "project_id": "p"})
+    assert f.accepts("metric", {"response_code": "503"})
+    assert not f.accepts("metric", {"response_code": "200"})
+
+
+def test_grouped_counts_match_the_model(live: Sim) -> None:
+    resp = query(live, f'{COUNT} AND resource.labels.service_name = "svc"', NOW - 300, NOW,
+                 alignment_period=60, per_series_aligner=1, cross_series_reducer=4,
+                 group_by_fields=["resource.labels.revision_name"])  # fmt: skip
+    assert resp.unit == "1"
+    by_rev = {ts.resource.labels["revision_name"]: ts for ts in resp.time_series}
+    assert set(by_rev) == {"svc-00001", "svc-00002"}
+    model = metrics.summarize(live, KEY, NOW - 300, NOW, now=NOW)
+    for rev, ts in by_rev.items():
+        assert dict(ts.resource.labels) == {"project_id": "proj", "revision_name": rev}
+        assert dict(ts.metric.labels) == {}
+        assert len(ts.points) == 5
+        ends = [p.interval.end_time.ToNanoseconds() for p in ts.points]
+        assert ends == sorted(ends, reverse=True)  # newest first
+        assert ends[0] == int(NOW * 1e9)
+        assert sum(p.value.int64_value for p in ts.points) == model[rev].requests
+
+
+def test_revision_filter_and_response_code_class(live: Sim) -> None:
+    flt = (f'{COUNT} AND resource.labels.revision_name = "svc-00002"'
+           ' AND metric.labels.response_code_class = "2xx"')  # fmt: skip
+    resp = query(live, flt, NOW - 120, NOW)
+    assert resp.time_series  # ALIGN_NONE: raw 1 s points, newest first
+    for ts in resp.time_series:
+        assert ts.resource.labels["revision_name"] == "svc-00002"
+        assert ts.metric.labels["response_code"] == "200"
+        assert set(ts.resource.labels) == set(monitoring_v3.RESOURCE_LABELS)
+        starts = [p.interval.start_time.seconds for p in ts.points]
+        assert starts == sorted(starts, reverse=True)
+
+
+def test_latency_percentile_and_distribution(live: Sim) -> None:
+    set_behavior(live, "svc", "v1.1.0", p50_ms=200.0, p95_ms=300.0)
+    flt = f'{LAT} AND resource.labels.revision_name = "svc-00002"'
+    p95 = query(live, flt, NOW - 600, NOW, alignment_period=600, per_series_aligner=1,
+                cross_series_reducer=10)  # fmt: skip
+    (ts,) = p95.time_series
+    assert ts.value_type == monitoring_v3.DOUBLE and ts.metric_kind == monitoring_v3.GAUGE
+    assert ts.points[0].value.double_value == pytest.approx(300, rel=0.1)
+    dist = query(live, flt, NOW - 600, NOW, alignment_period=600, per_series_aligner=1,
+                 cross_series_reducer=4)  # fmt: skip
+    (ts,) = dist.time_series
+    assert dist.unit == "ms" and ts.value_type == monitoring_v3.DISTRIBUTION
+    d = ts.points[0].value.distribution_value
+    assert sum(d.bucket_counts) == d.count > 2000
+    assert d.bucket_options.exponential_buckets.num_finite_buckets == 64
+
+
+def test_headers_view_paging_and_empty_results(live: Sim) -> None:
+    flt = f"{COUNT}"
+    full = query(live, flt, NOW - 60, NOW, alignment_period=60, per_series_aligner=1)
+    n = len(full.time_series)
+    assert n >= 4
+    req = request(name="projects/proj", filter=flt, page_size=3, view=1)
+    req.interval.end_time.FromNanoseconds(int(NOW * 1e9))
+    req.interval.start_time.FromNanoseconds(int((NOW - 60) * 1e9))
+    req.aggregation.alignment_period.FromSeconds(60)
+    req.aggregation.per_series_aligner = 1
+    seen = 0
+    while True:
+        page = monitoring_v3.list_time_series(live, req)
+        assert all(not ts.points for ts in page.time_series)
+        seen += len(page.time_series)
+        if not page.next_page_token:
+            break
+        req.page_token = page.next_page_token
+    assert seen == n
+    none = query(live, f'{COUNT} AND resource.labels.service_name = "nope"', NOW - 60, NOW)
+    assert not none.time_series
+
+
+@pytest.mark.parametrize(
+    ("agg", "status"),
+    [
+        ({"per_series_aligner": 1}, 400),  # aligner without a period
+        ({"alignment_period": 60, "cross_series_reducer": 4}, 400),  # reducer without aligner
+        ({"alignment_period": 60, "per_series_aligner": 19}, 400),  # percentile of an INT64
+        ({"alignment_period": 60, "per_series_aligner": 10}, 400),  # ALIGN_MIN: unsupported
+    ],
+)
+def test_invalid_aggregations(live: Sim, agg: dict[str, Any], status: int) -> None:
+    with pytest.raises(ApiError) as e:
+        query(live, COUNT, NOW - 60, NOW, **agg)
+    assert e.value.status == status
+
+
+def test_unknown_metric_type_is_not_found(live: Sim) -> None:
+    with pytest.raises(ApiError) as e:
+        query(live, 'metric.type = "run.googleapis.com/nope"', NOW - 60, NOW)
+    assert e.value.status == 404
