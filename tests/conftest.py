@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +110,7 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def client(temporal_address: str):  # type: ignore[no-untyped-def]
+async def client(temporal_address: str) -> Client:
     from stagecoach.temporal import TemporalSettings, connect
 
     return await connect(TemporalSettings(address=temporal_address))

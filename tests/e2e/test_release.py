@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -113,7 +113,9 @@ async def start(client: Client, task_queue: str, inp: ReleaseInput) -> WorkflowH
     )
 
 
-async def wait_for(handle: WorkflowHandle, check, timeout: float = 60) -> ReleaseStatus:  # type: ignore[no-untyped-def]
+async def wait_for(
+    handle: WorkflowHandle, check: Callable[[ReleaseStatus], bool], timeout: float = 60
+) -> ReleaseStatus:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -164,7 +166,8 @@ async def test_bad_canary_is_rolled_back_to_the_exact_previous_split(
     assert result.outcome == Outcome.ROLLED_BACK
     svc = result.services[0]
     fail = [r for r in svc.readings if r.verdict == "fail"]
-    assert fail and fail[0].weight == 10 and fail[0].canary_error_rate > 0.05
+    assert fail and fail[0].weight == 10
+    assert fail[0].canary_error_rate is not None and fail[0].canary_error_rate > 0.05
     assert "error rate" in result.error
     assert live_traffic(gcpsim, "legal-forms-staging", "node-server-staging") == before
     assert canary_history(
