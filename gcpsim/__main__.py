@@ -1,0 +1,582 @@
+"""`python -m gcpsim`: serve the simulator, or talk to a running one.
+
+    python -m gcpsim [--port 8780] [--grpc-port 8781] --state-dir DIR [--reset] [--seed deploy.yaml]
+    python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900] [--broken] ...
+    python -m gcpsim behavior --clear
+    python -m gcpsim fault METHOD --status 503 [--rate 0.2] [--times 2] [--op-error] ...
+    python -m gcpsim fault --clear
+    python -m gcpsim show [--json]
+
+Serving imports the web stack lazily, so the client commands start fast. Exit codes: 0 ok,
+1 failure, 2 bad arguments, 3 the simulator is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8780
+DEFAULT_GRPC_PORT = 8781
+DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
+PORTS_FILE = "ports.json"
+CLIENT_COMMANDS = ("behavior", "fault", "show")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _env_int(parser: argparse.ArgumentParser, name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        parser.error(f"environment variable {name}={raw!r} is not a port number")
+    raise AssertionError  # unreachable: parser.error exits
+
+
+def _default_state_dir() -> str:
+    return os.environ.get("GCPSIM_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gcpsim",
+        description="Local simulator of the Cloud Run Admin v2, Cloud SQL Admin v1 and Cloud "
+        "Monitoring v3 APIs. Client commands: behavior, fault, show (see "
+        "`python -m gcpsim show --help`).",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to bind (default %(default)s)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"REST port; 0 picks a free one (default $GCPSIM_PORT or {DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help=f"Monitoring gRPC port; 0 picks a free one "
+        f"(default $GCPSIM_GRPC_PORT or {DEFAULT_GRPC_PORT})",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help=f"where state.json and ports.json live "
+        f"(default $GCPSIM_STATE_DIR or {DEFAULT_STATE_DIR})",
+    )
+    p.add_argument("--reset", action="store_true", help="start from an empty state")
+    p.add_argument(
+        "--seed",
+        metavar="FILE",
+        default=None,
+        help="seed an empty state from this release config (deploy.yaml)",
+    )
+    p.add_argument(
+        "--run-op-seconds",
+        type=float,
+        default=0.3,
+        help="seconds a Cloud Run operation takes (default %(default)s)",
+    )
+    p.add_argument(
+        "--sql-op-seconds",
+        type=float,
+        default=1.0,
+        help="seconds a Cloud SQL operation takes (default %(default)s)",
+    )
+    p.add_argument(
+        "--request-rate",
+        type=float,
+        default=50.0,
+        help="synthetic requests per second per service (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed-value",
+        type=int,
+        default=0,
+        help="seed of the simulator's randomness (default %(default)s)",
+    )
+    return p  # fmt: skip
+
+
+def _optional(module: str) -> Any:
+    """A sibling API module, or None while it does not exist yet."""
+    try:
+        return importlib.import_module(f"gcpsim.{module}")
+    except ModuleNotFoundError as err:
+        if err.name != f"gcpsim.{module}":
+            raise
+        return None
+
+
+def _build_app(sim: Any) -> Any:
+    try:
+        from gcpsim.app import create_app
+    except ImportError as err:
+        if not (err.name or "").startswith("gcpsim"):
+            raise
+        print(f"gcpsim: warning: {err}; serving what exists", file=sys.stderr)
+    else:
+        return create_app(sim)
+    # Fallback while a sibling module has not landed: the same app, minus what is missing.
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from gcpsim import control, run_v2
+    from gcpsim.errors import ApiError
+
+    app = FastAPI(title="gcpsim", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.body())
+
+    app.include_router(control.router(sim))
+    app.include_router(run_v2.router(sim))
+    for name in ("sqladmin_v1", "health"):
+        mod = _optional(name)
+        if mod is not None and hasattr(mod, "router"):
+            app.include_router(mod.router(sim))
+    app.state.sim = sim
+    return app
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
+    # TCP, and without it keep-alive responses stall ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise CliError(
+            f"cannot listen on {host}:{port} ({err.strerror}); stop the other process using it "
+            "or pass --port 0 for a free port"
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+def _write_ports(state_dir: Path, port: int, grpc_port: int) -> None:
+    path = state_dir / PORTS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"port": port, "grpc_port": grpc_port, "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def _remove_ports(state_dir: Path) -> None:
+    path = state_dir / PORTS_FILE
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+class _Stop(Exception):
+    pass
+
+
+def serve(argv: list[str]) -> int:
+    parser = _serve_parser()
+    args = parser.parse_args(argv)
+    if not _is_loopback(args.host):
+        parser.error(f"--host {args.host} is not a loopback address; gcpsim only binds 127.0.0.1")
+    port = args.port if args.port is not None else _env_int(parser, "GCPSIM_PORT", DEFAULT_PORT)
+    grpc_port = (
+        args.grpc_port
+        if args.grpc_port is not None
+        else _env_int(parser, "GCPSIM_GRPC_PORT", DEFAULT_GRPC_PORT)
+    )
+    if args.run_op_seconds < 0 or args.sql_op_seconds < 0 or args.request_rate < 0:
+        parser.error("--run-op-seconds, --sql-op-seconds and --request-rate must not be negative")
+    state_dir = Path(args.state_dir or _default_state_dir())
+    if args.seed and not Path(args.seed).is_file():
+        parser.error(f"--seed {args.seed}: no such file")
+
+    # Until uvicorn takes over the signals, SIGTERM/SIGINT abort the start-up (cleanly).
+    phase = {"serving": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not phase["serving"]:
+            raise _Stop(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    from gcpsim.seed import is_empty, seed_from_config
+    from gcpsim.sim import Settings, Sim
+    from gcpsim.store import STATE_FILE
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fresh = args.reset or not (state_dir / STATE_FILE).exists()
+    sock = _bind(args.host, port)
+    settings = Settings(
+        host=args.host,
+        port=sock.getsockname()[1],
+        grpc_port=grpc_port,
+        run_op_seconds=args.run_op_seconds,
+        sql_op_seconds=args.sql_op_seconds,
+        request_rate=args.request_rate,
+        seed=args.seed_value,
+    )
+    sim = Sim.open(state_dir, settings, reset=args.reset)
+    sqladmin = _optional("sqladmin_v1")
+    monitoring = _optional("monitoring_v3")
+    grpc_server: Any = None
+    sql_started = False
+    try:
+        # Postgres first: it forks, which gRPC's threads (started below) do not like.
+        if sqladmin is not None and hasattr(sqladmin, "start"):
+            sql_started = True
+            try:
+                sqladmin.start(sim)
+            except Exception as err:
+                raise CliError(f"Cloud SQL (embedded Postgres) did not start: {err}") from err
+        if args.seed and (fresh or is_empty(sim)):
+            from stagecoach.config import ConfigError
+
+            try:
+                seed_from_config(sim, args.seed)
+            except ConfigError as err:
+                raise CliError(f"--seed: {err}", EXIT_USAGE) from None
+        if monitoring is not None and hasattr(monitoring, "serve"):
+            try:
+                grpc_server, settings.grpc_port = monitoring.serve(sim, grpc_port)
+            except RuntimeError as err:
+                raise CliError(f"{err}; pass --grpc-port 0 for a free port") from None
+        return _run_http(sim, sock, state_dir, phase)
+    except _Stop:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _remove_ports(state_dir)
+        if grpc_server is not None:
+            grpc_server.stop(grace=1).wait(5)
+        if sql_started and hasattr(sqladmin, "stop"):
+            try:
+                sqladmin.stop(sim)
+            except Exception as err:
+                print(f"gcpsim: stopping Cloud SQL failed: {err}", file=sys.stderr)
+        sock.close()
+
+
+def _run_http(sim: Any, sock: socket.socket, state_dir: Path, phase: dict[str, bool]) -> int:
+    import uvicorn
+
+    app = _build_app(sim)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    settings = sim.settings
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.005)
+        _write_ports(state_dir, settings.port, settings.grpc_port)
+        print(
+            f"gcpsim listening: REST http://{settings.host}:{settings.port}  "
+            f"gRPC {settings.host}:{settings.grpc_port}  state {state_dir}  pid {os.getpid()}",
+            flush=True,
+        )
+
+    threading.Thread(target=announce, name="gcpsim-announce", daemon=True).start()
+    # uvicorn captures SIGTERM/SIGINT while it serves and re-raises them afterwards; from here
+    # on our handler only has to swallow that re-raise so the cleanup in serve() runs.
+    phase["serving"] = True
+    server.run(sockets=[sock])
+    return 0
+
+
+# --------------------------------------------------------------------------- client
+
+
+def _client_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--host", default="127.0.0.1", help="simulator address")
+    common.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="simulator REST port (default $GCPSIM_PORT, else the state dir's "
+        f"{PORTS_FILE}, else {DEFAULT_PORT})",
+    )
+    common.add_argument(
+        "--state-dir",
+        default=None,
+        help=f"state dir holding {PORTS_FILE} (default $GCPSIM_STATE_DIR or {DEFAULT_STATE_DIR})",
+    )
+
+    p = argparse.ArgumentParser(prog="python -m gcpsim", description="Control a running gcpsim.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser(
+        "behavior",
+        parents=[common],
+        help="set how revisions of a service at an image version behave",
+    )
+    b.add_argument("service", nargs="?", help="Cloud Run service name or glob (node-server-*)")
+    b.add_argument("version", nargs="?", help="image version (tag), e.g. v1.2.0, or *")
+    b.add_argument("--error-rate", type=float, help="fraction of requests that fail (0..1)")
+    b.add_argument("--p50-ms", type=float, help="median latency in ms")
+    b.add_argument("--p95-ms", type=float, help="95th percentile latency in ms")
+    b.add_argument(
+        "--smoke-fail",
+        action="store_true",
+        default=None,
+        help="service/tag URL health checks answer 503",
+    )
+    b.add_argument(
+        "--broken",
+        action="store_true",
+        default=None,
+        help="revisions never become ready (the deploy operation fails)",
+    )
+    b.add_argument("--clear", action="store_true", help="remove every behaviour")
+
+    f = sub.add_parser("fault", parents=[common], help="inject a fault into an API method")
+    f.add_argument(
+        "method",
+        nargs="?",
+        help="method such as run.services.get, sql.backupRuns.insert, or * for all",
+    )
+    f.add_argument("--status", type=int, help="HTTP status to answer with (429, 500, 503, ...)")
+    f.add_argument("--rate", type=float, help="probability a call is hit (0..1, default 1)")
+    f.add_argument("--latency-ms", type=int, help="added latency in ms")
+    f.add_argument("--times", type=int, help="fire this many times, then expire")
+    f.add_argument(
+        "--op-error",
+        action="store_true",
+        help="the call succeeds but its long-running operation ends in error",
+    )
+    f.add_argument("--message", help="error message")
+    f.add_argument("--clear", action="store_true", help="remove every fault (or --id ID)")
+    f.add_argument("--id", dest="rule_id", help="with --clear: remove only this fault")
+
+    s = sub.add_parser("show", parents=[common], help="print services, traffic, behaviours, faults")
+    s.add_argument("--json", action="store_true", help="print the raw state as JSON")
+    return p  # fmt: skip
+
+
+def _resolve_port(args: argparse.Namespace) -> tuple[int, str]:
+    if args.port is not None:
+        return args.port, "--port"
+    env = os.environ.get("GCPSIM_PORT")
+    if env:
+        try:
+            return int(env), "GCPSIM_PORT"
+        except ValueError:
+            raise CliError(f"GCPSIM_PORT={env!r} is not a port number", EXIT_USAGE) from None
+    ports = Path(args.state_dir or _default_state_dir()) / PORTS_FILE
+    try:
+        return int(json.loads(ports.read_text())["port"]), str(ports)
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_PORT, "the default port"
+
+
+class _Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.host = args.host
+        self.port, self.source = _resolve_port(args)
+        self.base = f"http://{self.host}:{self.port}"
+        self.state_dir = args.state_dir or _default_state_dir()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"} if data is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", err.reason)
+            except (ValueError, AttributeError):
+                message = err.reason
+            if not isinstance(message, str):
+                message = json.dumps(message)
+            raise CliError(message, EXIT_USAGE if 400 <= err.code < 500 else EXIT_FAILED) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+            reason = getattr(err, "reason", err)
+            raise CliError(
+                f"gcpsim is not running at {self.base} (port from {self.source}: {reason}); "
+                f"start it with `python -m gcpsim --state-dir {self.state_dir}` or set "
+                "GCPSIM_PORT to a running simulator's port",
+                EXIT_NOT_RUNNING,
+            ) from None
+
+
+def _pct(v: Any) -> str:
+    return f"{int(v or 0):>3}%"
+
+
+def _print_state(state: dict[str, Any]) -> None:
+    services = state.get("services", [])
+    print(f"Cloud Run services ({len(services)})")
+    for s in services:
+        flags = []
+        if s.get("reconciling"):
+            flags.append("reconciling")
+        if s.get("drained"):
+            flags.append("drained")
+        flag = f" [{', '.join(flags)}]" if flags else ""
+        print(f"  {s['project']}/{s['location']}/{s['service']}  gen {s['generation']}  "
+              f"Ready={s.get('ready')}{flag}")  # fmt: skip
+        if s.get("message"):
+            print(f"    message: {s['message']}")
+        images = {r["name"]: r["image"] for r in s.get("revisions", [])}
+        serving = s.get("trafficStatuses") or []
+        if not serving:
+            print("    serving: nothing")
+        for t in serving:
+            rev = t.get("revision", "?")
+            tag = f"  tag {t['tag']} -> {t.get('uri', '')}" if t.get("tag") else ""
+            version = images.get(rev, "").rsplit(":", 1)[-1]
+            print(f"    serving {_pct(t.get('percent'))} {rev} ({version}){tag}")
+        for r in s.get("revisions", []):
+            beh = r.get("behavior") or {}
+            note = []
+            if beh.get("broken"):
+                note.append("broken")
+            if beh.get("smoke_fail"):
+                note.append("smoke_fail")
+            note.append(f"err {beh.get('error_rate', 0):g} p95 {beh.get('p95_ms', 0):g}ms")
+            print(f"      {r['name']:<34} {r['state']:<8} {r['image'].rsplit('/', 1)[-1]:<28} "
+                  f"{', '.join(note)}")  # fmt: skip
+    behaviors = state.get("behaviors", [])
+    print(f"Behaviours ({len(behaviors)})")
+    for b in behaviors:
+        values = " ".join(f"{k}={v}" for k, v in b.items() if k not in ("service", "version"))
+        print(f"  {b['service']} {b['version']}: {values or '(defaults)'}")
+    faults = state.get("faults", [])
+    print(f"Faults ({len(faults)})")
+    for f in faults:
+        what = "op_error" if f.get("op_error") else f"status {f.get('status')}"
+        extra = []
+        if f.get("rate", 1) != 1:
+            extra.append(f"rate {f['rate']:g}")
+        if f.get("latency_ms"):
+            extra.append(f"+{f['latency_ms']}ms")
+        if f.get("times") is not None:
+            extra.append(f"{f['times']} left")
+        if f.get("message"):
+            extra.append(repr(f["message"]))
+        print(f"  {f['id']}  {f['method']}  {what}  {' '.join(extra)}".rstrip())
+
+
+def client(argv: list[str]) -> int:
+    parser = _client_parser()
+    args = parser.parse_args(argv)
+    if args.command == "behavior" and not args.clear and not (args.service and args.version):
+        parser.error("behavior needs SERVICE and VERSION (or --clear)")
+    if args.command == "fault" and not args.clear:
+        if not args.method:
+            parser.error("fault needs METHOD (or --clear)")
+        if args.status is None and not args.op_error and not args.latency_ms:
+            parser.error("fault needs --status, --op-error or --latency-ms")
+    try:
+        c = _Client(args)
+        if args.command == "behavior":
+            if args.clear:
+                c.call("DELETE", "/_sim/behaviors")
+                print("cleared all behaviours")
+                return 0
+            body = {
+                "service": args.service,
+                "version": args.version,
+                "error_rate": args.error_rate,
+                "p50_ms": args.p50_ms,
+                "p95_ms": args.p95_ms,
+                "smoke_fail": args.smoke_fail,
+                "broken": args.broken,
+            }
+            rule = c.call(
+                "POST", "/_sim/behaviors", {k: v for k, v in body.items() if v is not None}
+            )
+            print(f"behaviour set: {json.dumps(rule)}")
+        elif args.command == "fault":
+            if args.clear:
+                path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"
+                n = c.call("DELETE", path).get("cleared", 0)
+                print(f"cleared {n} fault(s)")
+                return 0
+            body = {
+                "method": args.method,
+                "status": args.status,
+                "rate": args.rate,
+                "latency_ms": args.latency_ms,
+                "times": args.times,
+                "op_error": args.op_error or None,
+                "message": args.message,
+            }
+            rule = c.call("POST", "/_sim/faults", {k: v for k, v in body.items() if v is not None})
+            print(f"fault {rule['id']} added: {json.dumps(rule)}")
+        else:
+            state = c.call("GET", "/_sim/state")
+            if args.json:
+                print(json.dumps(state, indent=2))
+            else:
+                _print_state(state)
+    except CliError as err:
+        print(f"gcpsim: {err}", file=sys.stderr)
+        return err.code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CLIENT_COMMANDS:
+        return client(argv)
+    try:
+        return serve(argv)
+    except CliError as err:
+        print(f"gcpsim: {err}", file=sys.stderr)
+        return err.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

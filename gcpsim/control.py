@@ -1,0 +1,154 @@
+"""The `/_sim/...` control surface: state, behaviours and faults, as plain JSON.
+
+Used by `python -m gcpsim behavior|fault|show` and by tests; not part of any Google API.
+Errors answer `{"error": "<message>"}` with status 400 or 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+
+from gcpsim import behavior, run_v2
+from gcpsim.sim import Sim
+
+FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "message"}
+BEHAVIOR_KEYS = {"service", "version", *behavior.DEFAULT}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def _number(body: dict[str, Any], key: str, lo: float, hi: float | None = None) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo:g} and {hi:g}" if hi is not None else f"at least {lo:g}"
+        raise ValueError(f"{key} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def state(sim: Sim) -> dict[str, Any]:
+    """Everything the simulator holds, for `show` and for debugging."""
+    with sim.store.lock:
+        sql = sim.store.section("sql")
+        sql_copy = dict(sql)
+    return {
+        "settings": {
+            "host": sim.settings.host,
+            "port": sim.settings.port,
+            "grpc_port": sim.settings.grpc_port,
+            "run_op_seconds": sim.settings.run_op_seconds,
+            "sql_op_seconds": sim.settings.sql_op_seconds,
+            "request_rate": sim.settings.request_rate,
+            "seed": sim.settings.seed,
+            "state_dir": str(sim.store.dir),
+        },
+        "services": run_v2.summary(sim),
+        "behaviors": behavior.behaviors(sim),
+        "faults": sim.faults.rules(),
+        "sql": sql_copy,
+    }
+
+
+def router(sim: Sim) -> APIRouter:
+    r = APIRouter(prefix="/_sim")
+
+    @r.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @r.get("/state")
+    def get_state() -> JSONResponse:
+        return JSONResponse(state(sim))
+
+    @r.get("/behaviors")
+    def list_behaviors() -> JSONResponse:
+        return JSONResponse({"behaviors": behavior.behaviors(sim)})
+
+    @r.post("/behaviors")
+    def set_behavior(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - BEHAVIOR_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(BEHAVIOR_KEYS)}")
+        service, version = body.get("service"), body.get("version")
+        if not isinstance(service, str) or not service:
+            return _error(400, "service is required (a Cloud Run service name or glob)")
+        if not isinstance(version, str) or not version:
+            return _error(400, "version is required (an image tag such as v1.2.0, or *)")
+        values: dict[str, Any] = {}
+        try:
+            for key, lo, hi in (("error_rate", 0, 1), ("p50_ms", 0, None), ("p95_ms", 0, None)):
+                v = _number(body, key, lo, hi)
+                if v is not None:
+                    values[key] = v
+        except ValueError as err:
+            return _error(400, str(err))
+        for key in ("smoke_fail", "broken"):
+            if body.get(key) is not None:
+                if not isinstance(body[key], bool):
+                    return _error(400, f"{key} must be true or false")
+                values[key] = body[key]
+        rule = behavior.set_behavior(sim, service, version, **values)
+        return JSONResponse(rule)
+
+    @r.delete("/behaviors")
+    def clear_behaviors() -> JSONResponse:
+        behavior.clear_behaviors(sim)
+        return JSONResponse({"cleared": True})
+
+    @r.get("/faults")
+    def list_faults() -> JSONResponse:
+        return JSONResponse({"faults": sim.faults.rules()})
+
+    @r.post("/faults")
+    def add_fault(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - FAULT_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(FAULT_KEYS)}")
+        method = body.get("method")
+        if not isinstance(method, str) or not method:
+            return _error(400, "method is required, e.g. run.services.get or *")
+        try:
+            status = _number(body, "status", 400, 599)
+            rate = _number(body, "rate", 0, 1)
+            latency = _number(body, "latency_ms", 0)
+            times = _number(body, "times", 1)
+        except ValueError as err:
+            return _error(400, str(err))
+        op_error = body.get("op_error", False)
+        if not isinstance(op_error, bool):
+            return _error(400, "op_error must be true or false")
+        if status is None and not op_error and not latency:
+            return _error(400, "a fault needs a status, op_error or latency_ms")
+        message = body.get("message")
+        if message is not None and not isinstance(message, str):
+            return _error(400, "message must be a string")
+        rule = sim.faults.add(
+            method,
+            status=int(status) if status is not None else None,
+            rate=rate if rate is not None else 1.0,
+            latency_ms=int(latency or 0),
+            times=int(times) if times is not None else None,
+            op_error=op_error,
+            message=message,
+        )
+        return JSONResponse(rule)
+
+    @r.delete("/faults")
+    def clear_faults() -> JSONResponse:
+        return JSONResponse({"cleared": sim.faults.clear()})
+
+    @r.delete("/faults/{rule_id}")
+    def clear_fault(rule_id: str) -> JSONResponse:
+        if not any(rule["id"] == rule_id for rule in sim.faults.rules()):
+            return _error(404, f"no fault with id {rule_id!r}")
+        return JSONResponse({"cleared": sim.faults.clear(rule_id)})
+
+    return r

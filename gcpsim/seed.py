@@ -1,0 +1,74 @@
+"""Seed an empty simulator from the release config (`python -m gcpsim --seed deploy.yaml`).
+
+For every environment: each config service becomes the Cloud Run service `<name>-<env>` in the
+environment's project and region, running image version SEED_VERSION with one ready revision
+serving 100%, sized like the environment (or the service override); and, when the Cloud SQL
+module offers `seed_instance`, the environment's database instance with the validation tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from gcpsim import run_v2
+from gcpsim.sim import Sim
+
+SEED_VERSION = "v1.1.0"
+
+
+def is_empty(sim: Sim) -> bool:
+    """No Cloud Run service yet (a fresh or reset state)."""
+    with sim.store.lock:
+        return not sim.store.section("run").get("services")
+
+
+def _sqladmin() -> Any:
+    try:
+        return importlib.import_module("gcpsim.sqladmin_v1")
+    except ImportError:
+        return None
+
+
+def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
+    """Create the config's services (and databases); returns what was created, for the log."""
+    from stagecoach.config import load_config, run_service_name
+
+    cfg = load_config(path)
+    sqladmin = _sqladmin()
+    seed_instance = getattr(sqladmin, "seed_instance", None) if sqladmin else None
+    created: list[str] = []
+    for env_name, env in cfg.environments.items():
+        for svc in cfg.services:
+            sizing = cfg.sizing_for(env_name, svc.name)
+            name = run_service_name(svc.name, env_name)
+            run_v2.seed_service(
+                sim,
+                env.project,
+                env.region,
+                name,
+                svc.image_for(env.project, SEED_VERSION),
+                min_instances=sizing.min_instances,
+                max_instances=sizing.max_instances,
+                memory=sizing.memory,
+                cpu=sizing.cpu,
+                ingress=svc.ingress,
+                env=dict(svc.env),
+                secrets=dict(svc.secrets),
+                vpc_connector=svc.vpc_connector,
+            )
+            created.append(f"run {env.project}/{env.region}/{name}")
+        if env.database is not None and seed_instance is not None:
+            seed_instance(
+                sim,
+                env.project,
+                env.region,
+                env.database.instance,
+                env.database.tier,
+                env.database.availability,
+                cfg.database.name,
+                list(cfg.database.validation.tables),
+            )
+            created.append(f"sql {env.project}/{env.database.instance}")
+    return created

@@ -1,0 +1,171 @@
+"""`python -m gcpsim behavior|fault|show` against a running simulator, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2
+
+from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
+
+PARENT = "projects/gcpsim-cli/locations/us-central1"
+IMAGE = "us-docker.pkg.dev/gcpsim-cli/app/cli-svc:v1.1.0"
+
+
+@pytest.fixture(scope="module")
+def private_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
+    """A simulator of its own (these tests clear every behaviour and fault), with one service."""
+    state = tmp_path_factory.mktemp("gcpsim-cli") / "state"
+    state.mkdir()
+    sim = start_gcpsim(state, "--reset", "--run-op-seconds", "0")
+    try:
+        opts = ClientOptions(api_endpoint=sim.url)
+        services = run_v2.ServicesClient(
+            credentials=AnonymousCredentials(), transport="rest", client_options=opts
+        )
+        svc = run_v2.Service(
+            template=run_v2.RevisionTemplate(containers=[run_v2.Container(image=IMAGE)])
+        )
+        services.create_service(parent=PARENT, service=svc, service_id="cli-svc").result(30)
+        yield sim
+    finally:
+        stop_gcpsim(sim)
+
+
+def _gcpsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gcpsim", *args],
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_show_json_lists_seeded_services(gcpsim: GcpsimProcess) -> None:
+    out = gcpsim.cli("show", "--json")
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout)
+    names = {s["service"] for s in state["services"]}
+    assert {"node-server-dev", "python-pipeline-prod"} <= names
+    dev = next(s for s in state["services"] if s["service"] == "node-server-dev")
+    assert dev["project"] == "legal-forms-dev"
+    assert dev["serving"][0]["image"].endswith("node-server:v1.1.0")
+    assert dev["revisions"][-1]["image"].endswith("node-server:v1.1.0")
+    assert state["settings"]["port"] == gcpsim.port
+
+
+def test_show_table(gcpsim: GcpsimProcess) -> None:
+    out = gcpsim.cli("show")
+    assert out.returncode == 0, out.stderr
+    assert "node-server-dev" in out.stdout and "%" in out.stdout
+    assert "Behaviours" in out.stdout and "Faults" in out.stdout
+
+
+def test_behavior_round_trip(private_sim: GcpsimProcess) -> None:
+    out = private_sim.cli(
+        "behavior", "node-server-*", "v1.2.0", "--error-rate", "0.08", "--p95-ms", "900"
+    )
+    assert out.returncode == 0, out.stderr
+    private_sim.cli("behavior", "cli-*", "v1.1.0", "--broken", "--smoke-fail")
+    state = json.loads(private_sim.cli("show", "--json").stdout)
+    rules = {(b["service"], b["version"]): b for b in state["behaviors"]}
+    assert rules[("node-server-*", "v1.2.0")]["error_rate"] == 0.08
+    assert rules[("node-server-*", "v1.2.0")]["p95_ms"] == 900
+    assert rules[("cli-*", "v1.1.0")]["broken"] is True
+    svc = next(s for s in state["services"] if s["service"] == "cli-svc")
+    assert svc["revisions"][0]["behavior"]["smoke_fail"] is True
+    assert "broken" in private_sim.cli("show").stdout
+    cleared = private_sim.cli("behavior", "--clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(private_sim.cli("show", "--json").stdout)["behaviors"] == []
+
+
+def test_behavior_bad_values(private_sim: GcpsimProcess) -> None:
+    out = private_sim.cli("behavior", "svc", "v1.0.0", "--error-rate", "2")
+    assert out.returncode == 2
+    assert "error_rate" in out.stderr
+    assert private_sim.cli("behavior").returncode == 2
+    assert private_sim.cli("behavior", "svc", "v1", "--error-rate", "lots").returncode == 2
+
+
+def test_fault_round_trip(private_sim: GcpsimProcess) -> None:
+    message = f"nope-{uuid.uuid4().hex[:4]}"
+    out = private_sim.cli(
+        "fault", "sql.instances.get", "--status", "503", "--rate", "0.5", "--latency-ms", "20",
+        "--times", "3", "--message", message,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rule_id = out.stdout.split()[1]
+    op = private_sim.cli("fault", "run.services.patch", "--op-error")
+    assert op.returncode == 0, op.stderr
+    faults = {f["id"]: f for f in json.loads(private_sim.cli("show", "--json").stdout)["faults"]}
+    rule = faults[rule_id]
+    assert (rule["method"], rule["status"], rule["rate"], rule["latency_ms"], rule["times"]) == (
+        "sql.instances.get", 503, 0.5, 20, 3,
+    )  # fmt: skip
+    assert rule["message"] == message
+    assert any(f["op_error"] for f in faults.values())
+    assert message in private_sim.cli("show").stdout
+    one = private_sim.cli("fault", "--clear", "--id", rule_id)
+    assert one.returncode == 0 and "cleared 1" in one.stdout
+    assert private_sim.cli("fault", "--clear", "--id", "nosuchid").returncode == 2
+    assert private_sim.cli("fault", "--clear").returncode == 0
+    assert json.loads(private_sim.cli("show", "--json").stdout)["faults"] == []
+
+
+def test_fault_bad_args(private_sim: GcpsimProcess) -> None:
+    assert private_sim.cli("fault", "run.services.get").returncode == 2  # no effect given
+    assert private_sim.cli("fault").returncode == 2
+    out = private_sim.cli("fault", "run.services.get", "--status", "503", "--rate", "7")
+    assert out.returncode == 2 and "rate" in out.stderr
+
+
+def test_port_from_state_dir(private_sim: GcpsimProcess) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GCPSIM_PORT"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "gcpsim",
+        "show",
+        "--json",
+        "--state-dir",
+        str(private_sim.state_dir),
+    ]
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["settings"]["port"] == private_sim.port
+
+
+def test_not_running_exit_code(tmp_path: Path) -> None:
+    port = _free_port()
+    out = _gcpsim("show", env={"GCPSIM_PORT": str(port)})
+    assert out.returncode == 3
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "not running" in lines[0] and "python -m gcpsim" in lines[0]
+    out = _gcpsim("behavior", "svc", "v1.0.0", "--broken", env={"GCPSIM_PORT": str(port)})
+    assert out.returncode == 3
+
+
+def test_serve_refuses_non_loopback_host(tmp_path: Path) -> None:
+    out = _gcpsim("--host", "0.0.0.0", "--state-dir", str(tmp_path / "s"), "--port", "0")
+    assert out.returncode == 2
+    assert "loopback" in out.stderr
