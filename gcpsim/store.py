@@ -46,6 +46,7 @@ class Store:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / STATE_FILE
         self.lock = threading.RLock()
+        self._depth = 0  # nested mutate() calls save once, at the outermost exit
         self.data: dict[str, Any] = {"run": {}, "sql": {}, "sim": {}}
         if reset and self.path.exists():
             self.path.unlink()
@@ -59,8 +60,13 @@ class Store:
     def mutate(self) -> Iterator[dict[str, Any]]:
         """Hold the lock for a read-modify-write and persist the result."""
         with self.lock:
-            yield self.data
-            self.save()
+            self._depth += 1
+            try:
+                yield self.data
+            finally:
+                self._depth -= 1
+            if self._depth == 0:
+                self.save()
 
     def save(self) -> None:
         with self.lock:
