@@ -1,0 +1,283 @@
+"""What the CLI shows: rich views of a release, JSON output, and the small tables.
+
+Pure functions from models to rich renderables or strings (no I/O, no Temporal)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from stagecoach.models import (
+    Outcome,
+    Phase,
+    Reading,
+    ReleaseStatus,
+    RollbackResult,
+    ServiceStatus,
+    TrafficTarget,
+)
+from stagecoach.splits import describe
+
+OUTCOME_STYLE = {
+    Outcome.RUNNING: "cyan",
+    Outcome.PROMOTED: "green",
+    Outcome.ROLLED_BACK: "yellow",
+    Outcome.ABORTED: "yellow",
+    Outcome.FAILED: "red",
+}
+STATE_STYLE = {
+    "pending": "dim",
+    "created": "cyan",
+    "smoke_tested": "cyan",
+    "shifting": "bold cyan",
+    "promoted": "green",
+    "rolled_back": "yellow",
+    "failed": "red",
+}
+VERDICT_STYLE = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+EVENTS_SHOWN = 8
+
+
+def workflow_link(ui: str, namespace: str, workflow_id: str) -> str:
+    return f"{ui}/namespaces/{namespace}/workflows/{workflow_id}"
+
+
+def approve_command(env: str) -> str:
+    return f"python starter.py approve {env} --by NAME"
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> dict[str, Any]:
+    """The `status --json` / `deploy --json` shape: ReleaseStatus plus where to see it."""
+    out: dict[str, Any] = st.model_dump(mode="json")
+    if workflow_id:
+        out["workflow_id"] = workflow_id
+    if web_ui:
+        out["web_ui"] = web_ui
+    return out
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+# ----------------------------------------------------------------------------- readings
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.2f}%"
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x / 1000:.2f} s" if x >= 1000 else f"{x:.0f} ms"
+
+
+def reading_line(r: Reading) -> str:
+    line = (
+        f"{r.weight}%: canary {r.canary_requests} req, {_pct(r.canary_error_rate)} err, "
+        f"p95 {_ms(r.canary_p95_ms)}"
+    )
+    if r.stable_requests:
+        line += (
+            f" | stable {r.stable_requests} req, {_pct(r.stable_error_rate)} err, "
+            f"p95 {_ms(r.stable_p95_ms)}"
+        )
+    return f"{line} -> {r.verdict.value}"
+
+
+def _reading_text(svc: ServiceStatus) -> Text:
+    if not svc.readings:
+        return Text("-", style="dim")
+    r = svc.readings[-1]
+    t = Text(reading_line(r).rsplit(" -> ", 1)[0] + " -> ")
+    t.append(r.verdict.value, style=VERDICT_STYLE.get(r.verdict.value, ""))
+    if r.reasons and r.verdict.value != "pass":
+        t.append(f" ({'; '.join(r.reasons)})", style="dim")
+    return t
+
+
+def _time(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+
+
+# ----------------------------------------------------------------------------- release view
+
+
+@dataclass
+class ViewContext:
+    env: str
+    workflow_id: str
+    link: str
+    approvers: list[str]
+    note: str = ""
+    show_events: bool = True
+
+
+def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
+    head = Text()
+    head.append(f"Release {st.version}", style="bold")
+    head.append(f" of {st.app} to {st.env}   phase ")
+    head.append(st.phase.value, style="bold")
+    head.append("   outcome ")
+    head.append(st.outcome.value, style=f"bold {OUTCOME_STYLE.get(st.outcome, '')}")
+    parts: list[RenderableType] = [head]
+    if st.progress:
+        parts.append(Text(st.progress, style="italic"))
+    if st.backup_id:
+        parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
+
+    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("service", "state", "stable", "canary"):
+        table.add_column(col, overflow="fold")
+    table.add_column("%", justify="right", no_wrap=True)
+    for svc in st.services:
+        table.add_row(
+            svc.run_service,
+            Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
+            ", ".join(svc.stable_revisions) or "-",
+            svc.canary_revision or "-",
+            str(svc.percent),
+        )
+    parts.append(table)
+    for svc in st.services:
+        if svc.readings:
+            reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
+            reading.append_text(_reading_text(svc))
+            parts.append(reading)
+    errors = [st.error] if st.error else []
+    errors += [
+        f"{s.run_service}: {s.error}" for s in st.services if s.error and s.error not in st.error
+    ]
+    for line in errors:
+        parts.append(Text(line, style="red"))
+    if st.abort_reason:
+        parts.append(Text(f"aborted: {st.abort_reason}", style="yellow"))
+    if st.approvals:
+        for a in st.approvals:
+            parts.append(
+                Text(
+                    f"approved by {a.by} at {_time(a.at)} before {a.before_weight}%"
+                    + (f": {a.comment}" if a.comment else ""),
+                    style="green",
+                )
+            )
+    if st.awaiting_approval_for is not None:
+        who = f" ({', '.join(ctx.approvers)})" if ctx.approvers else ""
+        t = Text(
+            f"Awaiting approval before {st.awaiting_approval_for}%{who}. Run: ", style="bold yellow"
+        )
+        t.append(approve_command(ctx.env), style="bold")
+        parts.append(t)
+    if st.events and ctx.show_events:
+        parts.append(Text("events", style="bold"))
+        for e in st.events[-EVENTS_SHOWN:]:
+            parts.append(Text(f"  {e}", style="dim"))
+    parts.append(Text(f"Web UI: {ctx.link}", style="blue"))
+    if ctx.note:
+        parts.append(Text(ctx.note, style="dim"))
+    return Panel(Group(*parts), title=ctx.workflow_id, title_align="left")
+
+
+def new_events(seen: list[str], events: list[str]) -> list[str]:
+    """The events not printed yet. The workflow keeps only the newest events, so the list may
+    have slid: find where the printed tail overlaps the new list's head."""
+    for k in range(min(len(seen), len(events)), 0, -1):
+        if seen[-k:] == events[:k]:
+            return events[k:]
+    return events
+
+
+def summary_line(st: ReleaseStatus) -> str:
+    what = st.error or st.abort_reason
+    return f"Release {st.version} to {st.env}: {st.outcome.value}" + (f" ({what})" if what else "")
+
+
+def is_done(st: ReleaseStatus) -> bool:
+    return st.phase == Phase.DONE or st.outcome != Outcome.RUNNING
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass
+class HistoryRow:
+    workflow_id: str
+    run_id: str
+    version: str
+    phase: str
+    outcome: str
+    status: str
+    started: datetime | None
+    closed: datetime | None
+
+
+def _duration(r: HistoryRow) -> str:
+    if not (r.started and r.closed):
+        return "-"
+    secs = int((r.closed - r.started).total_seconds())
+    return (
+        f"{secs // 3600}h{secs % 3600 // 60:02d}m"
+        if secs >= 3600
+        else f"{secs // 60}m{secs % 60:02d}s"
+    )
+
+
+def history_table(rows: list[HistoryRow], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("version", "outcome", "phase", "started (UTC)", "took", "run id"):
+        table.add_column(col, no_wrap=col != "run id", overflow="fold")
+    for r in rows:
+        style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
+        table.add_row(
+            r.version or "-",
+            Text(r.outcome or r.status, style=style),
+            r.phase or "-",
+            _time(r.started),
+            _duration(r) if r.closed else "running",
+            r.run_id,
+        )
+    return table
+
+
+def _traffic(t: list[TrafficTarget]) -> str:
+    return describe(t) if t else "-"
+
+
+def rollback_table(res: RollbackResult, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("service", "before", "after", "result"):
+        table.add_column(col)
+    for s in res.services:
+        result = (
+            Text(s.error, style="red")
+            if s.error
+            else Text("changed" if s.changed else "already there", style="green")
+        )
+        table.add_row(s.service, _traffic(s.from_traffic), _traffic(s.to_traffic), result)
+    return table
+
+
+def stack_table(rows: list[Any]) -> Table:
+    table = Table(title="local stack", title_justify="left")
+    for col in ("component", "pid", "port", "health"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.pid) if r.pid else "-",
+            r.port,
+            Text(r.detail, style="green" if r.healthy else "red"),
+        )
+    return table
