@@ -564,6 +564,13 @@ async def _warn_if_no_worker(client: Client) -> None:
 
 async def _conflict(client: Client, env: str, wid: str) -> NoReturn:
     desc = await describe(client, wid)
+    if desc is not None and desc.workflow_type != "Release":
+        kind = "a restore" if desc.workflow_type == "Restore" else "a point-in-time recovery"
+        fail(
+            f"{kind} of {env}'s database is running ({wid}); releases and restores of one "
+            f"environment never overlap: see `{STARTER} status {env}`, wait for it or stop it "
+            f"with `{STARTER} abort {env}`, then deploy again"
+        )
     version = _sa(desc, VERSION) if desc else ""
     phase = _sa(desc, PHASE) if desc else ""
     what = f"{version} " if version else ""
@@ -717,6 +724,10 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
         fail(
             f"no release of {cfg.app} to {env} yet; start one with `{STARTER} deploy {env} VERSION`"
         )
+    if desc.workflow_type != "Release":  # a restore holds the environment's workflow id
+        from stagecoach import cli_dr
+
+        return await cli_dr.show_recovery_status(client, wid, desc, json_out, wait)
     follower = Follower(
         client, cfg, env, json_out, note_="Ctrl-C stops watching; the release goes on."
     )
@@ -791,9 +802,14 @@ async def _approve(cfg: Config, env: str, by: str, comment: str) -> int:
                 f"`{STARTER} status {env}`)"
             )
         raise
+    what = (
+        f"goes on to {res.approved_weight}%"
+        if desc is not None and desc.workflow_type == "Release"
+        else "goes on"
+    )
     out.print(
-        f"Approved by {res.by}: release {_sa(desc, VERSION) if desc else ''} to {env} goes on to "
-        f"{res.approved_weight}%.",
+        f"Approved by {res.by}: {desc.workflow_type.lower() if desc else 'release'} "
+        f"{_sa(desc, VERSION) if desc else ''} in {env} {what}.",
         markup=False,
         soft_wrap=True,
     )

@@ -316,6 +316,28 @@ def pitr_summary(st: PointInTimeResult) -> list[str]:
     return lines
 
 
+async def show_recovery_status(
+    client: Any, workflow_id: str, desc: Any, as_json: bool, wait: bool
+) -> int:
+    """`starter.py status ENV` while (or after) a restore holds the environment's workflow id."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    result_type: type[RestoreStatus] | type[PointInTimeResult] = (
+        RestoreStatus if desc.workflow_type == "Restore" else PointInTimeResult
+    )
+    handle = client.get_workflow_handle(workflow_id, result_type=result_type)
+    if wait or desc.status == WorkflowExecutionStatus.COMPLETED:
+        st = await handle.result()
+    else:
+        st = await handle.query("status", result_type=result_type)
+    if as_json:
+        _print_json(_dump(st))
+    else:
+        lines = restore_summary(st) if isinstance(st, RestoreStatus) else pitr_summary(st)
+        _print_lines(list(lines))
+    return 0 if st.outcome.value in ("succeeded", "running") else 1
+
+
 def drill_view(r: DrillReport) -> list[Any]:
     """The drill report as printed (a table and summary lines)."""
     b = r.backup

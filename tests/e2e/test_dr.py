@@ -401,6 +401,19 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
             )  # fmt: skip
             assert code == 2, out + err
             assert "restore is running" in err and wf_id in err
+            # nor a deploy through the CLI, which names the restore
+            code, out, err = await cli(
+                gcpsim, temporal_address, task_queue, "deploy", env, "v9.9.9", "--detach"
+            )
+            assert code == 2, out + err
+            assert "a restore of staging's database is running" in err
+            # `status ENV` shows the restore that holds the environment
+            code, out, err = await cli(
+                gcpsim, temporal_address, task_queue, "status", env, "--json"
+            )
+            assert code == 0, out + err
+            shown = json.loads(out)
+            assert shown["backup_id"] == backup_id and shown["awaiting_approval"] is True
             with pytest.raises(WorkflowUpdateFailedError):
                 await handle.execute_update("approve", ApproveInput(by="mallory"))
             await handle.signal("abort", AbortInput(reason="e2e: changed our mind"))
