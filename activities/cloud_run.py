@@ -1,0 +1,554 @@
+"""Cloud Run Admin API v2 activities: read a service, create a tagged 0% revision, move traffic,
+drain and resume scaling.
+
+Every mutating activity is idempotent (a retry after a crash at any line converges on the same
+end state) and waits for its long-running operation itself, heartbeating, with the operation's
+name kept in the heartbeat details: a retried attempt resumes polling that operation instead of
+issuing the update again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core import operation as lro
+from google.cloud import run_v2
+from google.longrunning import operations_pb2
+from temporalio import activity
+
+from activities.errors import api_errors, permanent, to_application_error, transient
+from stagecoach.clients import Clients, clients_for
+from stagecoach.models import (
+    CreateRevisionInput,
+    CreateRevisionResult,
+    ServiceRef,
+    ServiceState,
+    SetScalingInput,
+    SetTrafficInput,
+    SetTrafficResult,
+    Target,
+    TrafficTarget,
+)
+
+log = logging.getLogger(__name__)
+
+_LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+_SUCCEEDED = run_v2.Condition.State.CONDITION_SUCCEEDED
+_FAILED = run_v2.Condition.State.CONDITION_FAILED
+_MANUAL = run_v2.ServiceScaling.ScalingMode.MANUAL
+_AUTOMATIC = run_v2.ServiceScaling.ScalingMode.AUTOMATIC
+
+_Ingress = run_v2.IngressTraffic
+_INGRESS: dict[str, int] = {
+    "all": _Ingress.INGRESS_TRAFFIC_ALL,
+    "internal": _Ingress.INGRESS_TRAFFIC_INTERNAL_ONLY,
+    "internal-and-cloud-load-balancing": _Ingress.INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER,
+}
+
+# How long one activity attempt waits for an operation before giving up (transient: the retry
+# resumes the same operation). Normally the activity's start-to-close timeout ends it first.
+OPERATION_DEADLINE_SECONDS = 30 * 60
+# Concurrent-modification (stale etag) retries inside one attempt before leaving it to Temporal.
+ETAG_RETRIES = 5
+
+
+# ---------------------------------------------------------------------------- conversions
+
+
+def short_name(name: str) -> str:
+    """`projects/p/locations/l/services/s/revisions/r` -> `r` (short names stay as they are)."""
+    return name.rsplit("/", 1)[-1] if name else ""
+
+
+def traffic_from_api(entries: Any) -> list[TrafficTarget]:
+    out = []
+    for t in entries:
+        is_latest = t.type_ == _LATEST
+        out.append(
+            TrafficTarget(
+                type="LATEST" if is_latest else "REVISION",
+                revision="" if is_latest else short_name(t.revision),
+                percent=int(t.percent),
+                tag=t.tag or "",
+            )
+        )
+    return out
+
+
+def traffic_to_api(entries: list[TrafficTarget]) -> list[run_v2.TrafficTarget]:
+    out = []
+    for t in entries:
+        if t.type == "LATEST":
+            out.append(run_v2.TrafficTarget(type_=_LATEST, percent=t.percent, tag=t.tag))
+        else:
+            out.append(
+                run_v2.TrafficTarget(
+                    type_=_REVISION, revision=t.revision, percent=t.percent, tag=t.tag
+                )
+            )
+    return out
+
+
+def _traffic_key(entries: list[TrafficTarget]) -> list[tuple[str, str, int, str]]:
+    """Order-insensitive comparison key; entries with 0% and no tag mean nothing."""
+    return sorted(
+        (t.type, t.revision if t.type == "REVISION" else "", t.percent, t.tag)
+        for t in entries
+        if t.percent or t.tag
+    )
+
+
+def same_traffic(a: list[TrafficTarget], b: list[TrafficTarget]) -> bool:
+    return _traffic_key(a) == _traffic_key(b)
+
+
+def is_drained(svc: run_v2.Service) -> bool:
+    scaling = svc.scaling
+    return scaling.scaling_mode == _MANUAL and int(scaling.manual_instance_count or 0) == 0
+
+
+def service_state(svc: run_v2.Service) -> ServiceState:
+    template = svc.template
+    image = template.containers[0].image if template.containers else ""
+    return ServiceState(
+        traffic=traffic_from_api(svc.traffic),
+        latest_ready_revision=short_name(svc.latest_ready_revision),
+        latest_created_revision=short_name(svc.latest_created_revision),
+        image=image,
+        uri=svc.uri,
+        min_instances=int(template.scaling.min_instance_count),
+        max_instances=int(template.scaling.max_instance_count),
+        drained=is_drained(svc),
+    )
+
+
+def _ready_condition(conditions: Any) -> Any | None:
+    for c in conditions:
+        if c.type_ == "Ready":
+            return c
+    return None
+
+
+def _tag_url(svc: run_v2.Service, tag: str, revision: str) -> str:
+    for st in svc.traffic_statuses:
+        if st.tag == tag and (not revision or short_name(st.revision) == revision):
+            return str(st.uri)
+    for st in svc.traffic_statuses:
+        if st.tag == tag:
+            return str(st.uri)
+    return ""
+
+
+def _connector_name(ref: ServiceRef, connector: str) -> str:
+    if "/" in connector:
+        return connector
+    return f"projects/{ref.project}/locations/{ref.region}/connectors/{connector}"
+
+
+def _api_message(exc: gexc.GoogleAPICallError) -> str:
+    mapped = to_application_error(exc)
+    return mapped.message if mapped is not None else str(exc)
+
+
+# ---------------------------------------------------------------------------- the activities
+
+
+class CloudRunActivities:
+    """Cloud Run activities. Holds nothing but the client factory."""
+
+    def __init__(self, clients: Callable[[Target], Clients] = clients_for) -> None:
+        self._clients = clients
+
+    # ------------------------------------------------------------------ helpers
+
+    def _get(self, ref: ServiceRef) -> run_v2.Service:
+        return self._clients(ref.target).services.get_service(name=ref.name)
+
+    def _revision(self, ref: ServiceRef, revision: str) -> run_v2.Revision | None:
+        try:
+            return self._clients(ref.target).revisions.get_revision(
+                name=f"{ref.name}/revisions/{revision}"
+            )
+        except gexc.NotFound:
+            return None
+
+    @staticmethod
+    def _prior() -> dict[str, Any]:
+        """Heartbeat details a previous attempt of this activity left behind."""
+        details = activity.info().heartbeat_details
+        if details and isinstance(details[0], dict):
+            return dict(details[0])
+        return {}
+
+    def _resume(self, ref: ServiceRef, op_name: str) -> lro.Operation | None:
+        services = self._clients(ref.target).services
+        try:
+            raw = services.get_operation(request=operations_pb2.GetOperationRequest(name=op_name))
+        except gexc.NotFound:
+            return None
+        return lro.from_gapic(
+            raw,
+            services.transport.operations_client,
+            run_v2.Service,
+            metadata_type=run_v2.Service,
+        )
+
+    def _resumed(
+        self,
+        ref: ServiceRef,
+        op_name: str,
+        finish: Callable[[lro.Operation], run_v2.Service],
+    ) -> run_v2.Service | None:
+        """Finish the operation an earlier attempt started (its name from the heartbeat details).
+
+        None when there is nothing to resume: the operation is unknown, or it failed with a
+        transient error (starting over is then the way forward, not failing on it again).
+        """
+        op = self._resume(ref, op_name)
+        if op is None:
+            return None
+        activity.logger.info("resuming operation %s", op_name)
+        try:
+            return finish(op)
+        except gexc.GoogleAPICallError as exc:
+            mapped = to_application_error(exc)
+            if mapped is not None and not mapped.non_retryable:
+                activity.logger.info("operation %s failed (%s); starting over", op_name, exc)
+                return None
+            raise
+
+    @staticmethod
+    def _wait(op: lro.Operation, details: dict[str, Any]) -> run_v2.Service:
+        """Poll the operation until done, heartbeating; its error raises GoogleAPICallError."""
+        start = time.monotonic()
+        delay = 0.2
+        while True:
+            activity.heartbeat(details)
+            if op.done():
+                result: run_v2.Service = op.result()
+                return result
+            if time.monotonic() - start > OPERATION_DEADLINE_SECONDS:
+                raise transient(
+                    f"operation {details.get('op')} still running after "
+                    f"{OPERATION_DEADLINE_SECONDS}s",
+                    "Timeout",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def _update(
+        self, ref: ServiceRef, svc: run_v2.Service, details: dict[str, Any]
+    ) -> run_v2.Service:
+        op = self._clients(ref.target).services.update_service(service=svc)
+        details = {**details, "op": op.operation.name}
+        return self._wait(op, details)
+
+    def _wait_reconciled(self, ref: ServiceRef, details: dict[str, Any]) -> run_v2.Service:
+        """Poll the service until it is no longer reconciling (an update is in flight)."""
+        start = time.monotonic()
+        delay = 0.2
+        while True:
+            activity.heartbeat(details)
+            svc = self._get(ref)
+            if not svc.reconciling:
+                return svc
+            if time.monotonic() - start > OPERATION_DEADLINE_SECONDS:
+                raise transient(f"service {ref.service} still reconciling", "Timeout")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    # ------------------------------------------------------------------ GetServiceState
+
+    @activity.defn(name="GetServiceState")
+    @api_errors
+    def get_service_state(self, input: ServiceRef) -> ServiceState:
+        """What serves now: traffic (short revision names, LATEST kept), image, scaling."""
+        return service_state(self._get(input))
+
+    # ------------------------------------------------------------------ CreateRevision
+
+    @activity.defn(name="CreateRevision")
+    @api_errors
+    def create_revision(self, input: CreateRevisionInput) -> CreateRevisionResult:
+        """Deploy `input.image` as revision `input.revision` with 0% traffic and a tag.
+
+        Idempotent: when the revision already exists with this image (a retry after a crash),
+        nothing is created and `created` is False. A revision that never becomes ready raises
+        a non-retryable `RevisionNotReady` with the API's message.
+        """
+        ref = input.ref
+        details: dict[str, Any] = {"revision": input.revision}
+        prior = self._prior()
+        if prior.get("op") and prior.get("revision") == input.revision:
+            op_name = str(prior["op"])
+            svc_or_none = self._resumed(
+                ref,
+                op_name,
+                lambda op: self._finish_create(ref, input, op, {**details, "op": op_name}),
+            )
+            if svc_or_none is not None:
+                svc = svc_or_none
+                return CreateRevisionResult(
+                    revision=input.revision,
+                    tag_url=_tag_url(svc, input.tag, input.revision),
+                    created=True,
+                )
+
+        existing = self._revision(ref, input.revision)
+        if existing is not None:
+            return self._adopt_existing(ref, input, existing, details)
+
+        svc = self._get(ref)
+        self._apply_template(svc, input)
+        svc.traffic = traffic_to_api(self._traffic_with_tag(svc, input.revision, input.tag))
+        op = self._clients(ref.target).services.update_service(service=svc)
+        svc = self._finish_create(ref, input, op, {**details, "op": op.operation.name})
+        return CreateRevisionResult(
+            revision=input.revision,
+            tag_url=_tag_url(svc, input.tag, input.revision),
+            created=True,
+        )
+
+    def _finish_create(
+        self,
+        ref: ServiceRef,
+        input: CreateRevisionInput,
+        op: lro.Operation,
+        details: dict[str, Any],
+    ) -> run_v2.Service:
+        try:
+            svc = self._wait(op, details)
+        except gexc.GoogleAPICallError as exc:
+            rev = self._revision(ref, input.revision)
+            if rev is not None:
+                cond = _ready_condition(rev.conditions)
+                if cond is None or cond.state != _SUCCEEDED:
+                    raise permanent(
+                        _api_message(exc), "RevisionNotReady", revision=input.revision
+                    ) from exc
+            raise
+        if not _tag_url(svc, input.tag, input.revision):
+            svc = self._get(ref)  # trafficStatuses may lag the operation's response
+        return svc
+
+    def _adopt_existing(
+        self,
+        ref: ServiceRef,
+        input: CreateRevisionInput,
+        rev: run_v2.Revision,
+        details: dict[str, Any],
+    ) -> CreateRevisionResult:
+        image = rev.containers[0].image if rev.containers else ""
+        if image != input.image:
+            raise permanent(
+                f"revision {input.revision!r} already exists with image {image!r}, "
+                f"not {input.image!r}; a new release needs a new revision name",
+                "AlreadyExists",
+                revision=input.revision,
+            )
+        svc = self._get(ref)
+        if svc.reconciling:
+            svc = self._wait_reconciled(ref, details)
+        rev = self._revision(ref, input.revision) or rev
+        cond = _ready_condition(rev.conditions)
+        if cond is not None and cond.state == _FAILED:
+            raise permanent(
+                cond.message
+                or f"Revision '{input.revision}' is not ready and cannot serve traffic.",
+                "RevisionNotReady",
+                revision=input.revision,
+            )
+        current = traffic_from_api(svc.traffic)
+        if not any(t.revision == input.revision and t.tag == input.tag for t in current):
+            # The tag went missing (someone edited traffic): put it back, 0%.
+            svc.traffic = traffic_to_api(self._traffic_with_tag(svc, input.revision, input.tag))
+            svc = self._update(ref, svc, details)
+        url = _tag_url(svc, input.tag, input.revision)
+        activity.logger.info("revision %s already exists; not created again", input.revision)
+        return CreateRevisionResult(revision=input.revision, tag_url=url, created=False)
+
+    @staticmethod
+    def _apply_template(svc: run_v2.Service, input: CreateRevisionInput) -> None:
+        template = svc.template
+        template.revision = input.revision
+        if not template.containers:
+            template.containers.append(run_v2.Container())
+        container = template.containers[0]
+        container.image = input.image
+        env = [run_v2.EnvVar(name=k, value=v) for k, v in sorted(input.env.items())]
+        env += [
+            run_v2.EnvVar(
+                name=k,
+                value_source=run_v2.EnvVarSource(
+                    secret_key_ref=run_v2.SecretKeySelector(secret=secret, version="latest")
+                ),
+            )
+            for k, secret in sorted(input.secrets.items())
+        ]
+        del container.env[:]
+        container.env.extend(env)
+        limits = dict(container.resources.limits)
+        limits.update({"memory": input.sizing.memory, "cpu": input.sizing.cpu})
+        container.resources.limits = limits
+        template.scaling.min_instance_count = input.sizing.min_instances
+        template.scaling.max_instance_count = input.sizing.max_instances
+        if input.vpc_connector:
+            template.vpc_access.connector = _connector_name(input.ref, input.vpc_connector)
+        elif template.vpc_access.connector:
+            template.vpc_access.connector = ""
+        if input.ingress in _INGRESS:
+            svc.ingress = run_v2.IngressTraffic(_INGRESS[input.ingress])
+
+    @staticmethod
+    def _traffic_with_tag(svc: run_v2.Service, revision: str, tag: str) -> list[TrafficTarget]:
+        """Current traffic, pinned, plus a 0% entry tagged `tag` for `revision`.
+
+        LATEST entries are pinned to the current latest ready revision first: otherwise the new
+        revision would take their share the moment it became ready.
+        """
+        latest_ready = short_name(svc.latest_ready_revision)
+        current = traffic_from_api(svc.traffic)
+        if not current and latest_ready:
+            current = [TrafficTarget(type="REVISION", revision=latest_ready, percent=100)]
+        out: list[TrafficTarget] = []
+        for t in current:
+            if t.type == "LATEST" and latest_ready:
+                t = TrafficTarget(
+                    type="REVISION", revision=latest_ready, percent=t.percent, tag=t.tag
+                )
+            if t.tag == tag:
+                if not t.percent:
+                    continue  # a tag-only entry: the tag moves to the new revision
+                t = t.model_copy(update={"tag": ""})
+            if t.revision == revision or not (t.percent or t.tag):
+                continue  # the new revision's own entry comes last; 0% untagged means nothing
+            out.append(t)
+        out.append(TrafficTarget(type="REVISION", revision=revision, percent=0, tag=tag))
+        return out
+
+    # ------------------------------------------------------------------ SetTraffic
+
+    @activity.defn(name="SetTraffic")
+    @api_errors
+    def set_traffic(self, input: SetTrafficInput) -> SetTrafficResult:
+        """Make the service's traffic exactly `input.traffic`; unchanged when it already is."""
+        ref = input.ref
+        details: dict[str, Any] = {"traffic": [t.model_dump() for t in input.traffic]}
+        prior = self._prior()
+        if prior.get("op") and prior.get("traffic") == details["traffic"]:
+            op_name = str(prior["op"])
+            resumed = self._resumed(
+                ref, op_name, lambda op: self._wait(op, {**details, "op": op_name})
+            )
+            if resumed is not None:
+                return SetTrafficResult(traffic=traffic_from_api(resumed.traffic), changed=True)
+
+        for attempt in range(ETAG_RETRIES):
+            svc = self._get(ref)
+            if same_traffic(traffic_from_api(svc.traffic), input.traffic):
+                if svc.reconciling:  # an earlier attempt's update is still rolling out
+                    svc = self._wait_reconciled(ref, details)
+                    if same_traffic(traffic_from_api(svc.traffic), input.traffic):
+                        return SetTrafficResult(
+                            traffic=traffic_from_api(svc.traffic), changed=False
+                        )
+                    continue
+                return SetTrafficResult(traffic=traffic_from_api(svc.traffic), changed=False)
+            svc.traffic = traffic_to_api(input.traffic)
+            try:
+                svc = self._update(ref, svc, details)
+            except gexc.Conflict as exc:
+                mapped = to_application_error(exc)
+                if mapped is None or mapped.non_retryable or attempt == ETAG_RETRIES - 1:
+                    raise
+                activity.logger.info("service %s changed under us; re-reading", ref.service)
+                continue
+            activity.logger.info(
+                "traffic of %s set to %s (%s)",
+                ref.service,
+                ", ".join(f"{t.revision or 'LATEST'}={t.percent}" for t in input.traffic),
+                input.reason or "no reason given",
+            )
+            return SetTrafficResult(traffic=traffic_from_api(svc.traffic), changed=True)
+        raise transient(f"service {ref.service} kept changing; try again", "Conflict")
+
+    # ------------------------------------------------------------------ SetScaling
+
+    @activity.defn(name="SetScaling")
+    @api_errors
+    def set_scaling(self, input: SetScalingInput) -> ServiceState:
+        """Drain (service scaling MANUAL, 0 instances) or resume (AUTOMATIC, recorded min/max).
+
+        Resuming writes the recorded min/max into the revision template only when they differ
+        from it (and only when a max was recorded): a drain never touches the template, so
+        resuming after a drain normally changes the service-level scaling alone.
+        """
+        ref = input.ref
+        details: dict[str, Any] = {
+            "drained": input.drained,
+            "min": input.min_instances,
+            "max": input.max_instances,
+        }
+        prior = self._prior()
+        if prior.get("op") and all(prior.get(k) == v for k, v in details.items()):
+            op_name = str(prior["op"])
+            resumed = self._resumed(
+                ref, op_name, lambda op: self._wait(op, {**details, "op": op_name})
+            )
+            if resumed is not None:
+                return service_state(resumed)
+
+        for attempt in range(ETAG_RETRIES):
+            svc = self._get(ref)
+            if not self._apply_scaling(svc, input):
+                if svc.reconciling:
+                    svc = self._wait_reconciled(ref, details)
+                return service_state(svc)
+            try:
+                svc = self._update(ref, svc, details)
+            except gexc.Conflict as exc:
+                mapped = to_application_error(exc)
+                if mapped is None or mapped.non_retryable or attempt == ETAG_RETRIES - 1:
+                    raise
+                continue
+            return service_state(svc)
+        raise transient(f"service {ref.service} kept changing; try again", "Conflict")
+
+    @staticmethod
+    def _apply_scaling(svc: run_v2.Service, input: SetScalingInput) -> bool:
+        """Change `svc` towards the wanted scaling; True when anything changed."""
+        changed = False
+        if input.drained:
+            if not is_drained(svc):
+                svc.scaling = run_v2.ServiceScaling(
+                    scaling_mode=_MANUAL,
+                    manual_instance_count=0,
+                    min_instance_count=svc.scaling.min_instance_count,
+                    max_instance_count=svc.scaling.max_instance_count,
+                )
+                changed = True
+            return changed
+        if svc.scaling.scaling_mode == _MANUAL or "manual_instance_count" in svc.scaling:
+            svc.scaling = run_v2.ServiceScaling(
+                scaling_mode=_AUTOMATIC,
+                min_instance_count=svc.scaling.min_instance_count,
+                max_instance_count=svc.scaling.max_instance_count,
+            )
+            changed = True
+        template_scaling = svc.template.scaling
+        if input.max_instances and (
+            template_scaling.min_instance_count != input.min_instances
+            or template_scaling.max_instance_count != input.max_instances
+        ):
+            template_scaling.min_instance_count = input.min_instances
+            template_scaling.max_instance_count = input.max_instances
+            # A changed template is a new revision; let the API name it (reusing the current
+            # name with a different configuration is rejected).
+            svc.template.revision = ""
+            changed = True
+        return changed

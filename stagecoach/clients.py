@@ -1,0 +1,136 @@
+"""The client factory: the ONLY code that knows API endpoints and credentials.
+
+`Clients(target)` builds, lazily, the Google client libraries the activities use:
+
+- Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST;
+- Cloud Monitoring v3 `MetricServiceClient` over gRPC (the simulator serves plaintext gRPC);
+- the Cloud SQL Admin v1 discovery client (googleapiclient).
+
+For `kind: gcp` they use Application Default Credentials and Google's endpoints. For
+`kind: gcpsim` they use anonymous credentials and loopback endpoints (plain HTTP / insecure gRPC).
+
+The run_v2 and monitoring clients are shared between activity threads. googleapiclient objects
+(httplib2 underneath) are not thread-safe, so `Clients.sqladmin()` builds one per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3, run_v2
+
+from stagecoach.models import Target
+
+__all__ = ["Clients", "clients_for", "reset_clients"]
+
+
+class Clients:
+    """The API clients for one `Target`, constructed on first use."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._services: run_v2.ServicesClient | None = None
+        self._revisions: run_v2.RevisionsClient | None = None
+        self._metrics: monitoring_v3.MetricServiceClient | None = None
+        self._local = threading.local()
+
+    @property
+    def is_sim(self) -> bool:
+        return self.target.kind == "gcpsim"
+
+    # ------------------------------------------------------------------ Cloud Run v2 (REST)
+
+    def _run_kwargs(self) -> dict[str, Any]:
+        if self.is_sim:
+            return {
+                "credentials": AnonymousCredentials(),
+                "transport": "rest",
+                "client_options": ClientOptions(
+                    api_endpoint=f"http://{self.target.host}:{self.target.port}"
+                ),
+            }
+        return {"transport": "rest"}
+
+    @property
+    def services(self) -> run_v2.ServicesClient:
+        with self._lock:
+            if self._services is None:
+                self._services = run_v2.ServicesClient(**self._run_kwargs())
+            return self._services
+
+    @property
+    def revisions(self) -> run_v2.RevisionsClient:
+        with self._lock:
+            if self._revisions is None:
+                self._revisions = run_v2.RevisionsClient(**self._run_kwargs())
+            return self._revisions
+
+    # ------------------------------------------------------------------ Monitoring v3 (gRPC)
+
+    @property
+    def metrics(self) -> monitoring_v3.MetricServiceClient:
+        with self._lock:
+            if self._metrics is None:
+                if self.is_sim:
+                    import grpc
+                    from google.cloud.monitoring_v3.services.metric_service.transports import (
+                        MetricServiceGrpcTransport,
+                    )
+
+                    channel = grpc.insecure_channel(f"{self.target.host}:{self.target.grpc_port}")
+                    self._metrics = monitoring_v3.MetricServiceClient(
+                        transport=MetricServiceGrpcTransport(channel=channel)
+                    )
+                else:
+                    self._metrics = monitoring_v3.MetricServiceClient()
+            return self._metrics
+
+    # ------------------------------------------------------------------ Cloud SQL Admin v1
+
+    def sqladmin(self) -> Any:
+        """The sqladmin v1 discovery client of the calling thread (httplib2 is not thread-safe)."""
+        client = getattr(self._local, "sqladmin", None)
+        if client is None:
+            from googleapiclient import discovery
+
+            if self.is_sim:
+                client = discovery.build(
+                    "sqladmin",
+                    "v1",
+                    credentials=AnonymousCredentials(),
+                    static_discovery=True,
+                    cache_discovery=False,
+                    client_options={
+                        "api_endpoint": f"http://{self.target.host}:{self.target.port}/"
+                    },
+                )
+            else:
+                client = discovery.build(
+                    "sqladmin", "v1", static_discovery=True, cache_discovery=False
+                )
+            self._local.sqladmin = client
+        return client
+
+
+_CACHE: dict[tuple[str, str, int, int], Clients] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clients_for(target: Target) -> Clients:
+    """The shared `Clients` of a target (one per distinct kind/host/ports)."""
+    key = (target.kind, target.host, target.port, target.grpc_port)
+    with _CACHE_LOCK:
+        clients = _CACHE.get(key)
+        if clients is None:
+            clients = _CACHE[key] = Clients(target)
+        return clients
+
+
+def reset_clients() -> None:
+    """Forget every cached client (tests that restart a simulator on the same ports)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
