@@ -134,7 +134,6 @@ class MonitoringActivities:
             requests[revision] += n
             if code_class == "5xx":
                 errors[revision] += n
-        activity.heartbeat()
 
         latency: dict[str, _Latency] = defaultdict(_Latency)
         for ts in self._list(ref, REQUEST_LATENCIES, [REVISION_LABEL], start, end, period):

@@ -20,7 +20,6 @@ import math
 from stagecoach.config import Gates
 from stagecoach.models import GateResult, MetricWindow, Verdict
 
-
 Z_ONE_SIDED_95 = 1.6448536269514722
 
 
