@@ -30,7 +30,7 @@ from stagecoach.models import (
     ReleaseStatus,
 )
 from stagecoach.plan import build_release
-from stagecoach.temporal import build_worker
+from stagecoach.temporal import build_worker, temporal_binary
 from tests.conftest import ROOT, GcpsimProcess
 
 pytestmark = pytest.mark.asyncio
@@ -305,3 +305,39 @@ async def test_smoke_failure_and_never_ready_revision_move_no_traffic(
         )
         == []
     )
+
+
+async def test_messages_work_from_the_temporal_cli(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess, temporal_address: str
+) -> None:
+    """`temporal workflow query/signal` (what the Web UI's buttons do) need no Stagecoach CLI."""
+    inp = release_input(gcpsim, "staging", "v1.8.0", ["python-pipeline"])
+    long_bake = [
+        s.model_copy(update={"bake": timedelta(minutes=10)}) if s.weight < 100 else s
+        for s in inp.steps
+    ]
+    inp = inp.model_copy(update={"steps": long_bake})
+
+    async def temporal(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            temporal_binary(), *args, "--address", temporal_address,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        await wait_for(handle, lambda st: st.phase == Phase.BAKING)
+        shown = await temporal(
+            "workflow", "query", "--workflow-id", handle.id, "--type", "status", "-o", "json"
+        )
+        assert '"phase": "baking"' in shown.replace('":"', '": "')
+        await temporal(
+            "workflow", "signal", "--workflow-id", handle.id, "--name", "abort",
+            "--input", '{"reason": "from the temporal CLI"}',
+        )  # fmt: skip
+        result: ReleaseStatus = await handle.result()
+    assert result.outcome == Outcome.ABORTED
+    assert result.abort_reason == "from the temporal CLI"
