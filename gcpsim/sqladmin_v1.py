@@ -484,9 +484,14 @@ def _do_work(sim: Sim, op_name: str) -> None:
 
 
 def _writer_targets(sim: Sim) -> list[str]:
+    """Instances an application writes to: seeded and inserted ones. A clone (drill scratch,
+    recovery instance) has no application connected, so the writer leaves it alone and its
+    newest row says exactly how old its data is."""
     with sim.store.lock:
         return [
-            i["uid"] for i in _tbl(sim.store.data, "instances").values() if i["state"] == "RUNNABLE"
+            i["uid"]
+            for i in _tbl(sim.store.data, "instances").values()
+            if i["state"] == "RUNNABLE" and i.get("appWriter")
         ]
 
 
@@ -762,6 +767,7 @@ def seed_instance(
             return
         settings = _default_settings(region, tier, availability or "ZONAL")
         inst = _new_instance(d, project, name, region, settings, "PENDING_CREATE", first - 3600)
+        inst["appWriter"] = True
         uid = inst["uid"]
     rng = random.Random(f"{sim.settings.seed}:{project}:{name}")
     try:
@@ -877,6 +883,7 @@ def router(sim: Sim) -> APIRouter:
                 d, project, name, region, settings, "PENDING_CREATE", now(),
                 str(body.get("databaseVersion") or DEFAULT_VERSION),
             )  # fmt: skip
+            inst["appWriter"] = True  # stands for an application using the new instance
             op = _new_op(
                 sim, d, project, "CREATE", name, [key],
                 {"kind": "create", "uid": inst["uid"], "resultFor": key,
@@ -1178,6 +1185,22 @@ def router(sim: Sim) -> APIRouter:
             return _list_response("sql#operationsList", [_op_json(o) for o in page], nxt)
 
         return dict(read(fn))
+
+    # ------------------------------------------------------------------ gcpsim controls
+
+    @r.post("/_sim/sql/{project}/{instance}/writer")
+    def sim_writer(project: str, instance: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        """Connect (or disconnect) the simulated application's row writer to an instance.
+        Seeded and inserted instances have it; clones start without (nothing uses them yet)."""
+        enabled = body.get("enabled")
+        if not isinstance(enabled, bool):
+            raise ApiError(400, "enabled must be true or false", style="sql")
+        with store.mutate() as d:
+            inst = _tbl(d, "instances").get(_ikey(project, instance))
+            if inst is None:
+                raise _no_instance()
+            inst["appWriter"] = enabled
+        return {"instance": instance, "writer": enabled}
 
     # ------------------------------------------------------------------ gcpsim summary
 

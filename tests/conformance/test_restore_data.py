@@ -22,6 +22,7 @@ from typing import Any
 
 import pg8000.native
 import pytest
+import requests
 from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
@@ -108,16 +109,23 @@ def wait_for_writer(c: pg8000.native.Connection, after: datetime) -> None:
 
 
 class Own:
-    def __init__(self, sql: Any) -> None:
+    def __init__(self, sql: Any, sim_url: str) -> None:
         self.sql = sql
+        self.sim_url = sim_url
         self.names: list[str] = []
 
     def clone(self, prefix: str) -> dict[str, Any]:
+        """A private copy of the dev database with the simulated application writing to it
+        (a clone starts without one, like a real clone nothing points at yet)."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         body = {"cloneContext": {"destinationInstanceName": name, "destinationProject": PROJECT}}
         op = self.sql.instances().clone(project=DEV_PROJECT, instance=DEV_DB, body=body).execute()
         self.names.append(name)
         wait_ok(self.sql, DEV_PROJECT, op)
+        r = requests.post(
+            f"{self.sim_url}/_sim/sql/{PROJECT}/{name}/writer", json={"enabled": True}, timeout=10
+        )
+        r.raise_for_status()
         return self.get(name)
 
     def get(self, name: str, project: str = PROJECT) -> dict[str, Any]:
@@ -168,7 +176,7 @@ class Own:
 
 @pytest.fixture(scope="module")
 def own(gcpsim: GcpsimProcess) -> Iterator[Own]:
-    o = Own(build(gcpsim.url))
+    o = Own(build(gcpsim.url), gcpsim.url)
     yield o
     o.cleanup()
 
