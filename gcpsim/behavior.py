@@ -2,7 +2,8 @@
 
 A behaviour matches a Cloud Run service name (exact, or an fnmatch glob such as
 `node-server-*`) and an image version (the tag after the last `:`; `*` for any). The newest
-matching behaviour wins; with none, a revision is healthy (DEFAULT).
+matching behaviour wins; with none, a revision is healthy (DEFAULT). Setting a behaviour for a
+service/version replaces the whole previous one: values left out take their defaults.
 """
 
 from __future__ import annotations
