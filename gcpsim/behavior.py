@@ -28,18 +28,19 @@ def image_version(image: str) -> str:
 
 
 def set_behavior(sim: Sim, service: str, version: str, **values: Any) -> dict[str, Any]:
-    """Set (or update: values merge into an existing rule) the behaviour of service/version."""
+    """Set the behaviour of service/version, replacing any earlier one for that pair."""
     unknown = set(values) - set(DEFAULT)
     if unknown:
         raise ValueError(f"unknown behaviour keys {sorted(unknown)}")
+    rule = {"service": service, "version": version, **values}
     with sim.store.mutate() as d:
-        rules = d["sim"].get("behaviors", [])
-        old: dict[str, Any] = next(
-            (r for r in rules if (r["service"], r["version"]) == (service, version)), {}
-        )
-        rule = {**old, "service": service, "version": version}
-        rule.update({k: v for k, v in values.items() if v is not None})
-        d["sim"]["behaviors"] = [r for r in rules if r is not old] + [rule]
+        rules = [
+            r
+            for r in d["sim"].get("behaviors", [])
+            if (r["service"], r["version"]) != (service, version)
+        ]
+        rules.append(rule)
+        d["sim"]["behaviors"] = rules
     return rule
 
 
