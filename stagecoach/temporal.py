@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,8 @@ def build_worker(
         activities=list(activities if activities is not None else all_activities()),
         activity_executor=executor,
         max_concurrent_activities=max_activity_threads,
+        # On SIGTERM let in-flight activities finish (they are idempotent either way).
+        graceful_shutdown_timeout=timedelta(seconds=15),
     )
     return worker, executor
 
