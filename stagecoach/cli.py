@@ -465,7 +465,7 @@ class Follower:
         elif not self._approval_shown:
             self._approval_shown = True
             out.print(
-                f"awaiting approval: run `{render.approve_command(self.env)}`",
+                f"awaiting approval: run `{render.approve_command(self.env, self.ctx.approvers)}`",
                 markup=False,
                 soft_wrap=True,
             )

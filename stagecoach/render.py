@@ -50,8 +50,9 @@ def workflow_link(ui: str, namespace: str, workflow_id: str) -> str:
     return f"{ui}/namespaces/{namespace}/workflows/{workflow_id}"
 
 
-def approve_command(env: str) -> str:
-    return f"python starter.py approve {env} --by NAME"
+def approve_command(env: str, approvers: list[str] | None = None) -> str:
+    who = approvers[0] if approvers and len(approvers) == 1 else "NAME"
+    return f"python starter.py approve {env} --by {who}"
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -178,7 +179,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         t = Text(
             f"Awaiting approval before {st.awaiting_approval_for}%{who}. Run: ", style="bold yellow"
         )
-        t.append(approve_command(ctx.env), style="bold")
+        t.append(approve_command(ctx.env, ctx.approvers), style="bold")
         parts.append(t)
     if st.events and ctx.show_events:
         parts.append(Text("events", style="bold"))
