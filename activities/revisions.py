@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent
 from stagecoach.clients import clients_for
-from workflows.rollback import FindPreviousRevisionInput, PreviousRevision
+from stagecoach.models import FindPreviousRevisionInput, PreviousRevision
 
 _SUCCEEDED = run_v2.Condition.State.CONDITION_SUCCEEDED
 

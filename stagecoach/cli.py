@@ -65,6 +65,7 @@ from stagecoach.models import (
     Phase,
     ReleaseInput,
     ReleaseStatus,
+    RollbackInput,
     RollbackResult,
     TrafficTarget,
 )
@@ -929,7 +930,6 @@ async def release_history_hints(
 
 
 async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> int:
-    from workflows.rollback import RollbackRequest
 
     client = await async_client(cfg)
     desc = await describe(client, release_workflow_id(cfg.app, env))
@@ -942,7 +942,7 @@ async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> 
     previous_of, exclude = await release_history_hints(client, cfg, env)
     refs = [service_ref(cfg, env, n) for n in names]
     by = who()
-    req = RollbackRequest(
+    req = RollbackInput(
         app=cfg.app,
         env=env,
         services=refs,

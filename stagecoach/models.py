@@ -377,10 +377,30 @@ ReleaseInput.model_rebuild()
 
 
 class RollbackInput(BaseModel):
+    """Scenario 4. The release history is optional: without it (e.g. started from the Web UI)
+    the previous revision comes from the service's revision list. Keys are Cloud Run service
+    names (`node-server-prod`)."""
+
     app: str
     env: str
     services: list[ServiceRef]
     reason: str = ""
+    previous_of: dict[str, dict[str, str]] = {}  # service -> {revision: revision it replaced}
+    exclude: dict[str, list[str]] = {}  # service -> canary revisions never promoted
+    requested_by: str = ""
+
+
+class FindPreviousRevisionInput(BaseModel):
+    ref: ServiceRef
+    serving: list[str]  # revisions that receive traffic now (LATEST pinned)
+    previous_of: dict[str, str] = {}  # revision -> the revision it replaced (release history)
+    exclude: list[str] = []  # never roll back to these (canaries of failed releases)
+
+
+class PreviousRevision(BaseModel):
+    current: str  # the newest revision serving now
+    previous: str  # the revision to send 100% to
+    how: str  # why that one, for the status line and the result
 
 
 class RollbackServiceResult(BaseModel):

@@ -34,9 +34,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
+
+from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, VERSION
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.dr_models import (
@@ -74,22 +76,9 @@ with workflow.unsafe.imports_passed_through():
         ValidationReport,
     )
 
-ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
-VERSION = SearchAttributeKey.for_keyword("StagecoachVersion")
-PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
-OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
-
 MAX_EVENTS = 100
 BACKUP_LIST_LIMIT = 500
 
-# Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
-# permanent ones (not found, invalid argument, operation failed), which fail at once.
-API_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=12,
-)
 # Compensation (resume a drained service, delete a scratch instance) must win against a flaky
 # API: retry quickly, without an attempt limit, bounded by a schedule-to-close timeout.
 CLEANUP_RETRY = RetryPolicy(
@@ -98,7 +87,6 @@ CLEANUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=15),
 )
 CLEANUP_DEADLINE = timedelta(minutes=30)
-QUICK = timedelta(seconds=60)
 OPERATION = timedelta(hours=6)  # restores and clones of big instances take hours
 VALIDATION = timedelta(minutes=15)
 SCALING = timedelta(minutes=5)

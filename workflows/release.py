@@ -19,8 +19,10 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, TRAFFIC_RETRY, VERSION
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.gates import evaluate
@@ -53,31 +55,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from stagecoach.splits import canary_split, describe, pin_latest, serving_revisions
 
-ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
-VERSION = SearchAttributeKey.for_keyword("StagecoachVersion")
-PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
-OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
-
 CANARY_TAG = "canary"
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 MAX_EVENTS = 100
 CONTINUE_AS_NEW_AFTER = 4000  # history events; a 48 h bake polled every minute stays bounded
 
-# Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
-# permanent ones (invalid argument, permission, not found), which fail at once.
-API_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=12,
-)
-# Restoring traffic must win against a flaky API: retry quickly and without a limit.
-ROLLBACK_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=5),
-)
-QUICK = timedelta(seconds=60)
 LONG = timedelta(minutes=20)
 HEARTBEAT = timedelta(seconds=30)
 
@@ -339,7 +321,7 @@ class ReleaseWorkflow:
         split = canary_split(svc.snapshot, svc.canary_revision, weight, CANARY_TAG)
         self._progress(f"{svc.run_service}: shifting to {describe(split)}")
         svc.state = "shifting"
-        await self._set_traffic(plan, split, f"step {i + 1}: {weight}%", ROLLBACK_RETRY)
+        await self._set_traffic(plan, split, f"step {i + 1}: {weight}%", TRAFFIC_RETRY)
         svc.step = i
         svc.percent = weight
         svc.breaches = 0
@@ -479,7 +461,7 @@ class ReleaseWorkflow:
         for plan, svc in reversed(touched):
             self._progress(f"{svc.run_service}: restoring {describe(svc.snapshot)}")
             try:
-                await self._set_traffic(plan, svc.snapshot, "rollback", ROLLBACK_RETRY)
+                await self._set_traffic(plan, svc.snapshot, "rollback", TRAFFIC_RETRY)
             except ActivityError as err:
                 svc.error = f"rollback failed: {_error_message(err)}"
                 self.st.outcome = Outcome.FAILED

@@ -3,7 +3,7 @@ to the revision that served before the current one, as its own durable workflow.
 
 Never "to LATEST": LATEST is the newest revision, usually the one being rolled back from. Which
 revision served before is decided by the `FindPreviousRevision` activity, from the release
-history the caller passes in (`RollbackRequest.previous_of`: the revision each promoted release
+history the caller passes in (`RollbackInput.previous_of`: the revision each promoted release
 replaced) and, failing that, from the service's revision list (the newest ready revision created
 before the current one, skipping canaries of releases that were never promoted).
 
@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
+
+from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, TRAFFIC_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.models import (
+        FindPreviousRevisionInput,
         Outcome,
         Phase,
+        PreviousRevision,
         RollbackInput,
         RollbackResult,
         RollbackServiceResult,
@@ -34,52 +36,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from stagecoach.splits import describe, pin_latest, serving_revisions
 
-ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
-PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
-OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
-
 FIND_PREVIOUS_REVISION = "FindPreviousRevision"
-
-API_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=12,
-)
-# Restoring traffic must win against a flaky API: retry quickly (permanent errors still fail).
-TRAFFIC_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=5),
-)
-QUICK = timedelta(seconds=60)
 
 
 # --------------------------------------------------------------------------- messages
-
-
-class RollbackRequest(RollbackInput):
-    """`RollbackInput` plus what Temporal's release history knows (optional: a plain
-    `RollbackInput`, e.g. started from the Web UI, falls back to the revision list).
-
-    Keys are Cloud Run service names (`node-server-prod`)."""
-
-    previous_of: dict[str, dict[str, str]] = {}  # service -> {revision: revision it replaced}
-    exclude: dict[str, list[str]] = {}  # service -> canary revisions never promoted
-    requested_by: str = ""
-
-
-class FindPreviousRevisionInput(BaseModel):
-    ref: ServiceRef
-    serving: list[str]  # revisions that receive traffic now (LATEST pinned)
-    previous_of: dict[str, str] = {}  # revision -> the revision it replaced (release history)
-    exclude: list[str] = []  # never roll back to these (canaries of failed releases)
-
-
-class PreviousRevision(BaseModel):
-    current: str  # the newest revision serving now
-    previous: str  # the revision to send 100% to
-    how: str  # why that one, for the status line and the result
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -120,7 +80,7 @@ class RollbackWorkflow:
         return RollbackResult(services=self.results, outcome=Outcome.RUNNING)
 
     @workflow.run
-    async def run(self, inp: RollbackRequest) -> RollbackResult:
+    async def run(self, inp: RollbackInput) -> RollbackResult:
         self._attributes(inp.env, Phase.ROLLING_BACK, Outcome.RUNNING)
         for ref in inp.services:
             self.results.append(await self._rollback_one(inp, ref))
@@ -133,7 +93,7 @@ class RollbackWorkflow:
         self._progress(inp, f"{outcome.value}: {done}")
         return RollbackResult(services=self.results, outcome=outcome)
 
-    async def _rollback_one(self, inp: RollbackRequest, ref: ServiceRef) -> RollbackServiceResult:
+    async def _rollback_one(self, inp: RollbackInput, ref: ServiceRef) -> RollbackServiceResult:
         name = ref.service
         self._progress(inp, f"{name}: reading live traffic")
         try:
