@@ -304,6 +304,9 @@ class ReleaseInput(BaseModel):
     backup: InstanceRef | None = None
     requested_by: str = ""
     notify: bool = False
+    # history events after which a bake continues as new: a 48 h bake polled every minute
+    # stays bounded (Temporal warns at 10,240 events)
+    continue_as_new_after: int = 4000
     # set only by continue-as-new
     resume: ReleaseStatus | None = None
 

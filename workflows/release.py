@@ -58,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
 CANARY_TAG = "canary"
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 MAX_EVENTS = 100
-CONTINUE_AS_NEW_AFTER = 4000  # history events; a 48 h bake polled every minute stays bounded
 
 LONG = timedelta(minutes=20)
 HEARTBEAT = timedelta(seconds=30)
@@ -88,7 +87,12 @@ class ReleaseWorkflow:
             version=inp.version,
             services=[ServiceStatus(name=s.name, run_service=s.ref.service) for s in inp.services],
         )
-        self.abort_requested: AbortInput | None = None
+        # an abort that arrived just before a continue-as-new carries over in the state
+        self.abort_requested: AbortInput | None = (
+            AbortInput(reason=self.st.abort_reason)
+            if self.st.abort_reason and self.st.outcome == Outcome.RUNNING
+            else None
+        )
         self.promote_requested = self.st.promote_requested
         self._promote_seen = False  # a promote wakes a bake wait once, then reads decide
         self._upserted: tuple[str, str] | None = None
@@ -103,6 +107,7 @@ class ReleaseWorkflow:
     def abort(self, inp: AbortInput | None = None) -> None:
         if self.abort_requested is None and self.st.outcome == Outcome.RUNNING:
             self.abort_requested = inp or AbortInput()
+            self.st.abort_reason = self.abort_requested.reason
             self._event(f"abort requested: {self.abort_requested.reason}")
 
     @workflow.signal(name="promote")
@@ -339,7 +344,7 @@ class ReleaseWorkflow:
                 if svc.bake_until > now:
                     self._event(f"{svc.run_service}: bake at {weight}% cut short by promote")
                 return
-            if workflow.info().get_current_history_length() > CONTINUE_AS_NEW_AFTER:
+            if workflow.info().get_current_history_length() > self.inp.continue_as_new_after:
                 raise _ContinueAsNew()
             self._set_phase(Phase.BAKING)
             left = svc.bake_until - now

@@ -20,7 +20,7 @@ from googleapiclient import discovery
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from gcpsim.store import parse_rfc3339
-from stagecoach.config import Config, GcpsimEndpoint, load_config
+from stagecoach.config import Config, GcpsimEndpoint, Step, load_config
 from stagecoach.models import (
     AbortInput,
     ApproveInput,
@@ -341,3 +341,34 @@ async def test_messages_work_from_the_temporal_cli(
         result: ReleaseStatus = await handle.result()
     assert result.outcome == Outcome.ABORTED
     assert result.abort_reason == "from the temporal CLI"
+
+
+async def test_long_bake_continues_as_new_and_keeps_its_state(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    """A bake long enough to pass the history threshold continues as new mid-step and carries
+    on where it was: same canary, same readings, exactly 10/50/100."""
+    inp = release_input(gcpsim, "dev", "v1.9.0", ["python-pipeline"])
+    steps = [
+        Step(weight=10, bake=timedelta(seconds=6)),
+        Step(weight=50, bake=timedelta(seconds=4)),
+        Step(weight=100),
+    ]
+    inp = inp.model_copy(
+        update={"steps": steps, "interval": timedelta(seconds=1), "continue_as_new_after": 60}
+    )
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        result: ReleaseStatus = await handle.result()
+        runs = 0
+        async for wf in client.list_workflows(f"WorkflowId = '{handle.id}'"):
+            runs += 1
+            assert wf.status is not None
+    assert result.outcome == Outcome.PROMOTED, result.error
+    assert runs >= 2, "the bake should have continued as new at least once"
+    svc = result.services[0]
+    assert canary_history(gcpsim, "legal-forms-dev", svc.run_service, svc.canary_revision) == [
+        10, 50, 100,
+    ]  # fmt: skip
+    assert svc.reading_count >= 6  # readings counted across runs
+    assert len([e for e in result.events if "started by" in e]) == 1
