@@ -1,0 +1,139 @@
+"""Detection latency: a canary turns bad mid-bake; time until the rollback starts.
+
+    .venv/bin/python bench/bench_detection.py [--trials 20] [--interval 5] [--quick]
+
+Each trial releases python-pipeline to staging (steps 10/50/100, the 10% step baking 10 minutes,
+poll interval `--interval`). Once the canary has passed at least one reading, the bench waits a
+random fraction of an interval (uniform in [0, interval)), then marks the canary's version bad in
+gcpsim (`POST /_sim/behaviors`: 50% of its requests answer 5xx).
+
+Definitions (all clocks are this machine's wall clock):
+- t_bad: the moment the bench sent that request. gcpsim looks behaviours up when it computes a
+  metric window, so from t_bad on every window read of the canary shows the breach: t_bad is the
+  start of the first metric window that shows it (the breach is not delayed by metric ingestion,
+  which on Cloud Monitoring adds up to a few minutes; gcpsim has none);
+- t_rollback: the ActivityTaskScheduled event time of the SetTraffic activity whose reason is
+  "rollback" in the workflow history (the moment the rollback starts).
+
+Detection latency = t_rollback - t_bad. It splits into the wait for the next poll (t_bad to the
+completion of the first failing ReadCanaryMetrics local activity, from its marker) and the
+reaction (that completion to t_rollback). Target: every trial <= one poll interval + 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+
+from stagecoach.models import Outcome, Phase, ReleaseStatus
+
+SERVICE = "python-pipeline-staging"
+BAD_ERROR_RATE = 0.5
+
+
+def first_failing_read(markers: list[common.LocalActivity], after: float) -> float | None:
+    """Completion time of the first ReadCanaryMetrics that finished after `after`."""
+    for m in markers:
+        if m.type == "ReadCanaryMetrics" and m.completed is not None and m.completed > after:
+            return m.completed
+    return None
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--interval", type=float, default=5.0, help="poll interval, seconds")
+    ap.add_argument("--quick", action="store_true", help="5 trials")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    trials = 5 if args.quick else args.trials
+    interval = args.interval
+    rng = random.Random(args.seed)
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detection-"))
+    common.log(f"machine: {common.machine()}")
+    sim_args = ["--run-op-seconds", "0.3", "--request-rate", "400"]
+    latencies: list[float] = []
+    waits: list[float] = []
+    reactions: list[float] = []
+    with common.Stack(work, gcpsim_args=sim_args) as stack:
+        sim = stack.gcpsim
+        client = await stack.client()
+        cfg = stack.config()
+        for k in range(trials):
+            version = f"v4.0.{k}"
+            inp = common.release_input(
+                cfg,
+                "staging",
+                version,
+                services=["python-pipeline"],
+                steps=[(10, 600), (50, 600), (100, 0)],
+                interval=timedelta(seconds=interval),
+            )
+            handle = await common.start_release(client, stack.task_queue, inp)
+
+            def baking(st: ReleaseStatus) -> bool:
+                svc = st.services[0]
+                return st.phase == Phase.BAKING and svc.percent == 10 and svc.reading_count >= 1
+
+            await common.wait_for(handle, baking, timeout=120)
+            await asyncio.sleep(rng.uniform(0, interval))
+            t_bad = time.time()
+            common.set_behavior(sim, SERVICE, version, error_rate=BAD_ERROR_RATE)
+            t_set = time.time()
+            result = await handle.result()
+            if result.outcome != Outcome.ROLLED_BACK:
+                raise RuntimeError(f"trial {k}: expected a rollback, got {result.outcome}")
+            hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
+            events = [e for h in hists for e in h.events]
+            rollback = [
+                a
+                for a in common.activity_calls(events)
+                if a.type == "SetTraffic" and (a.input or {}).get("reason") == "rollback"
+            ]
+            if len(rollback) != 1:
+                raise RuntimeError(f"trial {k}: {len(rollback)} rollback SetTraffic activities")
+            t_rollback = rollback[0].scheduled
+            t_read = first_failing_read(common.local_activities(events), t_set)
+            latency = t_rollback - t_bad
+            latencies.append(latency)
+            if t_read is not None:
+                waits.append(t_read - t_bad)
+                reactions.append(t_rollback - t_read)
+            common.log(
+                f"trial {k + 1}/{trials}: detection {latency:.3f}s "
+                f"(behaviour POST {1000 * (t_set - t_bad):.0f} ms, "
+                f"wait for poll {(t_read or t_bad) - t_bad:.3f}s, "
+                f"reaction {t_rollback - (t_read or t_rollback):.3f}s) - {result.error}"
+            )
+
+    limit = interval + 1.0
+    s = common.Spread.of(latencies)
+    print()
+    print(f"machine: {common.machine()}")
+    print(f"poll interval {interval:g}s, gcpsim {' '.join(sim_args)}, {trials} trials")
+    print(f"detection latency      {s.line('s')}")
+    print(f"  wait for next poll   {common.Spread.of(waits).line('s')}")
+    print(f"  reaction (read->rollback scheduled) {common.Spread.of(reactions).line('s')}")
+    common.figure(
+        "detection_latency",
+        f"median={s.median:.3f}s p90={s.p90:.3f}s max={s.hi:.3f}s n={s.n} interval={interval:g}s",
+        f"<={limit:g}s(interval+1s, every trial)",
+        s.hi <= limit,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,110 @@
+"""Fault drill: gcpsim answers 503 or 429 on 20% of API calls and adds 200 ms to every call.
+
+    .venv/bin/python bench/drills/drill_flaky_api.py [--releases 6] [--quick]
+
+gcpsim fault rules (every API method: Cloud Run, Cloud SQL, Monitoring):
+    *  latency 200 ms (every call)
+    *  status 503, rate 0.1
+    *  status 429, rate 0.1112   (a call fails with probability 1 - 0.9 * 0.8888 = 0.20)
+Then `--releases` prod releases of both services, one after another (pre-deploy backup, canary
+10/50/100 with 3 s bakes polled every 1 s, approval before 100% granted by the drill).
+
+Checked per release: promoted, each canary at exactly 10 -> 50 -> 100 in gcpsim's traffic timeline
+and serving 100%, at most one revision per service, exactly one pre-deploy backup. Shown: the
+retries the faults caused (activity attempts > 1 from ActivityTaskStarted events, local-activity
+attempts > 1 from their markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import common
+from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS, check_release, snapshot
+from temporalio.api.enums.v1 import EventType
+
+from stagecoach.models import Outcome
+
+
+def arm(sim: common.GcpsimProcess) -> None:
+    common.add_fault(sim, "*", latency_ms=200)
+    common.add_fault(sim, "*", status=503, rate=0.1)
+    common.add_fault(sim, "*", status=429, rate=0.1112)
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--releases", type=int, default=6)
+    ap.add_argument("--quick", action="store_true", help="2 releases")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    n = 2 if args.quick else args.releases
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="drill-flaky-api-"))
+    common.log(f"machine: {common.machine()}")
+    rows: list[tuple[str, str, float, int, int, list[str]]] = []
+    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+        sim = stack.gcpsim
+        client = await stack.client()
+        cfg = stack.config()
+        for k in range(n):
+            inp = common.release_input(
+                cfg, "prod", f"v8.2.{k}", bake=timedelta(seconds=3), interval=timedelta(seconds=1)
+            )
+            before, revs_before = snapshot(stack, inp)  # the drill's own reads: no faults
+            arm(sim)
+            t = time.monotonic()
+            handle = await common.start_release(client, stack.task_queue, inp)
+            approver = asyncio.create_task(common.approve_when_asked(handle))
+            res = await asyncio.wait_for(handle.result(), timeout=900)
+            took = time.monotonic() - t
+            await approver
+            hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
+            events = [e for h in hists for e in h.events]
+            retries = sum(
+                e.activity_task_started_event_attributes.attempt - 1
+                for e in events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            )
+            la_retries = sum(m.attempt - 1 for m in common.local_activities(events))
+            armed = len(common.sim_call(sim, "GET", "/_sim/faults")["faults"])
+            assert armed == 3, "fault rules went missing"
+            common.clear_faults(sim)  # the checks read gcpsim without faults
+            problems = check_release(stack, inp, res, before, revs_before, PROJECT, INSTANCE)
+            if res.outcome != Outcome.PROMOTED:
+                problems.append(f"outcome {res.outcome.value}: {res.error}")
+            rows.append((inp.version, res.outcome.value, took, retries, la_retries, problems))
+            common.log(
+                f"release {k + 1}/{n} {inp.version}: {res.outcome.value} in {took:.1f}s, "
+                f"{retries} activity retries, {la_retries} metric-read retries; "
+                f"{'OK' if not problems else 'VIOLATIONS: ' + '; '.join(problems)}"
+            )
+
+    print()
+    print(f"machine: {common.machine()}")
+    for version, outcome, took, r, lr, problems in rows:
+        print(f"{version}: {outcome} in {took:.1f}s, retries {r} + {lr} (reads), {problems}")
+    ok = all(not p for *_, p in rows)
+    promoted = sum(1 for r in rows if r[1] == "promoted" and not r[5])
+    durations = common.Spread.of([r[2] for r in rows])
+    common.figure(
+        "drill_flaky_api",
+        f"releases={n} promoted={promoted} retries={sum(r[3] for r in rows)} "
+        f"read_retries={sum(r[4] for r in rows)} duration_median={durations.median:.1f}s",
+        ":every_release_completes",
+        ok and promoted == n,
+        "20% 503/429 + 200 ms on every call",
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
