@@ -88,10 +88,10 @@ class Faults:
                 if self.rng.random() >= r["rate"]:
                     continue
                 fired.append(r)
-            if fired:
-                for r in fired:
-                    if r["times"] is not None:
-                        r["times"] -= 1
+            counted = [r for r in fired if r["times"] is not None]
+            if counted:  # only a spent count changes the stored rules
+                for r in counted:
+                    r["times"] -= 1
                 self.store.data["sim"]["faults"] = [
                     r for r in rules if r["times"] is None or r["times"] > 0
                 ]

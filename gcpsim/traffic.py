@@ -21,12 +21,14 @@ def service_key(project: str, location: str, service: str) -> str:
 def record_split(sim: Sim, key: str, split: list[tuple[str, int, str]], at: float) -> None:
     """Record that from `at` on, `key` serves [(revision, percent, image), ...]."""
     entry = [at, [[rev, pct, image] for rev, pct, image in split if pct > 0]]
-    with sim.store.mutate() as d:
-        hist = d["sim"].setdefault("traffic", {}).setdefault(key, [])
+    with sim.store.lock:
+        hist = sim.store.section("sim").get("traffic", {}).get(key)
         if hist and hist[-1][1] == entry[1]:
-            return
-        hist.append(entry)
-        del hist[:-MAX_HISTORY]
+            return  # unchanged: nothing to write
+        with sim.store.mutate() as d:
+            hist = d["sim"].setdefault("traffic", {}).setdefault(key, [])
+            hist.append(entry)
+            del hist[:-MAX_HISTORY]
 
 
 def timeline(sim: Sim, key: str) -> list[tuple[float, list[tuple[str, int, str]]]]:
