@@ -18,6 +18,7 @@ VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_CONFIG = "deploy.yaml"
+MIN_INTERVAL = timedelta(seconds=1)
 
 
 class ConfigError(Exception):
@@ -142,8 +143,10 @@ class ReleasePolicy(_Strict):
                 f"approval.before_weight {self.approval.before_weight} is not one of the step "
                 f"weights {weights}"
             )
-        if self.interval <= timedelta(0):
-            raise ValueError("interval must be positive")
+        if self.interval < MIN_INTERVAL:
+            raise ValueError(
+                "interval must be at least 1s (Temporal timers fire no faster than that)"
+            )
         return self
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from stagecoach.config import Config, ConfigError, Step, check_version, run_service_name
+from stagecoach.config import (
+    MIN_INTERVAL,
+    Config,
+    ConfigError,
+    Step,
+    check_version,
+    run_service_name,
+)
 from stagecoach.models import InstanceRef, ReleaseInput, ServicePlan, ServiceRef, Target
 
 TASK_QUEUE = "stagecoach"
@@ -81,6 +88,8 @@ def build_release(
                 vpc_connector=svc.vpc_connector,
             )
         )
+    if interval is not None and interval < MIN_INTERVAL:
+        raise ConfigError("--interval must be at least 1s (Temporal timers fire no faster)")
     steps = e.release.steps
     if bake is not None:
         steps = [Step(weight=s.weight, bake=bake if s.weight < 100 else s.bake) for s in steps]

@@ -1,0 +1,73 @@
+"""The config schema: the shipped deploy.yaml is valid; mistakes name the key path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from stagecoach.config import ConfigError, load_config, parse_config
+from stagecoach.plan import build_release
+from tests.conftest import ROOT
+
+
+def shipped() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "deploy.yaml").read_text())
+    return data
+
+
+def test_shipped_config_describes_the_reference_scenario() -> None:
+    cfg = load_config(ROOT / "deploy.yaml")
+    assert [s.name for s in cfg.ordered_services()] == ["python-pipeline", "node-server"]
+    prod = cfg.env("prod").release
+    assert [s.weight for s in prod.steps] == [10, 50, 100]
+    assert prod.backup and prod.approval and prod.approval.approvers == ["release-manager"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("environments", "prod", "release", "interval"), "500ms",
+         "prod.release: Value error, interval must be at least 1s"),
+        (("environments", "prod", "release", "steps"), [{"weight": 50}, {"weight": 10}],
+         "step weights must strictly increase"),
+        (("environments", "prod", "release", "steps"), [{"weight": 10}], "weight 100"),
+        (("gates", "max_error_rate"), 2, "gates.max_error_rate"),
+        (("environments", "dev", "release", "bake"), "5m",
+         "dev.release.bake: Extra inputs are not permitted"),
+    ],
+)  # fmt: skip
+def test_mistakes_name_the_key(path: tuple[str, ...], value: object, expected: str) -> None:
+    data = shipped()
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "deploy.yaml")
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_dependency_and_cycle_are_rejected() -> None:
+    data = shipped()
+    data["services"][0]["depends_on"] = ["node-server"]
+    with pytest.raises(ConfigError, match="cycle"):
+        parse_config(data)
+
+
+def test_release_request_is_validated_before_anything_starts() -> None:
+    cfg = load_config(ROOT / "deploy.yaml")
+    with pytest.raises(ConfigError, match=r"v1\.2\.3"):
+        build_release(cfg, "prod", "1.2.0", "abcde")
+    with pytest.raises(ConfigError, match="unknown environment"):
+        build_release(cfg, "qa", "v1.2.0", "abcde")
+    with pytest.raises(ConfigError, match="unknown service"):
+        build_release(cfg, "prod", "v1.2.0", "abcde", services=["api"])
+    with pytest.raises(ConfigError, match="at least 1s"):
+        build_release(cfg, "prod", "v1.2.0", "abcde", interval=timedelta(milliseconds=200))
+    inp = build_release(cfg, "prod", "v1.2.0", "abcde", bake=timedelta(seconds=5))
+    assert [s.bake for s in inp.steps] == [timedelta(seconds=5)] * 2 + [timedelta(0)]
+    assert inp.services[0].revision == "python-pipeline-prod-v1-2-0-abcde"
