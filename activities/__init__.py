@@ -6,6 +6,7 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | name | input -> output |
 |---|---|
 | GetServiceState | ServiceRef -> ServiceState |
+| ReadServing | ReadServingInput -> list[ServingRevision] (image, database binding) |
 | CreateRevision | CreateRevisionInput -> CreateRevisionResult |
 | SetTraffic | SetTrafficInput -> SetTrafficResult |
 | SetScaling | SetScalingInput -> ServiceState |
@@ -48,6 +49,7 @@ def all_activities(
     db = DatabaseActivities(target_factory)
     return [
         run.get_service_state,
+        run.read_serving,
         run.create_revision,
         run.set_traffic,
         run.set_scaling,

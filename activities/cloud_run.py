@@ -25,8 +25,11 @@ from stagecoach.clients import Clients, clients_for
 from stagecoach.models import (
     CreateRevisionInput,
     CreateRevisionResult,
+    DatabaseBinding,
+    ReadServingInput,
     ServiceRef,
     ServiceState,
+    ServingRevision,
     SetScalingInput,
     SetTrafficInput,
     SetTrafficResult,
@@ -125,6 +128,45 @@ def service_state(svc: run_v2.Service) -> ServiceState:
         max_instances=int(template.scaling.max_instance_count),
         drained=is_drained(svc),
     )
+
+
+CLOUDSQL_VOLUME = "cloudsql"
+CLOUDSQL_MOUNT = "/cloudsql"  # Cloud Run's Cloud SQL connection: unix sockets under here
+
+
+def bound_connection(template: Any, env_var: str) -> str:
+    """The Cloud SQL connection name a revision (or service template) is bound to: the value of
+    `env_var` in its first container, else the first instance of its `cloudsql` volume."""
+    containers = list(template.containers)
+    if containers and env_var:
+        for e in containers[0].env:
+            if e.name == env_var and e.value:
+                return str(e.value)
+    for v in template.volumes:
+        if v.name == CLOUDSQL_VOLUME and v.cloud_sql_instance.instances:
+            return str(v.cloud_sql_instance.instances[0])
+    return ""
+
+
+def apply_binding(template: run_v2.RevisionTemplate, binding: DatabaseBinding | None) -> None:
+    """Bind the template to `binding`'s instance (Cloud SQL volume + mount + env var), or remove
+    the Cloud SQL volume when the service uses no database. The env list is set by the caller
+    (the binding's env var is appended there, see `_apply_template`)."""
+    volumes = [v for v in template.volumes if v.name != CLOUDSQL_VOLUME]
+    container = template.containers[0]
+    mounts = [m for m in container.volume_mounts if m.name != CLOUDSQL_VOLUME]
+    if binding is not None:
+        volumes.append(
+            run_v2.Volume(
+                name=CLOUDSQL_VOLUME,
+                cloud_sql_instance=run_v2.CloudSqlInstance(instances=[binding.connection_name]),
+            )
+        )
+        mounts.append(run_v2.VolumeMount(name=CLOUDSQL_VOLUME, mount_path=CLOUDSQL_MOUNT))
+    del template.volumes[:]
+    template.volumes.extend(volumes)
+    del container.volume_mounts[:]
+    container.volume_mounts.extend(mounts)
 
 
 def _ready_condition(conditions: Any) -> Any | None:
@@ -270,6 +312,37 @@ class CloudRunActivities:
         """What serves now: traffic (short revision names, LATEST kept), image, scaling."""
         return service_state(self._get(input))
 
+    # ------------------------------------------------------------------ ReadServing
+
+    @activity.defn(name="ReadServing")
+    @api_errors
+    def read_serving(self, input: ReadServingInput) -> list[ServingRevision]:
+        """The revisions that receive traffic now (LATEST resolved to the latest ready one),
+        most traffic first, each with its image and the Cloud SQL connection it is bound to."""
+        svc = self._get(input.ref)
+        latest = short_name(svc.latest_ready_revision)
+        shares: dict[str, int] = {}
+        for t in traffic_from_api(svc.traffic):
+            name = latest if t.type == "LATEST" else t.revision
+            if name and t.percent:
+                shares[name] = shares.get(name, 0) + t.percent
+        out = []
+        for name, percent in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])):
+            rev = self._revision(input.ref, name)
+            if rev is None:
+                raise transient(
+                    f"serving revision {name} of {input.ref.service} not found", "NotFound"
+                )
+            out.append(
+                ServingRevision(
+                    revision=name,
+                    percent=percent,
+                    image=rev.containers[0].image if rev.containers else "",
+                    connection_name=bound_connection(rev, input.env_var),
+                )
+            )
+        return out
+
     # ------------------------------------------------------------------ CreateRevision
 
     @activity.defn(name="CreateRevision")
@@ -380,7 +453,10 @@ class CloudRunActivities:
             template.containers.append(run_v2.Container())
         container = template.containers[0]
         container.image = input.image
-        env = [run_v2.EnvVar(name=k, value=v) for k, v in sorted(input.env.items())]
+        values = dict(input.env)
+        if input.database is not None:
+            values[input.database.env_var] = input.database.connection_name
+        env = [run_v2.EnvVar(name=k, value=v) for k, v in sorted(values.items())]
         env += [
             run_v2.EnvVar(
                 name=k,
@@ -392,6 +468,7 @@ class CloudRunActivities:
         ]
         del container.env[:]
         container.env.extend(env)
+        apply_binding(template, input.database)
         limits = dict(container.resources.limits)
         limits.update({"memory": input.sizing.memory, "cpu": input.sizing.cpu})
         container.resources.limits = limits

@@ -855,9 +855,13 @@ def seed_service(
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     vpc_connector: str | None = None,
+    cloud_sql_instances: list[str] | None = None,
     at: float | None = None,
 ) -> dict[str, Any]:
-    """Create (or replace) a service with one ready revision serving 100%, as if deployed."""
+    """Create (or replace) a service with one ready revision serving 100%, as if deployed.
+
+    `cloud_sql_instances` (connection names) become the `cloudsql` volume mounted at /cloudsql,
+    as Cloud Run's Cloud SQL connection is configured."""
     t = now() if at is None else at
     container: dict[str, Any] = {
         "image": image,
@@ -876,6 +880,11 @@ def seed_service(
         "containers": [container],
         "serviceAccount": f"{service}@{project}.iam.gserviceaccount.com",
     }
+    if cloud_sql_instances:
+        container["volumeMounts"] = [{"name": "cloudsql", "mountPath": "/cloudsql"}]
+        template["volumes"] = [
+            {"name": "cloudsql", "cloudSqlInstance": {"instances": list(cloud_sql_instances)}}
+        ]
     if vpc_connector:
         template["vpcAccess"] = {
             "connector": f"projects/{project}/locations/{location}/connectors/{vpc_connector}",

@@ -2,7 +2,9 @@
 
 For every environment: each config service becomes the Cloud Run service `<name>-<env>` in the
 environment's project and region, running image version SEED_VERSION with one ready revision
-serving 100%, sized like the environment (or the service override); and, when the Cloud SQL
+serving 100%, sized like the environment (or the service override), a `uses_database` service
+bound to the environment's instance as a release binds it (Cloud SQL volume + `connection_env`
+variable, `stagecoach.plan.database_binding`); and, when the Cloud SQL
 module offers `seed_instance`, the environment's database instance with the validation tables.
 """
 
@@ -34,6 +36,7 @@ def _sqladmin() -> Any:
 def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
     """Create the config's services (and databases); returns what was created, for the log."""
     from stagecoach.config import load_config, run_service_name
+    from stagecoach.plan import database_binding
 
     cfg = load_config(path)
     sqladmin = _sqladmin()
@@ -43,6 +46,12 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
         for svc in cfg.services:
             sizing = cfg.sizing_for(env_name, svc.name)
             name = run_service_name(svc.name, env_name)
+            env_vars = dict(svc.env)
+            connections: list[str] = []
+            if svc.uses_database and env.database is not None:
+                binding = database_binding(cfg, env_name)
+                env_vars[binding.env_var] = binding.connection_name
+                connections.append(binding.connection_name)
             run_v2.seed_service(
                 sim,
                 env.project,
@@ -54,9 +63,10 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 memory=sizing.memory,
                 cpu=sizing.cpu,
                 ingress=svc.ingress,
-                env=dict(svc.env),
+                env=env_vars,
                 secrets=dict(svc.secrets),
                 vpc_connector=svc.vpc_connector,
+                cloud_sql_instances=connections,
             )
             created.append(f"run {env.project}/{env.region}/{name}")
         if env.database is not None and seed_instance is not None:

@@ -526,6 +526,15 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
         )
     if inp.backup:
         lines.append(f"Pre-deployment backup of {inp.backup.instance}")
+    bound = sorted({p.database.instance for p in inp.services if p.database})
+    if bound:
+        move = "moved to" if inp.switch_database else "bound to"
+        lines.append(f"Database: services using it {move} {', '.join(bound)}")
+    if inp.recovery:
+        lines.append(
+            f"Switch to {inp.recovery.recovery_instance}, the point-in-time recovery of "
+            f"{inp.recovery.source_instance} as of {inp.recovery.point_in_time.isoformat()}"
+        )
     lines.append(f"Requested by {inp.requested_by}")
     return "\n".join(lines)
 
@@ -671,6 +680,13 @@ def deploy(
     detach: Annotated[
         bool, typer.Option("--detach", help="Start the release and return at once.")
     ] = False,
+    switch_database: Annotated[
+        bool,
+        typer.Option(
+            "--switch-database",
+            help="Move services that serve from another instance to the configured one.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -690,6 +706,7 @@ def deploy(
             bake=bake_td,
             interval=interval_td,
             requested_by=who(),
+            switch_database=switch_database,
         )
     except ConfigError as e:
         fail(str(e), EXIT_INPUT)

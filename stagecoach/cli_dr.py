@@ -3,7 +3,8 @@
     starter.py backup ENV [--json]
     starter.py backups ENV [--limit N] [--json]
     starter.py restore ENV --backup-id ID [--yes] [--detach] [--json]
-    starter.py restore ENV --point-in-time RFC3339 [--switch] [--detach] [--json]
+    starter.py restore ENV --point-in-time RFC3339 [--switch --yes [--bake D] [--interval D]]
+                       [--detach] [--json]
     starter.py dr-drill ENV [--detach] [--json]
     starter.py schedule dr-drill ENV --cron EXPR
     starter.py schedule list [--json]
@@ -24,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -46,8 +49,8 @@ from stagecoach.dr_models import (
     RestoreStatus,
     Verification,
 )
-from stagecoach.models import BackupInfo, InstanceRef, ListBackupsInput, ServiceRef
-from stagecoach.plan import instance_ref, release_workflow_id, service_ref
+from stagecoach.models import BackupInfo, InstanceRef, ListBackupsInput, ReleaseInput, ServiceRef
+from stagecoach.plan import build_switch_release, instance_ref, release_workflow_id, service_ref
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -236,13 +239,14 @@ async def _start(
         await _conflict(client, workflow_id, env, what)
 
 
-async def _follow(handle: Any, result_type: type[T]) -> T:
+async def _follow(handle: Any, result_type: type[T], *, follow_runs: bool = True) -> T:
     """Print new events while the workflow runs; return its result or, when it ended
-    cancelled or failed, its last status (query)."""
+    cancelled or failed, its last status (query). With `follow_runs=False` a run that continued
+    as new raises `WorkflowContinuedAsNewError`."""
     from temporalio.client import WorkflowFailureError
 
     seen = 0
-    result_task = asyncio.ensure_future(handle.result())
+    result_task = asyncio.ensure_future(handle.result(follow_runs=follow_runs))
     try:
         while not result_task.done():
             try:
@@ -424,6 +428,13 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[
             bool, typer.Option("--yes", help="confirm a destructive restore (required)")
         ] = False,
+        bake: Annotated[
+            str | None,
+            typer.Option(help="with --switch: override every step's bake window, e.g. 30s"),
+        ] = None,
+        interval: Annotated[
+            str | None, typer.Option(help="with --switch: override the metric poll interval")
+        ] = None,
         config: ConfigOpt = None,
         detach: DetachOpt = False,
         as_json: JsonOpt = False,
@@ -433,8 +444,15 @@ def register(app: typer.Typer) -> None:
         --backup-id: drains the services that use the database, restores, validates, resumes
         them at their recorded scaling (needs --yes; waits for approval where the environment
         asks). --point-in-time: clones the instance as of that time into
-        <instance>-recovery-<YYYYMMDDHHMM> and validates it; the source is untouched."""
-        run(lambda: _restore(env, backup_id, point_in_time, switch, yes, config, detach, as_json))
+        <instance>-recovery-<YYYYMMDDHHMM> and validates it; the source is untouched. With
+        --switch (needs --yes) the services that use the database are then pointed at the
+        recovery instance through new revisions rolled out like a release."""
+        rollout = _SwitchRollout(bake, interval)
+        run(
+            lambda: _restore(
+                env, backup_id, point_in_time, switch, yes, config, detach, as_json, rollout
+            )
+        )
 
     @app.command("dr-drill")
     def drill_cmd(
@@ -572,6 +590,14 @@ def parse_rfc3339(value: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class _SwitchRollout:
+    """`restore --switch`'s release overrides, as given on the command line."""
+
+    bake: str | None = None
+    interval: str | None = None
+
+
 async def _restore(
     env: str,
     backup_id: str | None,
@@ -581,16 +607,22 @@ async def _restore(
     config: str | None,
     detach: bool,
     as_json: bool,
+    rollout: _SwitchRollout | None = None,
 ) -> int:
     cfg = load(config)
     _cli().check_env(cfg, env)
     e = cfg.env(env)
+    rollout = rollout or _SwitchRollout()
     if (backup_id is None) == (point_in_time is None):
         fail("give exactly one of --backup-id ID or --point-in-time RFC3339", EXIT_BAD_INPUT)
+    if not switch and (rollout.bake or rollout.interval):
+        fail("--bake and --interval go with --switch (they shape its rollout)", EXIT_BAD_INPUT)
     ref = _instance(cfg, env)
     verification = _verification(cfg)
     if point_in_time is not None:
-        return await _pitr(cfg, env, ref, verification, point_in_time, switch, detach, as_json)
+        at = parse_rfc3339(point_in_time)
+        switch_release = _switch_release(cfg, env, ref, at, yes, rollout) if switch else None
+        return await _pitr(cfg, env, ref, verification, at, switch_release, detach, as_json)
     assert backup_id is not None
     if switch:
         fail("--switch goes with --point-in-time, not with --backup-id", EXIT_BAD_INPUT)
@@ -663,11 +695,11 @@ async def _restore(
     return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
 
 
-async def _quiet(handle: Any, result_type: type[T]) -> T:
+async def _quiet(handle: Any, result_type: type[T], *, follow_runs: bool = True) -> T:
     from temporalio.client import WorkflowFailureError
 
     try:
-        result: T = await handle.result()
+        result: T = await handle.result(follow_runs=follow_runs)
         return result
     except WorkflowFailureError as err:
         try:
@@ -677,23 +709,50 @@ async def _quiet(handle: Any, result_type: type[T]) -> T:
             fail(f"workflow {handle.id} ended: {err.cause or err}", EXIT_FAILED)
 
 
+def _switch_release(
+    cfg: Config,
+    env: str,
+    ref: InstanceRef,
+    at: datetime,
+    yes: bool,
+    rollout: _SwitchRollout,
+) -> ReleaseInput:
+    """The release `--switch` hands over to; exits 2 on anything wrong with the request."""
+    cli = _cli()
+    try:
+        release = build_switch_release(
+            cfg,
+            env,
+            at,
+            secrets.token_hex(3)[:5],
+            bake=cli._duration("--bake", rollout.bake),
+            interval=cli._duration("--interval", rollout.interval, positive=True),
+            requested_by=_user(),
+        )
+    except ConfigError as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    assert release.recovery is not None
+    if not yes:
+        names = ", ".join(p.ref.service for p in release.services)
+        fail(
+            f"refused: --switch moves {names} in {env} to {release.recovery.recovery_instance} "
+            f"(what was written to {ref.instance} after {_t(at)} is not there); rerun with "
+            "--yes to confirm. Nothing was started.",
+            EXIT_BAD_INPUT,
+        )
+    return release
+
+
 async def _pitr(
     cfg: Config,
     env: str,
     ref: InstanceRef,
     verification: Verification,
-    point_in_time: str,
-    switch: bool,
+    at: datetime,
+    switch_release: ReleaseInput | None,
     detach: bool,
     as_json: bool,
 ) -> int:
-    at = parse_rfc3339(point_in_time)
-    if switch:
-        fail(
-            "--switch is not supported yet: recover without it, check the recovery instance, "
-            "then point the services at it with a release. Nothing was started.",
-            EXIT_BAD_INPUT,
-        )
     now = datetime.now(UTC)
     if at > now:
         fail(f"--point-in-time {_t(at)} is in the future", EXIT_BAD_INPUT)
@@ -709,6 +768,7 @@ async def _pitr(
         instance=ref,
         point_in_time=at,
         verification=verification,
+        switch_release=switch_release,
         requested_by=_user(),
         notify=bool(cfg.notifications.webhook_url),
     )
@@ -720,7 +780,8 @@ async def _pitr(
         inp,
         wf_id,
         env,
-        f"recover {ref.instance} at {_t(at)}",
+        f"recover {ref.instance} at {_t(at)}"
+        + (" and switch the services" if switch_release else ""),
         PointInTimeResult,
     )
     if not as_json:
@@ -729,12 +790,36 @@ async def _pitr(
             markup=False,
             highlight=False,
         )
+        if switch_release is not None:
+            names = ", ".join(p.ref.service for p in switch_release.services)
+            console.print(
+                f"once verified, release {switch_release.version} points {names} at the "
+                "recovery instance (same workflow id: status/approve/abort/promote work as for "
+                "any release)",
+                markup=False,
+                highlight=False,
+            )
     if detach:
         if as_json:
             _print_json(json.dumps({"workflow_id": wf_id, "run_id": handle.result_run_id}))
         return EXIT_OK
     follow = _quiet if as_json else _follow
-    st = await follow(handle, PointInTimeResult)
+    from temporalio.client import WorkflowContinuedAsNewError
+
+    try:
+        st = await follow(handle, PointInTimeResult, follow_runs=switch_release is None)
+    except WorkflowContinuedAsNewError:
+        assert switch_release is not None
+        if not as_json:
+            console.print(
+                f"recovery instance verified; release {switch_release.version} switches the "
+                "services (Ctrl-C detaches; it goes on)",
+                markup=False,
+                highlight=False,
+            )
+        follower = _cli().Follower(client, cfg, env, as_json)
+        _final, code = await follower.follow()
+        return int(code)
     if as_json:
         _print_json(_dump(st))
     else:

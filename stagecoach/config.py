@@ -164,6 +164,12 @@ class Validation(_Strict):
 class Database(_Strict):
     name: str = "app"
     validation: Validation = Validation()
+    connection_env: str = Field(
+        "INSTANCE_CONNECTION_NAME",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="env var through which a uses_database service learns its instance's "
+        "connection name (project:region:instance)",
+    )
 
 
 class Environment(_Strict):

@@ -15,6 +15,7 @@ from stagecoach.models import (
     ApprovalRecord,
     BackupInfo,
     InstanceRef,
+    ReleaseInput,
     ServiceRef,
     ValidationReport,
 )
@@ -141,7 +142,10 @@ class PointInTimeInput(BaseModel):
     instance: InstanceRef  # the source instance
     point_in_time: datetime  # UTC
     verification: Verification
-    switch: bool = False  # point the services at the recovery instance (not supported yet)
+    # --switch: once the recovery instance is verified, this release (built by
+    # `stagecoach.plan.build_switch_release`) takes over the workflow id and moves the services
+    # to it; the recovery's result travels in its `recovery` field.
+    switch_release: ReleaseInput | None = None
     requested_by: str = ""
     notify: bool = False
 
@@ -165,6 +169,7 @@ class PointInTimeResult(BaseModel):
     validation: ValidationReport | None = None
     newest: datetime | None = None  # newest timestamp on the recovery instance
     recovery_deleted: bool = False  # a failed clone's leftovers are deleted
+    switching: bool = False  # handed over to the switch release (continue-as-new)
     left_in: list[str] = []
     error: str = ""
     abort_reason: str = ""

@@ -83,6 +83,30 @@ class ServiceState(BaseModel):
     drained: bool = False
 
 
+class DatabaseBinding(BaseModel):
+    """How a revision reaches its Cloud SQL instance: Cloud Run's Cloud SQL connection (volume
+    `cloudsql`, mounted at /cloudsql) plus one env var holding the connection name."""
+
+    env_var: str = "INSTANCE_CONNECTION_NAME"
+    connection_name: str  # project:region:instance
+
+    @property
+    def instance(self) -> str:
+        return self.connection_name.rsplit(":", 1)[-1]
+
+
+class ServingRevision(BaseModel):
+    revision: str  # short name
+    percent: int
+    image: str = ""
+    connection_name: str = ""  # "" when the revision has no database binding
+
+
+class ReadServingInput(BaseModel):
+    ref: ServiceRef
+    env_var: str = ""  # the binding's env var ("": only the Cloud SQL volume is looked at)
+
+
 class CreateRevisionInput(BaseModel):
     ref: ServiceRef
     revision: str  # deterministic short name, e.g. node-server-prod-v1-2-0-3f9a1
@@ -93,6 +117,7 @@ class CreateRevisionInput(BaseModel):
     secrets: dict[str, str] = {}  # env var -> Secret Manager secret name
     ingress: str = "all"
     vpc_connector: str | None = None
+    database: DatabaseBinding | None = None
 
 
 class CreateRevisionResult(BaseModel):
@@ -281,7 +306,7 @@ class ServicePlan(BaseModel):
 
     name: str  # config name, e.g. node-server
     ref: ServiceRef
-    image: str
+    image: str  # "" keeps the image of the revision serving the most traffic (switch releases)
     revision: str
     health_path: str = "/"
     sizing: Sizing
@@ -289,6 +314,18 @@ class ServicePlan(BaseModel):
     secrets: dict[str, str] = {}
     ingress: str = "all"
     vpc_connector: str | None = None
+    database: DatabaseBinding | None = None  # set for services with uses_database
+
+
+class RecoveryInfo(BaseModel):
+    """The point-in-time recovery a switch release moves the services to (restore --switch)."""
+
+    source_instance: str
+    recovery_instance: str
+    point_in_time: datetime
+    clone_seconds: float | None = None
+    validation: ValidationReport | None = None
+    workflow_run_id: str = ""  # the PointInTimeRecovery run that made the instance
 
 
 class ReleaseInput(BaseModel):
@@ -304,6 +341,11 @@ class ReleaseInput(BaseModel):
     backup: InstanceRef | None = None
     requested_by: str = ""
     notify: bool = False
+    # Move the services to the instance in their `database` binding even where they serve from
+    # another one now (restore --switch, deploy --switch-database). Without it such drift fails
+    # the release before anything is touched.
+    switch_database: bool = False
+    recovery: RecoveryInfo | None = None  # set by a point-in-time recovery that switches
     # history events after which a bake continues as new: a 48 h bake polled every minute
     # stays bounded (Temporal warns at 10,240 events)
     continue_as_new_after: int = 4000
@@ -323,6 +365,9 @@ class ServiceStatus(BaseModel):
         "pending", "created", "smoke_tested", "shifting", "promoted", "rolled_back", "failed"
     ] = "pending"
     tag_url: str = ""
+    image: str = ""  # the image deployed (resolved at the start when the plan keeps the image)
+    database: str = ""  # instance the new revision is bound to ("" when it uses none)
+    database_before: str = ""  # instance the serving revision was bound to
     bake_until: datetime | None = None  # end of the current step's bake window
     extensions: int = 0  # bake extensions used on inconclusive readings in this step
     readings: list[Reading] = []  # the newest readings (bounded; failures always kept)
@@ -345,6 +390,8 @@ class ReleaseStatus(BaseModel):
     phase: Phase = Phase.VALIDATING
     outcome: Outcome = Outcome.RUNNING
     backup_id: str = ""
+    serving_checked: bool = False  # the database bindings / kept images were read
+    recovery: RecoveryInfo | None = None  # the point-in-time recovery this release switches to
     current_service: str = ""
     services: list[ServiceStatus] = []
     approvals: list[ApprovalRecord] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from stagecoach.config import (
     MIN_INTERVAL,
@@ -12,7 +12,15 @@ from stagecoach.config import (
     check_version,
     run_service_name,
 )
-from stagecoach.models import InstanceRef, ReleaseInput, ServicePlan, ServiceRef, Target
+from stagecoach.models import (
+    DatabaseBinding,
+    InstanceRef,
+    RecoveryInfo,
+    ReleaseInput,
+    ServicePlan,
+    ServiceRef,
+    Target,
+)
 
 TASK_QUEUE = "stagecoach"
 
@@ -54,6 +62,70 @@ def instance_ref(cfg: Config, env: str) -> InstanceRef:
     return InstanceRef(target=target_for(cfg), project=e.project, instance=e.database.instance)
 
 
+def recovery_instance_name(instance: str, point_in_time: datetime) -> str:
+    """`<instance>-recovery-<YYYYMMDDHHMM>` of the recovery point (UTC): one per requested
+    minute, so a retried request finds the clone it already made."""
+    return f"{instance}-recovery-{point_in_time.strftime('%Y%m%d%H%M')}"
+
+
+def database_binding(cfg: Config, env: str, instance: str | None = None) -> DatabaseBinding:
+    """The binding every revision of a `uses_database` service gets: the environment's instance
+    (or `instance`), reached through Cloud Run's Cloud SQL connection and `connection_env`."""
+    e = cfg.env(env)
+    name = instance or instance_ref(cfg, env).instance
+    return DatabaseBinding(
+        env_var=cfg.database.connection_env, connection_name=f"{e.project}:{e.region}:{name}"
+    )
+
+
+def _plans(
+    cfg: Config,
+    env: str,
+    version: str,
+    release_id: str,
+    services: list[str] | None,
+    *,
+    keep_image: bool = False,
+    instance: str | None = None,
+) -> list[ServicePlan]:
+    e = cfg.env(env)
+    if services:
+        for name in services:
+            cfg.service(name)  # raises ConfigError naming the choices
+    plans = []
+    for svc in cfg.ordered_services(services or None):
+        run_name = run_service_name(svc.name, env)
+        uses_db = svc.uses_database and e.database is not None
+        plans.append(
+            ServicePlan(
+                name=svc.name,
+                ref=service_ref(cfg, env, svc.name),
+                image="" if keep_image else svc.image_for(e.project, version),
+                revision=revision_name(run_name, version, release_id),
+                health_path=svc.health_path,
+                sizing=cfg.sizing_for(env, svc.name),
+                env=svc.env,
+                secrets=svc.secrets,
+                ingress=svc.ingress,
+                vpc_connector=svc.vpc_connector,
+                database=database_binding(cfg, env, instance) if uses_db else None,
+            )
+        )
+    return plans
+
+
+def _steps(
+    cfg: Config, env: str, bake: timedelta | None, interval: timedelta | None
+) -> tuple[list[Step], timedelta]:
+    e = cfg.env(env)
+    if interval is not None and interval < MIN_INTERVAL:
+        raise ConfigError("--interval must be at least 1s (Temporal timers fire no faster)")
+    steps = e.release.steps
+    if bake is not None:
+        steps = [Step(weight=s.weight, bake=bake if s.weight < 100 else s.bake) for s in steps]
+    return steps, interval or e.release.interval
+
+
 def build_release(
     cfg: Config,
     env: str,
@@ -64,35 +136,18 @@ def build_release(
     bake: timedelta | None = None,
     interval: timedelta | None = None,
     requested_by: str = "",
+    switch_database: bool = False,
 ) -> ReleaseInput:
     """Validate the request against the config and resolve everything the workflow needs."""
     check_version(version)
     e = cfg.env(env)
-    if services:
-        for name in services:
-            cfg.service(name)  # raises ConfigError naming the choices
-    plans = []
-    for svc in cfg.ordered_services(services or None):
-        run_name = run_service_name(svc.name, env)
-        plans.append(
-            ServicePlan(
-                name=svc.name,
-                ref=service_ref(cfg, env, svc.name),
-                image=svc.image_for(e.project, version),
-                revision=revision_name(run_name, version, release_id),
-                health_path=svc.health_path,
-                sizing=cfg.sizing_for(env, svc.name),
-                env=svc.env,
-                secrets=svc.secrets,
-                ingress=svc.ingress,
-                vpc_connector=svc.vpc_connector,
-            )
+    plans = _plans(cfg, env, version, release_id, services)
+    if switch_database and not any(p.database for p in plans):
+        raise ConfigError(
+            "--switch-database: none of the released services has uses_database: true "
+            f"(or environments.{env}.database is not set)"
         )
-    if interval is not None and interval < MIN_INTERVAL:
-        raise ConfigError("--interval must be at least 1s (Temporal timers fire no faster)")
-    steps = e.release.steps
-    if bake is not None:
-        steps = [Step(weight=s.weight, bake=bake if s.weight < 100 else s.bake) for s in steps]
+    steps, every = _steps(cfg, env, bake, interval)
     return ReleaseInput(
         app=cfg.app,
         env=env,
@@ -100,10 +155,69 @@ def build_release(
         release_id=release_id,
         services=plans,
         steps=steps,
-        interval=interval or e.release.interval,
+        interval=every,
         gates=cfg.gates_for(env),
         approval=e.release.approval,
         backup=instance_ref(cfg, env) if e.release.backup else None,
         requested_by=requested_by,
         notify=bool(cfg.notifications.webhook_url),
+        switch_database=switch_database,
+    )
+
+
+def build_switch_release(
+    cfg: Config,
+    env: str,
+    point_in_time: datetime,
+    release_id: str,
+    *,
+    bake: timedelta | None = None,
+    interval: timedelta | None = None,
+    requested_by: str = "",
+) -> ReleaseInput:
+    """The release `restore --point-in-time --switch` hands over to once the recovery instance
+    is verified: the `uses_database` services, each keeping the image it serves now, moved to
+    `<instance>-recovery-<YYYYMMDDHHMM>` through the environment's canary steps and gates.
+
+    No pre-deploy backup (the source is what is being recovered from; the recovery instance was
+    just validated). Approval: the environment's release approval; where
+    `restore_requires_approval` is set, before the first step instead (before any traffic reaches
+    the recovery instance)."""
+    e = cfg.env(env)
+    source = instance_ref(cfg, env).instance
+    names = [s.name for s in cfg.ordered_services() if s.uses_database]
+    if not names:
+        raise ConfigError(
+            "--switch: no service has uses_database: true, so there is nothing to point at the "
+            "recovery instance; mark the services that use the database"
+        )
+    version = f"recovery-{point_in_time.strftime('%Y%m%d%H%M')}"
+    recovery = recovery_instance_name(source, point_in_time)
+    plans = _plans(cfg, env, version, release_id, names, keep_image=True, instance=recovery)
+    steps, every = _steps(cfg, env, bake, interval)
+    approval = e.release.approval
+    if e.release.restore_requires_approval:
+        if approval is None:
+            raise ConfigError(
+                f"environments.{env}.release.restore_requires_approval is set but "
+                f"environments.{env}.release.approval.approvers is not; add the approvers"
+            )
+        approval = approval.model_copy(update={"before_weight": steps[0].weight})
+    return ReleaseInput(
+        app=cfg.app,
+        env=env,
+        version=version,
+        release_id=release_id,
+        services=plans,
+        steps=steps,
+        interval=every,
+        gates=cfg.gates_for(env),
+        approval=approval,
+        backup=None,
+        requested_by=requested_by,
+        notify=bool(cfg.notifications.webhook_url),
+        switch_database=True,
+        recovery=RecoveryInfo(
+            source_instance=source, recovery_instance=recovery, point_in_time=point_in_time
+        ),
     )

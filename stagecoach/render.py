@@ -126,6 +126,33 @@ class ViewContext:
     show_events: bool = True
 
 
+def database_lines(st: ReleaseStatus) -> list[str]:
+    """The point-in-time recovery a switch release moves to, the database moves, and (once a
+    switch is promoted) the config change that keeps later releases on the new instance."""
+    lines = []
+    rec = st.recovery
+    if rec is not None:
+        counts = ""
+        if rec.validation is not None:
+            counts = ", validated: " + (
+                ", ".join(f"{t.table}={t.rows}" for t in rec.validation.tables) or "no tables"
+            )
+        took = f", cloned in {rec.clone_seconds:g}s" if rec.clone_seconds is not None else ""
+        lines.append(
+            f"recovery: {rec.recovery_instance} = {rec.source_instance} as of "
+            f"{_time(rec.point_in_time)}{took}{counts}"
+        )
+    for svc in st.services:
+        if svc.database and svc.database_before and svc.database_before != svc.database:
+            lines.append(f"{svc.run_service}: database {svc.database_before} -> {svc.database}")
+    if rec is not None and st.outcome == Outcome.PROMOTED:
+        lines.append(
+            f"next: set environments.{st.env}.database.instance: {rec.recovery_instance} in the "
+            "config (releases stop while it names another instance than the services use)"
+        )
+    return lines
+
+
 def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
@@ -138,6 +165,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text(st.progress, style="italic"))
     if st.backup_id:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
+    parts.extend(Text(line) for line in database_lines(st))
 
     table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("service", "state", "stable", "canary"):

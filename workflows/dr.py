@@ -69,12 +69,14 @@ with workflow.unsafe.imports_passed_through():
         ListBackupsInput,
         NotifyInput,
         OperationResult,
+        RecoveryInfo,
         RestoreBackupInput,
         ServiceState,
         SetScalingInput,
         ValidateDatabaseInput,
         ValidationReport,
     )
+    from stagecoach.plan import recovery_instance_name
 
 MAX_EVENTS = 100
 BACKUP_LIST_LIMIT = 500
@@ -125,12 +127,6 @@ def _seconds(start: datetime, end: datetime) -> float:
 
 def _stamp(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def recovery_instance_name(instance: str, point_in_time: datetime) -> str:
-    """`<instance>-recovery-<YYYYMMDDHHMM>` of the recovery point (UTC): one per requested
-    minute, so a retried request finds the clone it already made."""
-    return f"{instance}-recovery-{point_in_time.strftime('%Y%m%d%H%M')}"
 
 
 def drill_instance_name(instance: str, at: datetime) -> str:
@@ -758,8 +754,13 @@ class PointInTimeWorkflow(_ScratchWorkflow):
     """Scenario 2: clone the instance at a timestamp into `<instance>-recovery-<YYYYMMDDHHMM>`
     and run the validation queries on the clone. The recovery instance is kept once the clone
     completed (also when validation finds problems: it is evidence); a clone that failed, was
-    aborted or cancelled is deleted. `switch` (pointing the services at the recovery instance
-    through a new revision) is not supported yet: the input is refused."""
+    aborted or cancelled is deleted.
+
+    With `switch_release` (restore --switch), a verified recovery continues as new into that
+    Release under the same workflow id: the services move to the recovery instance through new
+    revisions rolled out like any release (canary steps, gates, approval, abort, rollback), and
+    no other release or restore can slip in between. The release's `recovery` field carries
+    this run's result (clone time, validation)."""
 
     @workflow.init
     def __init__(self, inp: PointInTimeInput) -> None:
@@ -809,10 +810,19 @@ class PointInTimeWorkflow(_ScratchWorkflow):
             recovery = "not created (or deleted after the failed clone)"
         else:
             recovery = "NOT deleted after the failed clone: delete it by hand"
+        switch = inp.switch_release
+        st.switching = switch is not None and st.outcome == DrOutcome.SUCCEEDED and not cancelled
+        services = "untouched (still pointed at the source instance)"
+        if st.switching:
+            assert switch is not None
+            services = (
+                f"release {switch.version} (same workflow id) now points "
+                f"{', '.join(p.ref.service for p in switch.services)} at {st.recovery_instance}"
+            )
         st.left_in = [
             f"instance {st.source_instance}: untouched (point-in-time recovery only reads it)",
             f"instance {st.recovery_instance}: {recovery}",
-            "services: untouched (still pointed at the source instance)",
+            f"services: {services}",
         ]
         st.ended_at = workflow.now()
         self._set_phase(DrPhase.DONE)
@@ -820,6 +830,20 @@ class PointInTimeWorkflow(_ScratchWorkflow):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.switching:
+            assert switch is not None
+            self._event(f"handing over to release {switch.version}")
+            recovery_info = RecoveryInfo(
+                source_instance=st.source_instance,
+                recovery_instance=st.recovery_instance,
+                point_in_time=inp.point_in_time,
+                clone_seconds=st.clone_seconds,
+                validation=st.validation,
+                workflow_run_id=workflow.info().run_id,
+            )
+            workflow.continue_as_new(
+                workflow="Release", args=[switch.model_copy(update={"recovery": recovery_info})]
+            )
         return st
 
     def _recovery_ref(self) -> InstanceRef:
@@ -827,11 +851,13 @@ class PointInTimeWorkflow(_ScratchWorkflow):
 
     async def _work(self) -> None:
         inp, st = self.inp, self.st
-        if inp.switch:
+        switch = inp.switch_release
+        if switch is not None and any(
+            p.database is None or p.database.instance != st.recovery_instance
+            for p in switch.services
+        ):
             raise _Stop(
-                DrOutcome.FAILED,
-                "switching the services to the recovery instance is not supported yet; "
-                "recover without switch and repoint the services by a release",
+                DrOutcome.FAILED, f"the switch release does not target {st.recovery_instance}"
             )
         if inp.point_in_time > workflow.now():
             raise _Stop(DrOutcome.FAILED, f"{_stamp(inp.point_in_time)} is in the future")

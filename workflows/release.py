@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError
 from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, TRAFFIC_RETRY, VERSION
 
 with workflow.unsafe.imports_passed_through():
+    from stagecoach.bindings import check_serving
     from stagecoach.gates import evaluate
     from stagecoach.models import (
         AbortInput,
@@ -41,11 +42,13 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         ReadCanaryMetricsInput,
         Reading,
+        ReadServingInput,
         ReleaseInput,
         ReleaseStatus,
         ServicePlan,
         ServiceState,
         ServiceStatus,
+        ServingRevision,
         SetTrafficInput,
         SetTrafficResult,
         SmokeTestInput,
@@ -86,6 +89,7 @@ class ReleaseWorkflow:
             env=inp.env,
             version=inp.version,
             services=[ServiceStatus(name=s.name, run_service=s.ref.service) for s in inp.services],
+            recovery=inp.recovery,
         )
         # an abort that arrived just before a continue-as-new carries over in the state
         self.abort_requested: AbortInput | None = (
@@ -153,6 +157,8 @@ class ReleaseWorkflow:
         try:
             if self.abort_requested:
                 raise _Stop(Outcome.ABORTED, self.abort_requested.reason)
+            if not st.serving_checked:
+                await self._check_serving()
             if inp.backup and not st.backup_id:
                 await self._backup()
             for plan, svc in zip(inp.services, st.services, strict=True):
@@ -183,6 +189,42 @@ class ReleaseWorkflow:
         return st
 
     # ------------------------------------------------------------------ steps
+
+    async def _check_serving(self) -> None:
+        """Before anything is touched: read what serves now where it matters (services bound to
+        a database, plans that keep the serving image) and stop on database drift."""
+        for plan, svc in zip(self.inp.services, self.st.services, strict=True):
+            if svc.state != "pending" or (plan.database is None and plan.image):
+                continue
+            self._progress(f"{svc.run_service}: reading the serving revisions")
+            try:
+                serving: list[ServingRevision] = await workflow.execute_activity(
+                    "ReadServing",
+                    ReadServingInput(
+                        ref=plan.ref, env_var=plan.database.env_var if plan.database else ""
+                    ),
+                    result_type=list[ServingRevision],
+                    start_to_close_timeout=QUICK,
+                    retry_policy=API_RETRY,
+                    summary=f"serving {svc.run_service}",
+                )
+            except ActivityError as err:
+                raise _Stop(Outcome.FAILED, f"{svc.run_service}: {_error_message(err)}") from err
+            check = check_serving(plan, serving, self.inp.env, self.inp.switch_database)
+            if check.problem:
+                svc.state = "failed"
+                svc.error = check.problem
+                raise _Stop(Outcome.FAILED, check.problem)
+            svc.image = check.image or plan.image
+            svc.database_before = check.before
+            svc.database = plan.database.instance if plan.database else ""
+            if not plan.image:
+                self._event(f"{svc.run_service}: keeps image {svc.image}")
+            if plan.database and check.before != svc.database:
+                self._event(
+                    f"{svc.run_service}: database {check.before or '(none)'} -> {svc.database}"
+                )
+        self.st.serving_checked = True
 
     async def _backup(self) -> None:
         assert self.inp.backup is not None
@@ -258,13 +300,14 @@ class ReleaseWorkflow:
             CreateRevisionInput(
                 ref=plan.ref,
                 revision=plan.revision,
-                image=plan.image,
+                image=svc.image or plan.image,
                 tag=CANARY_TAG,
                 sizing=plan.sizing,
                 env=plan.env,
                 secrets=plan.secrets,
                 ingress=plan.ingress,
                 vpc_connector=plan.vpc_connector,
+                database=plan.database,
             ),
             result_type=CreateRevisionResult,
             start_to_close_timeout=LONG,

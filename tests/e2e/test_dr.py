@@ -515,6 +515,185 @@ async def test_point_in_time_recovery_yields_the_data_as_of_the_timestamp(
         )
 
 
+@pytest.fixture
+def own_gcpsim(tmp_path: Any) -> Any:
+    """A simulator of this test's own: the switch re-binds a service, which no other test
+    should see."""
+    from tests.conftest import start_gcpsim, stop_gcpsim
+
+    state = tmp_path / "state"
+    state.mkdir()
+    sim = start_gcpsim(
+        state, "--reset", "--seed", str(ROOT / "deploy.yaml"),
+        "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5", "--request-rate", "200",
+    )  # fmt: skip
+    yield sim
+    stop_gcpsim(sim)
+
+
+def serving_revision(ref: ServiceRef) -> Any:
+    """The revision receiving 100% of the service's traffic, read with the real client."""
+    from stagecoach.clients import clients_for
+
+    clients = clients_for(ref.target)
+    svc = clients.services.get_service(name=ref.name)
+    full = [t for t in svc.traffic if t.percent == 100]
+    assert len(full) == 1, svc.traffic
+    name = full[0].revision or svc.latest_ready_revision
+    return clients.revisions.get_revision(name=f"{ref.name}/revisions/{name.rsplit('/', 1)[-1]}")
+
+
+def binding(rev: Any) -> tuple[str, list[str]]:
+    """(INSTANCE_CONNECTION_NAME value, Cloud SQL volume instances) of a revision."""
+    env = {e.name: e.value for e in rev.containers[0].env}
+    volumes = [list(v.cloud_sql_instance.instances) for v in rev.volumes if v.name == "cloudsql"]
+    return env.get("INSTANCE_CONNECTION_NAME", ""), volumes[0] if volumes else []
+
+
+async def test_point_in_time_switch_moves_the_services_through_a_release(
+    own_gcpsim: GcpsimProcess, temporal_address: str, client: Client, task_queue: str
+) -> None:
+    """restore --point-in-time --switch: the verified recovery instance hands over to a release
+    (same workflow id) that points the database services at it through a canary; the next
+    release with the old config is stopped before it touches anything; --switch-database moves
+    the services back."""
+    sim = own_gcpsim
+    cfg = config_for(sim)
+    env = "staging"
+    ref = instance_ref(cfg, env)
+    db = cfg.database.name
+    node, pipeline = service_ref(cfg, env, "node-server"), service_ref(cfg, env, "python-pipeline")
+    source_conn = f"{cfg.env(env).project}:{cfg.env(env).region}:{ref.instance}"
+    node_before = await asyncio.to_thread(serving_revision, node)
+    pipeline_before = await asyncio.to_thread(serving_revision, pipeline)
+    assert binding(node_before) == (source_conn, [source_conn])  # seeded as a release binds
+    before, after = f"switch-before-{uid()}", f"switch-after-{uid()}"
+    await asyncio.to_thread(insert_marker, ref, db, before)
+    await asyncio.sleep(1.2)
+    point = await asyncio.to_thread(db_now, ref, db)
+    await asyncio.sleep(1.2)
+    await asyncio.to_thread(insert_marker, ref, db, after)
+    at = point.astimezone(UTC).isoformat()
+    fast = ("--bake", "2s", "--interval", "2s")  # >= 20 canary requests per read at 10%
+    async with worker(client, task_queue):
+        asked = datetime.now(UTC)
+        code, out, err = await cli(
+            sim, temporal_address, task_queue, "restore", env, "--point-in-time", at, "--switch"
+        )
+        assert code == 2, out + err
+        assert "rerun with --yes" in err and "Nothing was started" in err
+        last = await describe_or_none(client, f"deploy-{APP}-{env}")
+        assert last is None or last.start_time < asked  # nothing started
+
+        code, out, err = await cli(
+            sim, temporal_address, task_queue,
+            "restore", env, "--point-in-time", at, "--switch", "--yes", *fast, "--json",
+        )  # fmt: skip
+        assert code == 0, out + err
+        st = json.loads(out)
+        recovery = f"{ref.instance}-recovery-{point:%Y%m%d%H%M}"
+        assert st["outcome"] == "promoted", st
+        assert st["version"] == f"recovery-{point:%Y%m%d%H%M}"
+        assert st["recovery"]["recovery_instance"] == recovery
+        assert st["recovery"]["validation"]["ok"] is True
+        assert st["recovery"]["clone_seconds"] is not None
+        [svc] = st["services"]  # only the service that uses the database
+        assert svc["run_service"] == node.service
+        assert (svc["database_before"], svc["database"]) == (ref.instance, recovery)
+        assert svc["image"] == node_before.containers[0].image  # the serving image, kept
+        assert [r["weight"] for r in svc["readings"]][:1] == [10]  # rolled out in steps
+
+        rec = ref.model_copy(update={"instance": recovery})
+        assert await asyncio.to_thread(has_marker, rec, db, before)
+        assert not await asyncio.to_thread(has_marker, rec, db, after)
+        node_now = await asyncio.to_thread(serving_revision, node)
+        rec_conn = f"{cfg.env(env).project}:{cfg.env(env).region}:{recovery}"
+        assert node_now.name.endswith(svc["canary_revision"])
+        assert binding(node_now) == (rec_conn, [rec_conn])
+        assert node_now.containers[0].image == node_before.containers[0].image
+        pipeline_now = await asyncio.to_thread(serving_revision, pipeline)
+        assert pipeline_now.name == pipeline_before.name  # untouched
+
+        # the config still names the old instance: the next release stops before anything
+        code, out, err = await cli(
+            sim, temporal_address, task_queue, "deploy", env, "v1.3.0", *fast, "--json"
+        )
+        assert code == 1, out + err
+        st = json.loads(out)
+        assert st["outcome"] == "failed"
+        assert f"serves from database instance {recovery}" in st["error"]
+        assert "--switch-database" in st["error"]
+        assert all(s["canary_revision"] == "" for s in st["services"])
+        assert (await asyncio.to_thread(serving_revision, node)).name == node_now.name
+        assert (await asyncio.to_thread(serving_revision, pipeline)).name == pipeline_before.name
+
+        # --switch-database moves the services back to the configured instance
+        code, out, err = await cli(
+            sim, temporal_address, task_queue,
+            "deploy", env, "v1.3.0", *fast, "--switch-database", "--json",
+        )  # fmt: skip
+        assert code == 0, out + err
+        node_back = await asyncio.to_thread(serving_revision, node)
+        assert binding(node_back) == (source_conn, [source_conn])
+        assert node_back.containers[0].image.endswith(":v1.3.0")
+
+
+async def test_prod_switch_waits_for_approval_before_any_traffic_and_abort_keeps_the_source(
+    own_gcpsim: GcpsimProcess, temporal_address: str, client: Client, task_queue: str
+) -> None:
+    """prod asks for approval before a restore: the switch release waits for `approve` before
+    its first step; aborting there leaves every service on the source instance."""
+    from stagecoach.models import ReleaseStatus
+
+    sim = own_gcpsim
+    cfg = config_for(sim)
+    env = "prod"
+    ref = instance_ref(cfg, env)
+    node = service_ref(cfg, env, "node-server")
+    node_before = await asyncio.to_thread(serving_revision, node)
+    point = await asyncio.to_thread(db_now, ref, cfg.database.name)
+    async with worker(client, task_queue):
+        code, out, err = await cli(
+            sim, temporal_address, task_queue,
+            "restore", env, "--point-in-time", point.astimezone(UTC).isoformat(),
+            "--switch", "--yes", "--bake", "2s", "--interval", "2s", "--detach",
+        )  # fmt: skip
+        assert code == 0, out + err
+        handle = client.get_workflow_handle(f"deploy-{APP}-{env}", result_type=ReleaseStatus)
+        for _ in range(int(WAIT / 0.2)):  # the recovery runs first, then continues as new
+            if (await handle.describe()).workflow_type == "Release":
+                break
+            await asyncio.sleep(0.2)
+        st = await wait_status(
+            handle, ReleaseStatus, lambda s: s.awaiting_approval_for is not None, timeout=WAIT
+        )
+        assert st.awaiting_approval_for == 10  # before any traffic reaches the recovery
+        assert st.services[0].canary_revision  # created and smoke-tested, 0% traffic
+        assert st.services[0].percent == 0
+        code, out, err = await cli(sim, temporal_address, task_queue, "status", env)
+        assert code == 0, out + err
+        assert "approve prod --by release-manager" in out
+        assert f"recovery: {st.recovery.recovery_instance if st.recovery else '?'}" in out
+        code, out, err = await cli(sim, temporal_address, task_queue, "abort", env)
+        assert code == 0, out + err
+        final: ReleaseStatus = await result(handle)
+    assert final.outcome == "aborted", final.error
+    node_now = await asyncio.to_thread(serving_revision, node)
+    assert node_now.name == node_before.name
+    assert binding(node_now) == binding(node_before)
+    assert st.recovery is not None
+    assert await asyncio.to_thread(instance_exists, ref, st.recovery.recovery_instance)
+
+
+async def describe_or_none(client: Client, workflow_id: str) -> Any:
+    from temporalio.service import RPCError
+
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+
+
 # ----------------------------------------------------------------------------- drill
 
 
@@ -665,7 +844,8 @@ async def test_drill_schedule_created_listed_triggered_deleted(
 
 def test_names_and_backup_choice() -> None:
     from stagecoach.models import BackupInfo
-    from workflows.dr import drill_instance_name, newest_successful, recovery_instance_name
+    from stagecoach.plan import recovery_instance_name
+    from workflows.dr import drill_instance_name, newest_successful
 
     def b(id_: str, status: str, day: int) -> BackupInfo:
         return BackupInfo(id=id_, status=status, enqueued_time=datetime(2025, 5, day, tzinfo=UTC))
