@@ -23,10 +23,8 @@ backupRuns.insert + 1 operations.get (the DONE operation names the backup).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -103,13 +101,10 @@ def by_api(counts: dict[str, int]) -> dict[str, int]:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="(same run; it is short)")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    _, work = common.parse_args(ap, "bench-api-")
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-api-"))
-    common.log(f"machine: {common.machine()}")
     sim_args = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "2000"]
     rows: list[tuple[str, ReleaseStatus, dict[str, int], dict[str, int]]] = []
     with common.Stack(work, gcpsim_args=sim_args) as stack:

@@ -22,11 +22,9 @@ reaction (that completion to t_rollback). Target: every trial <= one poll interv
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -50,19 +48,16 @@ def first_failing_read(markers: list[common.LocalActivity], after: float) -> flo
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--interval", type=float, default=5.0, help="poll interval, seconds")
     ap.add_argument("--quick", action="store_true", help="5 trials")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args, work = common.parse_args(ap, "bench-detection-")
     trials = 5 if args.quick else args.trials
     interval = args.interval
     rng = random.Random(args.seed)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-detection-"))
-    common.log(f"machine: {common.machine()}")
     sim_args = ["--run-op-seconds", "0.3", "--request-rate", "400"]
     latencies: list[float] = []
     waits: list[float] = []
@@ -95,13 +90,8 @@ async def main() -> int:
             result = await handle.result()
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"trial {k}: expected a rollback, got {result.outcome}")
-            hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
-            events = [e for h in hists for e in h.events]
-            rollback = [
-                a
-                for a in common.activity_calls(events)
-                if a.type == "SetTraffic" and (a.input or {}).get("reason") == "rollback"
-            ]
+            events = await common.release_events(client, handle)
+            rollback = common.rollback_calls(events)
             if len(rollback) != 1:
                 raise RuntimeError(f"trial {k}: {len(rollback)} rollback SetTraffic activities")
             t_rollback = rollback[0].scheduled

@@ -24,11 +24,9 @@ Targets: <= 1,000 events for the default release; <= 10,000 events per run for t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -120,16 +118,13 @@ def show(label: str, r: dict[str, Any]) -> None:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--polls", type=int, default=2880, help="polls of the long bake")
     ap.add_argument("--interval", type=float, default=1.0, help="long bake poll interval, s")
     ap.add_argument("--quick", action="store_true", help="long bake of 720 polls (12 h)")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args, work = common.parse_args(ap, "bench-history-")
     polls = 720 if args.quick else args.polls
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-history-"))
-    common.log(f"machine: {common.machine()}")
     sim_args = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "2000"]
     with common.Stack(work, gcpsim_args=sim_args) as stack:
         cfg = stack.config()

@@ -26,11 +26,9 @@ x1.5). Figure: median over rounds of stagecoach / script (target <= 1.10).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -138,16 +136,13 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--pairs", type=int, default=10, help="rounds (each runs all three ways)")
     ap.add_argument("--op-seconds", type=float, default=1.0, help="gcpsim --run-op-seconds")
     ap.add_argument("--quick", action="store_true", help="3 rounds")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args, work = common.parse_args(ap, "bench-overhead-")
     rounds = 3 if args.quick else args.pairs
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-overhead-"))
-    common.log(f"machine: {common.machine()}")
     common.log(f"work dir {work}")
     sim_args = ["--run-op-seconds", str(args.op_seconds)]
     with common.Stack(work, gcpsim_args=sim_args) as stack:

@@ -20,10 +20,8 @@ Target: p99 <= 0.5 s.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,15 +38,8 @@ TARGET = 0.5
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    ap.add_argument("--rollbacks", type=int, default=50)
-    ap.add_argument("--quick", action="store_true", help="10 rollbacks")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-    n = 10 if args.quick else args.rollbacks
+    _, work, n = common.counted_args(__doc__, "bench-rollback-", "rollbacks", 50, quick=10)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-rollback-"))
-    common.log(f"machine: {common.machine()}")
     sim_args = ["--run-op-seconds", "0.05", "--request-rate", "1000"]
     restored: list[float] = []
     scheduled: list[float] = []
@@ -73,15 +64,10 @@ async def main() -> int:
             result = await handle.result()
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"release {k}: {result.outcome} {result.error}")
-            hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
-            events = [e for h in hists for e in h.events]
+            events = await common.release_events(client, handle)
             reads = [m for m in common.local_activities(events) if m.type == "ReadCanaryMetrics"]
             t_verdict = reads[-1].completed
-            rb = [
-                a
-                for a in common.activity_calls(events)
-                if a.type == "SetTraffic" and (a.input or {}).get("reason") == "rollback"
-            ]
+            rb = common.rollback_calls(events)
             assert t_verdict is not None and len(rb) == 1, (t_verdict, rb)
             tl = common.timeline(common.sim_state(sim), PROJECT, SERVICE)
             back = [at for at, split in tl if at >= t_verdict and sorted(split) == before]

@@ -24,7 +24,6 @@ Target: N = 500 all correct, worker peak RSS < 500 MB.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -32,7 +31,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -305,15 +303,12 @@ async def run_n(
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--n", type=int, nargs="+", default=[50, 200, 500])
     ap.add_argument("--quick", action="store_true", help="N = 20 and 50 only")
     ap.add_argument("--py-spy", default=None, help="path of py-spy: profile gcpsim")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args, work = common.parse_args(ap, "bench-scale-")
     ns = [20, 50] if args.quick else args.n
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
-    common.log(f"machine: {common.machine()}")
     rows = [await run_n(n, work / f"n{n}", args.py_spy) for n in ns]
 
     print()

@@ -11,14 +11,18 @@
 Helpers build release inputs (`stagecoach.plan.build_release`), run releases, read Temporal
 histories (event times, activity inputs, local-activity markers, across continue-as-new), read
 gcpsim's traffic timeline from its `state.json`, talk to gcpsim's control surface directly over
-HTTP (milliseconds, unlike the CLI's interpreter start-up) and print the final FIGURE line.
+HTTP (milliseconds, unlike the CLI's interpreter start-up) and print the final FIGURE line. The
+fault drills share their trial here: the live state before, a release disturbed mid-way, the
+invariant checks after, and the tally of outcomes and violations.
 
 Every process is started here and stopped here by its own pid.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -29,9 +33,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +55,7 @@ from temporalio.api.history.v1 import HistoryEvent  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 
 from stagecoach.config import Config, GcpsimEndpoint, Step, load_config  # noqa: E402
-from stagecoach.models import ReleaseInput, ReleaseStatus  # noqa: E402
+from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus  # noqa: E402
 from stagecoach.plan import build_release  # noqa: E402
 from stagecoach.temporal import (  # noqa: E402
     TemporalSettings,
@@ -133,6 +138,50 @@ def figure(name: str, values: str, target: str, ok: bool | None, note: str = "")
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Send `sig` to a process that still runs and wait for it (SIGKILL after 30 s)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser, described by the first line of its docstring `doc`."""
+    return argparse.ArgumentParser(description=doc.split("\n")[0] if doc else None)
+
+
+def parse_args(ap: argparse.ArgumentParser, prefix: str) -> tuple[argparse.Namespace, Path]:
+    """Add `--workdir` (the last option) and parse; returns the arguments and the work directory
+    (`--workdir`, or a new temporary one named `prefix`...), after logging this machine."""
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=prefix))
+    log(f"machine: {machine()}")
+    return args, work
+
+
+def counted_args(
+    doc: str | None, prefix: str, count: str, default: int, quick: int, seed: int | None = None
+) -> tuple[argparse.Namespace, Path, int]:
+    """The command line of a script that runs `--<count>` of something (`--quick`: `quick` of
+    them), with `--seed` when a default `seed` is given, and `--workdir` (`parse_args`).
+    Returns the arguments, the work directory and how many to run."""
+    ap = arg_parser(doc)
+    ap.add_argument(f"--{count}", type=int, default=default)
+    ap.add_argument("--quick", action="store_true", help=f"{quick} {count}")
+    if seed is not None:
+        ap.add_argument("--seed", type=int, default=seed)
+    args, work = parse_args(ap, prefix)
+    return args, work, quick if args.quick else int(getattr(args, count))
 
 
 # --------------------------------------------------------------------------- the stack
@@ -225,13 +274,7 @@ class Stack:
     def stop_temporal(self, sig: int = signal.SIGTERM) -> None:
         if self.temporal is None:
             return
-        if self.temporal.poll() is None:
-            self.temporal.send_signal(sig)
-            try:
-                self.temporal.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.temporal.kill()
-                self.temporal.wait()
+        stop_process(self.temporal, sig)
         self.temporal = None
         deadline = time.monotonic() + 10
         while port_open("127.0.0.1", self.temporal_port) and time.monotonic() < deadline:
@@ -284,13 +327,7 @@ class Stack:
     def stop_worker(self) -> None:
         if self.worker is None:
             return
-        if self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        stop_process(self.worker)
         self.worker = None
 
     # ------------------------------------------------------------------ config
@@ -378,7 +415,7 @@ async def approve_when_asked(
     handle: WorkflowHandle[Any, ReleaseStatus], by: str = "release-manager"
 ) -> None:
     """Grant every approval the release asks for, until it ends (runs as a task)."""
-    from stagecoach.models import ApproveInput, Outcome
+    from stagecoach.models import ApproveInput
 
     while True:
         try:
@@ -393,6 +430,55 @@ async def approve_when_asked(
             with contextlib.suppress(Exception):
                 await handle.execute_update("approve", ApproveInput(by=by, comment="bench"))
         await asyncio.sleep(0.1)
+
+
+@dataclass
+class ReleaseRun:
+    """A release `run_release` saw to its end."""
+
+    handle: WorkflowHandle[Any, ReleaseStatus]
+    result: ReleaseStatus
+    finished: float  # time.monotonic() when the result came (before the approver stopped)
+    disturbed_during: str = ""  # the release's phase and progress when `disturb` began
+
+
+async def run_release(
+    client: Client,
+    task_queue: str,
+    inp: ReleaseInput,
+    *,
+    timeout: float | None = None,
+    disturb: Callable[[], Awaitable[None]] | None = None,
+    after: float = 0.0,
+) -> ReleaseRun:
+    """Start a release, grant every approval it asks for and wait for its result (`timeout`
+    seconds at most). A fault drill passes `disturb`: it runs `after` seconds into the release,
+    once the release's phase is noted."""
+    handle = await start_release(client, task_queue, inp)
+    approver = asyncio.create_task(approve_when_asked(handle))
+    where = ""
+    if disturb is not None:
+        await asyncio.sleep(after)
+        try:
+            st = await asyncio.wait_for(status(handle), timeout=1.0)
+            where = f"{st.phase.value} {st.progress[:60]}"
+        except Exception:
+            where = "(status unavailable)"
+        await disturb()
+    result = await asyncio.wait_for(handle.result(), timeout=timeout)
+    finished = time.monotonic()
+    await approver
+    return ReleaseRun(handle, result, finished, where)
+
+
+async def undisturbed_span(client: Client, task_queue: str, inp: ReleaseInput) -> float:
+    """Seconds one undisturbed release takes, start to end (approvals granted); it must promote.
+    A fault drill strikes at points uniform over it."""
+    t = time.monotonic()
+    run = await run_release(client, task_queue, inp)
+    span = time.monotonic() - t
+    assert run.result.outcome == Outcome.PROMOTED, run.result
+    return span
 
 
 # --------------------------------------------------------------------------- histories
@@ -422,6 +508,14 @@ async def run_histories(client: Client, workflow_id: str, first_run_id: str) -> 
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 run_id = e.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
     return out
+
+
+async def release_events(
+    client: Client, handle: WorkflowHandle[Any, ReleaseStatus]
+) -> list[HistoryEvent]:
+    """Every history event of a finished release, across its continue-as-new runs."""
+    hists = await run_histories(client, handle.id, handle.result_run_id or "")
+    return [e for h in hists for e in h.events]
 
 
 @dataclass
@@ -463,6 +557,15 @@ def activity_calls(events: Iterable[HistoryEvent]) -> list[ActivityCall]:
                 call = by_id[getattr(e, attr).scheduled_event_id]
                 call.closed, call.result = event_time(e), kind
     return list(by_id.values())
+
+
+def rollback_calls(events: Iterable[HistoryEvent]) -> list[ActivityCall]:
+    """The SetTraffic activities of a history that moved traffic back (reason "rollback")."""
+    return [
+        a
+        for a in activity_calls(events)
+        if a.type == "SetTraffic" and (a.input or {}).get("reason") == "rollback"
+    ]
 
 
 @dataclass
@@ -577,16 +680,9 @@ def run_revisions(sim: GcpsimProcess) -> run_v2.RevisionsClient:
 
 
 def sqladmin(sim: GcpsimProcess) -> Any:
-    from googleapiclient import discovery
+    from tests.conformance.sql_helpers import sqladmin as sqladmin_client
 
-    return discovery.build(
-        "sqladmin",
-        "v1",
-        credentials=AnonymousCredentials(),
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": sim.url + "/"},
-    )
+    return sqladmin_client(sim.url)
 
 
 def service_name(project: str, service: str, region: str = "us-central1") -> str:
@@ -626,3 +722,115 @@ def backups_described(sim: GcpsimProcess, project: str, instance: str, prefix: s
         n += sum(1 for r in items if (r.get("description") or "").startswith(prefix))
         req = api.list_next(req, resp)
     return n
+
+
+# --------------------------------------------------------------------------- fault drills
+
+
+def snapshot(
+    stack: Stack, inp: ReleaseInput, project: str
+) -> tuple[dict[str, Split], dict[str, int]]:
+    """Each service's live split and revision count before a release (for `check_release`)."""
+    sim = stack.gcpsim
+    before = {p.ref.service: live_split(sim, project, p.ref.service) for p in inp.services}
+    revs = {p.ref.service: revision_count(sim, project, p.ref.service) for p in inp.services}
+    return before, revs
+
+
+def check_release(
+    stack: Stack,
+    inp: ReleaseInput,
+    result: ReleaseStatus,
+    before: dict[str, Split],
+    revs_before: dict[str, int],
+    project: str,
+    instance: str | None,
+) -> list[str]:
+    """Violations of the drills' invariants (empty: all good)."""
+    sim = stack.gcpsim
+    problems: list[str] = []
+    state = sim_state(sim)
+    for plan in inp.services:
+        svc = plan.ref.service
+        live = live_split(sim, project, svc)
+        tl = timeline(state, project, svc)
+        hist = canary_history(tl, plan.revision)
+        if result.outcome == Outcome.PROMOTED:
+            if live != [(plan.revision, 100)]:
+                problems.append(f"{svc}: promoted but serving {live}")
+            if hist != [10, 50, 100]:
+                problems.append(f"{svc}: canary history {hist}, expected [10, 50, 100]")
+        else:
+            if live != before[svc]:
+                problems.append(f"{svc}: {result.outcome.value} but serving {live}, "
+                                f"before {before[svc]}")  # fmt: skip
+            if hist and hist != [10, 50, 100][: len(hist)]:
+                problems.append(f"{svc}: canary history {hist}")
+        named = revisions_with_prefix(sim, project, svc, plan.revision)
+        gained = revision_count(sim, project, svc) - revs_before[svc]
+        if named > 1 or gained > 1:
+            problems.append(f"{svc}: {named} revisions named {plan.revision}, {gained} new")
+    if instance and inp.backup is not None:
+        n = backups_described(sim, project, instance, f"Pre-deployment backup {inp.version} ")
+        if n != 1:
+            problems.append(f"{n} backups described 'Pre-deployment backup {inp.version} ...'")
+    return problems
+
+
+def verdict(problems: list[str]) -> str:
+    return "OK" if not problems else "VIOLATIONS: " + "; ".join(problems)
+
+
+async def disturbed_release(
+    stack: Stack,
+    client: Client,
+    inp: ReleaseInput,
+    project: str,
+    instance: str | None,
+    *,
+    disturb: Callable[[], Awaitable[None]],
+    after: float,
+    timeout: float,
+) -> tuple[ReleaseRun, list[str]]:
+    """One fault-drill trial: the live state before, the release with `disturb` striking
+    `after` seconds into it (`run_release`), then `check_release`. Returns the run and the
+    violations."""
+    before, revs_before = snapshot(stack, inp, project)
+    run = await run_release(
+        client, stack.task_queue, inp, timeout=timeout, disturb=disturb, after=after
+    )
+    problems = check_release(stack, inp, run.result, before, revs_before, project, instance)
+    return run, problems
+
+
+@dataclass
+class DrillTally:
+    """The outcomes and invariant violations of a fault drill's `trials`."""
+
+    trials: int
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    violations: list[str] = field(default_factory=list)
+
+    def add(self, trial: str, result: ReleaseStatus, problems: list[str]) -> None:
+        self.outcomes[result.outcome.value] += 1
+        self.violations += [f"{trial}: {p}" for p in problems]
+
+    def report(self, name: str, count: str, target: str, *lines: str) -> bool:
+        """Print the summary (this machine, then `lines`), the violations and the FIGURE line;
+        True: every trial ended and none broke an invariant."""
+        print()
+        print(f"machine: {machine()}")
+        for line in lines:
+            print(line)
+        for v in self.violations:
+            print(f"VIOLATION {v}")
+        ok = not self.violations and sum(self.outcomes.values()) == self.trials
+        figure(
+            name,
+            f"{count}={self.trials} "
+            + " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
+            + f" violations={len(self.violations)}",
+            target,
+            ok,
+        )
+        return ok

@@ -24,6 +24,8 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Response
@@ -512,6 +514,22 @@ def _settle_locked(sim: Sim, d: dict[str, Any], key: str, t: float) -> None:
         if op["doneAt"] > t:
             break
         _complete(sim, d, key, op, op["doneAt"])
+
+
+@contextmanager
+def _settled_service(
+    sim: Sim, project: str, location: str, service: str
+) -> Iterator[tuple[str, float, dict[str, Any], dict[str, Any] | None]]:
+    """Hold the store for a read-modify-write of one service, its due operations applied first.
+
+    Yields the service's key, the time `now()` taken before the lock, the run section and the
+    service (None: it does not exist)."""
+    key = service_key(project, location, service)
+    t = now()
+    with sim.store.mutate() as d:
+        run = _run(d)
+        _settle_locked(sim, d, key, t)
+        yield key, t, run, run["services"].get(key)
 
 
 def _is_due(run: dict[str, Any], key: str, t: float) -> bool:
@@ -1066,12 +1084,7 @@ def router(sim: Sim) -> APIRouter:
         validate_only: bool = Query(False, alias="validateOnly"),
     ) -> Response:
         outcome = sim.faults.apply("run.services.delete")
-        key = service_key(project, location, service)
-        t = now()
-        with sim.store.mutate() as d:
-            run = _run(d)
-            _settle_locked(sim, d, key, t)
-            svc = run["services"].get(key)
+        with _settled_service(sim, project, location, service) as (key, t, run, svc):
             if svc is None:
                 raise _not_found("SERVICE", service, project, location)
             _check_etag(etag, svc, _service_name(project, location, service))
@@ -1156,12 +1169,7 @@ def router(sim: Sim) -> APIRouter:
         validate_only: bool = Query(False, alias="validateOnly"),
     ) -> Response:
         outcome = sim.faults.apply("run.revisions.delete")
-        key = service_key(project, location, service)
-        t = now()
-        with sim.store.mutate() as d:
-            run = _run(d)
-            _settle_locked(sim, d, key, t)
-            svc = run["services"].get(key)
+        with _settled_service(sim, project, location, service) as (key, t, run, svc):
             revs = run["revisions"].get(key, {})
             rev = revs.get(revision)
             if svc is None or rev is None:

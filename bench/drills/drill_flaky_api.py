@@ -17,10 +17,8 @@ attempts > 1 from their markers).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common
-from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS, check_release, snapshot
+from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
 from temporalio.api.enums.v1 import EventType
 
 from stagecoach.models import Outcome
@@ -41,15 +39,8 @@ def arm(sim: common.GcpsimProcess) -> None:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    ap.add_argument("--releases", type=int, default=6)
-    ap.add_argument("--quick", action="store_true", help="2 releases")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-    n = 2 if args.quick else args.releases
+    _, work, n = common.counted_args(__doc__, "drill-flaky-api-", "releases", 6, quick=2)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="drill-flaky-api-"))
-    common.log(f"machine: {common.machine()}")
     rows: list[tuple[str, str, float, int, int, list[str]]] = []
     with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
         sim = stack.gcpsim
@@ -59,16 +50,12 @@ async def main() -> int:
             inp = common.release_input(
                 cfg, "prod", f"v8.2.{k}", bake=timedelta(seconds=3), interval=timedelta(seconds=1)
             )
-            before, revs_before = snapshot(stack, inp)  # the drill's own reads: no faults
+            before, revs_before = common.snapshot(stack, inp, PROJECT)  # own reads: no faults
             arm(sim)
             t = time.monotonic()
-            handle = await common.start_release(client, stack.task_queue, inp)
-            approver = asyncio.create_task(common.approve_when_asked(handle))
-            res = await asyncio.wait_for(handle.result(), timeout=900)
-            took = time.monotonic() - t
-            await approver
-            hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
-            events = [e for h in hists for e in h.events]
+            run = await common.run_release(client, stack.task_queue, inp, timeout=900)
+            res, handle, took = run.result, run.handle, run.finished - t
+            events = await common.release_events(client, handle)
             retries = sum(
                 e.activity_task_started_event_attributes.attempt - 1
                 for e in events
@@ -78,14 +65,14 @@ async def main() -> int:
             armed = len(common.sim_call(sim, "GET", "/_sim/faults")["faults"])
             assert armed == 3, "fault rules went missing"
             common.clear_faults(sim)  # the checks read gcpsim without faults
-            problems = check_release(stack, inp, res, before, revs_before, PROJECT, INSTANCE)
+            problems = common.check_release(stack, inp, res, before, revs_before, PROJECT, INSTANCE)
             if res.outcome != Outcome.PROMOTED:
                 problems.append(f"outcome {res.outcome.value}: {res.error}")
             rows.append((inp.version, res.outcome.value, took, retries, la_retries, problems))
             common.log(
                 f"release {k + 1}/{n} {inp.version}: {res.outcome.value} in {took:.1f}s, "
                 f"{retries} activity retries, {la_retries} metric-read retries; "
-                f"{'OK' if not problems else 'VIOLATIONS: ' + '; '.join(problems)}"
+                f"{common.verdict(problems)}"
             )
 
     print()

@@ -17,13 +17,11 @@ one revision per service for the release; exactly one pre-deploy backup, SUCCESS
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import collections
+import functools
 import random
 import signal
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -31,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common
-from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS, check_release, snapshot
+from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
 
-from stagecoach.models import Outcome, ReleaseInput
+from stagecoach.models import ReleaseInput
 
 
 def extra_checks(stack: common.Stack, inp: ReleaseInput) -> list[str]:
@@ -57,19 +55,12 @@ def extra_checks(stack: common.Stack, inp: ReleaseInput) -> list[str]:
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    ap.add_argument("--restarts", type=int, default=6)
-    ap.add_argument("--quick", action="store_true", help="2 restarts")
-    ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-    trials = 2 if args.quick else args.restarts
+    args, work, trials = common.counted_args(
+        __doc__, "drill-gcpsim-restart-", "restarts", 6, quick=2, seed=11
+    )
     rng = random.Random(args.seed)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="drill-gcpsim-restart-"))
-    common.log(f"machine: {common.machine()}")
-    outcomes: collections.Counter[str] = collections.Counter()
-    violations: list[str] = []
+    tally = common.DrillTally(trials)
     downtimes: list[float] = []
     with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
         client = await stack.client()
@@ -80,62 +71,39 @@ async def main() -> int:
                 cfg, "prod", f"v8.3.{k}", bake=timedelta(seconds=3), interval=timedelta(seconds=1)
             )
 
-        inp = new_input(0)
-        t = time.monotonic()
-        handle = await common.start_release(client, stack.task_queue, inp)
-        approver = asyncio.create_task(common.approve_when_asked(handle))
-        res = await handle.result()
-        await approver
-        span = time.monotonic() - t
-        assert res.outcome == Outcome.PROMOTED, res
-        common.log(f"undisturbed release: {span:.1f}s; restart points uniform in [0, {span:.1f}s)")
-
-        for k in range(1, trials + 1):
-            sig = signal.SIGKILL if k % 2 else signal.SIGTERM
-            inp = new_input(k)
-            before, revs_before = snapshot(stack, inp)
-            delay = rng.uniform(0, span)
-            handle = await common.start_release(client, stack.task_queue, inp)
-            approver = asyncio.create_task(common.approve_when_asked(handle))
-            await asyncio.sleep(delay)
-            try:
-                st = await asyncio.wait_for(common.status(handle), timeout=1.0)
-                where = f"{st.phase.value} {st.progress[:60]}"
-            except Exception:
-                where = "(status unavailable)"
+        async def restart_gcpsim(sig: signal.Signals) -> None:
+            """Stop gcpsim with `sig`, keep it down 0.5-3 s, start it again on its ports."""
             t_down = time.monotonic()
             stack.kill_gcpsim(sig)
             await asyncio.sleep(rng.uniform(0.5, 3.0))
             stack.start_gcpsim(reset=False)
             downtimes.append(time.monotonic() - t_down)
-            res = await asyncio.wait_for(handle.result(), timeout=900)
-            await approver
-            problems = check_release(stack, inp, res, before, revs_before)
+
+        span = await common.undisturbed_span(client, stack.task_queue, new_input(0))
+        common.log(f"undisturbed release: {span:.1f}s; restart points uniform in [0, {span:.1f}s)")
+
+        for k in range(1, trials + 1):
+            sig = signal.SIGKILL if k % 2 else signal.SIGTERM
+            inp = new_input(k)
+            delay = rng.uniform(0, span)
+            run, problems = await common.disturbed_release(
+                stack, client, inp, PROJECT, INSTANCE,
+                disturb=functools.partial(restart_gcpsim, sig), after=delay, timeout=900,
+            )  # fmt: skip
+            res = run.result
             problems += extra_checks(stack, inp)
-            outcomes[res.outcome.value] += 1
-            violations += [f"restart {k}: {p}" for p in problems]
+            tally.add(f"restart {k}", res, problems)
             common.log(
                 f"restart {k}/{trials} ({signal.Signals(sig).name}) at {delay:.1f}s during "
-                f"[{where}], gcpsim down {downtimes[-1]:.1f}s: {res.outcome.value}"
-                f"{' ' + res.error if res.error else ''}; "
-                f"{'OK' if not problems else 'VIOLATIONS: ' + '; '.join(problems)}"
+                f"[{run.disturbed_during}], gcpsim down {downtimes[-1]:.1f}s: {res.outcome.value}"
+                f"{' ' + res.error if res.error else ''}; {common.verdict(problems)}"
             )
 
-    print()
-    print(f"machine: {common.machine()}")
-    print(f"{trials} restarts; outcomes {dict(outcomes)}")
-    print(f"gcpsim down (stop to serving again): {common.Spread.of(downtimes).line('s', 1)}")
-    for v in violations:
-        print(f"VIOLATION {v}")
-    ok = not violations and sum(outcomes.values()) == trials
-    common.figure(
-        "drill_gcpsim_restart",
-        f"restarts={trials} "
-        + " ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
-        + f" violations={len(violations)}",
-        ":completes_or_restores,nothing_half_applied",
-        ok,
-    )
+    ok = tally.report(
+        "drill_gcpsim_restart", "restarts", ":completes_or_restores,nothing_half_applied",
+        f"{trials} restarts; outcomes {dict(tally.outcomes)}",
+        f"gcpsim down (stop to serving again): {common.Spread.of(downtimes).line('s', 1)}",
+    )  # fmt: skip
     return 0 if ok else 1
 
 

@@ -15,11 +15,9 @@ traffic timeline and serving 100%, no second revision.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common
-from drill_worker_kill import check_release, snapshot
 
 from stagecoach.models import Outcome, Phase, ReleaseStatus
 
@@ -36,18 +33,15 @@ SIM_ARGS = ["--run-op-seconds", "0.3", "--request-rate", "1000"]
 
 
 async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap = common.arg_parser(__doc__)
     ap.add_argument(
         "--signals", nargs="+", default=["TERM", "KILL", "KILL"], help="one trial per signal"
     )
     ap.add_argument("--down", type=float, default=5.0, help="seconds the server stays down")
     ap.add_argument("--quick", action="store_true", help="one SIGKILL trial")
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
+    args, work = common.parse_args(ap, "drill-temporal-restart-")
     sigs = ["KILL"] if args.quick else args.signals
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="drill-temporal-restart-"))
-    common.log(f"machine: {common.machine()}")
     results: list[tuple[str, str, float, list[str]]] = []
     with common.Stack(work, gcpsim_args=SIM_ARGS, temporal_db=True) as stack:
         client = await stack.client()
@@ -61,7 +55,7 @@ async def main() -> int:
                 steps=[(10, 20), (50, 5), (100, 0)],
                 interval=timedelta(seconds=2),
             )
-            before, revs_before = snapshot(stack, inp, PROJECT)
+            before, revs_before = common.snapshot(stack, inp, PROJECT)
             handle = await common.start_release(client, stack.task_queue, inp)
 
             def baking(st: ReleaseStatus) -> bool:
@@ -86,13 +80,13 @@ async def main() -> int:
                     common.log(f"trial {k + 1}: waiting for the result again ({err!r})")
                     await asyncio.sleep(1)
             took = time.monotonic() - t_down
-            problems = check_release(stack, inp, res, before, revs_before, PROJECT, None)
+            problems = common.check_release(stack, inp, res, before, revs_before, PROJECT, None)
             if res.outcome != Outcome.PROMOTED:
                 problems.append(f"outcome {res.outcome.value}: {res.error}")
             results.append((name, res.outcome.value, took, problems))
             common.log(
                 f"trial {k + 1}: {res.outcome.value}, done {took:.1f}s after the stop; "
-                f"{'OK' if not problems else 'VIOLATIONS: ' + '; '.join(problems)}"
+                f"{common.verdict(problems)}"
             )
 
     print()

@@ -82,21 +82,48 @@ def flt(metric: str, project_service: str, *extra: str) -> str:
     return " AND ".join(clauses)
 
 
+def list_series(
+    mon: monitoring_v3.MetricServiceClient,
+    project: str,
+    filter_: str,
+    *,
+    window: dict[str, Any] | None = None,
+    period: int | None = None,
+    aligner: Any = None,
+    reducer: Any = None,
+    group_by: str | None = None,
+) -> Any:
+    """mon.list_time_series of `project` over `window` (default: `interval()`); with `period`,
+    aligned by `aligner` and, if given, reduced by `reducer` grouped by `group_by`."""
+    request: dict[str, Any] = {
+        "name": f"projects/{project}",
+        "filter": filter_,
+        "interval": interval() if window is None else window,
+    }
+    if period is not None:
+        aggregation: dict[str, Any] = {
+            "alignment_period": {"seconds": period},
+            "per_series_aligner": aligner,
+        }
+        if reducer is not None:
+            aggregation["cross_series_reducer"] = reducer
+        if group_by is not None:
+            aggregation["group_by_fields"] = [group_by]
+        request["aggregation"] = aggregation
+    return mon.list_time_series(request=request)
+
+
 def counts_by_class(
     mon: monitoring_v3.MetricServiceClient, project: str, service: str, *extra: str
 ) -> dict[str, int]:
-    series = mon.list_time_series(
-        request={
-            "name": f"projects/{project}",
-            "filter": flt(COUNT, service, *extra),
-            "interval": interval(),
-            "aggregation": {
-                "alignment_period": {"seconds": 60},
-                "per_series_aligner": Aligner.ALIGN_DELTA,
-                "cross_series_reducer": Reducer.REDUCE_SUM,
-                "group_by_fields": ["metric.labels.response_code_class"],
-            },
-        }
+    series = list_series(
+        mon,
+        project,
+        flt(COUNT, service, *extra),
+        period=60,
+        aligner=Aligner.ALIGN_DELTA,
+        reducer=Reducer.REDUCE_SUM,
+        group_by="metric.labels.response_code_class",
     )
     out: dict[str, int] = {}
     for ts in series:
@@ -122,16 +149,12 @@ def test_request_count_grouped_by_response_code_class(mon: Any) -> None:
 
 def test_revision_filter(mon: Any, services: run_v2.ServicesClient) -> None:
     rev = serving_revision(services, DEV, "python-pipeline-dev")
-    pager = mon.list_time_series(
-        request={
-            "name": f"projects/{DEV}",
-            "filter": flt(COUNT, "python-pipeline-dev", f'resource.labels.revision_name = "{rev}"'),
-            "interval": interval(),
-            "aggregation": {
-                "alignment_period": {"seconds": 600},
-                "per_series_aligner": Aligner.ALIGN_DELTA,
-            },
-        }
+    pager = list_series(
+        mon,
+        DEV,
+        flt(COUNT, "python-pipeline-dev", f'resource.labels.revision_name = "{rev}"'),
+        period=600,
+        aligner=Aligner.ALIGN_DELTA,
     )
     series = list(pager)
     assert series
@@ -144,30 +167,22 @@ def test_revision_filter(mon: Any, services: run_v2.ServicesClient) -> None:
             ts.metric.labels["response_code_class"] == ts.metric.labels["response_code"][0] + "xx"
         )
         assert len(ts.points) == 1
-    unknown = mon.list_time_series(
-        request={
-            "name": f"projects/{DEV}",
-            "filter": flt(COUNT, "python-pipeline-dev", 'resource.labels.revision_name = "nope"'),
-            "interval": interval(),
-        }
+    unknown = list_series(
+        mon, DEV, flt(COUNT, "python-pipeline-dev", 'resource.labels.revision_name = "nope"')
     )
     assert list(unknown) == []
 
 
 def test_latency_p95_aligner(mon: Any) -> None:
     series = list(
-        mon.list_time_series(
-            request={
-                "name": f"projects/{DEV}",
-                "filter": flt(LATENCIES, "node-server-dev"),
-                "interval": interval(),
-                "aggregation": {
-                    "alignment_period": {"seconds": 600},
-                    "per_series_aligner": Aligner.ALIGN_PERCENTILE_95,
-                    "cross_series_reducer": Reducer.REDUCE_MAX,
-                    "group_by_fields": ["resource.labels.revision_name"],
-                },
-            }
+        list_series(
+            mon,
+            DEV,
+            flt(LATENCIES, "node-server-dev"),
+            period=600,
+            aligner=Aligner.ALIGN_PERCENTILE_95,
+            reducer=Reducer.REDUCE_MAX,
+            group_by="resource.labels.revision_name",
         )
     )
     (ts,) = series
@@ -178,17 +193,13 @@ def test_latency_p95_aligner(mon: Any) -> None:
 
 
 def test_latency_distribution(mon: Any) -> None:
-    (ts,) = mon.list_time_series(
-        request={
-            "name": f"projects/{DEV}",
-            "filter": flt(LATENCIES, "node-server-dev"),
-            "interval": interval(),
-            "aggregation": {
-                "alignment_period": {"seconds": 600},
-                "per_series_aligner": Aligner.ALIGN_DELTA,
-                "cross_series_reducer": Reducer.REDUCE_SUM,
-            },
-        }
+    (ts,) = list_series(
+        mon,
+        DEV,
+        flt(LATENCIES, "node-server-dev"),
+        period=600,
+        aligner=Aligner.ALIGN_DELTA,
+        reducer=Reducer.REDUCE_SUM,
     )
     assert ts.value_type == ValueType.DISTRIBUTION
     d = ts.points[0].value.distribution_value
@@ -201,21 +212,16 @@ def test_latency_distribution(mon: Any) -> None:
 def test_short_alignment_periods_are_accepted(mon: Any) -> None:
     """Simulator relaxation: periods down to 1 s (the real API wants >= 60 s)."""
     end = time.time()
+    window = {"start_time": {"seconds": int(end) - 2}, "end_time": {"seconds": int(end)}}
     series = list(
-        mon.list_time_series(
-            request={
-                "name": f"projects/{DEV}",
-                "filter": flt(COUNT, "node-server-dev"),
-                "interval": {
-                    "start_time": {"seconds": int(end) - 2},
-                    "end_time": {"seconds": int(end)},
-                },
-                "aggregation": {
-                    "alignment_period": {"seconds": 1},
-                    "per_series_aligner": Aligner.ALIGN_SUM,
-                    "cross_series_reducer": Reducer.REDUCE_SUM,
-                },
-            }
+        list_series(
+            mon,
+            DEV,
+            flt(COUNT, "node-server-dev"),
+            window=window,
+            period=1,
+            aligner=Aligner.ALIGN_SUM,
+            reducer=Reducer.REDUCE_SUM,
         )
     )
     (ts,) = series
@@ -227,9 +233,7 @@ def test_short_alignment_periods_are_accepted(mon: Any) -> None:
 
 def test_bad_filter_is_invalid_argument(mon: Any) -> None:
     with pytest.raises(gexc.InvalidArgument, match="filter"):
-        mon.list_time_series(
-            request={"name": f"projects/{DEV}", "filter": "bad", "interval": interval()}
-        )
+        list_series(mon, DEV, "bad")
 
 
 def test_unavailable_is_retried_by_the_client(gcpsim: GcpsimProcess, mon: Any) -> None:
@@ -290,18 +294,14 @@ def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
 
 
 def counts_by_revision(mon: Any, *extra: str) -> dict[str, int]:
-    series = mon.list_time_series(
-        request={
-            "name": f"projects/{OWN_PROJECT}",
-            "filter": flt(COUNT, OWN, *extra),
-            "interval": interval(),
-            "aggregation": {
-                "alignment_period": {"seconds": 600},
-                "per_series_aligner": Aligner.ALIGN_DELTA,
-                "cross_series_reducer": Reducer.REDUCE_SUM,
-                "group_by_fields": ["resource.labels.revision_name"],
-            },
-        }
+    series = list_series(
+        mon,
+        OWN_PROJECT,
+        flt(COUNT, OWN, *extra),
+        period=600,
+        aligner=Aligner.ALIGN_DELTA,
+        reducer=Reducer.REDUCE_SUM,
+        group_by="resource.labels.revision_name",
     )
     return {ts.resource.labels["revision_name"]: ts.points[0].value.int64_value for ts in series}
 
@@ -344,18 +344,14 @@ def test_canary_latency_behaviour_shows_up_in_p95(
 ) -> None:
     set_behavior(gcpsim, "v2.0.0", p50_ms=2000.0, p95_ms=3000.0)
     try:
-        series = mon.list_time_series(
-            request={
-                "name": f"projects/{OWN_PROJECT}",
-                "filter": flt(LATENCIES, OWN),
-                "interval": interval(),
-                "aggregation": {
-                    "alignment_period": {"seconds": 600},
-                    "per_series_aligner": Aligner.ALIGN_DELTA,
-                    "cross_series_reducer": Reducer.REDUCE_PERCENTILE_95,
-                    "group_by_fields": ["resource.labels.revision_name"],
-                },
-            }
+        series = list_series(
+            mon,
+            OWN_PROJECT,
+            flt(LATENCIES, OWN),
+            period=600,
+            aligner=Aligner.ALIGN_DELTA,
+            reducer=Reducer.REDUCE_PERCENTILE_95,
+            group_by="resource.labels.revision_name",
         )
         p95 = {
             ts.resource.labels["revision_name"]: ts.points[0].value.double_value for ts in series
@@ -431,19 +427,14 @@ def test_drained_service_answers_503_and_gets_no_requests(
         assert r.status_code == 503 and "drained" in r.json()["reason"]
     time.sleep(2.0)
     end = time.time()
-    series = mon.list_time_series(
-        request={
-            "name": f"projects/{OWN_PROJECT}",
-            "filter": flt(COUNT, OWN),
-            "interval": {
-                "start_time": {"seconds": int(drained_at) + 1},
-                "end_time": {"seconds": int(end)},
-            },
-            "aggregation": {
-                "alignment_period": {"seconds": max(1, int(end) - int(drained_at) - 1)},
-                "per_series_aligner": Aligner.ALIGN_DELTA,
-                "cross_series_reducer": Reducer.REDUCE_SUM,
-            },
-        }
+    window = {"start_time": {"seconds": int(drained_at) + 1}, "end_time": {"seconds": int(end)}}
+    series = list_series(
+        mon,
+        OWN_PROJECT,
+        flt(COUNT, OWN),
+        window=window,
+        period=max(1, int(end) - int(drained_at) - 1),
+        aligner=Aligner.ALIGN_DELTA,
+        reducer=Reducer.REDUCE_SUM,
     )
     assert list(series) == []

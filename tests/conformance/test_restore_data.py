@@ -16,62 +16,27 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pg8000.native
 import pytest
 import requests
-from google.auth.credentials import AnonymousCredentials
-from googleapiclient import discovery
-from googleapiclient.errors import HttpError
 
+from tests.conformance.sql_helpers import (
+    DEV_DB,
+    DEV_PROJECT,
+    OwnInstances,
+    connected,
+    rfc3339,
+    sqladmin,
+    wait_ok,
+)
 from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
 
-DEV_PROJECT = "legal-forms-dev"
-DEV_DB = "legal-forms-db-dev"
 PROJECT = "restore-data"
 TABLES = ("cases", "parties", "party_issue_selections")
-
-
-def build(url: str) -> Any:
-    return discovery.build(
-        "sqladmin",
-        "v1",
-        credentials=AnonymousCredentials(),
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": url + "/"},
-    )
-
-
-def wait_ok(sql: Any, project: str, op: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05) + 1):
-        cur: dict[str, Any] = sql.operations().get(project=project, operation=op["name"]).execute()
-        if cur["status"] == "DONE":
-            assert "error" not in cur, cur["error"]
-            return cur
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op['name']} not DONE after {timeout}s")
-
-
-def rfc3339(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def connect(inst: dict[str, Any], db: str = "legalforms") -> pg8000.native.Connection:
-    c = inst["gcpsimConnection"]
-    return pg8000.native.Connection(
-        c["user"],
-        password=c["password"],
-        host=inst["ipAddresses"][0]["ipAddress"],
-        port=c["port"],
-        database=c["databases"][db],
-    )
 
 
 def server_now(c: pg8000.native.Connection) -> datetime:
@@ -108,29 +73,22 @@ def wait_for_writer(c: pg8000.native.Connection, after: datetime) -> None:
     raise AssertionError("the row writer added no rows within 30 s")
 
 
-class Own:
-    def __init__(self, sql: Any, sim_url: str) -> None:
-        self.sql = sql
-        self.sim_url = sim_url
-        self.names: list[str] = []
+class Own(OwnInstances):
+    """This module's instances; its operation waits do not check the status order."""
 
-    def clone(self, prefix: str) -> dict[str, Any]:
+    def __init__(self, sql: Any, sim_url: str) -> None:
+        super().__init__(sql, PROJECT, in_order=False)
+        self.sim_url = sim_url
+
+    def clone_with_writer(self, prefix: str) -> dict[str, Any]:
         """A private copy of the dev database with the simulated application writing to it
         (a clone starts without one, like a real clone nothing points at yet)."""
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        body = {"cloneContext": {"destinationInstanceName": name, "destinationProject": PROJECT}}
-        op = self.sql.instances().clone(project=DEV_PROJECT, instance=DEV_DB, body=body).execute()
-        self.names.append(name)
-        wait_ok(self.sql, DEV_PROJECT, op)
+        name = self.clone(prefix)
         r = requests.post(
             f"{self.sim_url}/_sim/sql/{PROJECT}/{name}/writer", json={"enabled": True}, timeout=10
         )
         r.raise_for_status()
         return self.get(name)
-
-    def get(self, name: str, project: str = PROJECT) -> dict[str, Any]:
-        inst: dict[str, Any] = self.sql.instances().get(project=project, instance=name).execute()
-        return inst
 
     def backup(self, name: str, description: str = "") -> str:
         op = (
@@ -138,7 +96,7 @@ class Own:
             .insert(project=PROJECT, instance=name, body={"description": description})
             .execute()
         )
-        wait_ok(self.sql, PROJECT, op)
+        self.wait_ok(op)
         return str(op["backupContext"]["backupId"])
 
     def restore(self, target: str, backup_id: str, source: str) -> None:
@@ -151,7 +109,7 @@ class Own:
             .restoreBackup(project=PROJECT, instance=target, body=body)
             .execute()
         )
-        wait_ok(self.sql, PROJECT, op)
+        self.wait_ok(op)
 
     def clone_at(self, source: str, when: datetime) -> dict[str, Any]:
         name = f"pitr-{uuid.uuid4().hex[:8]}"
@@ -159,34 +117,24 @@ class Own:
         op = self.sql.instances().clone(project=PROJECT, instance=source, body=body).execute()
         self.names.append(name)
         assert self.get(name)["state"] == "PENDING_CREATE"
-        wait_ok(self.sql, PROJECT, op)
+        self.wait_ok(op)
         inst = self.get(name)
         assert inst["state"] == "RUNNABLE"
         return inst
 
-    def cleanup(self) -> None:
-        for name in self.names:
-            try:
-                op = self.sql.instances().delete(project=PROJECT, instance=name).execute()
-                wait_ok(self.sql, PROJECT, op)
-            except HttpError as e:
-                if e.status_code != 404:
-                    raise
-
 
 @pytest.fixture(scope="module")
 def own(gcpsim: GcpsimProcess) -> Iterator[Own]:
-    o = Own(build(gcpsim.url), gcpsim.url)
+    o = Own(sqladmin(gcpsim.url), gcpsim.url)
     yield o
-    o.cleanup()
+    o.cleanup(ok=True)
 
 
 def test_restore_brings_back_the_data_as_of_the_backup(own: Own) -> None:
-    inst = own.clone("restore")
+    inst = own.clone_with_writer("restore")
     name = inst["name"]
     tag = uuid.uuid4().hex[:8]
-    c = connect(inst)
-    try:
+    with connected(inst) as c:
         before_id = insert_case(c, f"before-{tag}")
         at_backup = rows(c)  # every row present before the backup was requested
         backup_id = own.backup(name, "before the bad release")
@@ -198,13 +146,10 @@ def test_restore_brings_back_the_data_as_of_the_backup(own: Own) -> None:
         c.run("UPDATE cases SET title = 'CORRUPTED' WHERE id = :i", i=before_id)
         wait_for_writer(c, done_at)
         restore_called = server_now(c)
-    finally:
-        c.close()
 
     own.restore(name, backup_id, name)
 
-    c = connect(own.get(name))  # the restore dropped the old connections
-    try:
+    with connected(own.get(name)) as c:  # the restore dropped the old connections
         assert titles(c, f"%-{tag}") == {f"before-{tag}"}
         assert c.run("SELECT title FROM cases WHERE id = :i", i=before_id) == [[f"before-{tag}"]]
         assert c.run("SELECT id FROM cases WHERE title = :t", t=f"after-{tag}") == []
@@ -218,44 +163,29 @@ def test_restore_brings_back_the_data_as_of_the_backup(own: Own) -> None:
             )
             assert n == 0, f"{table}: {n} rows written after the backup survived the restore"
         wait_for_writer(c, server_now(c))  # the row writer resumed on the restored data
-    finally:
-        c.close()
 
 
 def test_restore_into_another_instance(own: Own) -> None:
-    source, target = own.clone("src"), own.clone("dst")
+    source, target = own.clone_with_writer("src"), own.clone_with_writer("dst")
     tag = uuid.uuid4().hex[:8]
-    c = connect(source)
-    try:
+    with connected(source) as c:
         insert_case(c, f"from-source-{tag}")
-    finally:
-        c.close()
     backup_id = own.backup(source["name"])
-    c = connect(target)
-    try:
+    with connected(target) as c:
         insert_case(c, f"target-only-{tag}")
-    finally:
-        c.close()
 
     own.restore(target["name"], backup_id, source["name"])
 
-    c = connect(own.get(target["name"]))
-    try:
+    with connected(own.get(target["name"])) as c:
         assert titles(c, f"%-{tag}") == {f"from-source-{tag}"}
-    finally:
-        c.close()
-    c = connect(own.get(source["name"]))
-    try:
+    with connected(own.get(source["name"])) as c:
         assert titles(c, f"%-{tag}") == {f"from-source-{tag}"}
-    finally:
-        c.close()
 
 
 def test_point_in_time_clone_between_two_markers(own: Own) -> None:
-    inst = own.clone("pit")
+    inst = own.clone_with_writer("pit")
     tag = uuid.uuid4().hex[:8]
-    c = connect(inst)
-    try:
+    with connected(inst) as c:
         insert_case(c, f"first-{tag}")
         t = server_now(c)
         time.sleep(0.2)
@@ -263,28 +193,22 @@ def test_point_in_time_clone_between_two_markers(own: Own) -> None:
         [[newest_before_t]] = c.run(
             "SELECT count(*) FROM cases WHERE created_at <= :t", t=t
         )  # fmt: skip
-    finally:
-        c.close()
 
     clone = own.clone_at(inst["name"], t)
 
-    c = connect(clone)
-    try:
+    with connected(clone) as c:
         assert titles(c, f"%-{tag}") == {f"first-{tag}"}
         [[n]] = c.run("SELECT count(*) FROM cases")
         assert n == newest_before_t, "cases created up to T: exactly those"
         [[newest]] = c.run("SELECT max(created_at) FROM cases")
         assert newest <= t
-    finally:
-        c.close()
 
 
 def test_point_in_time_clone_from_before_a_corruption(own: Own) -> None:
     """DR scenario 2: rows deleted and updated after T are intact in a clone at T."""
-    inst = own.clone("corrupt")
+    inst = own.clone_with_writer("corrupt")
     tag = uuid.uuid4().hex[:8]
-    c = connect(inst)
-    try:
+    with connected(inst) as c:
         marker = insert_case(c, f"keep-{tag}")
         backup_requested = server_now(c)
         own.backup(inst["name"])
@@ -296,20 +220,15 @@ def test_point_in_time_clone_from_before_a_corruption(own: Own) -> None:
         time.sleep(0.2)
         c.run("DELETE FROM party_issue_selections")
         c.run("UPDATE cases SET title = 'CORRUPTED' WHERE id = :i", i=marker)
-    finally:
-        c.close()
 
     clone = own.clone_at(inst["name"], t)
 
-    c = connect(clone)
-    try:
+    with connected(clone) as c:
         assert c.run("SELECT title FROM cases WHERE id = :i", i=marker) == [[f"keep-{tag}"]]
         [[n]] = c.run("SELECT count(*) FROM party_issue_selections")
         # Rows as of the backup are all back; rows the writer added between the backup and T
         # are back too unless they were deleted after T (the documented approximation).
         assert at_backup <= n <= at_t
-    finally:
-        c.close()
 
 
 def test_data_survives_a_gcpsim_crash(tmp_path: Path) -> None:
@@ -321,32 +240,26 @@ def test_data_survives_a_gcpsim_crash(tmp_path: Path) -> None:
     )
     restarted: GcpsimProcess | None = None
     try:
-        sql = build(sim.url)
+        sql = sqladmin(sim.url)
         inst = sql.instances().get(project=DEV_PROJECT, instance=DEV_DB).execute()
         tag = uuid.uuid4().hex[:8]
-        c = connect(inst)
-        try:
+        with connected(inst) as c:
             insert_case(c, f"crash-{tag}")
-        finally:
-            c.close()
         sim.proc.kill()
         sim.proc.wait(timeout=30)
         assert (state / "pg" / "data" / "postmaster.pid").exists()
 
         restarted = start_gcpsim(state, "--sql-op-seconds", "0.2")
-        sql = build(restarted.url)
+        sql = sqladmin(restarted.url)
         again = sql.instances().get(project=DEV_PROJECT, instance=DEV_DB).execute()
         assert again["gcpsimConnection"]["databases"] == inst["gcpsimConnection"]["databases"]
         assert again["gcpsimConnection"]["port"] == inst["gcpsimConnection"]["port"]
-        c = connect(again)
-        try:
+        with connected(again) as c:
             assert titles(c, f"%-{tag}") == {f"crash-{tag}"}
-        finally:
-            c.close()
         runs = sql.backupRuns().list(project=DEV_PROJECT, instance=DEV_DB).execute()["items"]
         assert len(runs) == 3
         op = sql.backupRuns().insert(project=DEV_PROJECT, instance=DEV_DB, body={}).execute()
-        wait_ok(sql, DEV_PROJECT, op)
+        wait_ok(sql, DEV_PROJECT, op, in_order=False)
     finally:
         if restarted is not None:
             stop_gcpsim(restarted)

@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.api_core import exceptions, operation
@@ -82,13 +83,51 @@ def _create(
     return result
 
 
+def _new_service(services: run_v2.ServicesClient, prefix: str) -> tuple[str, str, run_v2.Service]:
+    """A service of the test's own, created at v1.0.0: (service id, full name, the result)."""
+    sid = _unique(prefix)
+    return sid, f"{PARENT}/services/{sid}", _create(services, sid)
+
+
+def _with_image(services: run_v2.ServicesClient, name: str, version: str) -> run_v2.Service:
+    """The service as it is now, its container image changed to `version` (not sent yet)."""
+    svc = services.get_service(name=name)
+    svc.template.containers[0].image = _image(_short(name), version)
+    return svc
+
+
+def _pin(services: run_v2.ServicesClient, name: str, revision: str) -> run_v2.Service:
+    """get -> all traffic to `revision` (short name) -> update; returns the operation result."""
+    svc = services.get_service(name=name)
+    svc.traffic = [run_v2.TrafficTarget(type_=REVISION, revision=revision, percent=100)]
+    result: run_v2.Service = services.update_service(service=svc).result(timeout=TIMEOUT)
+    return result
+
+
+def _resume(services: run_v2.ServicesClient, op_name: str) -> operation.Operation:
+    """An operation future rebuilt from nothing but the operation's name."""
+    raw = services.get_operation(request={"name": op_name})
+    return operation.from_gapic(
+        raw,
+        services._transport.operations_client,
+        run_v2.Service,
+        metadata_type=run_v2.Service,
+    )
+
+
+def _sim_entry(sim: GcpsimProcess, name: str) -> dict[str, Any]:
+    """gcpsim's own view of a service (`python -m gcpsim show --json`)."""
+    state = json.loads(sim.cli("show", "--json").stdout)
+    [entry] = [s for s in state["services"] if s["name"] == name]
+    return entry
+
+
 def _deploy(
     services: run_v2.ServicesClient, name: str, version: str
 ) -> tuple[run_v2.Service, run_v2.Service]:
     """get -> new image -> update; returns (service before, operation result)."""
     before = services.get_service(name=name)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(name.rsplit("/", 1)[1], version)
+    svc = _with_image(services, name, version)
     svc.template.revision = ""
     return before, services.update_service(service=svc).result(timeout=TIMEOUT)
 
@@ -155,9 +194,7 @@ def test_list_services_paged(services: run_v2.ServicesClient) -> None:
 
 
 def test_create_get_delete(services: run_v2.ServicesClient) -> None:
-    sid = _unique("create")
-    name = f"{PARENT}/services/{sid}"
-    created = _create(services, sid)
+    sid, name, created = _new_service(services, "create")
     assert created.name == name
     assert created.latest_ready_revision.startswith(f"{name}/revisions/{sid}-00001-")
     assert created.terminal_condition.state == SUCCEEDED
@@ -193,9 +230,7 @@ def test_create_validate_only_and_bad_id(services: run_v2.ServicesClient) -> Non
 
 
 def test_delete_with_stale_etag(services: run_v2.ServicesClient) -> None:
-    sid = _unique("deltag")
-    name = f"{PARENT}/services/{sid}"
-    old = _create(services, sid)
+    _, name, old = _new_service(services, "deltag")
     _deploy(services, name, "v2.0.0")
     with pytest.raises(exceptions.Conflict, match="etag"):
         services.delete_service(request=run_v2.DeleteServiceRequest(name=name, etag=old.etag))
@@ -207,11 +242,8 @@ def test_delete_with_stale_etag(services: run_v2.ServicesClient) -> None:
 def test_update_new_image_creates_revision(
     services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient
 ) -> None:
-    sid = _unique("deploy")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    sid, name, first = _new_service(services, "deploy")
+    svc = _with_image(services, name, "v2.0.0")
     op = services.update_service(service=svc)
     assert not op.done()  # the PATCH answer: still reconciling
     assert op.metadata.reconciling
@@ -244,9 +276,7 @@ def test_update_new_image_creates_revision(
 def test_traffic_only_update_creates_no_revision(
     services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient
 ) -> None:
-    sid = _unique("traffic")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
+    sid, name, first = _new_service(services, "traffic")
     rev1 = _short(first.latest_ready_revision)
     svc = services.get_service(name=name)
     svc.traffic = [run_v2.TrafficTarget(type_=REVISION, revision=rev1, percent=100, tag="stable")]
@@ -269,12 +299,9 @@ def test_traffic_only_update_creates_no_revision(
 
 
 def test_canary_split_with_tag(services: run_v2.ServicesClient) -> None:
-    sid = _unique("canary")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
+    sid, name, first = _new_service(services, "canary")
     stable = _short(first.latest_ready_revision)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    svc = _with_image(services, name, "v2.0.0")
     svc.template.revision = f"{sid}-v2"
     svc.traffic = [
         run_v2.TrafficTarget(type_=REVISION, revision=stable, percent=90),
@@ -290,9 +317,7 @@ def test_canary_split_with_tag(services: run_v2.ServicesClient) -> None:
 
 
 def _bad_traffic(services: run_v2.ServicesClient, traffic: list[run_v2.TrafficTarget]) -> None:
-    sid = _unique("badtraffic")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
+    _, name, _ = _new_service(services, "badtraffic")
     svc = services.get_service(name=name)
     svc.traffic = traffic
     try:
@@ -333,9 +358,7 @@ def test_invalid_tag(services: run_v2.ServicesClient) -> None:
 
 
 def test_stale_etag_conflict(services: run_v2.ServicesClient) -> None:
-    sid = _unique("etag")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
+    sid, name, _ = _new_service(services, "etag")
     stale = services.get_service(name=name)
     _deploy(services, name, "v2.0.0")
     stale.template.containers[0].image = _image(sid, "v3.0.0")
@@ -349,12 +372,9 @@ def test_stale_etag_conflict(services: run_v2.ServicesClient) -> None:
 
 
 def test_revision_name_reuse(services: run_v2.ServicesClient) -> None:
-    sid = _unique("reuse")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
-    svc = services.get_service(name=name)
+    sid, name, _ = _new_service(services, "reuse")
+    svc = _with_image(services, name, "v2.0.0")
     svc.template.revision = f"{sid}-blue"
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
     blue = services.update_service(service=svc).result(timeout=TIMEOUT)
     assert _short(blue.latest_created_revision) == f"{sid}-blue"
     # get -> modify image -> update, forgetting to change template.revision
@@ -376,14 +396,11 @@ def test_revision_name_reuse(services: run_v2.ServicesClient) -> None:
 def test_broken_image_fails_and_keeps_traffic(
     gcpsim: GcpsimProcess, services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient
 ) -> None:
-    sid = _unique("broken")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
+    sid, name, first = _new_service(services, "broken")
     out = gcpsim.cli("behavior", sid, "v6.6.6", "--broken")
     assert out.returncode == 0, out.stderr
     before = services.get_service(name=name)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v6.6.6")
+    svc = _with_image(services, name, "v6.6.6")
     svc.traffic = [
         run_v2.TrafficTarget(type_=LATEST, percent=100),
     ]
@@ -402,13 +419,7 @@ def test_broken_image_fails_and_keeps_traffic(
     assert ready.state == FAILED
     assert "failed to start and listen on the port" in ready.message
     # Rolling back (get -> pin the stable revision -> update) still works.
-    svc = services.get_service(name=name)
-    svc.traffic = [
-        run_v2.TrafficTarget(
-            type_=REVISION, revision=_short(first.latest_ready_revision), percent=100
-        )
-    ]
-    rolled = services.update_service(service=svc).result(timeout=TIMEOUT)
+    rolled = _pin(services, name, _short(first.latest_ready_revision))
     assert rolled.terminal_condition.state == SUCCEEDED
     assert rolled.traffic_statuses[0].revision == _short(first.latest_ready_revision)
 
@@ -416,15 +427,12 @@ def test_broken_image_fails_and_keeps_traffic(
 def test_op_error_fault(
     gcpsim: GcpsimProcess, services: run_v2.ServicesClient, faults: list[str]
 ) -> None:
-    sid = _unique("operr")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
+    _, name, first = _new_service(services, "operr")
     faults.append(
         _fault(gcpsim, "run.services.patch", "--op-error", "--times", "1", "--message", "boom")
     )
     before = services.get_service(name=name)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    svc = _with_image(services, name, "v2.0.0")
     op = services.update_service(service=svc)
     with pytest.raises(exceptions.InternalServerError, match="boom"):
         op.result(timeout=TIMEOUT)
@@ -432,22 +440,14 @@ def test_op_error_fault(
     assert after.latest_ready_revision == first.latest_ready_revision
     assert list(after.traffic_statuses) == list(before.traffic_statuses)
     # The fault is spent: the same deploy now goes through.
-    svc = services.get_service(name=name)
-    svc.traffic = [
-        run_v2.TrafficTarget(
-            type_=REVISION, revision=_short(after.latest_created_revision), percent=100
-        )
-    ]
-    ok = services.update_service(service=svc).result(timeout=TIMEOUT)
+    ok = _pin(services, name, _short(after.latest_created_revision))
     assert ok.traffic_statuses[0].revision == _short(after.latest_created_revision)
 
 
 def test_op_error_fault_on_delete(
     gcpsim: GcpsimProcess, services: run_v2.ServicesClient, faults: list[str]
 ) -> None:
-    sid = _unique("delerr")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
+    _, name, _ = _new_service(services, "delerr")
     faults.append(_fault(gcpsim, "run.services.delete", "--op-error", "--times", "1"))
     with pytest.raises(exceptions.InternalServerError, match="simulated failure"):
         services.delete_service(name=name).result(timeout=TIMEOUT)
@@ -481,21 +481,12 @@ def test_update_fault_not_retried(
 
 
 def test_resume_operation_from_its_name(services: run_v2.ServicesClient) -> None:
-    sid = _unique("resume")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    _, name, _ = _new_service(services, "resume")
+    svc = _with_image(services, name, "v2.0.0")
     op_name = services.update_service(service=svc).operation.name
     # ... an activity retry later, only the name survived:
-    raw = services.get_operation(request={"name": op_name})
-    assert raw.name == op_name
-    future = operation.from_gapic(
-        raw,
-        services._transport.operations_client,
-        run_v2.Service,
-        metadata_type=run_v2.Service,
-    )
+    future = _resume(services, op_name)
+    assert future.operation.name == op_name
     result = future.result(timeout=TIMEOUT)
     assert result.generation == 2 and result.name == name
     waited = services.wait_operation(
@@ -507,11 +498,8 @@ def test_resume_operation_from_its_name(services: run_v2.ServicesClient) -> None
 
 
 def test_wait_operation_blocks_until_done(services: run_v2.ServicesClient) -> None:
-    sid = _unique("wait")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    _, name, _ = _new_service(services, "wait")
+    svc = _with_image(services, name, "v2.0.0")
     op_name = services.update_service(service=svc).operation.name
     waited = services.wait_operation(
         request={"name": op_name, "timeout": duration_pb2.Duration(seconds=20)}
@@ -520,11 +508,8 @@ def test_wait_operation_blocks_until_done(services: run_v2.ServicesClient) -> No
 
 
 def test_serialized_updates(services: run_v2.ServicesClient) -> None:
-    sid = _unique("serial")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
-    svc = services.get_service(name=name)
-    svc.template.containers[0].image = _image(sid, "v2.0.0")
+    sid, name, _ = _new_service(services, "serial")
+    svc = _with_image(services, name, "v2.0.0")
     op1 = services.update_service(service=svc)
     svc = services.get_service(name=name)  # reconciling; spec already v2
     assert svc.reconciling
@@ -554,8 +539,7 @@ def test_update_validate_only_and_allow_missing(services: run_v2.ServicesClient)
     req = run_v2.UpdateServiceRequest(service=svc, allow_missing=True)
     created = services.update_service(request=req).result(timeout=TIMEOUT)
     assert created.name == name and created.latest_ready_revision
-    current = services.get_service(name=name)
-    current.template.containers[0].image = _image(sid, "v2")
+    current = _with_image(services, name, "v2")
     req = run_v2.UpdateServiceRequest(service=current, validate_only=True)
     preview = services.update_service(request=req).result(timeout=TIMEOUT)
     assert preview.generation == 2
@@ -565,9 +549,7 @@ def test_update_validate_only_and_allow_missing(services: run_v2.ServicesClient)
 def test_service_scaling_round_trip_and_drain(
     gcpsim: GcpsimProcess, services: run_v2.ServicesClient
 ) -> None:
-    sid = _unique("scaling")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
+    _, name, _ = _new_service(services, "scaling")
     svc = services.get_service(name=name)
     svc.scaling = run_v2.ServiceScaling(min_instance_count=2, max_instance_count=7)
     result = services.update_service(service=svc).result(timeout=TIMEOUT)
@@ -577,16 +559,14 @@ def test_service_scaling_round_trip_and_drain(
     drained = services.update_service(service=svc).result(timeout=TIMEOUT)
     assert drained.scaling.scaling_mode == run_v2.ServiceScaling.ScalingMode.MANUAL
     assert drained.scaling.manual_instance_count == 0
-    state = json.loads(gcpsim.cli("show", "--json").stdout)
-    [entry] = [s for s in state["services"] if s["name"] == name]
+    entry = _sim_entry(gcpsim, name)
     assert entry["drained"] and entry["serving"] == []
     svc = services.get_service(name=name)
     svc.scaling = run_v2.ServiceScaling(
         scaling_mode=run_v2.ServiceScaling.ScalingMode.MANUAL, manual_instance_count=1
     )
     services.update_service(service=svc).result(timeout=TIMEOUT)
-    state = json.loads(gcpsim.cli("show", "--json").stdout)
-    [entry] = [s for s in state["services"] if s["name"] == name]
+    entry = _sim_entry(gcpsim, name)
     assert not entry["drained"] and entry["serving"][0]["percent"] == 100
 
 
@@ -596,9 +576,7 @@ def test_service_scaling_round_trip_and_drain(
 def test_list_revisions_paging(
     services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient
 ) -> None:
-    sid = _unique("paging")
-    name = f"{PARENT}/services/{sid}"
-    _create(services, sid)
+    _, name, _ = _new_service(services, "paging")
     _deploy(services, name, "v2.0.0")
     _deploy(services, name, "v3.0.0")
     pager = revisions.list_revisions(request=run_v2.ListRevisionsRequest(parent=name, page_size=1))
@@ -613,9 +591,7 @@ def test_list_revisions_paging(
 def test_get_and_delete_revision(
     services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient
 ) -> None:
-    sid = _unique("revdel")
-    name = f"{PARENT}/services/{sid}"
-    first = _create(services, sid)
+    sid, name, first = _new_service(services, "revdel")
     _, second = _deploy(services, name, "v2.0.0")
     old = revisions.get_revision(name=first.latest_ready_revision)
     assert old.name == first.latest_ready_revision
@@ -658,14 +634,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     sim = start_gcpsim(state)
     try:
         services, revisions = _clients(sim.url)
-        raw = services.get_operation(request={"name": op_name})
-        future = operation.from_gapic(
-            raw,
-            services._transport.operations_client,
-            run_v2.Service,
-            metadata_type=run_v2.Service,
-        )
-        result = future.result(timeout=TIMEOUT)
+        result = _resume(services, op_name).result(timeout=TIMEOUT)
         assert result.name == f"{PARENT}/services/keep"
         got = services.get_service(name=f"{PARENT}/services/keep")
         assert got.latest_ready_revision == result.latest_ready_revision

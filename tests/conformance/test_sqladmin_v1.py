@@ -9,56 +9,32 @@ seeded instances keep their three automated backups and their data.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pg8000.native
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
+from tests.conformance.sql_helpers import (
+    DEV_DB,
+    DEV_PROJECT,
+    OwnInstances,
+    connected,
+    rfc3339,
+    sqladmin,
+    wait_ok,
+    wait_op,
+)
 from tests.conftest import GcpsimProcess
 
-DEV_PROJECT = "legal-forms-dev"
-DEV_DB = "legal-forms-db-dev"
 PROJECT = "sqladmin-conformance"
 BUSY = (
     "Operation failed because another operation was already in progress. "
     "Try your request after the current operation is complete."
 )
-
-
-def rfc3339(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def wait_op(sql: Any, project: str, op: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    """Poll operations.get until DONE (bounded); returns the final operation."""
-    seen = [op["status"]]
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.05) + 1):
-        cur: dict[str, Any] = sql.operations().get(project=project, operation=op["name"]).execute()
-        seen.append(cur["status"])
-        if cur["status"] == "DONE":
-            order = {"PENDING": 0, "RUNNING": 1, "DONE": 2}
-            ranks = [order[s] for s in seen]
-            assert ranks == sorted(ranks), f"status went backwards: {seen}"
-            return cur
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"operation {op['name']} not DONE after {timeout}s: {seen[-3:]}")
-
-
-def wait_ok(sql: Any, project: str, op: dict[str, Any]) -> dict[str, Any]:
-    done = wait_op(sql, project, op)
-    assert "error" not in done, done["error"]
-    return done
 
 
 def http_error(call: Callable[[], Any]) -> HttpError:
@@ -71,67 +47,21 @@ def reason(e: HttpError) -> str:
     return str(e.error_details[0]["reason"])
 
 
-def connect(inst: dict[str, Any], db: str = "legalforms") -> pg8000.native.Connection:
-    c = inst["gcpsimConnection"]
-    return pg8000.native.Connection(
-        c["user"],
-        password=c["password"],
-        host=inst["ipAddresses"][0]["ipAddress"],
-        port=c["port"],
-        database=c["databases"][db],
-    )
-
-
 @pytest.fixture(scope="module")
 def sql(gcpsim: GcpsimProcess) -> Any:
-    return discovery.build(
-        "sqladmin",
-        "v1",
-        credentials=AnonymousCredentials(),
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": gcpsim.url + "/"},
-    )
-
-
-class Instances:
-    """Creates instances of this module's own (clones of the seeded dev instance)."""
-
-    def __init__(self, sql: Any) -> None:
-        self.sql = sql
-        self.names: list[str] = []
-
-    def clone(self, prefix: str = "conf") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        body = {"cloneContext": {"destinationInstanceName": name, "destinationProject": PROJECT}}
-        op = self.sql.instances().clone(project=DEV_PROJECT, instance=DEV_DB, body=body).execute()
-        self.names.append(name)
-        wait_ok(self.sql, DEV_PROJECT, op)
-        return name
-
-    def get(self, name: str) -> dict[str, Any]:
-        inst: dict[str, Any] = self.sql.instances().get(project=PROJECT, instance=name).execute()
-        return inst
-
-    def cleanup(self) -> None:
-        for name in self.names:
-            try:
-                op = self.sql.instances().delete(project=PROJECT, instance=name).execute()
-                wait_op(self.sql, PROJECT, op)
-            except HttpError as e:
-                if e.status_code != 404:
-                    raise
+    return sqladmin(gcpsim.url)
 
 
 @pytest.fixture(scope="module")
-def own(sql: Any) -> Iterator[Instances]:
-    inst = Instances(sql)
+def own(sql: Any) -> Iterator[OwnInstances]:
+    """Creates instances of this module's own (clones of the seeded dev instance)."""
+    inst = OwnInstances(sql, PROJECT)
     yield inst
     inst.cleanup()
 
 
 @pytest.fixture(scope="module")
-def mine(own: Instances) -> str:
+def mine(own: OwnInstances) -> str:
     """One instance of this module's own, with the reference tables and data."""
     return own.clone("conf-main")
 
@@ -158,15 +88,12 @@ def test_get_seeded_instance(sql: Any) -> None:
     assert b["backupRetentionSettings"]["retainedBackups"] == 30
     conn = inst["gcpsimConnection"]
     assert set(conn["databases"]) >= {"legalforms", "postgres"}
-    c = connect(inst)
-    try:
+    with connected(inst) as c:
         tables = {r[0] for r in c.run("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
         assert tables >= {"cases", "parties", "party_issue_selections"}
         for t in ("cases", "parties", "party_issue_selections"):
             n, newest = c.run(f"SELECT count(*), max(created_at) FROM {t}")[0]
             assert n > 0 and newest is not None
-    finally:
-        c.close()
 
 
 def test_get_seeded_prod_instance_is_regional(sql: Any) -> None:
@@ -194,7 +121,7 @@ def test_get_missing_instance_is_404(sql: Any) -> None:
     }
 
 
-def test_list_instances_pages(sql: Any, own: Instances, mine: str) -> None:
+def test_list_instances_pages(sql: Any, own: OwnInstances, mine: str) -> None:
     second = own.clone("conf-list")
     req = sql.instances().list(project=PROJECT, maxResults=1)
     names: list[str] = []
@@ -278,7 +205,7 @@ def test_seeded_automated_backups(sql: Any) -> None:
     assert one == runs[0]
 
 
-def test_backup_insert_lifecycle(sql: Any, own: Instances, mine: str) -> None:
+def test_backup_insert_lifecycle(sql: Any, own: OwnInstances, mine: str) -> None:
     desc = "Pre-deployment backup v1.2.0 2024-05-02T10:00:00Z"
     op = (
         sql.backupRuns()
@@ -303,7 +230,7 @@ def test_backup_insert_lifecycle(sql: Any, own: Instances, mine: str) -> None:
     assert newest["items"][0]["id"] == backup_id
 
 
-def test_busy_instance_is_409_operation_in_progress(sql: Any, own: Instances, mine: str) -> None:
+def test_busy_instance_is_409_operation_in_progress(sql: Any, own: OwnInstances, mine: str) -> None:
     op = sql.backupRuns().insert(project=PROJECT, instance=mine, body={}).execute()
     backup_id = op["backupContext"]["backupId"]
     calls: list[Callable[[], Any]] = [
@@ -354,7 +281,7 @@ def test_busy_instance_is_409_operation_in_progress(sql: Any, own: Instances, mi
     )
 
 
-def test_backup_runs_list_pages(sql: Any, own: Instances) -> None:
+def test_backup_runs_list_pages(sql: Any, own: OwnInstances) -> None:
     name = own.clone("conf-pages")
     ids = []
     for i in range(3):
@@ -382,7 +309,7 @@ def test_backup_runs_list_pages(sql: Any, own: Instances) -> None:
     assert times == sorted(times, reverse=True)
 
 
-def test_backup_run_errors(sql: Any, own: Instances, mine: str) -> None:
+def test_backup_run_errors(sql: Any, own: OwnInstances, mine: str) -> None:
     e = http_error(lambda: sql.backupRuns().get(project=PROJECT, instance=mine, id="123").execute())
     assert e.status_code == 404 and reason(e) == "backupRunDoesNotExist"
     e = http_error(
@@ -395,7 +322,7 @@ def test_backup_run_errors(sql: Any, own: Instances, mine: str) -> None:
     assert e.status_code == 404 and reason(e) == "instanceDoesNotExist"
 
 
-def test_backup_run_delete(sql: Any, own: Instances, mine: str) -> None:
+def test_backup_run_delete(sql: Any, own: OwnInstances, mine: str) -> None:
     op = sql.backupRuns().insert(project=PROJECT, instance=mine, body={}).execute()
     wait_ok(sql, PROJECT, op)
     backup_id = op["backupContext"]["backupId"]
@@ -408,7 +335,9 @@ def test_backup_run_delete(sql: Any, own: Instances, mine: str) -> None:
     assert e.status_code == 404
 
 
-def test_backup_op_error_fault(gcpsim: GcpsimProcess, sql: Any, own: Instances, mine: str) -> None:
+def test_backup_op_error_fault(
+    gcpsim: GcpsimProcess, sql: Any, own: OwnInstances, mine: str
+) -> None:
     out = gcpsim.cli(
         "fault", "sql.backupRuns.insert", "--op-error", "--times", "1",
         "--message", "simulated backup failure",
@@ -459,7 +388,7 @@ def test_fault_status_on_get(gcpsim: GcpsimProcess, sql: Any) -> None:
 # ------------------------------------------------------------------------------ restoreBackup
 
 
-def test_restore_backup(sql: Any, own: Instances, mine: str) -> None:
+def test_restore_backup(sql: Any, own: OwnInstances, mine: str) -> None:
     op = sql.backupRuns().insert(project=PROJECT, instance=mine, body={}).execute()
     wait_ok(sql, PROJECT, op)
     body = {
@@ -475,7 +404,7 @@ def test_restore_backup(sql: Any, own: Instances, mine: str) -> None:
     assert own.get(mine)["state"] == "RUNNABLE"
 
 
-def test_restore_errors(sql: Any, own: Instances, mine: str) -> None:
+def test_restore_errors(sql: Any, own: OwnInstances, mine: str) -> None:
     def restore(instance: str, body: dict[str, Any]) -> Callable[[], Any]:
         return lambda: (
             sql.instances().restoreBackup(project=PROJECT, instance=instance, body=body).execute()
@@ -495,7 +424,9 @@ def test_restore_errors(sql: Any, own: Instances, mine: str) -> None:
     assert e.status_code == 400
 
 
-def test_restore_op_error_fault(gcpsim: GcpsimProcess, sql: Any, own: Instances, mine: str) -> None:
+def test_restore_op_error_fault(
+    gcpsim: GcpsimProcess, sql: Any, own: OwnInstances, mine: str
+) -> None:
     op = sql.backupRuns().insert(project=PROJECT, instance=mine, body={}).execute()
     wait_ok(sql, PROJECT, op)
     out = gcpsim.cli("fault", "sql.instances.restoreBackup", "--op-error", "--times", "1")
@@ -517,7 +448,7 @@ def test_restore_op_error_fault(gcpsim: GcpsimProcess, sql: Any, own: Instances,
 # ------------------------------------------------------------------------------ clone
 
 
-def test_clone_point_in_time(sql: Any, own: Instances, mine: str) -> None:
+def test_clone_point_in_time(sql: Any, own: OwnInstances, mine: str) -> None:
     dest = f"conf-pitr-{uuid.uuid4().hex[:6]}"
     when = rfc3339(datetime.now(UTC) - timedelta(seconds=1))
     body = {"cloneContext": {"destinationInstanceName": dest, "pointInTime": when}}
@@ -529,15 +460,12 @@ def test_clone_point_in_time(sql: Any, own: Instances, mine: str) -> None:
     inst = own.get(dest)
     assert inst["state"] == "RUNNABLE"
     assert inst["settings"]["tier"] == own.get(mine)["settings"]["tier"]
-    c = connect(inst)
-    try:
+    with connected(inst) as c:
         [[n]] = c.run("SELECT count(*) FROM cases")
         assert n > 0
-    finally:
-        c.close()
 
 
-def test_clone_errors(sql: Any, own: Instances, mine: str) -> None:
+def test_clone_errors(sql: Any, own: OwnInstances, mine: str) -> None:
     def clone(ctx: dict[str, Any], instance: str = mine) -> HttpError:
         return http_error(
             lambda: (
@@ -568,7 +496,7 @@ def test_clone_errors(sql: Any, own: Instances, mine: str) -> None:
 
 
 def test_clone_op_error_removes_the_new_instance(
-    gcpsim: GcpsimProcess, sql: Any, own: Instances, mine: str
+    gcpsim: GcpsimProcess, sql: Any, own: OwnInstances, mine: str
 ) -> None:
     out = gcpsim.cli("fault", "sql.instances.clone", "--op-error", "--times", "1")
     assert out.returncode == 0, out.stderr
@@ -585,7 +513,7 @@ def test_clone_op_error_removes_the_new_instance(
 # ------------------------------------------------------------------------------ operations
 
 
-def test_operations_get_and_list(sql: Any, own: Instances) -> None:
+def test_operations_get_and_list(sql: Any, own: OwnInstances) -> None:
     name = own.clone("conf-ops")
     ops = []
     for _ in range(3):
