@@ -33,11 +33,13 @@ from stagecoach.models import (
     CloneInstanceInput,
     CreateBackupInput,
     CreateRevisionInput,
+    DatabaseBinding,
     DeleteInstanceInput,
     InstanceRef,
     ListBackupsInput,
     NotifyInput,
     ReadCanaryMetricsInput,
+    ReadServingInput,
     RestoreBackupInput,
     ServiceRef,
     SetScalingInput,
@@ -151,7 +153,7 @@ def test_all_activities_are_named_and_unique() -> None:
     names = [str(d.name) for d in defs]
     assert sorted(names) == sorted(
         [
-            "GetServiceState", "CreateRevision", "SetTraffic", "SetScaling",
+            "GetServiceState", "ReadServing", "CreateRevision", "SetTraffic", "SetScaling",
             "FindPreviousRevision", "SmokeTest",
             "ReadCanaryMetrics", "CreateBackup", "ListBackups", "RestoreBackup",
             "CloneInstance", "DeleteInstance", "ValidateDatabase", "Notify",
@@ -174,6 +176,47 @@ def test_get_service_state_of_a_seeded_service(
     assert "/" not in state.latest_ready_revision
     assert state.uri.startswith("http://127.0.0.1:")
     assert not state.drained
+
+
+def test_read_serving_reports_images_and_database_bindings(
+    env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    dev = "legal-forms-dev:us-central1:legal-forms-db-dev"
+
+    def ref(service: str) -> ServiceRef:
+        return ServiceRef(target=target, project="legal-forms-dev", region=REGION, service=service)
+
+    [node] = env.run(
+        run_acts.read_serving, ReadServingInput(ref=ref("node-server-dev"), env_var="X_DB")
+    )
+    assert node.percent == 100 and node.image.endswith("/node-server:v1.1.0")
+    assert node.connection_name == dev  # from the Cloud SQL volume (no X_DB variable)
+    [pipeline] = env.run(run_acts.read_serving, ReadServingInput(ref=ref("python-pipeline-dev")))
+    assert pipeline.connection_name == ""  # uses no database
+
+    # a split: both revisions, most traffic first, each with its own binding
+    svc = make_service(target)
+    inp = revision_input(svc, "v2.0.0").model_copy(
+        update={"database": DatabaseBinding(env_var="X_DB", connection_name="p:r:other")}
+    )
+    stable = env.run(run_acts.get_service_state, svc).latest_ready_revision
+    created = env.run(run_acts.create_revision, inp)
+    env.run(
+        run_acts.set_traffic,
+        SetTrafficInput(
+            ref=svc,
+            traffic=[
+                TrafficTarget(revision=stable, percent=70),
+                TrafficTarget(revision=created.revision, percent=30, tag="canary"),
+            ],
+        ),
+    )
+    split = env.run(run_acts.read_serving, ReadServingInput(ref=svc, env_var="X_DB"))
+    assert [(s.revision, s.percent, s.connection_name) for s in split] == [
+        (stable, 70, ""),
+        (created.revision, 30, "p:r:other"),
+    ]
+    assert split[1].image == inp.image
 
 
 def test_create_revision_is_idempotent(
