@@ -243,7 +243,7 @@ async def _follow(handle: Any, result_type: type[T], *, follow_runs: bool = True
     """Print new events while the workflow runs; return its result or, when it ended
     cancelled or failed, its last status (query). With `follow_runs=False` a run that continued
     as new raises `WorkflowContinuedAsNewError`."""
-    from temporalio.client import WorkflowFailureError
+    from temporalio.client import WorkflowContinuedAsNewError, WorkflowFailureError
 
     seen = 0
     result_task = asyncio.ensure_future(handle.result(follow_runs=follow_runs))
@@ -261,6 +261,12 @@ async def _follow(handle: Any, result_type: type[T], *, follow_runs: bool = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(result_task), POLL_SECONDS)
         result: T = result_task.result()
+    except WorkflowContinuedAsNewError:
+        with contextlib.suppress(Exception):  # the run's last events (a closed run is queryable)
+            last = await handle.query("status", result_type=result_type)
+            for line in list(getattr(last, "events", []))[seen:]:
+                console.print(f"  {line}", markup=False, highlight=False)
+        raise
     except WorkflowFailureError as err:
         try:
             result = await handle.query("status", result_type=result_type)
@@ -806,6 +812,8 @@ async def _pitr(
     follow = _quiet if as_json else _follow
     from temporalio.client import WorkflowContinuedAsNewError
 
+    if switch_release is not None:  # this run only: it continues as new into the release
+        handle = client.get_workflow_handle(wf_id, run_id=handle.result_run_id)
     try:
         st = await follow(handle, PointInTimeResult, follow_runs=switch_release is None)
     except WorkflowContinuedAsNewError:
