@@ -839,6 +839,33 @@ def serving(sim: Sim, project: str, location: str, service: str) -> list[tuple[s
         return _split_from_statuses(svc, run.get("revisions", {}).get(key, {}))
 
 
+def bound_connections(sim: Sim) -> dict[str, set[str]]:
+    """Per project whose services declare Cloud SQL connections (a `cloudSqlInstance` volume in
+    a service template): the connection names (`project:region:instance`) that revisions
+    receiving traffic are bound to, i.e. the databases an application uses now (none while
+    drained). Read as stored (no settling): the row writer asks several times a second."""
+    out: dict[str, set[str]] = {}
+
+    def connections(template: dict[str, Any]) -> list[str]:
+        found: list[str] = []
+        for vol in template.get("volumes") or []:
+            found += (vol.get("cloudSqlInstance") or {}).get("instances") or []
+        return found
+
+    with sim.store.lock:
+        run = sim.store.section("run")
+        for key, svc in run.get("services", {}).items():
+            declared = connections(svc["spec"]["template"])
+            revs = run.get("revisions", {}).get(key, {})
+            used = [c for rev, _, _ in _split_from_statuses(svc, revs)
+                    for c in connections(revs[rev]["template"])]  # fmt: skip
+            for c in declared + used:
+                out.setdefault(c.split(":", 1)[0], set())
+            for c in used:
+                out[c.split(":", 1)[0]].add(c)
+    return out
+
+
 def lookup_tag(
     sim: Sim, project: str, location: str, service: str, tag: str
 ) -> tuple[str, str] | None:

@@ -40,7 +40,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 
-from gcpsim import pgdata
+from gcpsim import pgdata, run_v2
 from gcpsim.errors import ApiError
 from gcpsim.pgdata import PgCluster
 from gcpsim.sim import Sim
@@ -484,15 +484,27 @@ def _do_work(sim: Sim, op_name: str) -> None:
 
 
 def _writer_targets(sim: Sim) -> list[str]:
-    """Instances an application writes to: seeded and inserted ones. A clone (drill scratch,
-    recovery instance) has no application connected, so the writer leaves it alone and its
-    newest row says exactly how old its data is."""
+    """Instances an application writes to.
+
+    In a project where Cloud Run revisions receiving traffic are bound to Cloud SQL instances
+    (a `cloudSqlInstance` volume, as Stagecoach's releases bind `uses_database` services), the
+    application writes exactly to the bound instances: after a switch to a recovery instance the
+    new rows land there and the old instance stops growing; drained services write nothing.
+    Elsewhere: seeded and inserted instances (`appWriter`). A clone (drill scratch, recovery
+    instance nobody was switched to) has no application connected, so the writer leaves it alone
+    and its newest row says exactly how old its data is."""
+    bound = run_v2.bound_connections(sim)
     with sim.store.lock:
-        return [
-            i["uid"]
-            for i in _tbl(sim.store.data, "instances").values()
-            if i["state"] == "RUNNABLE" and i.get("appWriter")
-        ]
+        out = []
+        for i in _tbl(sim.store.data, "instances").values():
+            if i["state"] != "RUNNABLE":
+                continue
+            if i["project"] in bound:
+                if f"{i['project']}:{i['region']}:{i['name']}" in bound[i["project"]]:
+                    out.append(i["uid"])
+            elif i.get("appWriter"):
+                out.append(i["uid"])
+        return out
 
 
 def _last_slot(start_time: str, t: float) -> float:

@@ -185,6 +185,20 @@ def db_now(ref: InstanceRef, database: str) -> datetime:
         conn.close()
 
 
+def newest_row(ref: InstanceRef, database: str) -> datetime:
+    """The newest created_at over the reference tables."""
+    conn = connect(ref, database)
+    try:
+        rows = conn.run(
+            "SELECT max(t) FROM (SELECT max(created_at) AS t FROM cases UNION ALL "
+            "SELECT max(created_at) FROM parties UNION ALL "
+            "SELECT max(created_at) FROM party_issue_selections) AS m"
+        )
+        return rows[0][0]
+    finally:
+        conn.close()
+
+
 def scaling(ref: ServiceRef) -> ServiceState:
     return CloudRunActivities().get_service_state(ref)
 
@@ -613,6 +627,19 @@ async def test_point_in_time_switch_moves_the_services_through_a_release(
         assert node_now.containers[0].image == node_before.containers[0].image
         pipeline_now = await asyncio.to_thread(serving_revision, pipeline)
         assert pipeline_now.name == pipeline_before.name  # untouched
+        # gcpsim's simulated application writes where the serving revisions are bound: the new
+        # rows now land in the recovery instance and the source stops growing
+        src1, rec1 = (
+            await asyncio.to_thread(newest_row, ref, db),
+            await asyncio.to_thread(newest_row, rec, db),
+        )
+        await asyncio.sleep(3)
+        src2, rec2 = (
+            await asyncio.to_thread(newest_row, ref, db),
+            await asyncio.to_thread(newest_row, rec, db),
+        )
+        assert rec2 > rec1, (rec1, rec2)
+        assert src2 == src1, (src1, src2)
 
         # the config still names the old instance: the next release stops before anything
         code, out, err = await cli(
