@@ -816,8 +816,8 @@ class PointInTimeWorkflow(_ScratchWorkflow):
         if st.switching:
             assert switch is not None
             services = (
-                f"release {switch.version} (same workflow id) now points "
-                f"{', '.join(p.ref.service for p in switch.services)} at {st.recovery_instance}"
+                f"release {switch.version} (same workflow id) moves "
+                f"{', '.join(p.ref.service for p in switch.services)} to {st.recovery_instance}"
             )
         st.left_in = [
             f"instance {st.source_instance}: untouched (point-in-time recovery only reads it)",
