@@ -348,7 +348,9 @@ async def test_long_bake_continues_as_new_and_keeps_its_state(
 ) -> None:
     """A bake long enough to pass the history threshold continues as new mid-step and carries
     on where it was: same canary, same readings, exactly 10/50/100."""
-    inp = release_input(gcpsim, "dev", "v1.9.0", ["python-pipeline"])
+    # 1 s polls see ~20 canary requests at 10%, right at the default min_requests: judge from 5
+    # (this test is about continue-as-new, not about thin windows being inconclusive)
+    inp = release_input(gcpsim, "dev", "v1.9.0", ["python-pipeline"], min_requests=5)
     steps = [
         Step(weight=10, bake=timedelta(seconds=6)),
         Step(weight=50, bake=timedelta(seconds=4)),
