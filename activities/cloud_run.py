@@ -36,6 +36,7 @@ from stagecoach.models import (
     Target,
     TrafficTarget,
 )
+from stagecoach.splits import pin_latest
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,15 @@ def _tag_url(svc: run_v2.Service, tag: str, revision: str) -> str:
         if st.tag == tag:
             return str(st.uri)
     return ""
+
+
+def _without(svc: run_v2.Service, revision: str) -> list[TrafficTarget]:
+    """The traffic as it was before `revision` was added at 0%: the service's traffic without
+    `revision`'s entries (a retry finds one), LATEST pinned to the revision it routes to (an
+    empty list means LATEST 100%)."""
+    rest = [t for t in traffic_from_api(svc.traffic) if t.revision != revision]
+    latest = short_name(svc.latest_ready_revision)
+    return pin_latest(rest, latest) if latest and latest != revision else rest
 
 
 def _connector_name(ref: ServiceRef, connector: str) -> str:
@@ -370,21 +380,33 @@ class CloudRunActivities:
                     revision=input.revision,
                     tag_url=_tag_url(svc, input.tag, input.revision),
                     created=True,
+                    before=_without(svc, input.revision),
                 )
 
-        existing = self._revision(ref, input.revision)
-        if existing is not None:
-            return self._adopt_existing(ref, input, existing, details)
+        # The revision name is unique to this release, so a first attempt cannot find it: only a
+        # retry (or a reset workflow: the update's 409 below) looks for it before updating.
+        if activity.info().attempt > 1 or prior:
+            existing = self._revision(ref, input.revision)
+            if existing is not None:
+                return self._adopt_existing(ref, input, existing, details)
 
         svc = self._get(ref)
+        before = _without(svc, input.revision)
         self._apply_template(svc, input)
         svc.traffic = traffic_to_api(self._traffic_with_tag(svc, input.revision, input.tag))
-        op = self._clients(ref.target).services.update_service(service=svc)
+        try:
+            op = self._clients(ref.target).services.update_service(service=svc)
+        except gexc.Conflict:
+            existing = self._revision(ref, input.revision)
+            if existing is None:
+                raise
+            return self._adopt_existing(ref, input, existing, details)
         svc = self._finish_create(ref, input, op, {**details, "op": op.operation.name})
         return CreateRevisionResult(
             revision=input.revision,
             tag_url=_tag_url(svc, input.tag, input.revision),
             created=True,
+            before=before,
         )
 
     def _finish_create(
@@ -443,7 +465,12 @@ class CloudRunActivities:
             svc = self._update(ref, svc, details)
         url = _tag_url(svc, input.tag, input.revision)
         activity.logger.info("revision %s already exists; not created again", input.revision)
-        return CreateRevisionResult(revision=input.revision, tag_url=url, created=False)
+        return CreateRevisionResult(
+            revision=input.revision,
+            tag_url=url,
+            created=False,
+            before=_without(svc, input.revision),
+        )
 
     @staticmethod
     def _apply_template(svc: run_v2.Service, input: CreateRevisionInput) -> None:

@@ -124,6 +124,10 @@ class CreateRevisionResult(BaseModel):
     revision: str
     tag_url: str
     created: bool  # False when a retry found the revision already there
+    # The traffic before this revision was added, LATEST pinned to the revision it routed to:
+    # the snapshot a rollback restores (read in the same services.get the update needs). A retry
+    # that finds the revision already added derives it by taking the new revision's 0% entry out.
+    before: list[TrafficTarget] = []
 
 
 class SetTrafficInput(BaseModel):

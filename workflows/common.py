@@ -1,13 +1,18 @@
-"""What every workflow shares: search attribute keys, retry policies, timeouts.
+"""What every workflow shares: search attribute keys, retry policies, timeouts, the message of
+an activity failure, and `Visible` (search attributes, progress line, event log).
 
-Pure constants: importable from workflow code.
+Deterministic: importable from workflow code.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
+from typing import Any, ClassVar
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 
 # Custom search attributes (registered by the dev server start-up, `local up` and the
 # docker-compose setup job; see stagecoach.temporal.SEARCH_ATTRIBUTES).
@@ -32,3 +37,51 @@ TRAFFIC_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=5),
 )
 QUICK = timedelta(seconds=60)  # start-to-close of a single API call
+MAX_EVENTS = 100  # event lines kept in a status object (oldest dropped)
+
+
+def error_message(err: BaseException) -> str:
+    """The message of the failure behind an ActivityError (the activity's own words)."""
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return getattr(cause, "message", None) or str(cause) or type(cause).__name__
+
+
+class Visible:
+    """Search attributes, the live progress line and the bounded event log of a workflow whose
+    status object (`_state()`) has `phase`, `outcome`, `progress` and `events`.
+
+    One search-attribute upsert per change of (phase, outcome), not per poll."""
+
+    env: str
+    version: str
+    details_joiner: ClassVar[str] = "in"  # "<version> in <env>: <progress>"
+    _upserted: tuple[str, str] | None = None
+
+    def _state(self) -> Any:
+        raise NotImplementedError
+
+    def _set_phase(self, phase: StrEnum) -> None:
+        st = self._state()
+        st.phase = phase
+        current = (phase.value, st.outcome.value)
+        if current == self._upserted:
+            return
+        self._upserted = current
+        workflow.upsert_search_attributes(
+            [
+                ENVIRONMENT.value_set(self.env),
+                VERSION.value_set(self.version),
+                PHASE.value_set(phase.value),
+                OUTCOME.value_set(st.outcome.value),
+            ]
+        )
+
+    def _progress(self, line: str) -> None:
+        self._state().progress = line
+        workflow.set_current_details(f"{self.version} {self.details_joiner} {self.env}: {line}")
+
+    def _event(self, line: str) -> None:
+        st = self._state()
+        st.events.append(f"{workflow.now().strftime('%H:%M:%S')} {line}")
+        del st.events[:-MAX_EVENTS]
+        workflow.logger.info(line)

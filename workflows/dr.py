@@ -38,7 +38,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, VERSION
+from workflows.common import (
+    API_RETRY,
+    ENVIRONMENT,
+    OUTCOME,
+    PHASE,
+    QUICK,
+    VERSION,
+    Visible,
+    error_message,
+)
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.dr_models import (
@@ -78,7 +87,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from stagecoach.plan import recovery_instance_name
 
-MAX_EVENTS = 100
 BACKUP_LIST_LIMIT = 500
 
 # Compensation (resume a drained service, delete a scratch instance) must win against a flaky
@@ -114,11 +122,6 @@ async def _to_completion(coro: Coroutine[Any, Any, T]) -> tuple[T, bool]:
             if task.cancelled():
                 raise
             return task.result(), True
-
-
-def _error_message(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause) or type(cause).__name__
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -160,41 +163,8 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-class _Visible:
-    """Search attributes, the live progress line and the bounded event log."""
-
-    env: str
-    version: str
-    _upserted: tuple[str, str] | None = None
-
-    def _state(self) -> Any:  # the status object: has phase, outcome, progress, events
-        raise NotImplementedError
-
-    def _set_phase(self, phase: DrPhase) -> None:
-        st = self._state()
-        st.phase = phase
-        current = (phase.value, st.outcome.value)
-        if current == self._upserted:
-            return
-        self._upserted = current
-        workflow.upsert_search_attributes(
-            [
-                ENVIRONMENT.value_set(self.env),
-                VERSION.value_set(self.version),
-                PHASE.value_set(phase.value),
-                OUTCOME.value_set(st.outcome.value),
-            ]
-        )
-
-    def _progress(self, line: str) -> None:
-        self._state().progress = line
-        workflow.set_current_details(f"{self.version} in {self.env}: {line}")
-
-    def _event(self, line: str) -> None:
-        st = self._state()
-        st.events.append(f"{workflow.now().strftime('%H:%M:%S')} {line}")
-        del st.events[:-MAX_EVENTS]
-        workflow.logger.info(line)
+class _Visible(Visible):
+    """`Visible`, plus notifications that never fail a recovery."""
 
     async def _notify(self, enabled: bool, event: NotifyEvent, text: str) -> None:
         if not enabled:
@@ -208,7 +178,7 @@ class _Visible:
                 summary=f"notify {event}",
             )
         except ActivityError as err:  # a lost notification never fails a recovery
-            self._event(f"notification failed: {_error_message(err)}")
+            self._event(f"notification failed: {error_message(err)}")
 
 
 # =============================================================================== Backup
@@ -247,7 +217,7 @@ class BackupWorkflow:
                 [PHASE.value_set(DrPhase.DONE.value), OUTCOME.value_set(DrOutcome.FAILED.value)]
             )
             raise ApplicationError(
-                f"backup of {inp.instance.instance} failed: {_error_message(err)}",
+                f"backup of {inp.instance.instance} failed: {error_message(err)}",
                 type="BackupFailed",
                 non_retryable=True,
             ) from err
@@ -375,7 +345,7 @@ class RestoreWorkflow(_Visible):
                     cancelled = True
                 else:
                     st.outcome = DrOutcome.FAILED
-                    st.error = f"{st.phase.value}: {_error_message(err)}"
+                    st.error = f"{st.phase.value}: {error_message(err)}"
             if cancelled:
                 st.outcome = DrOutcome.CANCELLED
                 st.error = st.error or "cancelled"
@@ -525,10 +495,10 @@ class RestoreWorkflow(_Visible):
         except ActivityError as err:
             st.restore_seconds = _seconds(start, workflow.now())
             st.database_state = (
-                f"restore of backup {inp.backup_id} FAILED ({_error_message(err)}): the data "
+                f"restore of backup {inp.backup_id} FAILED ({error_message(err)}): the data "
                 "may be unchanged or partly restored; check it before serving traffic"
             )
-            self._event(f"restore failed: {_error_message(err)}")
+            self._event(f"restore failed: {error_message(err)}")
             raise
         st.restore_seconds = _seconds(start, workflow.now())
         st.operation = res.operation
@@ -591,7 +561,7 @@ class RestoreWorkflow(_Visible):
                 )
             except ActivityError as err:
                 svc.state = "resume_failed"
-                svc.error = _error_message(err)
+                svc.error = error_message(err)
                 self._event(f"{svc.service}: resume FAILED: {svc.error}")
                 continue
             exact = (
@@ -678,7 +648,7 @@ class _ScratchWorkflow(_Visible):
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 st.outcome = DrOutcome.FAILED
-                st.error = f"{st.phase.value}: {_error_message(err)}"
+                st.error = f"{st.phase.value}: {error_message(err)}"
             elif self.abort_requested is not None:
                 st.outcome = DrOutcome.ABORTED
                 st.abort_reason = self.abort_requested.reason
@@ -708,7 +678,7 @@ class _ScratchWorkflow(_Visible):
                 summary=f"delete {ref.instance}",
             )
         except ActivityError as err:
-            msg = _error_message(err)
+            msg = error_message(err)
             self._event(f"{ref.instance} NOT deleted: {msg}")
             return False, msg
         self._event(f"{ref.instance} deleted ({why})")

@@ -22,7 +22,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, TRAFFIC_RETRY, VERSION
+from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_message
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bindings import check_serving
@@ -59,8 +59,8 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.splits import canary_split, describe, pin_latest, serving_revisions
 
 CANARY_TAG = "canary"
+SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
-MAX_EVENTS = 100
 
 LONG = timedelta(minutes=20)
 HEARTBEAT = timedelta(seconds=30)
@@ -74,13 +74,10 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def _error_message(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause) or type(cause).__name__
-
-
 @workflow.defn(name="Release")
-class ReleaseWorkflow:
+class ReleaseWorkflow(Visible):
+    details_joiner = "to"
+
     @workflow.init
     def __init__(self, inp: ReleaseInput) -> None:
         self.inp = inp
@@ -99,7 +96,8 @@ class ReleaseWorkflow:
         )
         self.promote_requested = self.st.promote_requested
         self._promote_seen = False  # a promote wakes a bake wait once, then reads decide
-        self._upserted: tuple[str, str] | None = None
+        self.env = inp.env
+        self.version = inp.version
 
     # ------------------------------------------------------------------ messages
 
@@ -209,7 +207,7 @@ class ReleaseWorkflow:
                     summary=f"serving {svc.run_service}",
                 )
             except ActivityError as err:
-                raise _Stop(Outcome.FAILED, f"{svc.run_service}: {_error_message(err)}") from err
+                raise _Stop(Outcome.FAILED, f"{svc.run_service}: {error_message(err)}") from err
             check = check_serving(plan, serving, self.inp.env, self.inp.switch_database)
             if check.problem:
                 svc.state = "failed"
@@ -243,7 +241,7 @@ class ReleaseWorkflow:
                 summary=f"backup {self.inp.backup.instance}",
             )
         except ActivityError as err:
-            raise _Stop(Outcome.FAILED, f"pre-deploy backup failed: {_error_message(err)}") from err
+            raise _Stop(Outcome.FAILED, f"pre-deploy backup failed: {error_message(err)}") from err
         self.st.backup_id = info.id
         self._event(f"backup {info.id} of {self.inp.backup.instance} {info.status}")
 
@@ -277,23 +275,25 @@ class ReleaseWorkflow:
             raise
         except ActivityError as err:
             svc.state = "failed"
-            svc.error = _error_message(err)
+            svc.error = error_message(err)
             raise _Stop(Outcome.FAILED, f"{svc.run_service}: {svc.error}") from err
 
     async def _snapshot_and_create(self, plan: ServicePlan, svc: ServiceStatus) -> None:
         self._set_phase(Phase.DEPLOYING)
-        self._progress(f"{svc.run_service}: reading live traffic")
-        live: ServiceState = await workflow.execute_activity(
-            "GetServiceState",
-            plan.ref,
-            result_type=ServiceState,
-            start_to_close_timeout=QUICK,
-            retry_policy=API_RETRY,
-            summary=f"snapshot {svc.run_service}",
-        )
-        svc.snapshot = pin_latest(live.traffic, live.latest_ready_revision)
-        svc.stable_revisions = serving_revisions(svc.snapshot)
-        self._event(f"{svc.run_service}: live traffic {describe(svc.snapshot)}")
+        # CreateRevision reports the traffic it found (one read fewer per service); histories
+        # from before that still replay the separate GetServiceState read.
+        folded = workflow.patched(SNAPSHOT_IN_CREATE)
+        if not folded:
+            self._progress(f"{svc.run_service}: reading live traffic")
+            live: ServiceState = await workflow.execute_activity(
+                "GetServiceState",
+                plan.ref,
+                result_type=ServiceState,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"snapshot {svc.run_service}",
+            )
+            self._keep_snapshot(svc, pin_latest(live.traffic, live.latest_ready_revision))
         self._progress(f"{svc.run_service}: creating {plan.revision} (no traffic, tag canary)")
         created: CreateRevisionResult = await workflow.execute_activity(
             "CreateRevision",
@@ -315,10 +315,18 @@ class ReleaseWorkflow:
             retry_policy=API_RETRY,
             summary=f"create {plan.revision}",
         )
+        if folded:
+            # the snapshot is the rollback target: from here on the service counts as touched
+            self._keep_snapshot(svc, created.before)
         svc.canary_revision = created.revision
         svc.tag_url = created.tag_url
         svc.state = "created"
         self._event(f"{svc.run_service}: revision {created.revision} ready at {created.tag_url}")
+
+    def _keep_snapshot(self, svc: ServiceStatus, snapshot: list[TrafficTarget]) -> None:
+        svc.snapshot = snapshot
+        svc.stable_revisions = serving_revisions(snapshot)
+        self._event(f"{svc.run_service}: live traffic {describe(snapshot)}")
 
     async def _smoke_test(self, plan: ServicePlan, svc: ServiceStatus) -> None:
         self._set_phase(Phase.SMOKE_TESTING)
@@ -511,7 +519,7 @@ class ReleaseWorkflow:
             try:
                 await self._set_traffic(plan, svc.snapshot, "rollback", TRAFFIC_RETRY)
             except ActivityError as err:
-                svc.error = f"rollback failed: {_error_message(err)}"
+                svc.error = f"rollback failed: {error_message(err)}"
                 self.st.outcome = Outcome.FAILED
                 self._event(f"{svc.run_service}: {svc.error}")
                 continue
@@ -552,30 +560,8 @@ class ReleaseWorkflow:
             summary=f"notify {event}",
         )
 
-    def _set_phase(self, phase: Phase) -> None:
-        self.st.phase = phase
-        current = (phase.value, self.st.outcome.value)
-        if current == self._upserted:
-            return  # one history event per change, not per poll
-        self._upserted = current
-        workflow.upsert_search_attributes(
-            [
-                ENVIRONMENT.value_set(self.inp.env),
-                VERSION.value_set(self.inp.version),
-                PHASE.value_set(phase.value),
-                OUTCOME.value_set(self.st.outcome.value),
-            ]
-        )
-
-    def _progress(self, line: str) -> None:
-        self.st.progress = line
-        workflow.set_current_details(f"{self.inp.version} to {self.inp.env}: {line}")
-
-    def _event(self, line: str) -> None:
-        stamp = workflow.now().strftime("%H:%M:%S")
-        self.st.events.append(f"{stamp} {line}")
-        del self.st.events[:-MAX_EVENTS]
-        workflow.logger.info(line)
+    def _state(self) -> ReleaseStatus:
+        return self.st
 
 
 class _ContinueAsNew(Exception):

@@ -17,7 +17,15 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.common import API_RETRY, ENVIRONMENT, OUTCOME, PHASE, QUICK, TRAFFIC_RETRY
+from workflows.common import (
+    API_RETRY,
+    ENVIRONMENT,
+    OUTCOME,
+    PHASE,
+    QUICK,
+    TRAFFIC_RETRY,
+    error_message,
+)
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.models import (
@@ -59,11 +67,6 @@ def rollback_split(pinned: list[TrafficTarget], previous: str) -> list[TrafficTa
         if t.tag and t.tag != own_tag and t.revision and t.revision != previous:
             out.append(TrafficTarget(type="REVISION", revision=t.revision, percent=0, tag=t.tag))
     return out
-
-
-def _error_message(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return getattr(cause, "message", None) or str(cause) or type(cause).__name__
 
 
 # --------------------------------------------------------------------------- workflow
@@ -111,7 +114,7 @@ class RollbackWorkflow:
                 from_traffic=[],
                 to_traffic=[],
                 changed=False,
-                error=f"reading {name} failed: {_error_message(err)}",
+                error=f"reading {name} failed: {error_message(err)}",
             )
         pinned = pin_latest(state.traffic, state.latest_ready_revision)
         try:
@@ -134,7 +137,7 @@ class RollbackWorkflow:
                 from_traffic=state.traffic,
                 to_traffic=state.traffic,
                 changed=False,
-                error=_error_message(err),
+                error=error_message(err),
             )
         split = rollback_split(pinned, prev.previous)
         self._progress(inp, f"{name}: {prev.current} -> {prev.previous} 100% ({prev.how})")
@@ -154,7 +157,7 @@ class RollbackWorkflow:
                 from_traffic=state.traffic,
                 to_traffic=state.traffic,
                 changed=False,
-                error=f"setting traffic failed: {_error_message(err)}",
+                error=f"setting traffic failed: {error_message(err)}",
             )
         workflow.logger.info("%s rolled back to %s (%s)", name, prev.previous, prev.how)
         return RollbackServiceResult(

@@ -231,6 +231,8 @@ def test_create_revision_is_idempotent(
     first = env.run(run_acts.create_revision, inp)
     assert first.created and first.revision == inp.revision
     assert first.tag_url.startswith("http://")
+    # the traffic it found, LATEST pinned: what a rollback restores
+    assert first.before == [TrafficTarget(type="REVISION", revision=stable, percent=100)]
 
     state = env.run(run_acts.get_service_state, ref)
     by_rev = {t.revision: t for t in state.traffic}
@@ -249,10 +251,21 @@ def test_create_revision_is_idempotent(
     assert container.resources.limits["memory"] == "1Gi"
     assert rev.vpc_access.connector.endswith("/connectors/conf-connector")
 
-    again = env.run(run_acts.create_revision, inp)
+    retry = ActivityEnvironment()  # how Temporal runs a retry: attempt 2
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    again = retry.run(run_acts.create_revision, inp)
     assert not again.created
     assert again.tag_url == first.tag_url
+    assert again.before == first.before  # the canary's own 0% entry taken out
     assert revisions_of(ref) == sorted([stable, inp.revision])
+
+    # a first attempt that meets the revision anyway (a reset workflow) adopts it as well
+    reset = env.run(run_acts.create_revision, inp)
+    assert reset.before == first.before
+    assert revisions_of(ref) == sorted([stable, inp.revision])
+    clash = inp.model_copy(update={"image": inp.image + "-other"})
+    err = expect_app_error(lambda i: env.run(run_acts.create_revision, i), clash)
+    assert err.type == "AlreadyExists" and err.non_retryable
 
 
 def test_create_revision_resumes_the_operation_in_its_heartbeat(
