@@ -14,8 +14,9 @@ same gcpsim, from this one process:
   it with the new revision (0%, tag canary) and wait for the operation, GET the tag URL, then for
   10, 50 and 100 get the service, update its traffic and wait for the operation (`gcloud run
   deploy` and `gcloud run services update-traffic` both read the service before they write it);
-- activities: Stagecoach's own activity code in the workflow's order (GetServiceState,
-  CreateRevision, SmokeTest, SetTraffic x3 per service), called in-process through
+- activities: Stagecoach's own activity code in the workflow's order (ReadServing for the
+  service that uses the database, then per service CreateRevision, which also reports the
+  traffic it found, SmokeTest, SetTraffic x3), called in-process through
   `temporalio.testing.ActivityEnvironment`: the same API calls as Stagecoach, no Temporal. The
   ratio stagecoach / activities isolates orchestration; script / activities is the cost of the
   activities' idempotency reads.
@@ -54,9 +55,9 @@ from activities.smoke import smoke_test, smoke_url
 from stagecoach.models import (
     CreateRevisionInput,
     Outcome,
+    ReadServingInput,
     ReleaseInput,
     ServicePlan,
-    ServiceState,
     SetTrafficInput,
     SmokeTestInput,
 )
@@ -90,6 +91,7 @@ def create_input(plan: ServicePlan) -> CreateRevisionInput:
         secrets=plan.secrets,
         ingress=plan.ingress,
         vpc_connector=plan.vpc_connector,
+        database=plan.database,
     )
 
 
@@ -117,10 +119,12 @@ def activities_release(inp: ReleaseInput) -> None:
     """Stagecoach's activities in the workflow's order, without Temporal."""
     run = CloudRunActivities()
     env = ActivityEnvironment()
+    for plan in inp.services:  # the database-binding check comes first, before anything moves
+        if plan.database is not None:
+            env.run(run.read_serving, ReadServingInput(ref=plan.ref, env_var=plan.database.env_var))
     for plan in inp.services:
-        live: ServiceState = env.run(run.get_service_state, plan.ref)
-        snapshot = pin_latest(live.traffic, live.latest_ready_revision)
         created = env.run(run.create_revision, create_input(plan))
+        snapshot = created.before  # CreateRevision reports the traffic it found
         smoke = env.run(smoke_test, SmokeTestInput(url=created.tag_url, path=plan.health_path))
         if not smoke.ok:
             raise RuntimeError(f"smoke test failed: {smoke.detail}")
