@@ -479,11 +479,15 @@ async def test_prod_restore_without_yes_exits_2_and_starts_nothing(
         ("restore", "nowhere", "--backup-id", "1", "--yes"),
         ("restore", "dev", "--point-in-time", "yesterday"),
         ("restore", "dev", "--point-in-time", "2020-01-01T00:00:00"),
-        ("restore", "dev", "--point-in-time", "2020-01-01T00:00:00Z", "--switch"),
+        ("restore", "dev", "--point-in-time", "2020-01-01T00:00:00Z", "--switch"),  # no --yes
+        ("restore", "dev", "--point-in-time", "2020-01-01T00:00:00Z", "--switch", "--yes"),
+        ("restore", "dev", "--point-in-time", "2026-01-01T00:00:00Z", "--bake", "1s"),
+        ("restore", "dev", "--backup-id", "1", "--yes", "--switch"),
         ("schedule", "dr-drill", "dev", "--cron", "every sunday"),
     ):
         code, out, err = await cli(gcpsim, temporal_address, task_queue, *args)
         assert code == 2, (args, out, err)
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
 
 
 # ----------------------------------------------------------------------------- point in time
