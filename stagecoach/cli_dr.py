@@ -642,13 +642,7 @@ async def _restore(
             EXIT_BAD_INPUT,
         )
     approvers: list[str] = []
-    if e.release.restore_requires_approval:
-        if e.release.approval is None:
-            fail(
-                f"environments.{env}.release.restore_requires_approval is set but "
-                f"environments.{env}.release.approval.approvers is not; add the approvers",
-                EXIT_BAD_INPUT,
-            )
+    if e.release.restore_requires_approval and e.release.approval:  # the config ensures both
         approvers = list(e.release.approval.approvers)
     inp = RestoreInput(
         app=cfg.app,

@@ -147,6 +147,8 @@ class ReleasePolicy(_Strict):
             raise ValueError(
                 "interval must be at least 1s (Temporal timers fire no faster than that)"
             )
+        if self.restore_requires_approval and self.approval is None:
+            raise ValueError("restore_requires_approval needs approval.approvers: add them")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from stagecoach.config import (
     MIN_INTERVAL,
@@ -114,16 +115,37 @@ def _plans(
     return plans
 
 
-def _steps(
-    cfg: Config, env: str, bake: timedelta | None, interval: timedelta | None
-) -> tuple[list[Step], timedelta]:
+def _release_input(
+    cfg: Config,
+    env: str,
+    version: str,
+    release_id: str,
+    plans: list[ServicePlan],
+    bake: timedelta | None,
+    interval: timedelta | None,
+    **fields: Any,
+) -> ReleaseInput:
+    """The environment's release policy (steps with the --bake/--interval overrides, gates,
+    approval, notifications) around `plans`; `fields` set the rest."""
     e = cfg.env(env)
     if interval is not None and interval < MIN_INTERVAL:
         raise ConfigError("--interval must be at least 1s (Temporal timers fire no faster)")
     steps = e.release.steps
     if bake is not None:
         steps = [Step(weight=s.weight, bake=bake if s.weight < 100 else s.bake) for s in steps]
-    return steps, interval or e.release.interval
+    return ReleaseInput(
+        app=cfg.app,
+        env=env,
+        version=version,
+        release_id=release_id,
+        services=plans,
+        steps=steps,
+        interval=interval or e.release.interval,
+        gates=cfg.gates_for(env),
+        approval=e.release.approval,
+        notify=bool(cfg.notifications.webhook_url),
+        **fields,
+    )
 
 
 def build_release(
@@ -147,20 +169,16 @@ def build_release(
             "--switch-database: none of the released services has uses_database: true "
             f"(or environments.{env}.database is not set)"
         )
-    steps, every = _steps(cfg, env, bake, interval)
-    return ReleaseInput(
-        app=cfg.app,
-        env=env,
-        version=version,
-        release_id=release_id,
-        services=plans,
-        steps=steps,
-        interval=every,
-        gates=cfg.gates_for(env),
-        approval=e.release.approval,
-        backup=instance_ref(cfg, env) if e.release.backup else None,
+    return _release_input(
+        cfg,
+        env,
+        version,
+        release_id,
+        plans,
+        bake,
+        interval,
         requested_by=requested_by,
-        notify=bool(cfg.notifications.webhook_url),
+        backup=instance_ref(cfg, env) if e.release.backup else None,
         switch_database=switch_database,
     )
 
@@ -194,30 +212,21 @@ def build_switch_release(
     version = f"recovery-{point_in_time.strftime('%Y%m%d%H%M')}"
     recovery = recovery_instance_name(source, point_in_time)
     plans = _plans(cfg, env, version, release_id, names, keep_image=True, instance=recovery)
-    steps, every = _steps(cfg, env, bake, interval)
-    approval = e.release.approval
-    if e.release.restore_requires_approval:
-        if approval is None:
-            raise ConfigError(
-                f"environments.{env}.release.restore_requires_approval is set but "
-                f"environments.{env}.release.approval.approvers is not; add the approvers"
-            )
-        approval = approval.model_copy(update={"before_weight": steps[0].weight})
-    return ReleaseInput(
-        app=cfg.app,
-        env=env,
-        version=version,
-        release_id=release_id,
-        services=plans,
-        steps=steps,
-        interval=every,
-        gates=cfg.gates_for(env),
-        approval=approval,
-        backup=None,
+    release = _release_input(
+        cfg,
+        env,
+        version,
+        release_id,
+        plans,
+        bake,
+        interval,
         requested_by=requested_by,
-        notify=bool(cfg.notifications.webhook_url),
         switch_database=True,
         recovery=RecoveryInfo(
             source_instance=source, recovery_instance=recovery, point_in_time=point_in_time
         ),
     )
+    if e.release.restore_requires_approval and release.approval:  # the config ensures both
+        first = release.steps[0].weight
+        release.approval = release.approval.model_copy(update={"before_weight": first})
+    return release

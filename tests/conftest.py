@@ -71,15 +71,20 @@ def stop_gcpsim(sim: GcpsimProcess) -> None:
         sim.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def gcpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
-    """One seeded simulator for the session, fast operations."""
-    state = tmp_path_factory.mktemp("gcpsim") / "state"
+def start_seeded_gcpsim(parent: Path) -> GcpsimProcess:
+    """gcpsim seeded from deploy.yaml with fast operations, its state under `parent`."""
+    state = parent / "state"
     state.mkdir()
-    sim = start_gcpsim(
+    return start_gcpsim(
         state, "--reset", "--seed", str(ROOT / "deploy.yaml"),
         "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5", "--request-rate", "200",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def gcpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
+    """One seeded simulator for the session, fast operations."""
+    sim = start_seeded_gcpsim(tmp_path_factory.mktemp("gcpsim"))
     yield sim
     stop_gcpsim(sim)
 

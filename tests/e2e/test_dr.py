@@ -537,14 +537,9 @@ async def test_point_in_time_recovery_yields_the_data_as_of_the_timestamp(
 def own_gcpsim(tmp_path: Any) -> Any:
     """A simulator of this test's own: the switch re-binds a service, which no other test
     should see."""
-    from tests.conftest import start_gcpsim, stop_gcpsim
+    from tests.conftest import start_seeded_gcpsim, stop_gcpsim
 
-    state = tmp_path / "state"
-    state.mkdir()
-    sim = start_gcpsim(
-        state, "--reset", "--seed", str(ROOT / "deploy.yaml"),
-        "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5", "--request-rate", "200",
-    )  # fmt: skip
+    sim = start_seeded_gcpsim(tmp_path)
     yield sim
     stop_gcpsim(sim)
 

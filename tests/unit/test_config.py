@@ -37,6 +37,9 @@ def test_shipped_config_describes_the_reference_scenario() -> None:
         (("gates", "max_error_rate"), 2, "gates.max_error_rate"),
         (("environments", "dev", "release", "bake"), "5m",
          "dev.release.bake: Extra inputs are not permitted"),
+        (("environments", "prod", "release", "approval"), None,
+         "prod.release: Value error, restore_requires_approval needs approval.approvers"),
+        (("database", "connection_env"), "DB-NAME", "database.connection_env"),
     ],
 )  # fmt: skip
 def test_mistakes_name_the_key(path: tuple[str, ...], value: object, expected: str) -> None:
