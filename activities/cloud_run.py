@@ -358,7 +358,9 @@ class CloudRunActivities:
     @activity.defn(name="CreateRevision")
     @api_errors
     def create_revision(self, input: CreateRevisionInput) -> CreateRevisionResult:
-        """Deploy `input.image` as revision `input.revision` with 0% traffic and a tag.
+        """Deploy `input.image` as revision `input.revision` with 0% traffic and a tag, bound to
+        `input.database` (Cloud SQL volume + env var) when given. `before` in the result is the
+        traffic found before the revision was added, LATEST pinned: the release's snapshot.
 
         Idempotent: when the revision already exists with this image (a retry after a crash),
         nothing is created and `created` is False. A revision that never becomes ready raises
