@@ -81,18 +81,7 @@ def wait_operation(op: lro.Operation) -> run_v2.Service:
 
 
 def create_input(plan: ServicePlan) -> CreateRevisionInput:
-    return CreateRevisionInput(
-        ref=plan.ref,
-        revision=plan.revision,
-        image=plan.image,
-        tag=TAG,
-        sizing=plan.sizing,
-        env=plan.env,
-        secrets=plan.secrets,
-        ingress=plan.ingress,
-        vpc_connector=plan.vpc_connector,
-        database=plan.database,
-    )
+    return plan.create_input(TAG)  # exactly what the workflow sends
 
 
 def script_release(services: run_v2.ServicesClient, inp: ReleaseInput) -> None:

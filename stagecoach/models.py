@@ -320,6 +320,22 @@ class ServicePlan(BaseModel):
     vpc_connector: str | None = None
     database: DatabaseBinding | None = None  # set for services with uses_database
 
+    def create_input(self, tag: str, image: str = "") -> CreateRevisionInput:
+        """CreateRevision's input for this service (`image` overrides the plan's own, e.g. the
+        serving image a switch release keeps)."""
+        return CreateRevisionInput(
+            ref=self.ref,
+            revision=self.revision,
+            image=image or self.image,
+            tag=tag,
+            sizing=self.sizing,
+            env=self.env,
+            secrets=self.secrets,
+            ingress=self.ingress,
+            vpc_connector=self.vpc_connector,
+            database=self.database,
+        )
+
 
 class RecoveryInfo(BaseModel):
     """The point-in-time recovery a switch release moves the services to (restore --switch)."""

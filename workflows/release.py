@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         BackupInfo,
         CanaryMetrics,
         CreateBackupInput,
-        CreateRevisionInput,
         CreateRevisionResult,
         NotifyInput,
         Outcome,
@@ -297,18 +296,7 @@ class ReleaseWorkflow(Visible):
         self._progress(f"{svc.run_service}: creating {plan.revision} (no traffic, tag canary)")
         created: CreateRevisionResult = await workflow.execute_activity(
             "CreateRevision",
-            CreateRevisionInput(
-                ref=plan.ref,
-                revision=plan.revision,
-                image=svc.image or plan.image,
-                tag=CANARY_TAG,
-                sizing=plan.sizing,
-                env=plan.env,
-                secrets=plan.secrets,
-                ingress=plan.ingress,
-                vpc_connector=plan.vpc_connector,
-                database=plan.database,
-            ),
+            plan.create_input(CANARY_TAG, image=svc.image),
             result_type=CreateRevisionResult,
             start_to_close_timeout=LONG,
             heartbeat_timeout=HEARTBEAT,

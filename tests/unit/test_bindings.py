@@ -10,7 +10,7 @@ from google.cloud import run_v2
 from activities.cloud_run import CloudRunActivities, bound_connection
 from stagecoach.bindings import check_serving
 from stagecoach.config import ConfigError, load_config
-from stagecoach.models import CreateRevisionInput, ServicePlan, ServingRevision
+from stagecoach.models import ServicePlan, ServingRevision
 from stagecoach.plan import build_release, build_switch_release, database_binding
 from tests.conftest import ROOT
 
@@ -114,16 +114,7 @@ def test_the_binding_written_to_a_template_is_the_binding_read_back() -> None:
     )
     release = build_switch_release(CFG, "prod", datetime(2026, 11, 23, 9, 30, tzinfo=UTC), "x1")
     p = release.services[0]
-    inp = CreateRevisionInput(
-        ref=p.ref,
-        revision=p.revision,
-        image="img:v1",
-        tag="canary",
-        sizing=p.sizing,
-        env=p.env,
-        secrets=p.secrets,
-        database=p.database,
-    )
+    inp = p.create_input("canary", image="img:v1")
     CloudRunActivities._apply_template(svc, inp)
     assert bound_connection(svc.template, "INSTANCE_CONNECTION_NAME") == RECOVERY
     assert bound_connection(svc.template, "") == RECOVERY  # from the Cloud SQL volume alone
