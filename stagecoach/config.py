@@ -101,9 +101,16 @@ class Gates(_Strict):
     max_error_rate_increase: float | None = Field(0.02, ge=0, le=1)
     min_requests: int = Field(20, ge=0)
     consecutive_breaches: int = Field(1, ge=1)
-    on_inconclusive: Literal["extend", "pass", "fail"] = "extend"
+    on_inconclusive: Literal["pause", "pass", "fail", "extend"] = "pause"
     max_extensions: int = Field(3, ge=0)
     on_failure: Literal["rollback", "pause"] = "rollback"
+    # the sequential judge (stagecoach/judge.py)
+    false_rollback_rate: float = Field(0.01, gt=0, lt=0.5)
+    error_tolerance: float = Field(1.0, ge=1)
+    latency_tolerance: float = Field(1.25, ge=1)
+    baseline_window: Duration = timedelta(hours=1)
+    metrics_delay: Duration | None = None  # None: 180 s on target gcp, 0 on gcpsim
+    metrics_alignment: Duration | None = None  # None: 60 s on target gcp, 1 s on gcpsim
 
     @model_validator(mode="after")
     def _healthy_within_max(self) -> Gates:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from stagecoach.config import Approval, Gates, Sizing, Step
+from stagecoach.judge import JudgeState
 
 # --------------------------------------------------------------------------- shared pieces
 
@@ -170,6 +171,8 @@ class MetricWindow(BaseModel):
     requests: int = 0
     errors: int = 0  # 5xx
     p95_ms: float | None = None
+    error_logs: int = 0  # log entries of severity ERROR or worse
+    latency: list[int] = []  # request_latencies bucket counts (layout: CanaryMetrics.bounds)
 
     @property
     def error_rate(self) -> float | None:
@@ -180,7 +183,13 @@ class ReadCanaryMetricsInput(BaseModel):
     ref: ServiceRef
     canary_revision: str
     stable_revisions: list[str]
-    window: timedelta  # look-back from now
+    window: timedelta  # look-back from now (when `start` is not set)
+    # complete data only: the window runs from `start` to the newest complete sample, i.e.
+    # now - delay aligned down to `alignment` (or to `end` when set, for a baseline)
+    start: datetime | None = None
+    end: datetime | None = None
+    delay: timedelta = timedelta(0)
+    alignment: timedelta = timedelta(seconds=1)
 
 
 class CanaryMetrics(BaseModel):
@@ -188,6 +197,7 @@ class CanaryMetrics(BaseModel):
     end: datetime
     canary: MetricWindow
     stable: MetricWindow | None = None
+    bounds: list[float] = []  # upper bounds (ms) of latency buckets 0..N-2 (N-1: overflow)
 
 
 class Verdict(StrEnum):
@@ -215,6 +225,14 @@ class Reading(BaseModel):
     stable_p95_ms: float | None = None
     verdict: Verdict
     reasons: list[str] = []
+    # the sequential judge: the window read, and each test's standing over the cumulative evidence
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    canary_errors: int = 0
+    canary_error_logs: int = 0
+    stable_errors: int = 0
+    stable_error_logs: int = 0
+    evidence: list[str] = []
 
 
 # --------------------------------------------------------------------------- Cloud SQL
@@ -391,6 +409,9 @@ class ServiceStatus(BaseModel):
     bake_until: datetime | None = None  # end of the current step's bake window
     extensions: int = 0  # bake extensions used on inconclusive readings in this step
     readings: list[Reading] = []  # the newest readings (bounded; failures always kept)
+    judge: JudgeState | None = None  # the sequential judge's cumulative evidence
+    window_end: datetime | None = None  # end of the last metric window judged
+    canary_since: datetime | None = None  # when the canary first received traffic
     reading_count: int = 0
     breaches: int = 0
     error: str = ""

@@ -25,8 +25,10 @@ from temporalio.exceptions import ActivityError
 from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_message
 
 with workflow.unsafe.imports_passed_through():
+    from stagecoach.bake import after_reading, metrics_timing
     from stagecoach.bindings import check_serving
     from stagecoach.gates import evaluate
+    from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
     from stagecoach.models import (
         AbortInput,
         ApprovalRecord,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         CanaryMetrics,
         CreateBackupInput,
         CreateRevisionResult,
+        MetricWindow,
         NotifyInput,
         Outcome,
         Phase,
@@ -59,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
 
 CANARY_TAG = "canary"
 SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
+SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge and stagecoach.bake
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
 LONG = timedelta(minutes=20)
@@ -370,6 +374,12 @@ class ReleaseWorkflow(Visible):
         svc.percent = weight
         svc.breaches = 0
         self._event(f"{svc.run_service}: traffic {describe(split)}")
+        if self._sequential():
+            judge = Judge(self._judge_settings(), svc.judge)
+            judge.start_step(weight)
+            svc.judge = judge.state
+            if svc.canary_since is None:
+                svc.canary_since = workflow.now()
 
     async def _bake(self, plan: ServicePlan, svc: ServiceStatus, i: int) -> None:
         """Read metrics every interval until the bake window ends; gates decide."""
@@ -402,6 +412,9 @@ class ReleaseWorkflow(Visible):
             self._promote_seen = self.promote_requested
             self._check_abort()
             verdict = await self._read(plan, svc, weight)
+            if self._sequential():
+                await self._apply_policy(svc, weight, verdict)
+                continue
             if verdict == Verdict.FAIL:
                 svc.breaches += 1
                 if svc.breaches >= gates.consecutive_breaches:
@@ -427,46 +440,192 @@ class ReleaseWorkflow(Visible):
                     svc.bake_until = workflow.now() + self.inp.interval
                     self._event(f"{svc.run_service}: inconclusive; bake extended by one interval")
 
+    def _sequential(self) -> bool:
+        """Whether this run judges with the sequential judge (runs recorded before it did not)."""
+        return workflow.patched(SEQUENTIAL_JUDGE)
+
+    def _judge_settings(self) -> Settings:
+        return settings_from_gates(self.inp.gates, len(self.inp.services))
+
+    async def _apply_policy(self, svc: ServiceStatus, weight: int, verdict: Verdict) -> None:
+        """The bake policy (`stagecoach.bake`) applied to the judge's verdict."""
+        gates = self.inp.gates
+        at_end = workflow.now() >= svc.bake_until if svc.bake_until else True
+        step = after_reading(verdict.value, at_end, svc.breaches, svc.extensions, gates)
+        svc.breaches = step.breaches
+        reasons = "; ".join(svc.readings[-1].reasons) if svc.readings else ""
+        if step.action in ("rollback", "pause") and verdict == Verdict.FAIL:
+            await self._on_gate_failure(svc, weight)  # raises on rollback; returns on promote
+            judge = Judge(self._judge_settings(), svc.judge)
+            judge.reset_evidence()
+            svc.judge = judge.state
+        elif step.action == "rollback":
+            raise _Stop(
+                Outcome.ROLLED_BACK,
+                f"{svc.run_service}: not enough evidence at {weight}% after {svc.extensions} "
+                f"extensions (on_inconclusive: {gates.on_inconclusive}): {reasons}",
+            )
+        elif step.action == "extend":
+            svc.extensions += 1
+            svc.bake_until = workflow.now() + self.inp.interval
+            self._event(
+                f"{svc.run_service}: inconclusive at {weight}%, bake extended by one interval "
+                f"({svc.extensions} of {gates.max_extensions}): {reasons}"
+            )
+        elif step.action == "pause_inconclusive":
+            await self._pause(
+                svc,
+                f"{svc.run_service}: not enough evidence at {weight}% after {svc.extensions} "
+                f"extensions: {reasons}",
+            )
+            svc.bake_until = workflow.now()
+            self._event(f"{svc.run_service}: promoted on thin evidence by promote")
+        elif step.action == "advance" and verdict == Verdict.INCONCLUSIVE:
+            self._event(
+                f"{svc.run_service}: passed at {weight}% on thin evidence "
+                f"(on_inconclusive: pass): {reasons}"
+            )
+
     async def _read(self, plan: ServicePlan, svc: ServiceStatus, weight: int) -> Verdict:
-        # A canary read is one short API call; a local activity keeps a poll to a handful of
-        # history events, so long bakes stay far inside Temporal's history limits.
+        if self._sequential():
+            return await self._read_sequential(plan, svc, weight)
         window = max(self.inp.interval, timedelta(seconds=1))
-        metrics: CanaryMetrics = await workflow.execute_local_activity(
-            "ReadCanaryMetrics",
+        metrics = await self._read_metrics(
+            plan,
+            svc,
             ReadCanaryMetricsInput(
                 ref=plan.ref,
                 canary_revision=svc.canary_revision,
                 stable_revisions=svc.stable_revisions,
                 window=window,
             ),
-            result_type=CanaryMetrics,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=API_RETRY,
-            summary=f"metrics {svc.canary_revision}",
+            f"metrics {svc.canary_revision}",
         )
         result = evaluate(metrics.canary, metrics.stable, self.inp.gates)
         stable = metrics.stable
-        reading = Reading(
-            at=workflow.now(),
-            service=svc.run_service,
-            weight=weight,
-            canary_requests=metrics.canary.requests,
-            canary_error_rate=metrics.canary.error_rate,
-            canary_p95_ms=metrics.canary.p95_ms,
-            stable_requests=stable.requests if stable else 0,
-            stable_error_rate=stable.error_rate if stable else None,
-            stable_p95_ms=stable.p95_ms if stable else None,
-            verdict=result.verdict,
-            reasons=result.reasons,
+        self._keep_reading(
+            svc,
+            Reading(
+                at=workflow.now(),
+                service=svc.run_service,
+                weight=weight,
+                canary_requests=metrics.canary.requests,
+                canary_error_rate=metrics.canary.error_rate,
+                canary_p95_ms=metrics.canary.p95_ms,
+                stable_requests=stable.requests if stable else 0,
+                stable_error_rate=stable.error_rate if stable else None,
+                stable_p95_ms=stable.p95_ms if stable else None,
+                verdict=result.verdict,
+                reasons=result.reasons,
+            ),
         )
+        return result.verdict
+
+    async def _read_metrics(
+        self, plan: ServicePlan, svc: ServiceStatus, inp: ReadCanaryMetricsInput, summary: str
+    ) -> CanaryMetrics:
+        # A canary read is one short API call; a local activity keeps a poll to a handful of
+        # history events, so long bakes stay far inside Temporal's history limits.
+        return await workflow.execute_local_activity(
+            "ReadCanaryMetrics",
+            inp,
+            result_type=CanaryMetrics,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=API_RETRY,
+            summary=summary,
+        )
+
+    async def _read_sequential(self, plan: ServicePlan, svc: ServiceStatus, weight: int) -> Verdict:
+        """One reading for the sequential judge: the complete metric data since the last one."""
+        gates = self.inp.gates
+        delay, alignment = metrics_timing(gates, plan.ref.target.kind)
+        judge = Judge(self._judge_settings(), svc.judge)
+        since = svc.canary_since or workflow.now()
+        if weight == 100 and judge.needs_baseline:
+            # no stable traffic from here on: compare with stable's own past
+            base = await self._read_metrics(
+                plan,
+                svc,
+                ReadCanaryMetricsInput(
+                    ref=plan.ref,
+                    canary_revision="",
+                    stable_revisions=svc.stable_revisions,
+                    window=gates.baseline_window,
+                    start=since - gates.baseline_window,
+                    end=since,
+                    alignment=alignment,
+                ),
+                f"baseline of {', '.join(svc.stable_revisions) or 'no stable revision'} "
+                f"before {since:%H:%M:%S}",
+            )
+            judge.set_baseline(_counts(base.stable), base.bounds)
+            b = judge.state.baseline or Counts()
+            self._event(
+                f"{svc.run_service}: baseline for the watch at 100%: {b.requests} requests, "
+                f"{b.errors} 5xx, {b.error_logs} ERROR logs of the stable revisions before "
+                "the release and during its earlier steps"
+            )
+        start = svc.window_end or since
+        m = await self._read_metrics(
+            plan,
+            svc,
+            ReadCanaryMetricsInput(
+                ref=plan.ref,
+                canary_revision=svc.canary_revision,
+                stable_revisions=svc.stable_revisions,
+                window=self.inp.interval,
+                start=start,
+                delay=delay,
+                alignment=alignment,
+            ),
+            f"{svc.canary_revision} at {weight}%: reading {svc.reading_count + 1}",
+        )
+        if m.end > m.start:
+            decision = judge.observe(
+                Observation(canary=_counts(m.canary), stable=_counts(m.stable), bounds=m.bounds)
+            )
+            svc.window_end = m.end
+        else:
+            decision = judge.decide()
+            decision.reasons.append(f"no complete metric data since {start:%H:%M:%S} yet")
+        svc.judge = judge.state
+        verdict = Verdict(decision.verdict)
+        stable = m.stable
+        self._keep_reading(
+            svc,
+            Reading(
+                at=workflow.now(),
+                service=svc.run_service,
+                weight=weight,
+                canary_requests=m.canary.requests,
+                canary_error_rate=m.canary.error_rate,
+                canary_p95_ms=m.canary.p95_ms,
+                stable_requests=stable.requests if stable else 0,
+                stable_error_rate=stable.error_rate if stable else None,
+                stable_p95_ms=stable.p95_ms if stable else None,
+                verdict=verdict,
+                reasons=decision.reasons,
+                window_start=m.start,
+                window_end=m.end,
+                canary_errors=m.canary.errors,
+                canary_error_logs=m.canary.error_logs,
+                stable_errors=stable.errors if stable else 0,
+                stable_error_logs=stable.error_logs if stable else 0,
+                evidence=[e.line for e in decision.evidence],
+            ),
+        )
+        return verdict
+
+    def _keep_reading(self, svc: ServiceStatus, reading: Reading) -> None:
         svc.readings.append(reading)
         svc.reading_count += 1
         keep = [r for r in svc.readings[:-MAX_READINGS] if r.verdict == Verdict.FAIL]
         svc.readings = keep + svc.readings[-MAX_READINGS:]
-        if result.verdict != Verdict.PASS:
-            self._event(f"{svc.run_service} at {weight}%: {result.verdict.value}: "
-                        + "; ".join(result.reasons))  # fmt: skip
-        return result.verdict
+        if reading.verdict != Verdict.PASS:
+            self._event(
+                f"{svc.run_service} at {reading.weight}%: {reading.verdict.value}: "
+                + "; ".join(reading.reasons)
+            )
 
     def _last_passed(self, svc: ServiceStatus) -> bool:
         return bool(svc.readings) and svc.readings[-1].verdict == Verdict.PASS
@@ -476,7 +635,13 @@ class ReleaseWorkflow(Visible):
         message = f"{svc.run_service}: gate failed at {weight}%: {reasons}"
         if self.inp.gates.on_failure == "rollback":
             raise _Stop(Outcome.ROLLED_BACK, message)
-        # pause: a person aborts (rollback) or promotes (override) from here
+        await self._pause(svc, message)
+        svc.breaches = 0
+        svc.bake_until = workflow.now()
+        self._event(f"{svc.run_service}: gate failure overridden by promote")
+
+    async def _pause(self, svc: ServiceStatus, message: str) -> None:
+        """A person aborts (rollback) or promotes (override) from here."""
         self._set_phase(Phase.PAUSED)
         self._event(message + " -- paused: abort to roll back, promote to continue")
         self._progress(f"{message}; paused for abort or promote")
@@ -485,9 +650,6 @@ class ReleaseWorkflow(Visible):
             lambda: self.abort_requested is not None or self.promote_requested
         )
         self._check_abort()
-        svc.breaches = 0
-        svc.bake_until = workflow.now()
-        self._event(f"{svc.run_service}: gate failure overridden by promote")
 
     def _check_abort(self) -> None:
         if self.abort_requested is not None:
@@ -554,3 +716,11 @@ class ReleaseWorkflow(Visible):
 
 class _ContinueAsNew(Exception):
     """Raised at a poll boundary when the history is long; the state object carries on."""
+
+
+def _counts(w: MetricWindow | None) -> Counts:
+    if w is None:
+        return Counts()
+    return Counts(
+        requests=w.requests, errors=w.errors, error_logs=w.error_logs, latency=list(w.latency)
+    )
