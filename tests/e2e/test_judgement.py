@@ -1,0 +1,214 @@
+"""The sequential canary judge end to end: real Temporal dev server, a real worker, the real
+Google clients and gcpsim's traffic model (per-version request rates, Monitoring's sampling
+period and visibility delay, error logs). Each test releases one staging service under a version
+of its own, so the behaviours and rates it sets touch nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from activities.monitoring import MonitoringActivities
+from stagecoach.config import Step
+from stagecoach.models import (
+    Outcome,
+    Phase,
+    ReadCanaryMetricsInput,
+    ReleaseInput,
+    ReleaseStatus,
+    Verdict,
+)
+from tests.conftest import GcpsimProcess
+from tests.e2e.test_release import (
+    canary_history,
+    live_traffic,
+    release_input,
+    start,
+    wait_for,
+    worker,
+)
+
+pytestmark = pytest.mark.asyncio
+
+PROJECT = "legal-forms-staging"
+
+
+def ok(result: object) -> None:
+    assert getattr(result, "returncode", 1) == 0, getattr(result, "stderr", result)
+
+
+async def release(client: Client, task_queue: str, inp: ReleaseInput) -> ReleaseStatus:
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        result: ReleaseStatus = await handle.result()
+    return result
+
+
+async def test_canary_as_noisy_as_stable_is_promoted(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "node-server-staging"
+    # stable (any version) and the canary both answer ~1.5% 5xx: above the old "healthy" 1%
+    ok(gcpsim.cli("behavior", service, "*", "--error-rate", "0.015"))
+    try:
+        inp = release_input(gcpsim, "staging", "v2.1.0", ["node-server"])
+        result = await release(client, task_queue, inp)
+    finally:
+        ok(gcpsim.cli("behavior", service, "*", "--error-rate", "0.002"))
+    assert result.outcome == Outcome.PROMOTED, result.error
+    svc = result.services[0]
+    assert not any(r.verdict == Verdict.FAIL for r in svc.readings)
+    rates = [r.canary_error_rate for r in svc.readings if r.canary_error_rate]
+    assert rates and max(rates) > 0.01  # the canary really was above the old healthy limit
+    assert any(line.startswith("errors vs stable") for line in svc.readings[-1].evidence)
+
+
+async def test_three_times_slower_canary_under_every_limit_is_rolled_back(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "python-pipeline-staging"
+    before = live_traffic(gcpsim, PROJECT, service)
+    # stable: p50 40 ms / p95 120 ms; the canary 3x slower, far under the 5 s and 10 s limits
+    ok(gcpsim.cli("behavior", service, "v2.2.0", "--p50-ms", "120", "--p95-ms", "360"))
+    inp = release_input(gcpsim, "staging", "v2.2.0", ["python-pipeline"])
+    result = await release(client, task_queue, inp)
+    assert result.outcome == Outcome.ROLLED_BACK, result
+    assert "latency vs stable" in result.error
+    failing = [r for r in result.services[0].readings if r.verdict == Verdict.FAIL]
+    assert failing and failing[0].canary_p95_ms is not None and failing[0].canary_p95_ms < 5000
+    assert live_traffic(gcpsim, PROJECT, service) == before
+
+
+async def test_thirty_percent_errors_fail_at_the_first_reading_that_sees_them(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "node-server-staging"
+    before = live_traffic(gcpsim, PROJECT, service)
+    ok(gcpsim.cli("behavior", service, "v2.3.0", "--error-rate", "0.3"))
+    inp = release_input(gcpsim, "staging", "v2.3.0", ["node-server"])
+    result = await release(client, task_queue, inp)
+    assert result.outcome == Outcome.ROLLED_BACK
+    readings = result.services[0].readings
+    seen = [r for r in readings if r.canary_requests > 0]
+    assert seen and seen[0].verdict == Verdict.FAIL, [
+        (r.canary_requests, r.verdict) for r in readings
+    ]
+    assert canary_history(gcpsim, PROJECT, service, result.services[0].canary_revision) == [10]
+    assert live_traffic(gcpsim, PROJECT, service) == before
+
+
+async def test_rising_error_logs_roll_back_with_http_codes_unchanged(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "python-pipeline-staging"
+    before = live_traffic(gcpsim, PROJECT, service)
+    ok(gcpsim.cli("behavior", service, "v2.4.0", "--error-log-rate", "0.3"))
+    inp = release_input(gcpsim, "staging", "v2.4.0", ["python-pipeline"])
+    result = await release(client, task_queue, inp)
+    assert result.outcome == Outcome.ROLLED_BACK, result
+    assert "error logs vs stable" in result.error
+    failing = next(r for r in result.services[0].readings if r.verdict == Verdict.FAIL)
+    # the 5xx rate did not move; the ERROR log entries did
+    assert failing.canary_error_rate is not None and failing.canary_error_rate < 0.02
+    assert failing.canary_error_logs > 5 * max(failing.canary_errors, 1)
+    assert live_traffic(gcpsim, PROJECT, service) == before
+
+
+async def test_very_quiet_canary_is_not_rolled_back_for_lack_of_traffic(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "node-server-staging"
+    # revisions of v2.5.0 get 0.5 rps worth of their share: ~0.05 requests a second at 10%
+    ok(gcpsim.cli("rate", service, "v2.5.0", "0.5"))
+    inp = release_input(gcpsim, "staging", "v2.5.0", ["node-server"], max_extensions=1)
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        paused = await wait_for(handle, lambda st: st.phase == Phase.PAUSED, timeout=90)
+        assert paused.services[0].state == "shifting" and paused.services[0].percent == 10
+        last = paused.services[0].readings[-1]
+        assert last.verdict == Verdict.INCONCLUSIVE
+        assert "need 20" in last.reasons[0] and "would have been detected" in last.reasons[0]
+        await handle.signal("promote")
+        result: ReleaseStatus = await handle.result()
+    assert result.outcome == Outcome.PROMOTED, result.error
+    assert any("not enough evidence at 10%" in e for e in result.events)
+    assert live_traffic(gcpsim, PROJECT, service)[0][:2] == (
+        result.services[0].canary_revision,
+        100,
+    )
+
+
+async def test_readings_judge_complete_monitoring_data_only(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    """gcpsim delays python-pipeline's metrics by 3 s: every reading ends at least 3 s before it
+    was taken, the windows tile the bake, and each window's counts are the final ones."""
+    service = "python-pipeline-staging"
+    ok(gcpsim.cli("metrics", service, "--sample-period", "1", "--delay", "3"))
+    try:
+        inp = release_input(
+            gcpsim, "staging", "v2.6.0", ["python-pipeline"], metrics_delay=timedelta(seconds=3)
+        )
+        result = await release(client, task_queue, inp)
+        svc = result.services[0]
+        assert result.outcome == Outcome.PROMOTED, result.error
+        windows = [r for r in svc.readings if r.window_end and r.window_start]
+        assert len(windows) >= 3
+        for a, b in itertools.pairwise(windows):
+            assert b.window_start == a.window_end  # contiguous: nothing counted twice or lost
+        env = ActivityEnvironment()
+        reader = MonitoringActivities()
+        plan = inp.services[0]
+        for r in windows:
+            assert r.window_end is not None and r.window_start is not None
+            assert r.window_end <= r.at - timedelta(seconds=3)
+            if r.window_end == r.window_start:
+                continue
+            # read the same window again now that every sample is visible: the same counts
+            again = env.run(
+                reader.read_canary_metrics,
+                ReadCanaryMetricsInput(
+                    ref=plan.ref,
+                    canary_revision=svc.canary_revision,
+                    stable_revisions=svc.stable_revisions,
+                    window=timedelta(seconds=1),
+                    start=r.window_start,
+                    end=r.window_end,
+                ),
+            )
+            assert again.canary.requests == r.canary_requests
+            assert (again.stable.requests if again.stable else 0) == r.stable_requests
+    finally:
+        ok(gcpsim.cli("metrics", "--clear", service))
+
+
+async def test_regression_after_100_percent_is_rolled_back_during_the_watch(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "node-server-staging"
+    before = live_traffic(gcpsim, PROJECT, service)
+    inp = release_input(
+        gcpsim, "staging", "v2.7.0", ["node-server"], baseline_window=timedelta(seconds=30)
+    )
+    watch = [*inp.steps[:-1], Step(weight=100, bake=timedelta(minutes=5))]
+    inp = inp.model_copy(update={"steps": watch})
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        await wait_for(
+            handle,
+            lambda st: st.services[0].percent == 100 and st.phase == Phase.BAKING,
+            timeout=90,
+        )
+        ok(gcpsim.cli("behavior", service, "v2.7.0", "--error-rate", "0.2"))
+        result: ReleaseStatus = await handle.result()
+    assert result.outcome == Outcome.ROLLED_BACK, result
+    assert "vs baseline" in result.error or "error rate limit" in result.error
+    failing = next(r for r in result.services[0].readings if r.verdict == Verdict.FAIL)
+    assert failing.weight == 100 and failing.stable_requests == 0
+    assert any("baseline for the watch at 100%" in e for e in result.events)
+    assert live_traffic(gcpsim, PROJECT, service) == before
