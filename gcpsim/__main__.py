@@ -3,6 +3,8 @@
     python -m gcpsim [--port 8780] [--grpc-port 8781] --state-dir DIR [--reset] [--seed deploy.yaml]
     python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900] [--broken] ...
     python -m gcpsim behavior --clear
+    python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
+    python -m gcpsim rate [--clear [SERVICE [VERSION]]]
     python -m gcpsim fault METHOD --status 503 [--rate 0.2] [--times 2] [--op-error] ...
     python -m gcpsim fault --clear
     python -m gcpsim show [--json]
@@ -23,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "fault", "show")
+CLIENT_COMMANDS = ("behavior", "rate", "fault", "show")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -71,7 +74,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gcpsim",
         description="Local simulator of the Cloud Run Admin v2, Cloud SQL Admin v1 and Cloud "
-        "Monitoring v3 APIs. Client commands: behavior, fault, show (see "
+        "Monitoring v3 APIs. Client commands: behavior, rate, fault, show (see "
         "`python -m gcpsim show --help`).",
     )
     p.add_argument(
@@ -374,6 +377,18 @@ def _client_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--clear", action="store_true", help="remove every behaviour")
 
+    r = sub.add_parser(
+        "rate",
+        parents=[common],
+        help="set a service's synthetic request rate (or one version's); no arguments: list",
+        description="SERVICE [VERSION] RPS sets the requests per second behind SERVICE (a name "
+        "or glob); with VERSION (an image tag), the rate behind the share of traffic that goes "
+        "to revisions of that version. Without VERSION (or with *), the service's total rate. "
+        "--clear [SERVICE [VERSION]] removes rules (all of them without SERVICE).",
+    )
+    r.add_argument("args", nargs="*", metavar="SERVICE [VERSION] RPS")
+    r.add_argument("--clear", action="store_true", help="remove rate rules")
+
     f = sub.add_parser("fault", parents=[common], help="inject a fault into an API method")
     f.add_argument(
         "method",
@@ -492,6 +507,8 @@ def _print_state(state: dict[str, Any]) -> None:
     for b in behaviors:
         values = " ".join(f"{k}={v}" for k, v in b.items() if k not in ("service", "version"))
         print(f"  {b['service']} {b['version']}: {values or '(defaults)'}")
+    settings = state.get("settings", {})
+    _print_rates(settings.get("request_rate", 0), state.get("rates", []))
     faults = state.get("faults", [])
     print(f"Faults ({len(faults)})")
     for f in faults:
@@ -508,11 +525,52 @@ def _print_state(state: dict[str, Any]) -> None:
         print(f"  {f['id']}  {f['method']}  {what}  {' '.join(extra)}".rstrip())
 
 
+def _rate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The POST body of `rate SERVICE [VERSION] RPS`, or None for --clear / a listing."""
+    pos = list(args.args)
+    if args.clear:
+        if len(pos) > 2:
+            parser.error("rate --clear takes at most SERVICE and VERSION")
+        return None
+    if not pos:
+        return None
+    if len(pos) not in (2, 3):
+        parser.error("rate needs SERVICE [VERSION] RPS (or --clear, or nothing to list)")
+    try:
+        rps = float(pos[-1])
+    except ValueError:
+        parser.error(f"rate: RPS must be a number of requests per second, got {pos[-1]!r}")
+    return {"service": pos[0], "version": pos[1] if len(pos) == 3 else "*", "rps": rps}
+
+
+def _rate(c: _Client, args: argparse.Namespace, body: dict[str, Any] | None) -> None:
+    if args.clear:
+        query = urllib.parse.urlencode(dict(zip(("service", "version"), args.args, strict=False)))
+        n = c.call("DELETE", "/_sim/rates" + (f"?{query}" if query else "")).get("cleared", 0)
+        print(f"cleared {n} rate rule(s)")
+    elif body is not None:
+        rule = c.call("POST", "/_sim/rates", body)
+        print(f"rate set: {json.dumps(rule)}")
+    else:
+        listing = c.call("GET", "/_sim/rates")
+        _print_rates(listing.get("default_rps"), listing.get("rates", []))
+
+
+def _print_rates(default: Any, rules: list[dict[str, Any]]) -> None:
+    print(f"Request rates ({len(rules)} rule(s); default {default:g} rps per service)")
+    for r in rules:
+        scope = "total" if r["version"] == "*" else "behind its share"
+        print(f"  {r['service']} {r['version']}: {r['rps']:g} rps ({scope})")
+
+
 def client(argv: list[str]) -> int:
     parser = _client_parser()
     args = parser.parse_args(argv)
     if args.command == "behavior" and not args.clear and not (args.service and args.version):
         parser.error("behavior needs SERVICE and VERSION (or --clear)")
+    rate_body: dict[str, Any] | None = None
+    if args.command == "rate":
+        rate_body = _rate_args(parser, args)
     if args.command == "fault" and not args.clear:
         if not args.method:
             parser.error("fault needs METHOD (or --clear)")
@@ -538,6 +596,8 @@ def client(argv: list[str]) -> int:
                 "POST", "/_sim/behaviors", {k: v for k, v in body.items() if v is not None}
             )
             print(f"behaviour set: {json.dumps(rule)}")
+        elif args.command == "rate":
+            _rate(c, args, rate_body)
         elif args.command == "fault":
             if args.clear:
                 path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"

@@ -1,21 +1,28 @@
-"""The `/_sim/...` control surface: state, behaviours and faults, as plain JSON.
+"""The `/_sim/...` control surface: state, behaviours, request rates and faults, as plain JSON.
 
-Used by `python -m gcpsim behavior|fault|show` and by tests; not part of any Google API.
+Used by `python -m gcpsim behavior|rate|fault|show` and by tests; not part of any Google API.
 Errors answer `{"error": "<message>"}` with status 400 or 404.
+
+- `GET/POST/DELETE /_sim/behaviors`: how revisions of a service/version behave.
+- `GET/POST/DELETE /_sim/rates`: request rates, `{"service", "version" (default "*"), "rps"}`;
+  DELETE with `?service=...&version=...` removes only the matching rules.
+- `GET/POST/DELETE /_sim/faults`: injected API faults.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from gcpsim import behavior, run_v2
+from gcpsim import behavior, run_v2, traffic
 from gcpsim.sim import Sim
 
 FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "message"}
 BEHAVIOR_KEYS = {"service", "version", *behavior.DEFAULT}
+RATE_KEYS = {"service", "version", "rps"}
+MAX_RPS = 100_000.0  # requests per second of one service (bounds the work of a read)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -52,6 +59,7 @@ def state(sim: Sim) -> dict[str, Any]:
         },
         "services": run_v2.summary(sim),
         "behaviors": behavior.behaviors(sim),
+        "rates": traffic.rates(sim),
         "faults": sim.faults.rules(),
         "sql": sql_copy,
     }
@@ -102,6 +110,34 @@ def router(sim: Sim) -> APIRouter:
     def clear_behaviors() -> JSONResponse:
         behavior.clear_behaviors(sim)
         return JSONResponse({"cleared": True})
+
+    @r.get("/rates")
+    def list_rates() -> JSONResponse:
+        return JSONResponse({"default_rps": sim.settings.request_rate, "rates": traffic.rates(sim)})
+
+    @r.post("/rates")
+    def set_rate(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - RATE_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(RATE_KEYS)}")
+        service, version = body.get("service"), body.get("version", "*")
+        if not isinstance(service, str) or not service:
+            return _error(400, "service is required (a Cloud Run service name or glob)")
+        if not isinstance(version, str) or not version:
+            return _error(400, "version must be an image tag such as v1.2.0, or * (the default)")
+        try:
+            rps = _number(body, "rps", 0, MAX_RPS)
+        except ValueError as err:
+            return _error(400, str(err))
+        if rps is None:
+            return _error(400, "rps is required (requests per second, e.g. 0.05 or 200)")
+        return JSONResponse(traffic.set_rate(sim, service, version, rps))
+
+    @r.delete("/rates")
+    def clear_rates(
+        service: str | None = Query(None), version: str | None = Query(None)
+    ) -> JSONResponse:
+        return JSONResponse({"cleared": traffic.clear_rates(sim, service, version)})
 
     @r.get("/faults")
     def list_faults() -> JSONResponse:

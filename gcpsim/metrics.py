@@ -1,11 +1,12 @@
 """Synthetic Cloud Run request metrics, computed on read (no background thread).
 
-Every service receives `sim.settings.request_rate` requests per second, split over its
-revisions by the traffic timeline (`gcpsim.traffic`). Time is cut into 1 s buckets (integer
+Every service receives `sim.settings.request_rate` requests per second (or the rate its rate
+rules give, `traffic.rate_for`: per service and per image version), split over its revisions
+by the traffic timeline (`gcpsim.traffic`). Time is cut into 1 s buckets (integer
 epoch seconds). For a revision and a bucket:
 
-- the expected number of requests is `rate * sum(overlap * percent / 100)` over the timeline
-  segments that overlap the bucket (and precede "now": only the past has data);
+- the expected number of requests is `sum(rate(version) * overlap * percent / 100)` over the
+  timeline segments that overlap the bucket (and precede "now": only the past has data);
 - the actual count is drawn from a Poisson distribution, then split into response codes:
   5xx ~ Binomial(n, error_rate) (500 or 503), a few 404s (not errors for gates), the rest 200;
 - each request's latency is drawn from a log-normal fitted to the behaviour's p50_ms and p95_ms,
@@ -35,7 +36,7 @@ from typing import Any
 
 from gcpsim import store as gstore
 from gcpsim import traffic
-from gcpsim.behavior import behavior_for
+from gcpsim.behavior import behavior_for, image_version
 from gcpsim.sim import Sim
 
 BUCKET_SECONDS = 1
@@ -325,15 +326,33 @@ def _segments(sim: Sim, key: str) -> list[tuple[float, float, list[tuple[str, in
     return out
 
 
+def _rates(sim: Sim, key: str) -> Callable[[str], float]:
+    """image -> requests per second behind its share (`traffic.rate_for`), memoised per call."""
+    service = split_key(key)[2]
+    rules = traffic.rates(sim)
+    if not rules:
+        default = float(sim.settings.request_rate)
+        return lambda _image: default
+    memo: dict[str, float] = {}
+
+    def rate(image: str) -> float:
+        r = memo.get(image)
+        if r is None:
+            r = memo[image] = traffic.rate_for(sim, service, image_version(image), rules)
+        return r
+
+    return rate
+
+
 def expected_by_bucket(
     sim: Sim, key: str, lo: int, hi: int, now: float | None = None
 ) -> dict[int, dict[str, tuple[float, str]]]:
     """bucket -> revision -> (expected requests, image) for buckets b in [lo, hi)."""
     now = gstore.now() if now is None else now
-    rate = sim.settings.request_rate
+    rate = _rates(sim, key)
     span_hi = min(float(hi), now)
     out: dict[int, dict[str, tuple[float, str]]] = {}
-    if span_hi <= lo or rate <= 0:
+    if span_hi <= lo:
         return out
     for seg_start, seg_end, split in _segments(sim, key):
         a = max(seg_start, float(lo))
@@ -346,10 +365,11 @@ def expected_by_bucket(
                 continue
             per = out.setdefault(b, {})
             for rev, pct, image in split:
-                if pct <= 0:
+                lam = rate(image) * overlap * pct / 100.0
+                if lam <= 0:
                     continue
                 prev = per.get(rev, (0.0, image))[0]
-                per[rev] = (prev + rate * overlap * pct / 100.0, image)
+                per[rev] = (prev + lam, image)
     return out
 
 
@@ -358,15 +378,15 @@ def expected_requests(
 ) -> dict[str, float]:
     """Expected requests per revision over [start, end) (exact integral of the timeline)."""
     now = gstore.now() if now is None else now
-    rate = sim.settings.request_rate
+    rate = _rates(sim, key)
     hi = min(end, now)
     out: dict[str, float] = {}
     for seg_start, seg_end, split in _segments(sim, key):
         overlap = min(seg_end, hi) - max(seg_start, start)
         if overlap <= 0:
             continue
-        for rev, pct, _image in split:
-            out[rev] = out.get(rev, 0.0) + rate * overlap * pct / 100.0
+        for rev, pct, image in split:
+            out[rev] = out.get(rev, 0.0) + rate(image) * overlap * pct / 100.0
     return out
 
 

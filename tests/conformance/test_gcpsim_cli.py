@@ -106,6 +106,35 @@ def test_behavior_bad_values(private_sim: GcpsimProcess) -> None:
     assert private_sim.cli("behavior", "svc", "v1", "--error-rate", "lots").returncode == 2
 
 
+def test_rate_round_trip(private_sim: GcpsimProcess) -> None:
+    out = private_sim.cli("rate", "cli-*", "0.05")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.split(": ", 1)[1]) == {
+        "service": "cli-*", "version": "*", "rps": 0.05,
+    }  # fmt: skip
+    assert private_sim.cli("rate", "cli-svc", "v1.1.0", "300").returncode == 0
+    assert private_sim.cli("rate", "other", "*", "7").returncode == 0
+    state = json.loads(private_sim.cli("show", "--json").stdout)
+    rules = {(r["service"], r["version"]): r["rps"] for r in state["rates"]}
+    assert rules == {("cli-*", "*"): 0.05, ("cli-svc", "v1.1.0"): 300.0, ("other", "*"): 7.0}
+    listing = private_sim.cli("rate")
+    assert listing.returncode == 0 and "cli-svc v1.1.0: 300 rps" in listing.stdout
+    assert "Request rates (3 rule(s); default 50 rps" in private_sim.cli("show").stdout
+    one = private_sim.cli("rate", "--clear", "cli-svc", "v1.1.0")
+    assert one.returncode == 0 and "cleared 1" in one.stdout
+    assert private_sim.cli("rate", "--clear", "other").stdout.startswith("cleared 1")
+    assert private_sim.cli("rate", "--clear").stdout.startswith("cleared 1")
+    assert json.loads(private_sim.cli("show", "--json").stdout)["rates"] == []
+
+
+def test_rate_bad_args(private_sim: GcpsimProcess) -> None:
+    assert private_sim.cli("rate", "svc").returncode == 2  # no RPS
+    assert private_sim.cli("rate", "svc", "v1", "lots").returncode == 2
+    assert private_sim.cli("rate", "a", "b", "c", "1").returncode == 2
+    out = private_sim.cli("rate", "svc", "-1")
+    assert out.returncode == 2 and "rps" in out.stderr
+
+
 def test_fault_round_trip(private_sim: GcpsimProcess) -> None:
     message = f"nope-{uuid.uuid4().hex[:4]}"
     out = private_sim.cli(

@@ -71,6 +71,55 @@ def test_request_rate_setting_scales_counts(tmp_path: Path) -> None:
     assert poisson_ok(got["svc-00002"].requests, 200 * 60 * 0.5)
 
 
+def test_service_rate_rule_sets_the_total(sim: Sim) -> None:
+    canary(sim, 10)
+    traffic.set_rate(sim, "svc", "*", 400.0)
+    traffic.set_rate(sim, "other", "*", 1.0)  # another service: no effect
+    exp = metrics.expected_requests(sim, KEY, T0, T0 + 100, now=NOW)
+    assert exp == pytest.approx({"svc-00001": 400 * 100 * 0.9, "svc-00002": 400 * 100 * 0.1})
+    got = metrics.summarize(sim, KEY, T0, T0 + 100, now=NOW)
+    assert poisson_ok(got["svc-00001"].requests, 36_000)
+
+
+def test_version_rate_rule_overrides_the_share_of_that_version(sim: Sim) -> None:
+    canary(sim, 10)
+    traffic.set_rate(sim, "svc", "v1.1.0", 1000.0)  # set before the service-level rule
+    traffic.set_rate(sim, "s*", "*", 20.0)  # a glob
+    exp = metrics.expected_requests(sim, KEY, T0, T0 + 100, now=NOW)
+    assert exp["svc-00001"] == pytest.approx(20 * 100 * 0.9)  # v1.0.0: the service rate
+    assert exp["svc-00002"] == pytest.approx(1000 * 100 * 0.1)  # v1.1.0: its own rate
+    by_bucket = metrics.expected_by_bucket(sim, KEY, int(T0), int(T0) + 2, now=NOW)
+    assert by_bucket[int(T0)]["svc-00002"][0] == pytest.approx(100.0)
+    # Replacing a rule, clearing one, clearing all.
+    traffic.set_rate(sim, "svc", "v1.1.0", 0.0)
+    assert "svc-00002" not in metrics.summarize(sim, KEY, T0, T0 + 100, now=NOW)
+    assert traffic.clear_rates(sim, "svc", "v1.1.0") == 1
+    assert metrics.expected_requests(sim, KEY, T0, T0 + 1, now=NOW)["svc-00002"] == (
+        pytest.approx(20 * 0.1)
+    )
+    assert traffic.clear_rates(sim) == 1
+    assert traffic.rates(sim) == []
+    assert metrics.expected_requests(sim, KEY, T0, T0 + 1, now=NOW)["svc-00002"] == (
+        pytest.approx(50 * 0.1)
+    )
+
+
+def test_a_quiet_service_next_to_a_busy_one(sim: Sim) -> None:
+    busy = traffic.service_key("proj", "us-central1", "busy")
+    canary(sim, 10)
+    traffic.record_split(sim, busy, [("busy-00001", 100, f"{IMG}:v1.0.0")], T0)
+    traffic.set_rate(sim, "svc", "*", 0.05)
+    traffic.set_rate(sim, "busy", "*", 500.0)
+    quiet = metrics.summarize(sim, KEY, T0, T0 + 3600, now=NOW)
+    n = sum(s.requests for s in quiet.values())
+    assert poisson_ok(n, 0.05 * 3600)  # about 180 requests an hour
+    assert quiet.get("svc-00002") is None or quiet["svc-00002"].requests < 60
+    loud = metrics.summarize(sim, busy, T0, T0 + 60, now=NOW)
+    assert poisson_ok(loud["busy-00001"].requests, 500 * 60)
+    again = metrics.summarize(sim, KEY, T0, T0 + 3600, now=NOW)
+    assert again == quiet  # deterministic
+
+
 def test_windows_that_tile_time_add_up(sim: Sim) -> None:
     canary(sim, 30)
     whole = metrics.summarize(sim, KEY, T0 + 0.25, T0 + 120.25, now=NOW)
