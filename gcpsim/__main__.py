@@ -5,6 +5,8 @@
     python -m gcpsim behavior --clear
     python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
     python -m gcpsim rate [--clear [SERVICE [VERSION]]]
+    python -m gcpsim metrics [SERVICE] --sample-period 60 --delay 180   (SERVICE defaults to *)
+    python -m gcpsim metrics [--clear [SERVICE]]
     python -m gcpsim fault METHOD --status 503 [--rate 0.2] [--times 2] [--op-error] ...
     python -m gcpsim fault --clear
     python -m gcpsim show [--json]
@@ -34,7 +36,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "rate", "fault", "show")
+CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -74,7 +76,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gcpsim",
         description="Local simulator of the Cloud Run Admin v2, Cloud SQL Admin v1 and Cloud "
-        "Monitoring v3 APIs. Client commands: behavior, rate, fault, show (see "
+        "Monitoring v3 APIs. Client commands: behavior, rate, metrics, fault, show (see "
         "`python -m gcpsim show --help`).",
     )
     p.add_argument(
@@ -123,6 +125,22 @@ def _serve_parser() -> argparse.ArgumentParser:
         type=float,
         default=50.0,
         help="synthetic requests per second per service (default %(default)s)",
+    )
+    p.add_argument(
+        "--metric-sample-period",
+        type=int,
+        default=1,
+        metavar="SECONDS",
+        help="Monitoring collects requests into samples of this many seconds, aligned on epoch "
+        "multiples (real Cloud Run: 60; default %(default)s)",
+    )
+    p.add_argument(
+        "--metric-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a sample becomes visible to ListTimeSeries this long after it ends (real Cloud "
+        "Run: up to 180; default %(default)s: with a 1 s period, live)",
     )
     p.add_argument(
         "--seed-value",
@@ -226,6 +244,12 @@ def serve(argv: list[str]) -> int:
     )
     if args.run_op_seconds < 0 or args.sql_op_seconds < 0 or args.request_rate < 0:
         parser.error("--run-op-seconds, --sql-op-seconds and --request-rate must not be negative")
+    from gcpsim.metrics import check_timing
+
+    try:
+        check_timing(args.metric_sample_period, args.metric_delay)
+    except ValueError as err:
+        parser.error(f"--metric-sample-period/--metric-delay: {err}")
     state_dir = Path(args.state_dir or _default_state_dir())
     if args.seed and not Path(args.seed).is_file():
         parser.error(f"--seed {args.seed}: no such file")
@@ -254,6 +278,8 @@ def serve(argv: list[str]) -> int:
         run_op_seconds=args.run_op_seconds,
         sql_op_seconds=args.sql_op_seconds,
         request_rate=args.request_rate,
+        metric_sample_period=args.metric_sample_period,
+        metric_delay=args.metric_delay,
         seed=args.seed_value,
     )
     sim = Sim.open(state_dir, settings, reset=args.reset)
@@ -389,6 +415,21 @@ def _client_parser() -> argparse.ArgumentParser:
     r.add_argument("args", nargs="*", metavar="SERVICE [VERSION] RPS")
     r.add_argument("--clear", action="store_true", help="remove rate rules")
 
+    m = sub.add_parser(
+        "metrics",
+        parents=[common],
+        help="set Monitoring's sampling period and visibility delay; no options: show them",
+        description="Cloud Monitoring collects a service's requests into samples of "
+        "--sample-period seconds and shows a sample --delay seconds after it ends (real Cloud "
+        "Run: 60 and up to 180). SERVICE (a name or glob, default *: every service) scopes the "
+        "rule; values left out fall through to older matching rules, then to the serve flags. "
+        "--clear [SERVICE] removes rules (all of them without SERVICE).",
+    )
+    m.add_argument("service", nargs="?", help="Cloud Run service name or glob (default *)")
+    m.add_argument("--sample-period", type=int, metavar="SECONDS", help="seconds per sample")
+    m.add_argument("--delay", type=float, metavar="SECONDS", help="visibility delay in seconds")
+    m.add_argument("--clear", action="store_true", help="remove timing rules")
+
     f = sub.add_parser("fault", parents=[common], help="inject a fault into an API method")
     f.add_argument(
         "method",
@@ -509,6 +550,13 @@ def _print_state(state: dict[str, Any]) -> None:
         print(f"  {b['service']} {b['version']}: {values or '(defaults)'}")
     settings = state.get("settings", {})
     _print_rates(settings.get("request_rate", 0), state.get("rates", []))
+    _print_timing(
+        {
+            "sample_period": settings.get("metric_sample_period", 1),
+            "delay": settings.get("metric_delay", 0),
+        },
+        state.get("metric_timing", []),
+    )
     faults = state.get("faults", [])
     print(f"Faults ({len(faults)})")
     for f in faults:
@@ -563,6 +611,38 @@ def _print_rates(default: Any, rules: list[dict[str, Any]]) -> None:
         print(f"  {r['service']} {r['version']}: {r['rps']:g} rps ({scope})")
 
 
+def _metric_timing(c: _Client, args: argparse.Namespace) -> None:
+    if args.clear:
+        query = f"?{urllib.parse.urlencode({'service': args.service})}" if args.service else ""
+        n = c.call("DELETE", "/_sim/metric-timing" + query).get("cleared", 0)
+        print(f"cleared {n} metric timing rule(s)")
+    elif args.sample_period is not None or args.delay is not None:
+        body: dict[str, Any] = {"service": args.service or "*"}
+        if args.sample_period is not None:
+            body["sample_period"] = args.sample_period
+        if args.delay is not None:
+            body["delay"] = args.delay
+        rule = c.call("POST", "/_sim/metric-timing", body)
+        print(f"metric timing set: {json.dumps(rule)}")
+    else:
+        listing = c.call("GET", "/_sim/metric-timing")
+        _print_timing(listing.get("default", {}), listing.get("rules", []))
+
+
+def _print_timing(default: dict[str, Any], rules: list[dict[str, Any]]) -> None:
+    print(
+        f"Metric timing ({len(rules)} rule(s); default: samples of "
+        f"{default.get('sample_period', 1)} s, visible {default.get('delay', 0):g} s after)"
+    )
+    for r in rules:
+        parts = []
+        if r.get("sample_period") is not None:
+            parts.append(f"samples of {r['sample_period']} s")
+        if r.get("delay") is not None:
+            parts.append(f"visible {r['delay']:g} s after")
+        print(f"  {r['service']}: {', '.join(parts)}")
+
+
 def client(argv: list[str]) -> int:
     parser = _client_parser()
     args = parser.parse_args(argv)
@@ -571,6 +651,9 @@ def client(argv: list[str]) -> int:
     rate_body: dict[str, Any] | None = None
     if args.command == "rate":
         rate_body = _rate_args(parser, args)
+    timing_given = args.command == "metrics" and (args.sample_period, args.delay) != (None, None)
+    if args.command == "metrics" and args.clear and timing_given:
+        parser.error("metrics --clear takes no --sample-period or --delay")
     if args.command == "fault" and not args.clear:
         if not args.method:
             parser.error("fault needs METHOD (or --clear)")
@@ -598,6 +681,8 @@ def client(argv: list[str]) -> int:
             print(f"behaviour set: {json.dumps(rule)}")
         elif args.command == "rate":
             _rate(c, args, rate_body)
+        elif args.command == "metrics":
+            _metric_timing(c, args)
         elif args.command == "fault":
             if args.clear:
                 path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"

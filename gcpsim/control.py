@@ -6,6 +6,9 @@ Errors answer `{"error": "<message>"}` with status 400 or 404.
 - `GET/POST/DELETE /_sim/behaviors`: how revisions of a service/version behave.
 - `GET/POST/DELETE /_sim/rates`: request rates, `{"service", "version" (default "*"), "rps"}`;
   DELETE with `?service=...&version=...` removes only the matching rules.
+- `GET/POST/DELETE /_sim/metric-timing`: Cloud Monitoring's sampling period and visibility
+  delay, `{"service" (default "*": all), "sample_period", "delay"}`; GET also gives the serve
+  flags' defaults; DELETE with `?service=...` removes only that rule.
 - `GET/POST/DELETE /_sim/faults`: injected API faults.
 """
 
@@ -16,12 +19,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from gcpsim import behavior, run_v2, traffic
+from gcpsim import behavior, metrics, run_v2, traffic
 from gcpsim.sim import Sim
 
 FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "message"}
 BEHAVIOR_KEYS = {"service", "version", *behavior.DEFAULT}
 RATE_KEYS = {"service", "version", "rps"}
+TIMING_KEYS = {"service", *metrics.TIMING_KEYS}
 MAX_RPS = 100_000.0  # requests per second of one service (bounds the work of a read)
 
 
@@ -54,12 +58,15 @@ def state(sim: Sim) -> dict[str, Any]:
             "run_op_seconds": sim.settings.run_op_seconds,
             "sql_op_seconds": sim.settings.sql_op_seconds,
             "request_rate": sim.settings.request_rate,
+            "metric_sample_period": sim.settings.metric_sample_period,
+            "metric_delay": sim.settings.metric_delay,
             "seed": sim.settings.seed,
             "state_dir": str(sim.store.dir),
         },
         "services": run_v2.summary(sim),
         "behaviors": behavior.behaviors(sim),
         "rates": traffic.rates(sim),
+        "metric_timing": metrics.timing_rules(sim),
         "faults": sim.faults.rules(),
         "sql": sql_copy,
     }
@@ -138,6 +145,37 @@ def router(sim: Sim) -> APIRouter:
         service: str | None = Query(None), version: str | None = Query(None)
     ) -> JSONResponse:
         return JSONResponse({"cleared": traffic.clear_rates(sim, service, version)})
+
+    @r.get("/metric-timing")
+    def get_timing() -> JSONResponse:
+        d = metrics.default_timing(sim)
+        return JSONResponse(
+            {
+                "default": {"sample_period": d.sample_period, "delay": d.delay},
+                "rules": metrics.timing_rules(sim),
+            }
+        )
+
+    @r.post("/metric-timing")
+    def set_timing(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - TIMING_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(TIMING_KEYS)}")
+        service = body.get("service", "*")
+        if not isinstance(service, str) or not service:
+            return _error(400, "service must be a Cloud Run service name or glob (default *)")
+        period, delay = body.get("sample_period"), body.get("delay")
+        if period is None and delay is None:
+            return _error(400, "give sample_period (seconds) and/or delay (seconds)")
+        try:
+            rule = metrics.set_timing(sim, service, period, delay)
+        except ValueError as err:
+            return _error(400, str(err))
+        return JSONResponse(rule)
+
+    @r.delete("/metric-timing")
+    def clear_timing(service: str | None = Query(None)) -> JSONResponse:
+        return JSONResponse({"cleared": metrics.clear_timing(sim, service)})
 
     @r.get("/faults")
     def list_faults() -> JSONResponse:

@@ -20,11 +20,22 @@ time, so marking a version bad affects every read made after that, including its
 
 A bucket belongs to a window when the bucket's start lies in the window, so windows that tile
 time add up exactly; a traffic change shows up from the bucket in which it happened.
+
+Monitoring's timing (`Timing`, `timing_for`): Cloud Monitoring collects Cloud Run's requests
+into samples of P seconds, [t, t+P) with t an epoch multiple of P, and a sample becomes visible
+D seconds after it ends (real Cloud Run: P = 60 s, D up to 180 s). So what a read can see ends
+at `Timing.visible_until(now)` = floor((now - D) / P) * P: buckets from there on are absent, and
+a point whose interval reaches past it holds only its visible part. With P = 1 and D = 0 (the
+defaults) reads are live: the running second counts its elapsed part. P and D come from the
+serve flags (`Settings.metric_sample_period`, `metric_delay`) unless a timing rule set at run
+time (`set_timing`; `python -m gcpsim metrics`) overrides them for matching services.
+`summarize` and `expected_*` are the model's ground truth: they ignore the timing.
 """
 
 from __future__ import annotations
 
 import bisect
+import fnmatch
 import functools
 import hashlib
 import math
@@ -297,6 +308,105 @@ def _bucket_stats(
                 _cache.pop(old, None)
         _cache[ck] = stats
     return stats
+
+
+# --------------------------------------------------------------------------- Monitoring timing
+
+MAX_SAMPLE_PERIOD = 3600  # seconds
+MAX_DELAY = 86_400.0  # seconds
+TIMING_KEYS = ("sample_period", "delay")
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When Cloud Monitoring shows a service's requests: samples of `sample_period` seconds,
+    each visible `delay` seconds after it ends."""
+
+    sample_period: int = 1
+    delay: float = 0.0
+
+    @property
+    def live(self) -> bool:
+        return self.sample_period <= 1 and self.delay <= 0
+
+    def visible_until(self, now: float) -> float:
+        """The end of the newest visible sample (`now` itself when live)."""
+        if self.live:
+            return now
+        p = self.sample_period
+        return float(math.floor((now - self.delay) / p) * p)
+
+    def sample_start(self, second: int) -> int:
+        return second - second % self.sample_period
+
+
+def default_timing(sim: Sim) -> Timing:
+    s = sim.settings
+    return Timing(int(s.metric_sample_period), float(s.metric_delay))
+
+
+def check_timing(sample_period: Any = None, delay: Any = None) -> None:
+    """Raise ValueError unless sample_period is an integer in 1..3600 s and delay in 0..86400 s."""
+    if sample_period is not None and (
+        isinstance(sample_period, bool)
+        or not isinstance(sample_period, int | float)
+        or sample_period != int(sample_period)
+        or not 1 <= sample_period <= MAX_SAMPLE_PERIOD
+    ):
+        raise ValueError(
+            f"sample_period must be a whole number of seconds between 1 and "
+            f"{MAX_SAMPLE_PERIOD}, got {sample_period!r}"
+        )
+    if delay is not None and (
+        isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY
+    ):
+        raise ValueError(f"delay must be between 0 and {MAX_DELAY:g} seconds, got {delay!r}")
+
+
+def set_timing(
+    sim: Sim, service: str = "*", sample_period: int | None = None, delay: float | None = None
+) -> dict[str, Any]:
+    """Set Monitoring's timing for services matching `service` (a name or glob; `*` = all),
+    replacing any earlier rule for that pattern; values left out fall through to older matching
+    rules, then to the serve flags."""
+    check_timing(sample_period, delay)
+    rule: dict[str, Any] = {"service": service}
+    if sample_period is not None:
+        rule["sample_period"] = int(sample_period)
+    if delay is not None:
+        rule["delay"] = float(delay)
+    with sim.store.mutate() as d:
+        rules = [r for r in d["sim"].get("metric_timing", []) if r["service"] != service]
+        rules.append(rule)
+        d["sim"]["metric_timing"] = rules
+    return rule
+
+
+def clear_timing(sim: Sim, service: str | None = None) -> int:
+    """Remove every timing rule (or the one for `service`); returns how many."""
+    with sim.store.mutate() as d:
+        rules = d["sim"].get("metric_timing", [])
+        keep = [r for r in rules if service is not None and r["service"] != service]
+        d["sim"]["metric_timing"] = keep
+        return len(rules) - len(keep)
+
+
+def timing_rules(sim: Sim) -> list[dict[str, Any]]:
+    with sim.store.lock:
+        return list(sim.store.section("sim").get("metric_timing", []))
+
+
+def timing_for(sim: Sim, service: str, rules: list[dict[str, Any]] | None = None) -> Timing:
+    """The effective timing of a Cloud Run service: matching rules, oldest first, over the flags."""
+    rules = timing_rules(sim) if rules is None else rules
+    base = default_timing(sim)
+    if not rules:
+        return base
+    values: dict[str, Any] = {"sample_period": base.sample_period, "delay": base.delay}
+    for r in rules:
+        if fnmatch.fnmatchcase(service, r["service"]):
+            values.update({k: r[k] for k in TIMING_KEYS if r.get(k) is not None})
+    return Timing(int(values["sample_period"]), float(values["delay"]))
 
 
 # --------------------------------------------------------------------------- the timeline

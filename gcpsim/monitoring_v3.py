@@ -322,16 +322,25 @@ def _check_types(spec: MetricSpec, aligner: str, reducer: str) -> str | None:
 class Series:
     resource: dict[str, str]
     metric: dict[str, str]
-    values: dict[int, Value]  # aligned: period index (0 = newest); raw: bucket start second
+    values: dict[int, Value]  # aligned: period index (0 = newest); raw: sample start second
+    sample_period: int = 1  # raw points: seconds per point (the service's Monitoring sample)
 
 
-def _raw_series(sim: Sim, q: Query, lo: int, hi: int, index: Callable[[int], int]) -> list[Series]:
-    """Per (revision, response code) series, bucket values folded by `index(bucket)`."""
+# The buckets a query reads under a service's timing: (lo, hi, index(bucket) -> point key).
+Window = Callable[[metrics.Timing], tuple[int, int, Callable[[int], int]]]
+
+
+def _raw_series(sim: Sim, q: Query, window: Window) -> list[Series]:
+    """Per (revision, response code) series of the visible buckets, folded by the window's
+    `index(bucket)`. Each service's Monitoring timing hides its samples that are not yet
+    visible (`metrics.Timing.visible_until`)."""
     is_count = q.spec.value_type == INT64
     out: dict[tuple[str, str, int], Series] = {}
     rejected: set[int] = set()  # response codes the metric-label clauses reject
     if not q.flt.accepts_type("resource.type", RESOURCE_TYPE):
         return []
+    now = gstore.now()
+    rules = metrics.timing_rules(sim)
     for key in metrics.service_keys(sim, q.project):
         project, location, service = metrics.split_key(key)
         res = {"project_id": project, "service_name": service, "location": location}
@@ -342,7 +351,10 @@ def _raw_series(sim: Sim, q: Query, lo: int, hi: int, index: Callable[[int], int
         def want(rev: str, res: dict[str, str] = res) -> bool:
             return q.flt.accepts("resource", {**res, "revision_name": rev})
 
-        for b, rev, _image, stats in metrics.buckets(sim, key, lo, hi, want=want):
+        timing = metrics.timing_for(sim, service, rules)
+        lo, hi, index = window(timing)
+        until = timing.visible_until(now)
+        for b, rev, _image, stats in metrics.buckets(sim, key, lo, hi, now=until, want=want):
             i = index(b)
             for code, dist in stats.items():
                 sk = (key, rev, code)
@@ -357,7 +369,9 @@ def _raw_series(sim: Sim, q: Query, lo: int, hi: int, index: Callable[[int], int
                     if not q.flt.accepts("metric", mlabels):
                         rejected.add(code)
                         continue
-                    s = out[sk] = Series({**res, "revision_name": rev}, mlabels, {})
+                    s = out[sk] = Series(
+                        {**res, "revision_name": rev}, mlabels, {}, timing.sample_period
+                    )
                 v = s.values.get(i)
                 if is_count:
                     s.values[i] = (v if isinstance(v, int) else 0) + dist.count
@@ -441,23 +455,30 @@ def _ceil_s(ns: int) -> int:
 
 def compute(sim: Sim, q: Query) -> tuple[list[Series], int, int]:
     """The result series (all pages) and their metric kind and value type."""
-    now_hi = math.ceil(gstore.now())
     if q.aligner == "ALIGN_NONE":
-        lo = q.start_ns // NS
-        hi = _ceil_s(q.end_ns) if q.start_ns < q.end_ns else q.end_ns // NS + 1
-        series = _raw_series(sim, q, lo, min(hi, now_hi), lambda b: b)
+
+        def raw_window(t: metrics.Timing) -> tuple[int, int, Callable[[int], int]]:
+            # Every sample that overlaps the interval (the one holding endTime if start == end).
+            p_ns = t.sample_period * NS
+            lo = q.start_ns // p_ns * t.sample_period
+            hi = (
+                _ceil_div(q.end_ns, p_ns) if q.start_ns < q.end_ns else q.end_ns // p_ns + 1
+            ) * t.sample_period
+            return lo, hi, t.sample_start
+
+        series = _raw_series(sim, q, raw_window)
         kind, vtype = q.spec.kind, q.spec.value_type
     else:
         periods = max(1, _ceil_div(q.end_ns - q.start_ns, q.period_ns))
         lo = _ceil_s(q.end_ns - periods * q.period_ns)
-        hi = min(_ceil_s(q.end_ns), now_hi)
+        hi = _ceil_s(q.end_ns)
         p_ns, e_ns = q.period_ns, q.end_ns
 
         def index(b: int) -> int:
             # Period k covers [end - (k+1)P, end - kP); bucket b belongs where its start falls.
             return (e_ns - b * NS - 1) // p_ns
 
-        series = _raw_series(sim, q, lo, hi, index)
+        series = _raw_series(sim, q, lambda _t: (lo, hi, index))
         for s in series:
             s.values = {k: _align(q, v) for k, v in s.values.items()}
         kind, vtype = _aligned_type(q)
@@ -542,9 +563,9 @@ def list_time_series(sim: Sim, req: Any) -> Any:
             continue
         for k in sorted(s.values, reverse=raw):
             p = ts.points.add()
-            if raw:
+            if raw:  # one point per sample; live (1 s, no delay): the running one ends now
                 p_start = k * NS
-                p_end = min(p_start + NS, max(now_ns, p_start))
+                p_end = min(p_start + s.sample_period * NS, max(now_ns, p_start))
             else:
                 p_end = q.end_ns - k * q.period_ns
                 p_start = p_end - q.period_ns

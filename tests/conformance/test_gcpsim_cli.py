@@ -24,10 +24,14 @@ IMAGE = "us-docker.pkg.dev/gcpsim-cli/app/cli-svc:v1.1.0"
 
 @pytest.fixture(scope="module")
 def private_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
-    """A simulator of its own (these tests clear every behaviour and fault), with one service."""
+    """A simulator of its own (these tests clear every behaviour and fault), with one service,
+    Monitoring samples of 5 s visible 2 s after they end."""
     state = tmp_path_factory.mktemp("gcpsim-cli") / "state"
     state.mkdir()
-    sim = start_gcpsim(state, "--reset", "--run-op-seconds", "0")
+    sim = start_gcpsim(
+        state, "--reset", "--run-op-seconds", "0",
+        "--metric-sample-period", "5", "--metric-delay", "2",
+    )  # fmt: skip
     try:
         opts = ClientOptions(api_endpoint=sim.url)
         services = run_v2.ServicesClient(
@@ -133,6 +137,39 @@ def test_rate_bad_args(private_sim: GcpsimProcess) -> None:
     assert private_sim.cli("rate", "a", "b", "c", "1").returncode == 2
     out = private_sim.cli("rate", "svc", "-1")
     assert out.returncode == 2 and "rps" in out.stderr
+
+
+def test_metric_timing_round_trip(private_sim: GcpsimProcess) -> None:
+    settings = json.loads(private_sim.cli("show", "--json").stdout)["settings"]
+    assert (settings["metric_sample_period"], settings["metric_delay"]) == (5, 2.0)
+    out = private_sim.cli("metrics")
+    assert out.returncode == 0, out.stderr
+    assert "default: samples of 5 s, visible 2 s after" in out.stdout
+    out = private_sim.cli("metrics", "--sample-period", "60", "--delay", "180")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.split(": ", 1)[1]) == {
+        "service": "*", "sample_period": 60, "delay": 180.0,
+    }  # fmt: skip
+    assert private_sim.cli("metrics", "cli-*", "--delay", "0").returncode == 0
+    state = json.loads(private_sim.cli("show", "--json").stdout)
+    assert state["metric_timing"] == [
+        {"service": "*", "sample_period": 60, "delay": 180.0},
+        {"service": "cli-*", "delay": 0.0},
+    ]
+    assert "cli-*: visible 0 s after" in private_sim.cli("show").stdout
+    one = private_sim.cli("metrics", "--clear", "cli-*")
+    assert one.returncode == 0 and "cleared 1" in one.stdout
+    assert private_sim.cli("metrics", "--clear").stdout.startswith("cleared 1")
+    assert json.loads(private_sim.cli("show", "--json").stdout)["metric_timing"] == []
+
+
+def test_metric_timing_bad_values(private_sim: GcpsimProcess, tmp_path: Path) -> None:
+    for args in (["--sample-period", "0"], ["--delay", "-5"], ["--sample-period", "1.5"]):
+        out = private_sim.cli("metrics", *args)
+        assert out.returncode == 2, (args, out.stderr)
+    assert private_sim.cli("metrics", "--clear", "--delay", "3").returncode == 2
+    out = _gcpsim("--state-dir", str(tmp_path / "s"), "--port", "0", "--metric-delay", "-1")
+    assert out.returncode == 2 and "delay" in out.stderr
 
 
 def test_fault_round_trip(private_sim: GcpsimProcess) -> None:

@@ -293,17 +293,23 @@ def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
     services.delete_service(name=service_name(OWN_PROJECT, OWN)).result(timeout=60)
 
 
-def counts_by_revision(mon: Any, *extra: str) -> dict[str, int]:
+def counts_by_revision(mon: Any, *extra: str, seconds: int = 600) -> dict[str, int]:
+    """Requests per revision of OWN over the last `seconds` (one aligned point)."""
+    end = int(time.time()) + 1
     series = list_series(
         mon,
         OWN_PROJECT,
         flt(COUNT, OWN, *extra),
-        period=600,
+        window={"start_time": {"seconds": end - seconds}, "end_time": {"seconds": end}},
+        period=seconds,
         aligner=Aligner.ALIGN_DELTA,
         reducer=Reducer.REDUCE_SUM,
         group_by="resource.labels.revision_name",
     )
-    return {ts.resource.labels["revision_name"]: ts.points[0].value.int64_value for ts in series}
+    return {
+        ts.resource.labels["revision_name"]: sum(p.value.int64_value for p in ts.points)
+        for ts in series
+    }
 
 
 def set_behavior(gcpsim: GcpsimProcess, version: str, **values: Any) -> None:
@@ -360,6 +366,77 @@ def test_canary_latency_behaviour_shows_up_in_p95(
         assert p95[STABLE_REV] < 1000
     finally:
         set_behavior(gcpsim, "v2.0.0")
+
+
+def test_rates_per_service_and_version(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    """A service-level rate sets the total; a version rate the rate behind that version's share."""
+    assert gcpsim.cli("rate", OWN, "400").returncode == 0
+    r = gcpsim.cli("rate", OWN, "v2.0.0", "20")
+    assert r.returncode == 0, r.stderr
+    try:
+        counts = counts_by_revision(mon, seconds=3)  # rates apply to every read, the past too
+        assert 3 * 400 * 0.5 * 0.8 < counts[STABLE_REV] < 7 * 400 * 0.5 * 1.2
+        ratio = counts[CANARY_REV] / counts[STABLE_REV]  # 50% of 20 rps vs 50% of 400 rps
+        assert 0.03 < ratio < 0.08
+    finally:
+        assert gcpsim.cli("rate", "--clear", OWN).returncode == 0
+    counts = counts_by_revision(mon, seconds=3)
+    assert 0.8 < counts[CANARY_REV] / counts[STABLE_REV] < 1.25
+
+
+def test_data_younger_than_the_delay_is_not_visible(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    """Samples of P = 2 s visible D = 3 s after they end: a read sees nothing newer than the
+    newest complete, visible sample, and a sample appears once its delay has passed."""
+    period, delay = 2, 3.0
+    r = gcpsim.cli("metrics", OWN, "--sample-period", str(period), "--delay", str(delay))
+    assert r.returncode == 0, r.stderr
+    try:
+        now = time.time()
+        visible_until = (now - delay) // period * period
+        window = {"start_time": {"seconds": int(now) - 30}, "end_time": {"seconds": int(now) + 1}}
+        raw = list(list_series(mon, OWN_PROJECT, flt(COUNT, OWN), window=window))
+        assert raw
+        for ts in raw:  # ALIGN_NONE: one point per visible sample, newest first
+            assert ts.points
+            newest = ts.points[0].interval.end_time.timestamp()
+            assert newest <= visible_until + 1e-6
+            for p in ts.points:
+                assert (p.interval.end_time - p.interval.start_time).total_seconds() == period
+                assert p.interval.start_time.timestamp() % period == 0
+        # The sample holding the last second: absent now, complete once its delay has passed.
+        start = int((now - 1) // period * period)
+        sample = {"start_time": {"seconds": start}, "end_time": {"seconds": start + period}}
+
+        def sample_counts() -> dict[str, int]:
+            series = list_series(
+                mon, OWN_PROJECT, flt(COUNT, OWN), window=sample, period=period,
+                aligner=Aligner.ALIGN_DELTA, reducer=Reducer.REDUCE_SUM,
+                group_by="resource.labels.revision_name",
+            )  # fmt: skip
+            out = {}
+            for ts in series:
+                (point,) = ts.points
+                assert point.interval.end_time.timestamp() == start + period
+                out[ts.resource.labels["revision_name"]] = point.value.int64_value
+            return out
+
+        assert sample_counts() == {}
+        time.sleep(max(0.0, start + period + delay + 0.2 - time.time()))
+        visible = sample_counts()
+        assert set(visible) == {STABLE_REV, CANARY_REV}
+        assert all(n > 0 for n in visible.values())
+        assert sample_counts() == visible  # complete: it does not grow any more
+        # Other services keep the simulator's default (live) timing.
+        live = counts_by_class(mon, DEV, "node-server-dev")
+        assert live.get("2xx", 0) > 0
+    finally:
+        assert gcpsim.cli("metrics", "--clear", OWN).returncode == 0
+    timing = requests.get(f"{gcpsim.url}/_sim/metric-timing", timeout=10).json()
+    assert timing == {"default": {"sample_period": 1, "delay": 0.0}, "rules": []}
 
 
 # --------------------------------------------------------------------------- service URLs

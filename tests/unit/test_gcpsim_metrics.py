@@ -423,3 +423,122 @@ def test_unknown_metric_type_is_not_found(live: Sim) -> None:
     with pytest.raises(ApiError) as e:
         query(live, 'metric.type = "run.googleapis.com/nope"', NOW - 60, NOW)
     assert e.value.status == 404
+
+
+# --------------------------------------------------------------------------- Monitoring timing
+
+
+def test_timing_visible_until() -> None:
+    live = metrics.Timing()
+    assert live.live and live.visible_until(NOW + 0.5) == NOW + 0.5
+    real = metrics.Timing(60, 180.0)
+    assert not real.live
+    assert real.visible_until(NOW + 179.9) == NOW - 60  # sample [NOW-60, NOW) not yet ...
+    assert real.visible_until(NOW + 180) == NOW  # ... visible from its end + 180 s on
+    assert metrics.Timing(1, 2.5).visible_until(NOW + 0.7) == NOW - 2
+    assert metrics.Timing(10, 0).visible_until(NOW + 9.9) == NOW  # the running sample: absent
+    assert real.sample_start(int(NOW) + 59) == int(NOW)
+
+
+def test_timing_rules_layer_over_the_flags(tmp_path: Path) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=180.0)
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(60, 180.0)
+    metrics.set_timing(sim, "*", delay=10)
+    metrics.set_timing(sim, "sv*", sample_period=5)
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(5, 10.0)
+    assert metrics.timing_for(sim, "other") == metrics.Timing(60, 10.0)
+    metrics.set_timing(sim, "*", sample_period=1, delay=0)  # replaces the `*` rule, now newest
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(1, 0.0)
+    assert metrics.clear_timing(sim, "*") == 1
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(5, 180.0)
+    assert metrics.clear_timing(sim) == 1 and metrics.timing_rules(sim) == []
+    for bad in ({"sample_period": 0}, {"sample_period": 2.5}, {"delay": -1}, {"delay": True}):
+        with pytest.raises(ValueError):
+            metrics.set_timing(sim, "svc", **bad)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The simulator clock, settable: clock[0]."""
+    t = [NOW]
+    monkeypatch.setattr("gcpsim.store.now", lambda: t[0])
+    return t
+
+
+def by_revision(resp: Any) -> dict[str, dict[int, int]]:
+    """revision -> point end (s) -> count."""
+    return {
+        ts.resource.labels["revision_name"]: {
+            p.interval.end_time.seconds: p.value.int64_value for p in ts.points
+        }
+        for ts in resp.time_series
+    }
+
+
+def model(sim: Sim, start: float, end: float) -> dict[str, int]:
+    return {r: s.requests for r, s in metrics.summarize(sim, KEY, start, end, now=NOW).items()}
+
+
+def test_data_younger_than_the_delay_is_not_visible(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path)
+    canary(sim, 10, at=NOW - 3600)
+    metrics.set_timing(sim, "svc", sample_period=60, delay=180)
+    clock[0] = NOW + 30
+    flt = f'{COUNT} AND resource.labels.service_name = "svc"'
+    agg = {"alignment_period": 60, "per_series_aligner": 1, "cross_series_reducer": 4,
+           "group_by_fields": ["resource.labels.revision_name"]}  # fmt: skip
+    # Windows aligned on samples: the three newest minutes are absent, the rest complete.
+    got = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    for rev, points in got.items():
+        assert sorted(points, reverse=True) == [int(NOW) - 60 * k for k in range(3, 10)]
+        assert sum(points.values()) == model(sim, NOW - 600, NOW - 180)[rev]
+        assert points[int(NOW) - 180] == model(sim, NOW - 240, NOW - 180)[rev]
+    # A window ending now: the point straddling the newest visible sample's end is partial.
+    got = by_revision(query(sim, flt, NOW + 30 - 600, NOW + 30, **agg))
+    for rev, points in got.items():
+        assert max(points) == int(NOW) - 150  # [NOW-210, NOW-150) holds [NOW-210, NOW-180)
+        assert points[int(NOW) - 150] == model(sim, NOW - 210, NOW - 180)[rev]
+        assert 0 < points[int(NOW) - 150] < points[int(NOW) - 210]
+    # One sample later, one more minute is visible; what was visible did not change.
+    before = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    clock[0] = NOW + 60
+    later = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    for rev, points in later.items():
+        assert sorted(points, reverse=True) == [int(NOW) - 60 * k for k in range(2, 10)]
+        assert points[int(NOW) - 120] == model(sim, NOW - 180, NOW - 120)[rev]
+        assert {k: v for k, v in points.items() if k <= NOW - 180} == before[rev]
+    # Another service keeps the flags' timing (live).
+    other = traffic.service_key("proj", "us-central1", "other")
+    traffic.record_split(sim, other, [("other-00001", 100, f"{IMG}:v1.0.0")], NOW - 3600)
+    resp = query(sim, f'{COUNT} AND resource.labels.service_name = "other"', NOW - 60, NOW + 60,
+                 alignment_period=60, per_series_aligner=1, cross_series_reducer=4)  # fmt: skip
+    (ts,) = resp.time_series
+    point = ts.points[0]  # the newest: live, up to the clock
+    assert point.interval.end_time.seconds == int(NOW) + 60 and point.value.int64_value > 2000
+
+
+def test_raw_points_are_whole_visible_samples(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=100.0)
+    canary(sim, 10, at=NOW - 3600)
+    clock[0] = NOW + 5  # visible until floor((NOW - 95) / 60) * 60 = NOW - 120
+    flt = f'{COUNT} AND resource.labels.revision_name = "svc-00001"'
+    resp = query(sim, flt, NOW - 330, NOW + 5)
+    assert resp.time_series
+    total = 0
+    for ts in resp.time_series:
+        starts = [p.interval.start_time.seconds for p in ts.points]
+        assert starts == [int(NOW) - 120 - 60 * k for k in range(1, 5)]  # newest first
+        for p in ts.points:
+            assert p.interval.end_time.seconds - p.interval.start_time.seconds == 60
+        total += sum(p.value.int64_value for p in ts.points)
+    # [NOW-330, ...) overlaps the sample starting NOW-360: raw points are whole samples.
+    assert total == model(sim, NOW - 360, NOW - 120)["svc-00001"]
+
+
+def test_live_default_timing_is_unchanged(live: Sim) -> None:
+    assert metrics.timing_for(live, "svc").live
+    resp = query(live, f'{COUNT} AND resource.labels.revision_name = "svc-00001"', NOW - 3, NOW)
+    (ok,) = [ts for ts in resp.time_series if ts.metric.labels["response_code"] == "200"]
+    starts = [p.interval.start_time.seconds for p in ok.points]
+    assert starts == [int(NOW) - 1, int(NOW) - 2, int(NOW) - 3]
+    assert all(p.interval.end_time.seconds - p.interval.start_time.seconds == 1 for p in ok.points)
