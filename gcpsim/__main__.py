@@ -1,7 +1,8 @@
 """`python -m gcpsim`: serve the simulator, or talk to a running one.
 
     python -m gcpsim [--port 8780] [--grpc-port 8781] --state-dir DIR [--reset] [--seed deploy.yaml]
-    python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900] [--broken] ...
+    python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900]
+                              [--error-log-rate 0.2] [--broken] ...
     python -m gcpsim behavior --clear
     python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
     python -m gcpsim rate [--clear [SERVICE [VERSION]]]
@@ -390,6 +391,12 @@ def _client_parser() -> argparse.ArgumentParser:
     b.add_argument("--p50-ms", type=float, help="median latency in ms")
     b.add_argument("--p95-ms", type=float, help="95th percentile latency in ms")
     b.add_argument(
+        "--error-log-rate",
+        type=float,
+        help="application ERROR log entries (log run.googleapis.com/stderr) per request, "
+        "whatever the response codes (default 0.001)",
+    )
+    b.add_argument(
         "--smoke-fail",
         action="store_true",
         default=None,
@@ -540,7 +547,8 @@ def _print_state(state: dict[str, Any]) -> None:
                 note.append("broken")
             if beh.get("smoke_fail"):
                 note.append("smoke_fail")
-            note.append(f"err {beh.get('error_rate', 0):g} p95 {beh.get('p95_ms', 0):g}ms")
+            note.append(f"err {beh.get('error_rate', 0):g} p95 {beh.get('p95_ms', 0):g}ms "
+                        f"errlogs {beh.get('error_log_rate', 0):g}/req")  # fmt: skip
             print(f"      {r['name']:<34} {r['state']:<8} {r['image'].rsplit('/', 1)[-1]:<28} "
                   f"{', '.join(note)}")  # fmt: skip
     behaviors = state.get("behaviors", [])
@@ -672,6 +680,7 @@ def client(argv: list[str]) -> int:
                 "error_rate": args.error_rate,
                 "p50_ms": args.p50_ms,
                 "p95_ms": args.p95_ms,
+                "error_log_rate": args.error_log_rate,
                 "smoke_fail": args.smoke_fail,
                 "broken": args.broken,
             }

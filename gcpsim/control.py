@@ -26,6 +26,7 @@ FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "me
 BEHAVIOR_KEYS = {"service", "version", *behavior.DEFAULT}
 RATE_KEYS = {"service", "version", "rps"}
 TIMING_KEYS = {"service", *metrics.TIMING_KEYS}
+MAX_LOGS_PER_REQUEST = 1000.0  # error_log_rate: application ERROR log entries per request
 MAX_RPS = 100_000.0  # requests per second of one service (bounds the work of a read)
 
 
@@ -99,7 +100,12 @@ def router(sim: Sim) -> APIRouter:
             return _error(400, "version is required (an image tag such as v1.2.0, or *)")
         values: dict[str, Any] = {}
         try:
-            for key, lo, hi in (("error_rate", 0, 1), ("p50_ms", 0, None), ("p95_ms", 0, None)):
+            for key, lo, hi in (
+                ("error_rate", 0, 1),
+                ("p50_ms", 0, None),
+                ("p95_ms", 0, None),
+                ("error_log_rate", 0, MAX_LOGS_PER_REQUEST),
+            ):
                 v = _number(body, key, lo, hi)
                 if v is not None:
                     values[key] = v

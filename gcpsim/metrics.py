@@ -13,6 +13,13 @@ epoch seconds). For a revision and a bucket:
   and kept as an exponential-bucket histogram (`GROWTH_FACTOR`, `NUM_FINITE_BUCKETS`, `SCALE`,
   the bucket layout the Monitoring API reports).
 
+Logs (`log_buckets`, for `logging.googleapis.com/log_entry_count`): Cloud Run's request log
+(`run.googleapis.com/requests`) has one entry per request, severity ERROR for 5xx, WARNING for
+4xx, INFO otherwise; the application writes ERROR entries to `run.googleapis.com/stderr`,
+Poisson(behaviour `error_log_rate` * requests) per bucket, and INFO entries to
+`run.googleapis.com/stdout`, Poisson(APP_INFO_LOGS_PER_REQUEST * requests), from a random
+stream of their own, so setting error_log_rate changes neither the requests nor their codes.
+
 The randomness of a bucket comes from `random.Random(seed/service/revision/bucket)`, so repeated
 reads of the same window give the same numbers, and the request count of a bucket does not
 depend on the behaviour. The behaviour (`behavior_for(service, image)`) is looked up at read
@@ -43,7 +50,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gcpsim import store as gstore
 from gcpsim import traffic
@@ -66,6 +73,11 @@ SAMPLE_CAP = 200  # latencies drawn per (bucket, code); larger counts are weight
 _Z95 = 1.6448536269514722  # standard normal quantile of 0.95
 
 CODES = (200, 404, 500, 503)
+
+REQUEST_LOG = "run.googleapis.com/requests"
+STDERR_LOG = "run.googleapis.com/stderr"
+STDOUT_LOG = "run.googleapis.com/stdout"
+APP_INFO_LOGS_PER_REQUEST = 0.5  # stdout INFO entries the application writes per request
 
 
 def code_class(code: int) -> str:
@@ -162,6 +174,8 @@ class Dist:
 
 # One bucket's requests of one revision: response code -> latency distribution (count included).
 BucketStats = dict[int, Dist]
+# One bucket's log entries of one revision: (log, severity) -> entries.
+LogCounts = dict[tuple[str, str], int]
 
 
 @dataclass
@@ -279,6 +293,8 @@ def _draw_bucket(rng: random.Random, lam: float, er: float, mu: float, sigma: fl
 
 _CACHE_MAX = 40_000  # bucket entries (about 1-2 KB each)
 _cache: dict[tuple[Any, ...], BucketStats] = {}
+_log_cache: dict[tuple[Any, ...], LogCounts] = {}  # (log, severity) counts, same key scheme
+V = TypeVar("V")
 _cache_lock = threading.Lock()
 
 
@@ -302,12 +318,53 @@ def _bucket_stats(
     mu, sigma = lognormal_params(p50, p95)
     rng = random.Random((_stream(seed, key, revision) << 40) | bucket)
     stats = _draw_bucket(rng, lam, min(max(er, 0.0), 1.0), mu, sigma)
-    with _cache_lock:
-        if len(_cache) >= _CACHE_MAX:
-            for old in list(_cache)[: _CACHE_MAX // 4]:
-                _cache.pop(old, None)
-        _cache[ck] = stats
+    _put(_cache, ck, stats)
     return stats
+
+
+def _put(cache: dict[tuple[Any, ...], V], ck: tuple[Any, ...], value: V) -> None:
+    with _cache_lock:
+        if len(cache) >= _CACHE_MAX:
+            for old in list(cache)[: _CACHE_MAX // 4]:
+                cache.pop(old, None)
+        cache[ck] = value
+
+
+def request_severity(code: int) -> str:
+    """Severity of Cloud Run's request log entry for a response code."""
+    if code >= 500:
+        return "ERROR"
+    if code >= 400:
+        return "WARNING"
+    return "INFO"
+
+
+def _log_counts(
+    sim: Sim, key: str, revision: str, bucket: int, stats: BucketStats, error_log_rate: float
+) -> LogCounts:
+    """A bucket's log entries (cached; the result must not be mutated)."""
+    seed = sim.settings.seed
+    codes = tuple(sorted((code, d.count) for code, d in stats.items()))
+    ck = (str(sim.store.path), seed, key, revision, bucket, codes, error_log_rate)
+    hit = _log_cache.get(ck)
+    if hit is not None:
+        return hit
+    out: LogCounts = {}
+    n = 0
+    for code, count in codes:
+        if count:
+            sk = (REQUEST_LOG, request_severity(code))
+            out[sk] = out.get(sk, 0) + count
+            n += count
+    rng = random.Random((_stream(seed, key + "#logs", revision) << 40) | bucket)
+    errors = _poisson(rng, max(error_log_rate, 0.0) * n)
+    infos = _poisson(rng, APP_INFO_LOGS_PER_REQUEST * n)
+    if errors:
+        out[(STDERR_LOG, "ERROR")] = errors
+    if infos:
+        out[(STDOUT_LOG, "INFO")] = infos
+    _put(_log_cache, ck, out)
+    return out
 
 
 # --------------------------------------------------------------------------- Monitoring timing
@@ -533,6 +590,24 @@ def buckets(
             stats = _bucket_stats(sim, key, rev, b, lam, beh)
             if stats:
                 yield b, rev, image, stats
+
+
+def log_buckets(
+    sim: Sim,
+    key: str,
+    lo: int,
+    hi: int,
+    now: float | None = None,
+    want: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[int, str, str, LogCounts]]:
+    """(bucket, revision, image, log entries) of every bucket b in [lo, hi) with traffic."""
+    service = split_key(key)[2]
+    rates: dict[str, float] = {}
+    for b, rev, image, stats in buckets(sim, key, lo, hi, now, want):
+        rate = rates.get(image)
+        if rate is None:
+            rate = rates[image] = float(behavior_for(sim, service, image)["error_log_rate"])
+        yield b, rev, image, _log_counts(sim, key, rev, b, stats, rate)
 
 
 def summarize(

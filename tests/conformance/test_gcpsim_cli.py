@@ -89,11 +89,16 @@ def test_behavior_round_trip(private_sim: GcpsimProcess) -> None:
     )
     assert out.returncode == 0, out.stderr
     private_sim.cli("behavior", "cli-*", "v1.1.0", "--broken", "--smoke-fail")
+    logs = private_sim.cli("behavior", "cli-svc", "v2.0.0", "--error-log-rate", "0.2")
+    assert logs.returncode == 0, logs.stderr
     state = json.loads(private_sim.cli("show", "--json").stdout)
     rules = {(b["service"], b["version"]): b for b in state["behaviors"]}
     assert rules[("node-server-*", "v1.2.0")]["error_rate"] == 0.08
     assert rules[("node-server-*", "v1.2.0")]["p95_ms"] == 900
     assert rules[("cli-*", "v1.1.0")]["broken"] is True
+    assert rules[("cli-svc", "v2.0.0")] == {
+        "service": "cli-svc", "version": "v2.0.0", "error_log_rate": 0.2,
+    }  # fmt: skip
     svc = next(s for s in state["services"] if s["service"] == "cli-svc")
     assert svc["revisions"][0]["behavior"]["smoke_fail"] is True
     assert "broken" in private_sim.cli("show").stdout
@@ -108,6 +113,8 @@ def test_behavior_bad_values(private_sim: GcpsimProcess) -> None:
     assert "error_rate" in out.stderr
     assert private_sim.cli("behavior").returncode == 2
     assert private_sim.cli("behavior", "svc", "v1", "--error-rate", "lots").returncode == 2
+    out = private_sim.cli("behavior", "svc", "v1", "--error-log-rate", "-0.1")
+    assert out.returncode == 2 and "error_log_rate" in out.stderr
 
 
 def test_rate_round_trip(private_sim: GcpsimProcess) -> None:

@@ -542,3 +542,106 @@ def test_live_default_timing_is_unchanged(live: Sim) -> None:
     starts = [p.interval.start_time.seconds for p in ok.points]
     assert starts == [int(NOW) - 1, int(NOW) - 2, int(NOW) - 3]
     assert all(p.interval.end_time.seconds - p.interval.start_time.seconds == 1 for p in ok.points)
+
+
+# --------------------------------------------------------------------------- log entries
+
+LOGS = 'metric.type = "logging.googleapis.com/log_entry_count"'
+
+
+def log_totals(sim: Sim, start: float, end: float) -> dict[str, dict[tuple[str, str], int]]:
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for _b, rev, _image, counts in metrics.log_buckets(
+        sim, KEY, math.ceil(start), math.ceil(end), now=NOW
+    ):
+        acc = out.setdefault(rev, {})
+        for k, n in counts.items():
+            acc[k] = acc.get(k, 0) + n
+    return out
+
+
+def test_request_log_has_one_entry_per_request_by_severity(sim: Sim) -> None:
+    canary(sim, 50)
+    set_behavior(sim, "svc", "v1.1.0", error_rate=0.2)
+    logs = log_totals(sim, T0, T0 + 300)
+    reqs = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    for rev, s in reqs.items():
+        by = {sev: n for (log, sev), n in logs[rev].items() if log == metrics.REQUEST_LOG}
+        assert by["ERROR"] == s.errors
+        assert by["WARNING"] == s.codes[404].count
+        assert by["INFO"] == s.codes[200].count
+        info = logs[rev][(metrics.STDOUT_LOG, "INFO")]
+        assert poisson_ok(info, metrics.APP_INFO_LOGS_PER_REQUEST * s.requests)
+        app_errors = logs[rev].get((metrics.STDERR_LOG, "ERROR"), 0)
+        assert poisson_ok(app_errors, 0.001 * s.requests)  # the default error_log_rate
+
+
+def test_error_log_rate_raises_error_logs_but_not_error_codes(sim: Sim) -> None:
+    canary(sim, 50)
+    before_req = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    before = log_totals(sim, T0, T0 + 300)
+    set_behavior(sim, "svc", "v1.1.0", error_log_rate=0.2)
+    after_req = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    after = log_totals(sim, T0, T0 + 300)
+    assert after_req == before_req  # the requests and their codes are unchanged
+    n = after_req["svc-00002"].requests
+    assert poisson_ok(after["svc-00002"][(metrics.STDERR_LOG, "ERROR")], 0.2 * n)
+    assert before["svc-00002"].get((metrics.STDERR_LOG, "ERROR"), 0) < 0.01 * n
+    assert after["svc-00001"] == before["svc-00001"]  # the stable revision is untouched
+    for rev in after:
+        same = {k: v for k, v in after[rev].items() if k[0] == metrics.REQUEST_LOG}
+        assert same == {k: v for k, v in before[rev].items() if k[0] == metrics.REQUEST_LOG}
+    metrics._log_cache.clear()
+    assert log_totals(sim, T0, T0 + 300) == after  # deterministic
+
+
+def test_log_entry_count_query(live: Sim) -> None:
+    set_behavior(live, "svc", "v1.1.0", error_log_rate=0.3)
+    flt = (f'{LOGS} AND resource.type = "cloud_run_revision"'
+           ' AND resource.labels.service_name = "svc"'
+           ' AND resource.labels.location = "us-central1"')  # fmt: skip
+    group = ["resource.labels.revision_name", "metric.labels.severity"]
+    resp = query(live, flt, NOW - 300, NOW, alignment_period=60, per_series_aligner=1,
+                 cross_series_reducer=4, group_by_fields=group)  # fmt: skip
+    assert resp.unit == "1"
+    got: dict[tuple[str, str], int] = {}
+    for ts in resp.time_series:
+        assert ts.metric.type == "logging.googleapis.com/log_entry_count"
+        assert ts.resource.type == "cloud_run_revision"
+        assert ts.metric_kind == monitoring_v3.DELTA and ts.value_type == monitoring_v3.INT64
+        assert set(ts.resource.labels) == {"project_id", "revision_name"}
+        assert set(ts.metric.labels) == {"severity"}
+        key = (ts.resource.labels["revision_name"], ts.metric.labels["severity"])
+        assert len(ts.points) == 5 or (key[1] != "INFO" and len(ts.points) < 5)
+        got[key] = sum(p.value.int64_value for p in ts.points)
+    assert {sev for _rev, sev in got} == {"INFO", "WARNING", "ERROR"}
+    reqs = metrics.summarize(live, KEY, NOW - 300, NOW, now=NOW)
+    for rev in ("svc-00001", "svc-00002"):
+        assert got[(rev, "WARNING")] == reqs[rev].codes[404].count
+    canary_rate = got[("svc-00002", "ERROR")] / reqs["svc-00002"].requests
+    stable_rate = got[("svc-00001", "ERROR")] / reqs["svc-00001"].requests
+    assert canary_rate == pytest.approx(0.3 + 0.002, abs=0.05)
+    assert stable_rate < 0.02
+    # Ungrouped with a severity and a log filter: every resource and metric label.
+    only = query(live, f'{flt} AND metric.labels.severity = "ERROR"'
+                 ' AND metric.labels.log = "run.googleapis.com/stderr"', NOW - 60, NOW,
+                 alignment_period=60, per_series_aligner=1)  # fmt: skip
+    assert {ts.resource.labels["revision_name"] for ts in only.time_series} == {
+        "svc-00001", "svc-00002",
+    }  # fmt: skip
+    for ts in only.time_series:
+        assert set(ts.resource.labels) == set(monitoring_v3.RESOURCE_LABELS)
+        assert dict(ts.metric.labels) == {"log": "run.googleapis.com/stderr", "severity": "ERROR"}
+    other = query(live, f'{LOGS} AND resource.labels.location = "europe-west1"', NOW - 60, NOW)
+    assert not other.time_series
+
+
+def test_log_entries_follow_the_metric_timing(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=120.0)
+    canary(sim, 10, at=NOW - 3600)
+    clock[0] = NOW + 1  # visible until NOW - 120
+    resp = query(sim, LOGS, NOW - 300, NOW, alignment_period=60, per_series_aligner=1,
+                 cross_series_reducer=4)  # fmt: skip
+    (ts,) = resp.time_series
+    assert [p.interval.end_time.seconds for p in ts.points] == [int(NOW) - 120, int(NOW) - 180,
+                                                               int(NOW) - 240]  # fmt: skip
