@@ -1,8 +1,13 @@
 """`python -m gcpsim`: serve the simulator, or talk to a running one.
 
     python -m gcpsim [--port 8780] [--grpc-port 8781] --state-dir DIR [--reset] [--seed deploy.yaml]
-    python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900] [--broken] ...
+    python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900]
+                              [--error-log-rate 0.2] [--broken] ...
     python -m gcpsim behavior --clear
+    python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
+    python -m gcpsim rate [--clear [SERVICE [VERSION]]]
+    python -m gcpsim metrics [SERVICE] --sample-period 60 --delay 180   (SERVICE defaults to *)
+    python -m gcpsim metrics [--clear [SERVICE]]
     python -m gcpsim fault METHOD --status 503 [--rate 0.2] [--times 2] [--op-error] ...
     python -m gcpsim fault --clear
     python -m gcpsim show [--json]
@@ -23,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "fault", "show")
+CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -71,7 +77,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gcpsim",
         description="Local simulator of the Cloud Run Admin v2, Cloud SQL Admin v1 and Cloud "
-        "Monitoring v3 APIs. Client commands: behavior, fault, show (see "
+        "Monitoring v3 APIs. Client commands: behavior, rate, metrics, fault, show (see "
         "`python -m gcpsim show --help`).",
     )
     p.add_argument(
@@ -120,6 +126,22 @@ def _serve_parser() -> argparse.ArgumentParser:
         type=float,
         default=50.0,
         help="synthetic requests per second per service (default %(default)s)",
+    )
+    p.add_argument(
+        "--metric-sample-period",
+        type=int,
+        default=1,
+        metavar="SECONDS",
+        help="Monitoring collects requests into samples of this many seconds, aligned on epoch "
+        "multiples (real Cloud Run: 60; default %(default)s)",
+    )
+    p.add_argument(
+        "--metric-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a sample becomes visible to ListTimeSeries this long after it ends (real Cloud "
+        "Run: up to 180; default %(default)s: with a 1 s period, live)",
     )
     p.add_argument(
         "--seed-value",
@@ -223,6 +245,12 @@ def serve(argv: list[str]) -> int:
     )
     if args.run_op_seconds < 0 or args.sql_op_seconds < 0 or args.request_rate < 0:
         parser.error("--run-op-seconds, --sql-op-seconds and --request-rate must not be negative")
+    from gcpsim.metrics import check_timing
+
+    try:
+        check_timing(args.metric_sample_period, args.metric_delay)
+    except ValueError as err:
+        parser.error(f"--metric-sample-period/--metric-delay: {err}")
     state_dir = Path(args.state_dir or _default_state_dir())
     if args.seed and not Path(args.seed).is_file():
         parser.error(f"--seed {args.seed}: no such file")
@@ -251,6 +279,8 @@ def serve(argv: list[str]) -> int:
         run_op_seconds=args.run_op_seconds,
         sql_op_seconds=args.sql_op_seconds,
         request_rate=args.request_rate,
+        metric_sample_period=args.metric_sample_period,
+        metric_delay=args.metric_delay,
         seed=args.seed_value,
     )
     sim = Sim.open(state_dir, settings, reset=args.reset)
@@ -361,6 +391,12 @@ def _client_parser() -> argparse.ArgumentParser:
     b.add_argument("--p50-ms", type=float, help="median latency in ms")
     b.add_argument("--p95-ms", type=float, help="95th percentile latency in ms")
     b.add_argument(
+        "--error-log-rate",
+        type=float,
+        help="application ERROR log entries (log run.googleapis.com/stderr) per request, "
+        "whatever the response codes (default 0.001)",
+    )
+    b.add_argument(
         "--smoke-fail",
         action="store_true",
         default=None,
@@ -373,6 +409,33 @@ def _client_parser() -> argparse.ArgumentParser:
         help="revisions never become ready (the deploy operation fails)",
     )
     b.add_argument("--clear", action="store_true", help="remove every behaviour")
+
+    r = sub.add_parser(
+        "rate",
+        parents=[common],
+        help="set a service's synthetic request rate (or one version's); no arguments: list",
+        description="SERVICE [VERSION] RPS sets the requests per second behind SERVICE (a name "
+        "or glob); with VERSION (an image tag), the rate behind the share of traffic that goes "
+        "to revisions of that version. Without VERSION (or with *), the service's total rate. "
+        "--clear [SERVICE [VERSION]] removes rules (all of them without SERVICE).",
+    )
+    r.add_argument("args", nargs="*", metavar="SERVICE [VERSION] RPS")
+    r.add_argument("--clear", action="store_true", help="remove rate rules")
+
+    m = sub.add_parser(
+        "metrics",
+        parents=[common],
+        help="set Monitoring's sampling period and visibility delay; no options: show them",
+        description="Cloud Monitoring collects a service's requests into samples of "
+        "--sample-period seconds and shows a sample --delay seconds after it ends (real Cloud "
+        "Run: 60 and up to 180). SERVICE (a name or glob, default *: every service) scopes the "
+        "rule; values left out fall through to older matching rules, then to the serve flags. "
+        "--clear [SERVICE] removes rules (all of them without SERVICE).",
+    )
+    m.add_argument("service", nargs="?", help="Cloud Run service name or glob (default *)")
+    m.add_argument("--sample-period", type=int, metavar="SECONDS", help="seconds per sample")
+    m.add_argument("--delay", type=float, metavar="SECONDS", help="visibility delay in seconds")
+    m.add_argument("--clear", action="store_true", help="remove timing rules")
 
     f = sub.add_parser("fault", parents=[common], help="inject a fault into an API method")
     f.add_argument(
@@ -484,7 +547,8 @@ def _print_state(state: dict[str, Any]) -> None:
                 note.append("broken")
             if beh.get("smoke_fail"):
                 note.append("smoke_fail")
-            note.append(f"err {beh.get('error_rate', 0):g} p95 {beh.get('p95_ms', 0):g}ms")
+            note.append(f"err {beh.get('error_rate', 0):g} p95 {beh.get('p95_ms', 0):g}ms "
+                        f"errlogs {beh.get('error_log_rate', 0):g}/req")  # fmt: skip
             print(f"      {r['name']:<34} {r['state']:<8} {r['image'].rsplit('/', 1)[-1]:<28} "
                   f"{', '.join(note)}")  # fmt: skip
     behaviors = state.get("behaviors", [])
@@ -492,6 +556,15 @@ def _print_state(state: dict[str, Any]) -> None:
     for b in behaviors:
         values = " ".join(f"{k}={v}" for k, v in b.items() if k not in ("service", "version"))
         print(f"  {b['service']} {b['version']}: {values or '(defaults)'}")
+    settings = state.get("settings", {})
+    _print_rates(settings.get("request_rate", 0), state.get("rates", []))
+    _print_timing(
+        {
+            "sample_period": settings.get("metric_sample_period", 1),
+            "delay": settings.get("metric_delay", 0),
+        },
+        state.get("metric_timing", []),
+    )
     faults = state.get("faults", [])
     print(f"Faults ({len(faults)})")
     for f in faults:
@@ -508,11 +581,87 @@ def _print_state(state: dict[str, Any]) -> None:
         print(f"  {f['id']}  {f['method']}  {what}  {' '.join(extra)}".rstrip())
 
 
+def _rate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The POST body of `rate SERVICE [VERSION] RPS`, or None for --clear / a listing."""
+    pos = list(args.args)
+    if args.clear:
+        if len(pos) > 2:
+            parser.error("rate --clear takes at most SERVICE and VERSION")
+        return None
+    if not pos:
+        return None
+    if len(pos) not in (2, 3):
+        parser.error("rate needs SERVICE [VERSION] RPS (or --clear, or nothing to list)")
+    try:
+        rps = float(pos[-1])
+    except ValueError:
+        parser.error(f"rate: RPS must be a number of requests per second, got {pos[-1]!r}")
+    return {"service": pos[0], "version": pos[1] if len(pos) == 3 else "*", "rps": rps}
+
+
+def _rate(c: _Client, args: argparse.Namespace, body: dict[str, Any] | None) -> None:
+    if args.clear:
+        query = urllib.parse.urlencode(dict(zip(("service", "version"), args.args, strict=False)))
+        n = c.call("DELETE", "/_sim/rates" + (f"?{query}" if query else "")).get("cleared", 0)
+        print(f"cleared {n} rate rule(s)")
+    elif body is not None:
+        rule = c.call("POST", "/_sim/rates", body)
+        print(f"rate set: {json.dumps(rule)}")
+    else:
+        listing = c.call("GET", "/_sim/rates")
+        _print_rates(listing.get("default_rps"), listing.get("rates", []))
+
+
+def _print_rates(default: Any, rules: list[dict[str, Any]]) -> None:
+    print(f"Request rates ({len(rules)} rule(s); default {default:g} rps per service)")
+    for r in rules:
+        scope = "total" if r["version"] == "*" else "behind its share"
+        print(f"  {r['service']} {r['version']}: {r['rps']:g} rps ({scope})")
+
+
+def _metric_timing(c: _Client, args: argparse.Namespace) -> None:
+    if args.clear:
+        query = f"?{urllib.parse.urlencode({'service': args.service})}" if args.service else ""
+        n = c.call("DELETE", "/_sim/metric-timing" + query).get("cleared", 0)
+        print(f"cleared {n} metric timing rule(s)")
+    elif args.sample_period is not None or args.delay is not None:
+        body: dict[str, Any] = {"service": args.service or "*"}
+        if args.sample_period is not None:
+            body["sample_period"] = args.sample_period
+        if args.delay is not None:
+            body["delay"] = args.delay
+        rule = c.call("POST", "/_sim/metric-timing", body)
+        print(f"metric timing set: {json.dumps(rule)}")
+    else:
+        listing = c.call("GET", "/_sim/metric-timing")
+        _print_timing(listing.get("default", {}), listing.get("rules", []))
+
+
+def _print_timing(default: dict[str, Any], rules: list[dict[str, Any]]) -> None:
+    print(
+        f"Metric timing ({len(rules)} rule(s); default: samples of "
+        f"{default.get('sample_period', 1)} s, visible {default.get('delay', 0):g} s after)"
+    )
+    for r in rules:
+        parts = []
+        if r.get("sample_period") is not None:
+            parts.append(f"samples of {r['sample_period']} s")
+        if r.get("delay") is not None:
+            parts.append(f"visible {r['delay']:g} s after")
+        print(f"  {r['service']}: {', '.join(parts)}")
+
+
 def client(argv: list[str]) -> int:
     parser = _client_parser()
     args = parser.parse_args(argv)
     if args.command == "behavior" and not args.clear and not (args.service and args.version):
         parser.error("behavior needs SERVICE and VERSION (or --clear)")
+    rate_body: dict[str, Any] | None = None
+    if args.command == "rate":
+        rate_body = _rate_args(parser, args)
+    timing_given = args.command == "metrics" and (args.sample_period, args.delay) != (None, None)
+    if args.command == "metrics" and args.clear and timing_given:
+        parser.error("metrics --clear takes no --sample-period or --delay")
     if args.command == "fault" and not args.clear:
         if not args.method:
             parser.error("fault needs METHOD (or --clear)")
@@ -531,6 +680,7 @@ def client(argv: list[str]) -> int:
                 "error_rate": args.error_rate,
                 "p50_ms": args.p50_ms,
                 "p95_ms": args.p95_ms,
+                "error_log_rate": args.error_log_rate,
                 "smoke_fail": args.smoke_fail,
                 "broken": args.broken,
             }
@@ -538,6 +688,10 @@ def client(argv: list[str]) -> int:
                 "POST", "/_sim/behaviors", {k: v for k, v in body.items() if v is not None}
             )
             print(f"behaviour set: {json.dumps(rule)}")
+        elif args.command == "rate":
+            _rate(c, args, rate_body)
+        elif args.command == "metrics":
+            _metric_timing(c, args)
         elif args.command == "fault":
             if args.clear:
                 path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"

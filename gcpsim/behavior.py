@@ -17,6 +17,9 @@ DEFAULT: dict[str, Any] = {
     "error_rate": 0.002,  # fraction of requests answered 5xx
     "p50_ms": 40.0,
     "p95_ms": 120.0,
+    # expected application log entries of severity ERROR (log run.googleapis.com/stderr) per
+    # request, independent of the response codes (logging.googleapis.com/log_entry_count)
+    "error_log_rate": 0.001,
     "smoke_fail": False,  # tag/service URL health checks answer 503
     "broken": False,  # the revision never becomes ready
 }

@@ -1,21 +1,33 @@
-"""The `/_sim/...` control surface: state, behaviours and faults, as plain JSON.
+"""The `/_sim/...` control surface: state, behaviours, request rates and faults, as plain JSON.
 
-Used by `python -m gcpsim behavior|fault|show` and by tests; not part of any Google API.
+Used by `python -m gcpsim behavior|rate|fault|show` and by tests; not part of any Google API.
 Errors answer `{"error": "<message>"}` with status 400 or 404.
+
+- `GET/POST/DELETE /_sim/behaviors`: how revisions of a service/version behave.
+- `GET/POST/DELETE /_sim/rates`: request rates, `{"service", "version" (default "*"), "rps"}`;
+  DELETE with `?service=...&version=...` removes only the matching rules.
+- `GET/POST/DELETE /_sim/metric-timing`: Cloud Monitoring's sampling period and visibility
+  delay, `{"service" (default "*": all), "sample_period", "delay"}`; GET also gives the serve
+  flags' defaults; DELETE with `?service=...` removes only that rule.
+- `GET/POST/DELETE /_sim/faults`: injected API faults.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from gcpsim import behavior, run_v2
+from gcpsim import behavior, metrics, run_v2, traffic
 from gcpsim.sim import Sim
 
 FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "message"}
 BEHAVIOR_KEYS = {"service", "version", *behavior.DEFAULT}
+RATE_KEYS = {"service", "version", "rps"}
+TIMING_KEYS = {"service", *metrics.TIMING_KEYS}
+MAX_LOGS_PER_REQUEST = 1000.0  # error_log_rate: application ERROR log entries per request
+MAX_RPS = 100_000.0  # requests per second of one service (bounds the work of a read)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -47,11 +59,15 @@ def state(sim: Sim) -> dict[str, Any]:
             "run_op_seconds": sim.settings.run_op_seconds,
             "sql_op_seconds": sim.settings.sql_op_seconds,
             "request_rate": sim.settings.request_rate,
+            "metric_sample_period": sim.settings.metric_sample_period,
+            "metric_delay": sim.settings.metric_delay,
             "seed": sim.settings.seed,
             "state_dir": str(sim.store.dir),
         },
         "services": run_v2.summary(sim),
         "behaviors": behavior.behaviors(sim),
+        "rates": traffic.rates(sim),
+        "metric_timing": metrics.timing_rules(sim),
         "faults": sim.faults.rules(),
         "sql": sql_copy,
     }
@@ -84,7 +100,12 @@ def router(sim: Sim) -> APIRouter:
             return _error(400, "version is required (an image tag such as v1.2.0, or *)")
         values: dict[str, Any] = {}
         try:
-            for key, lo, hi in (("error_rate", 0, 1), ("p50_ms", 0, None), ("p95_ms", 0, None)):
+            for key, lo, hi in (
+                ("error_rate", 0, 1),
+                ("p50_ms", 0, None),
+                ("p95_ms", 0, None),
+                ("error_log_rate", 0, MAX_LOGS_PER_REQUEST),
+            ):
                 v = _number(body, key, lo, hi)
                 if v is not None:
                     values[key] = v
@@ -102,6 +123,65 @@ def router(sim: Sim) -> APIRouter:
     def clear_behaviors() -> JSONResponse:
         behavior.clear_behaviors(sim)
         return JSONResponse({"cleared": True})
+
+    @r.get("/rates")
+    def list_rates() -> JSONResponse:
+        return JSONResponse({"default_rps": sim.settings.request_rate, "rates": traffic.rates(sim)})
+
+    @r.post("/rates")
+    def set_rate(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - RATE_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(RATE_KEYS)}")
+        service, version = body.get("service"), body.get("version", "*")
+        if not isinstance(service, str) or not service:
+            return _error(400, "service is required (a Cloud Run service name or glob)")
+        if not isinstance(version, str) or not version:
+            return _error(400, "version must be an image tag such as v1.2.0, or * (the default)")
+        try:
+            rps = _number(body, "rps", 0, MAX_RPS)
+        except ValueError as err:
+            return _error(400, str(err))
+        if rps is None:
+            return _error(400, "rps is required (requests per second, e.g. 0.05 or 200)")
+        return JSONResponse(traffic.set_rate(sim, service, version, rps))
+
+    @r.delete("/rates")
+    def clear_rates(
+        service: str | None = Query(None), version: str | None = Query(None)
+    ) -> JSONResponse:
+        return JSONResponse({"cleared": traffic.clear_rates(sim, service, version)})
+
+    @r.get("/metric-timing")
+    def get_timing() -> JSONResponse:
+        d = metrics.default_timing(sim)
+        return JSONResponse(
+            {
+                "default": {"sample_period": d.sample_period, "delay": d.delay},
+                "rules": metrics.timing_rules(sim),
+            }
+        )
+
+    @r.post("/metric-timing")
+    def set_timing(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        unknown = set(body) - TIMING_KEYS
+        if unknown:
+            return _error(400, f"unknown keys {sorted(unknown)}; allowed: {sorted(TIMING_KEYS)}")
+        service = body.get("service", "*")
+        if not isinstance(service, str) or not service:
+            return _error(400, "service must be a Cloud Run service name or glob (default *)")
+        period, delay = body.get("sample_period"), body.get("delay")
+        if period is None and delay is None:
+            return _error(400, "give sample_period (seconds) and/or delay (seconds)")
+        try:
+            rule = metrics.set_timing(sim, service, period, delay)
+        except ValueError as err:
+            return _error(400, str(err))
+        return JSONResponse(rule)
+
+    @r.delete("/metric-timing")
+    def clear_timing(service: str | None = Query(None)) -> JSONResponse:
+        return JSONResponse({"cleared": metrics.clear_timing(sim, service)})
 
     @r.get("/faults")
     def list_faults() -> JSONResponse:

@@ -12,6 +12,13 @@ Supported:
   both with metric labels `response_code`, `response_code_class`, on resource
   `cloud_run_revision` (labels project_id, service_name, revision_name, location,
   configuration_name). An unknown metric type answers NOT_FOUND, as the real API does.
+- metric `logging.googleapis.com/log_entry_count` (DELTA INT64, unit "1") with metric labels
+  `log` (`run.googleapis.com/requests`, `run.googleapis.com/stderr`, `run.googleapis.com/stdout`)
+  and `severity` (INFO, WARNING, ERROR), on the same resource (`gcpsim.metrics`, "Logs").
+- Cloud Monitoring's timing: each service's samples (period P, aligned on epoch multiples of P)
+  are visible from P + delay seconds after they start (`gcpsim.metrics.Timing`); reads see only
+  visible data, so a point reaching past the newest visible sample holds its visible part, and
+  ALIGN_NONE returns one point per visible sample. Defaults (P = 1 s, no delay): live.
 - filter: `AND`-joined clauses `LHS = "value"` or `LHS != "value"`, LHS one of `metric.type`,
   `resource.type`, `project`, `resource.labels.X` / `resource.label.X`, `metric.labels.X` /
   `metric.label.X`. A `metric.type = "..."` clause is required. Anything else: INVALID_ARGUMENT.
@@ -24,7 +31,7 @@ Supported:
   series collapse into one.
 - One point per alignment period, the newest ending at endTime, going back until the period
   that contains startTime; points newest first; periods without requests have no point.
-  ALIGN_NONE returns the raw 1 s points.
+  ALIGN_NONE returns the raw points (one per sample: 1 s by default).
 - view FULL / HEADERS, pageSize / pageToken (over time series), fault method
   `monitoring.timeSeries.list` (ApiError.status mapped to the gRPC code).
 - Percentiles of a distribution interpolate linearly inside the bucket holding the rank.
@@ -63,6 +70,7 @@ FAULT_METHOD = "monitoring.timeSeries.list"
 RESOURCE_TYPE = "cloud_run_revision"
 RESOURCE_LABELS = ("project_id", "service_name", "revision_name", "location", "configuration_name")
 METRIC_LABELS = ("response_code", "response_code_class")
+LOG_METRIC_LABELS = ("log", "severity")
 MIN_ALIGNMENT_SECONDS = 1  # the real API: 60 (see the module docstring)
 MAX_PAGE_SIZE = 100_000
 NS = 1_000_000_000
@@ -100,9 +108,11 @@ class MetricSpec:
     unit: str
 
 
+LOG_ENTRY_COUNT = "logging.googleapis.com/log_entry_count"
 METRICS = {
     "run.googleapis.com/request_count": MetricSpec(DELTA, INT64, "1"),
     "run.googleapis.com/request_latencies": MetricSpec(DELTA, DISTRIBUTION, "ms"),
+    LOG_ENTRY_COUNT: MetricSpec(DELTA, INT64, "1"),
 }
 
 Value = int | float | metrics.Dist
@@ -322,16 +332,27 @@ def _check_types(spec: MetricSpec, aligner: str, reducer: str) -> str | None:
 class Series:
     resource: dict[str, str]
     metric: dict[str, str]
-    values: dict[int, Value]  # aligned: period index (0 = newest); raw: bucket start second
+    values: dict[int, Value]  # aligned: period index (0 = newest); raw: sample start second
+    sample_period: int = 1  # raw points: seconds per point (the service's Monitoring sample)
 
 
-def _raw_series(sim: Sim, q: Query, lo: int, hi: int, index: Callable[[int], int]) -> list[Series]:
-    """Per (revision, response code) series, bucket values folded by `index(bucket)`."""
+# The buckets a query reads under a service's timing: (lo, hi, index(bucket) -> point key).
+Window = Callable[[metrics.Timing], tuple[int, int, Callable[[int], int]]]
+
+
+def _raw_series(sim: Sim, q: Query, window: Window) -> list[Series]:
+    """Per (revision, response code) series of the visible buckets, folded by the window's
+    `index(bucket)`. Each service's Monitoring timing hides its samples that are not yet
+    visible (`metrics.Timing.visible_until`)."""
     is_count = q.spec.value_type == INT64
-    out: dict[tuple[str, str, int], Series] = {}
-    rejected: set[int] = set()  # response codes the metric-label clauses reject
+    logs = q.metric_type == LOG_ENTRY_COUNT
+    source = metrics.log_buckets if logs else metrics.buckets
+    out: dict[tuple[str, str, Any], Series] = {}
+    rejected: set[Any] = set()  # response codes / (log, severity) the metric clauses reject
     if not q.flt.accepts_type("resource.type", RESOURCE_TYPE):
         return []
+    now = gstore.now()
+    rules = metrics.timing_rules(sim)
     for key in metrics.service_keys(sim, q.project):
         project, location, service = metrics.split_key(key)
         res = {"project_id": project, "service_name": service, "location": location}
@@ -342,30 +363,42 @@ def _raw_series(sim: Sim, q: Query, lo: int, hi: int, index: Callable[[int], int
         def want(rev: str, res: dict[str, str] = res) -> bool:
             return q.flt.accepts("resource", {**res, "revision_name": rev})
 
-        for b, rev, _image, stats in metrics.buckets(sim, key, lo, hi, want=want):
+        timing = metrics.timing_for(sim, service, rules)
+        lo, hi, index = window(timing)
+        until = timing.visible_until(now)
+        rows: Any = source(sim, key, lo, hi, now=until, want=want)
+        for b, rev, _image, stats in rows:
             i = index(b)
-            for code, dist in stats.items():
-                sk = (key, rev, code)
+            for sub, x in stats.items():  # code -> Dist, or (log, severity) -> entries
+                sk = (key, rev, sub)
                 s = out.get(sk)
                 if s is None:
-                    if code in rejected:
+                    if sub in rejected:
                         continue
-                    mlabels = {
-                        "response_code": str(code),
-                        "response_code_class": f"{code // 100}xx",
-                    }
+                    mlabels = _log_labels(sub) if logs else _code_labels(sub)
                     if not q.flt.accepts("metric", mlabels):
-                        rejected.add(code)
+                        rejected.add(sub)
                         continue
-                    s = out[sk] = Series({**res, "revision_name": rev}, mlabels, {})
+                    s = out[sk] = Series(
+                        {**res, "revision_name": rev}, mlabels, {}, timing.sample_period
+                    )
                 v = s.values.get(i)
                 if is_count:
-                    s.values[i] = (v if isinstance(v, int) else 0) + dist.count
+                    n = x if isinstance(x, int) else x.count
+                    s.values[i] = (v if isinstance(v, int) else 0) + n
                 elif isinstance(v, metrics.Dist):
-                    v.merge(dist)
+                    v.merge(x)
                 else:
-                    s.values[i] = dist.copy()
+                    s.values[i] = x.copy()
     return list(out.values())
+
+
+def _code_labels(code: int) -> dict[str, str]:
+    return {"response_code": str(code), "response_code_class": f"{code // 100}xx"}
+
+
+def _log_labels(sub: tuple[str, str]) -> dict[str, str]:
+    return {"log": sub[0], "severity": sub[1]}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -441,23 +474,30 @@ def _ceil_s(ns: int) -> int:
 
 def compute(sim: Sim, q: Query) -> tuple[list[Series], int, int]:
     """The result series (all pages) and their metric kind and value type."""
-    now_hi = math.ceil(gstore.now())
     if q.aligner == "ALIGN_NONE":
-        lo = q.start_ns // NS
-        hi = _ceil_s(q.end_ns) if q.start_ns < q.end_ns else q.end_ns // NS + 1
-        series = _raw_series(sim, q, lo, min(hi, now_hi), lambda b: b)
+
+        def raw_window(t: metrics.Timing) -> tuple[int, int, Callable[[int], int]]:
+            # Every sample that overlaps the interval (the one holding endTime if start == end).
+            p_ns = t.sample_period * NS
+            lo = q.start_ns // p_ns * t.sample_period
+            hi = (
+                _ceil_div(q.end_ns, p_ns) if q.start_ns < q.end_ns else q.end_ns // p_ns + 1
+            ) * t.sample_period
+            return lo, hi, t.sample_start
+
+        series = _raw_series(sim, q, raw_window)
         kind, vtype = q.spec.kind, q.spec.value_type
     else:
         periods = max(1, _ceil_div(q.end_ns - q.start_ns, q.period_ns))
         lo = _ceil_s(q.end_ns - periods * q.period_ns)
-        hi = min(_ceil_s(q.end_ns), now_hi)
+        hi = _ceil_s(q.end_ns)
         p_ns, e_ns = q.period_ns, q.end_ns
 
         def index(b: int) -> int:
             # Period k covers [end - (k+1)P, end - kP); bucket b belongs where its start falls.
             return (e_ns - b * NS - 1) // p_ns
 
-        series = _raw_series(sim, q, lo, hi, index)
+        series = _raw_series(sim, q, lambda _t: (lo, hi, index))
         for s in series:
             s.values = {k: _align(q, v) for k, v in s.values.items()}
         kind, vtype = _aligned_type(q)
@@ -542,9 +582,9 @@ def list_time_series(sim: Sim, req: Any) -> Any:
             continue
         for k in sorted(s.values, reverse=raw):
             p = ts.points.add()
-            if raw:
+            if raw:  # one point per sample; live (1 s, no delay): the running one ends now
                 p_start = k * NS
-                p_end = min(p_start + NS, max(now_ns, p_start))
+                p_end = min(p_start + s.sample_period * NS, max(now_ns, p_start))
             else:
                 p_end = q.end_ns - k * q.period_ns
                 p_start = p_end - q.period_ns

@@ -24,10 +24,14 @@ IMAGE = "us-docker.pkg.dev/gcpsim-cli/app/cli-svc:v1.1.0"
 
 @pytest.fixture(scope="module")
 def private_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
-    """A simulator of its own (these tests clear every behaviour and fault), with one service."""
+    """A simulator of its own (these tests clear every behaviour and fault), with one service,
+    Monitoring samples of 5 s visible 2 s after they end."""
     state = tmp_path_factory.mktemp("gcpsim-cli") / "state"
     state.mkdir()
-    sim = start_gcpsim(state, "--reset", "--run-op-seconds", "0")
+    sim = start_gcpsim(
+        state, "--reset", "--run-op-seconds", "0",
+        "--metric-sample-period", "5", "--metric-delay", "2",
+    )  # fmt: skip
     try:
         opts = ClientOptions(api_endpoint=sim.url)
         services = run_v2.ServicesClient(
@@ -85,11 +89,16 @@ def test_behavior_round_trip(private_sim: GcpsimProcess) -> None:
     )
     assert out.returncode == 0, out.stderr
     private_sim.cli("behavior", "cli-*", "v1.1.0", "--broken", "--smoke-fail")
+    logs = private_sim.cli("behavior", "cli-svc", "v2.0.0", "--error-log-rate", "0.2")
+    assert logs.returncode == 0, logs.stderr
     state = json.loads(private_sim.cli("show", "--json").stdout)
     rules = {(b["service"], b["version"]): b for b in state["behaviors"]}
     assert rules[("node-server-*", "v1.2.0")]["error_rate"] == 0.08
     assert rules[("node-server-*", "v1.2.0")]["p95_ms"] == 900
     assert rules[("cli-*", "v1.1.0")]["broken"] is True
+    assert rules[("cli-svc", "v2.0.0")] == {
+        "service": "cli-svc", "version": "v2.0.0", "error_log_rate": 0.2,
+    }  # fmt: skip
     svc = next(s for s in state["services"] if s["service"] == "cli-svc")
     assert svc["revisions"][0]["behavior"]["smoke_fail"] is True
     assert "broken" in private_sim.cli("show").stdout
@@ -104,6 +113,70 @@ def test_behavior_bad_values(private_sim: GcpsimProcess) -> None:
     assert "error_rate" in out.stderr
     assert private_sim.cli("behavior").returncode == 2
     assert private_sim.cli("behavior", "svc", "v1", "--error-rate", "lots").returncode == 2
+    out = private_sim.cli("behavior", "svc", "v1", "--error-log-rate", "-0.1")
+    assert out.returncode == 2 and "error_log_rate" in out.stderr
+
+
+def test_rate_round_trip(private_sim: GcpsimProcess) -> None:
+    out = private_sim.cli("rate", "cli-*", "0.05")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.split(": ", 1)[1]) == {
+        "service": "cli-*", "version": "*", "rps": 0.05,
+    }  # fmt: skip
+    assert private_sim.cli("rate", "cli-svc", "v1.1.0", "300").returncode == 0
+    assert private_sim.cli("rate", "other", "*", "7").returncode == 0
+    state = json.loads(private_sim.cli("show", "--json").stdout)
+    rules = {(r["service"], r["version"]): r["rps"] for r in state["rates"]}
+    assert rules == {("cli-*", "*"): 0.05, ("cli-svc", "v1.1.0"): 300.0, ("other", "*"): 7.0}
+    listing = private_sim.cli("rate")
+    assert listing.returncode == 0 and "cli-svc v1.1.0: 300 rps" in listing.stdout
+    assert "Request rates (3 rule(s); default 50 rps" in private_sim.cli("show").stdout
+    one = private_sim.cli("rate", "--clear", "cli-svc", "v1.1.0")
+    assert one.returncode == 0 and "cleared 1" in one.stdout
+    assert private_sim.cli("rate", "--clear", "other").stdout.startswith("cleared 1")
+    assert private_sim.cli("rate", "--clear").stdout.startswith("cleared 1")
+    assert json.loads(private_sim.cli("show", "--json").stdout)["rates"] == []
+
+
+def test_rate_bad_args(private_sim: GcpsimProcess) -> None:
+    assert private_sim.cli("rate", "svc").returncode == 2  # no RPS
+    assert private_sim.cli("rate", "svc", "v1", "lots").returncode == 2
+    assert private_sim.cli("rate", "a", "b", "c", "1").returncode == 2
+    out = private_sim.cli("rate", "svc", "-1")
+    assert out.returncode == 2 and "rps" in out.stderr
+
+
+def test_metric_timing_round_trip(private_sim: GcpsimProcess) -> None:
+    settings = json.loads(private_sim.cli("show", "--json").stdout)["settings"]
+    assert (settings["metric_sample_period"], settings["metric_delay"]) == (5, 2.0)
+    out = private_sim.cli("metrics")
+    assert out.returncode == 0, out.stderr
+    assert "default: samples of 5 s, visible 2 s after" in out.stdout
+    out = private_sim.cli("metrics", "--sample-period", "60", "--delay", "180")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.split(": ", 1)[1]) == {
+        "service": "*", "sample_period": 60, "delay": 180.0,
+    }  # fmt: skip
+    assert private_sim.cli("metrics", "cli-*", "--delay", "0").returncode == 0
+    state = json.loads(private_sim.cli("show", "--json").stdout)
+    assert state["metric_timing"] == [
+        {"service": "*", "sample_period": 60, "delay": 180.0},
+        {"service": "cli-*", "delay": 0.0},
+    ]
+    assert "cli-*: visible 0 s after" in private_sim.cli("show").stdout
+    one = private_sim.cli("metrics", "--clear", "cli-*")
+    assert one.returncode == 0 and "cleared 1" in one.stdout
+    assert private_sim.cli("metrics", "--clear").stdout.startswith("cleared 1")
+    assert json.loads(private_sim.cli("show", "--json").stdout)["metric_timing"] == []
+
+
+def test_metric_timing_bad_values(private_sim: GcpsimProcess, tmp_path: Path) -> None:
+    for args in (["--sample-period", "0"], ["--delay", "-5"], ["--sample-period", "1.5"]):
+        out = private_sim.cli("metrics", *args)
+        assert out.returncode == 2, (args, out.stderr)
+    assert private_sim.cli("metrics", "--clear", "--delay", "3").returncode == 2
+    out = _gcpsim("--state-dir", str(tmp_path / "s"), "--port", "0", "--metric-delay", "-1")
+    assert out.returncode == 2 and "delay" in out.stderr
 
 
 def test_fault_round_trip(private_sim: GcpsimProcess) -> None:

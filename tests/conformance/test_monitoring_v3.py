@@ -29,6 +29,7 @@ LOCATION = "us-central1"
 DEV = "legal-forms-dev"
 COUNT = "run.googleapis.com/request_count"
 LATENCIES = "run.googleapis.com/request_latencies"
+LOG_ENTRIES = "logging.googleapis.com/log_entry_count"
 MetricKind = metric_pb2.MetricDescriptor.MetricKind
 ValueType = metric_pb2.MetricDescriptor.ValueType
 Aligner = monitoring_v3.Aggregation.Aligner
@@ -293,17 +294,23 @@ def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
     services.delete_service(name=service_name(OWN_PROJECT, OWN)).result(timeout=60)
 
 
-def counts_by_revision(mon: Any, *extra: str) -> dict[str, int]:
+def counts_by_revision(mon: Any, *extra: str, seconds: int = 600) -> dict[str, int]:
+    """Requests per revision of OWN over the last `seconds` (one aligned point)."""
+    end = int(time.time()) + 1
     series = list_series(
         mon,
         OWN_PROJECT,
         flt(COUNT, OWN, *extra),
-        period=600,
+        window={"start_time": {"seconds": end - seconds}, "end_time": {"seconds": end}},
+        period=seconds,
         aligner=Aligner.ALIGN_DELTA,
         reducer=Reducer.REDUCE_SUM,
         group_by="resource.labels.revision_name",
     )
-    return {ts.resource.labels["revision_name"]: ts.points[0].value.int64_value for ts in series}
+    return {
+        ts.resource.labels["revision_name"]: sum(p.value.int64_value for p in ts.points)
+        for ts in series
+    }
 
 
 def set_behavior(gcpsim: GcpsimProcess, version: str, **values: Any) -> None:
@@ -360,6 +367,135 @@ def test_canary_latency_behaviour_shows_up_in_p95(
         assert p95[STABLE_REV] < 1000
     finally:
         set_behavior(gcpsim, "v2.0.0")
+
+
+def test_rates_per_service_and_version(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    """A service-level rate sets the total; a version rate the rate behind that version's share."""
+    assert gcpsim.cli("rate", OWN, "400").returncode == 0
+    r = gcpsim.cli("rate", OWN, "v2.0.0", "20")
+    assert r.returncode == 0, r.stderr
+    try:
+        counts = counts_by_revision(mon, seconds=3)  # rates apply to every read, the past too
+        assert 1.5 * 400 * 0.5 < counts[STABLE_REV] < 3 * 400 * 0.5 * 1.2  # 2-3 s of data
+        ratio = counts[CANARY_REV] / counts[STABLE_REV]  # 50% of 20 rps vs 50% of 400 rps
+        assert 0.03 < ratio < 0.08
+    finally:
+        assert gcpsim.cli("rate", "--clear", OWN).returncode == 0
+    counts = counts_by_revision(mon, seconds=3)
+    assert 0.8 < counts[CANARY_REV] / counts[STABLE_REV] < 1.25
+
+
+def log_counts(mon: Any, seconds: int = 600) -> dict[tuple[str, str], int]:
+    """(revision, severity) -> log entries of OWN over the last `seconds`, read as a gate would."""
+    end = int(time.time()) + 1
+    series = mon.list_time_series(
+        request={
+            "name": f"projects/{OWN_PROJECT}",
+            "filter": f'metric.type = "{LOG_ENTRIES}" AND resource.type = "cloud_run_revision"'
+            f' AND resource.labels.service_name = "{OWN}"'
+            f' AND resource.labels.location = "{LOCATION}"',
+            "interval": {"start_time": {"seconds": end - seconds}, "end_time": {"seconds": end}},
+            "aggregation": {
+                "alignment_period": {"seconds": seconds},
+                "per_series_aligner": Aligner.ALIGN_DELTA,
+                "cross_series_reducer": Reducer.REDUCE_SUM,
+                "group_by_fields": ["resource.labels.revision_name", "metric.labels.severity"],
+            },
+        }
+    )
+    out = {}
+    for ts in series:
+        assert ts.metric.type == LOG_ENTRIES and ts.resource.type == "cloud_run_revision"
+        assert ts.metric_kind == MetricKind.DELTA and ts.value_type == ValueType.INT64
+        assert set(ts.resource.labels) == {"project_id", "revision_name"}
+        assert set(ts.metric.labels) == {"severity"}
+        (point,) = ts.points
+        key = (ts.resource.labels["revision_name"], ts.metric.labels["severity"])
+        out[key] = point.value.int64_value
+    return out
+
+
+def test_error_logs_rise_while_http_codes_do_not(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    five_xx = 'metric.labels.response_code_class = "5xx"'
+    before = log_counts(mon)
+    errors_before = counts_by_revision(mon, five_xx)
+    r = gcpsim.cli("behavior", OWN, "v2.0.0", "--error-log-rate", "0.2")
+    assert r.returncode == 0, r.stderr
+    try:
+        after = log_counts(mon)
+        errors_after = counts_by_revision(mon, five_xx)
+        requests_ = counts_by_revision(mon)
+    finally:
+        set_behavior(gcpsim, "v2.0.0")
+    # The request log: one entry per request, ERROR for 5xx, WARNING for 4xx, INFO otherwise.
+    for rev in (STABLE_REV, CANARY_REV):
+        assert after[(rev, "INFO")] > requests_[rev]  # request log + application stdout
+        assert after.get((rev, "WARNING"), 0) < 0.05 * requests_[rev]
+    # The canary's application errors rise (about 0.2 per request); its 5xx do not.
+    canary_errors = after[(CANARY_REV, "ERROR")] - errors_after.get(CANARY_REV, 0)
+    assert 0.1 < canary_errors / requests_[CANARY_REV] < 0.3
+    assert before.get((CANARY_REV, "ERROR"), 0) < 0.05 * requests_[CANARY_REV]
+    assert after.get((STABLE_REV, "ERROR"), 0) < 0.05 * requests_[STABLE_REV]
+    # Same window end or later: 5xx counts can only have grown by new seconds, not by the change.
+    assert errors_after.get(CANARY_REV, 0) < 0.05 * requests_[CANARY_REV]
+    assert errors_before.get(CANARY_REV, 0) < 0.05 * requests_[CANARY_REV]
+
+
+def test_data_younger_than_the_delay_is_not_visible(
+    gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
+) -> None:
+    """Samples of P = 2 s visible D = 3 s after they end: a read sees nothing newer than the
+    newest complete, visible sample, and a sample appears once its delay has passed."""
+    period, delay = 2, 3.0
+    r = gcpsim.cli("metrics", OWN, "--sample-period", str(period), "--delay", str(delay))
+    assert r.returncode == 0, r.stderr
+    try:
+        now = time.time()
+        visible_until = (now - delay) // period * period
+        window = {"start_time": {"seconds": int(now) - 30}, "end_time": {"seconds": int(now) + 1}}
+        raw = list(list_series(mon, OWN_PROJECT, flt(COUNT, OWN), window=window))
+        assert raw
+        for ts in raw:  # ALIGN_NONE: one point per visible sample, newest first
+            assert ts.points
+            newest = ts.points[0].interval.end_time.timestamp()
+            assert newest <= visible_until + 1e-6
+            for p in ts.points:
+                assert (p.interval.end_time - p.interval.start_time).total_seconds() == period
+                assert p.interval.start_time.timestamp() % period == 0
+        # The sample holding the last second: absent now, complete once its delay has passed.
+        start = int((now - 1) // period * period)
+        sample = {"start_time": {"seconds": start}, "end_time": {"seconds": start + period}}
+
+        def sample_counts() -> dict[str, int]:
+            series = list_series(
+                mon, OWN_PROJECT, flt(COUNT, OWN), window=sample, period=period,
+                aligner=Aligner.ALIGN_DELTA, reducer=Reducer.REDUCE_SUM,
+                group_by="resource.labels.revision_name",
+            )  # fmt: skip
+            out = {}
+            for ts in series:
+                (point,) = ts.points
+                assert point.interval.end_time.timestamp() == start + period
+                out[ts.resource.labels["revision_name"]] = point.value.int64_value
+            return out
+
+        assert sample_counts() == {}
+        time.sleep(max(0.0, start + period + delay + 0.2 - time.time()))
+        visible = sample_counts()
+        assert set(visible) == {STABLE_REV, CANARY_REV}
+        assert all(n > 0 for n in visible.values())
+        assert sample_counts() == visible  # complete: it does not grow any more
+        # Other services keep the simulator's default (live) timing.
+        live = counts_by_class(mon, DEV, "node-server-dev")
+        assert live.get("2xx", 0) > 0
+    finally:
+        assert gcpsim.cli("metrics", "--clear", OWN).returncode == 0
+    timing = requests.get(f"{gcpsim.url}/_sim/metric-timing", timeout=10).json()
+    assert timing == {"default": {"sample_period": 1, "delay": 0.0}, "rules": []}
 
 
 # --------------------------------------------------------------------------- service URLs

@@ -71,6 +71,55 @@ def test_request_rate_setting_scales_counts(tmp_path: Path) -> None:
     assert poisson_ok(got["svc-00002"].requests, 200 * 60 * 0.5)
 
 
+def test_service_rate_rule_sets_the_total(sim: Sim) -> None:
+    canary(sim, 10)
+    traffic.set_rate(sim, "svc", "*", 400.0)
+    traffic.set_rate(sim, "other", "*", 1.0)  # another service: no effect
+    exp = metrics.expected_requests(sim, KEY, T0, T0 + 100, now=NOW)
+    assert exp == pytest.approx({"svc-00001": 400 * 100 * 0.9, "svc-00002": 400 * 100 * 0.1})
+    got = metrics.summarize(sim, KEY, T0, T0 + 100, now=NOW)
+    assert poisson_ok(got["svc-00001"].requests, 36_000)
+
+
+def test_version_rate_rule_overrides_the_share_of_that_version(sim: Sim) -> None:
+    canary(sim, 10)
+    traffic.set_rate(sim, "svc", "v1.1.0", 1000.0)  # set before the service-level rule
+    traffic.set_rate(sim, "s*", "*", 20.0)  # a glob
+    exp = metrics.expected_requests(sim, KEY, T0, T0 + 100, now=NOW)
+    assert exp["svc-00001"] == pytest.approx(20 * 100 * 0.9)  # v1.0.0: the service rate
+    assert exp["svc-00002"] == pytest.approx(1000 * 100 * 0.1)  # v1.1.0: its own rate
+    by_bucket = metrics.expected_by_bucket(sim, KEY, int(T0), int(T0) + 2, now=NOW)
+    assert by_bucket[int(T0)]["svc-00002"][0] == pytest.approx(100.0)
+    # Replacing a rule, clearing one, clearing all.
+    traffic.set_rate(sim, "svc", "v1.1.0", 0.0)
+    assert "svc-00002" not in metrics.summarize(sim, KEY, T0, T0 + 100, now=NOW)
+    assert traffic.clear_rates(sim, "svc", "v1.1.0") == 1
+    assert metrics.expected_requests(sim, KEY, T0, T0 + 1, now=NOW)["svc-00002"] == (
+        pytest.approx(20 * 0.1)
+    )
+    assert traffic.clear_rates(sim) == 1
+    assert traffic.rates(sim) == []
+    assert metrics.expected_requests(sim, KEY, T0, T0 + 1, now=NOW)["svc-00002"] == (
+        pytest.approx(50 * 0.1)
+    )
+
+
+def test_a_quiet_service_next_to_a_busy_one(sim: Sim) -> None:
+    busy = traffic.service_key("proj", "us-central1", "busy")
+    canary(sim, 10)
+    traffic.record_split(sim, busy, [("busy-00001", 100, f"{IMG}:v1.0.0")], T0)
+    traffic.set_rate(sim, "svc", "*", 0.05)
+    traffic.set_rate(sim, "busy", "*", 500.0)
+    quiet = metrics.summarize(sim, KEY, T0, T0 + 3600, now=NOW)
+    n = sum(s.requests for s in quiet.values())
+    assert poisson_ok(n, 0.05 * 3600)  # about 180 requests an hour
+    assert quiet.get("svc-00002") is None or quiet["svc-00002"].requests < 60
+    loud = metrics.summarize(sim, busy, T0, T0 + 60, now=NOW)
+    assert poisson_ok(loud["busy-00001"].requests, 500 * 60)
+    again = metrics.summarize(sim, KEY, T0, T0 + 3600, now=NOW)
+    assert again == quiet  # deterministic
+
+
 def test_windows_that_tile_time_add_up(sim: Sim) -> None:
     canary(sim, 30)
     whole = metrics.summarize(sim, KEY, T0 + 0.25, T0 + 120.25, now=NOW)
@@ -374,3 +423,225 @@ def test_unknown_metric_type_is_not_found(live: Sim) -> None:
     with pytest.raises(ApiError) as e:
         query(live, 'metric.type = "run.googleapis.com/nope"', NOW - 60, NOW)
     assert e.value.status == 404
+
+
+# --------------------------------------------------------------------------- Monitoring timing
+
+
+def test_timing_visible_until() -> None:
+    live = metrics.Timing()
+    assert live.live and live.visible_until(NOW + 0.5) == NOW + 0.5
+    real = metrics.Timing(60, 180.0)
+    assert not real.live
+    assert real.visible_until(NOW + 179.9) == NOW - 60  # sample [NOW-60, NOW) not yet ...
+    assert real.visible_until(NOW + 180) == NOW  # ... visible from its end + 180 s on
+    assert metrics.Timing(1, 2.5).visible_until(NOW + 0.7) == NOW - 2
+    assert metrics.Timing(10, 0).visible_until(NOW + 9.9) == NOW  # the running sample: absent
+    assert real.sample_start(int(NOW) + 59) == int(NOW)
+
+
+def test_timing_rules_layer_over_the_flags(tmp_path: Path) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=180.0)
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(60, 180.0)
+    metrics.set_timing(sim, "*", delay=10)
+    metrics.set_timing(sim, "sv*", sample_period=5)
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(5, 10.0)
+    assert metrics.timing_for(sim, "other") == metrics.Timing(60, 10.0)
+    metrics.set_timing(sim, "*", sample_period=1, delay=0)  # replaces the `*` rule, now newest
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(1, 0.0)
+    assert metrics.clear_timing(sim, "*") == 1
+    assert metrics.timing_for(sim, "svc") == metrics.Timing(5, 180.0)
+    assert metrics.clear_timing(sim) == 1 and metrics.timing_rules(sim) == []
+    for bad in ({"sample_period": 0}, {"sample_period": 2.5}, {"delay": -1}, {"delay": True}):
+        with pytest.raises(ValueError):
+            metrics.set_timing(sim, "svc", **bad)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The simulator clock, settable: clock[0]."""
+    t = [NOW]
+    monkeypatch.setattr("gcpsim.store.now", lambda: t[0])
+    return t
+
+
+def by_revision(resp: Any) -> dict[str, dict[int, int]]:
+    """revision -> point end (s) -> count."""
+    return {
+        ts.resource.labels["revision_name"]: {
+            p.interval.end_time.seconds: p.value.int64_value for p in ts.points
+        }
+        for ts in resp.time_series
+    }
+
+
+def model(sim: Sim, start: float, end: float) -> dict[str, int]:
+    return {r: s.requests for r, s in metrics.summarize(sim, KEY, start, end, now=NOW).items()}
+
+
+def test_data_younger_than_the_delay_is_not_visible(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path)
+    canary(sim, 10, at=NOW - 3600)
+    metrics.set_timing(sim, "svc", sample_period=60, delay=180)
+    clock[0] = NOW + 30
+    flt = f'{COUNT} AND resource.labels.service_name = "svc"'
+    agg = {"alignment_period": 60, "per_series_aligner": 1, "cross_series_reducer": 4,
+           "group_by_fields": ["resource.labels.revision_name"]}  # fmt: skip
+    # Windows aligned on samples: the three newest minutes are absent, the rest complete.
+    got = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    for rev, points in got.items():
+        assert sorted(points, reverse=True) == [int(NOW) - 60 * k for k in range(3, 10)]
+        assert sum(points.values()) == model(sim, NOW - 600, NOW - 180)[rev]
+        assert points[int(NOW) - 180] == model(sim, NOW - 240, NOW - 180)[rev]
+    # A window ending now: the point straddling the newest visible sample's end is partial.
+    got = by_revision(query(sim, flt, NOW + 30 - 600, NOW + 30, **agg))
+    for rev, points in got.items():
+        assert max(points) == int(NOW) - 150  # [NOW-210, NOW-150) holds [NOW-210, NOW-180)
+        assert points[int(NOW) - 150] == model(sim, NOW - 210, NOW - 180)[rev]
+        assert 0 < points[int(NOW) - 150] < points[int(NOW) - 210]
+    # One sample later, one more minute is visible; what was visible did not change.
+    before = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    clock[0] = NOW + 60
+    later = by_revision(query(sim, flt, NOW - 600, NOW, **agg))
+    for rev, points in later.items():
+        assert sorted(points, reverse=True) == [int(NOW) - 60 * k for k in range(2, 10)]
+        assert points[int(NOW) - 120] == model(sim, NOW - 180, NOW - 120)[rev]
+        assert {k: v for k, v in points.items() if k <= NOW - 180} == before[rev]
+    # Another service keeps the flags' timing (live).
+    other = traffic.service_key("proj", "us-central1", "other")
+    traffic.record_split(sim, other, [("other-00001", 100, f"{IMG}:v1.0.0")], NOW - 3600)
+    resp = query(sim, f'{COUNT} AND resource.labels.service_name = "other"', NOW - 60, NOW + 60,
+                 alignment_period=60, per_series_aligner=1, cross_series_reducer=4)  # fmt: skip
+    (ts,) = resp.time_series
+    point = ts.points[0]  # the newest: live, up to the clock
+    assert point.interval.end_time.seconds == int(NOW) + 60 and point.value.int64_value > 2000
+
+
+def test_raw_points_are_whole_visible_samples(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=100.0)
+    canary(sim, 10, at=NOW - 3600)
+    clock[0] = NOW + 5  # visible until floor((NOW - 95) / 60) * 60 = NOW - 120
+    flt = f'{COUNT} AND resource.labels.revision_name = "svc-00001"'
+    resp = query(sim, flt, NOW - 330, NOW + 5)
+    assert resp.time_series
+    total = 0
+    for ts in resp.time_series:
+        starts = [p.interval.start_time.seconds for p in ts.points]
+        assert starts == [int(NOW) - 120 - 60 * k for k in range(1, 5)]  # newest first
+        for p in ts.points:
+            assert p.interval.end_time.seconds - p.interval.start_time.seconds == 60
+        total += sum(p.value.int64_value for p in ts.points)
+    # [NOW-330, ...) overlaps the sample starting NOW-360: raw points are whole samples.
+    assert total == model(sim, NOW - 360, NOW - 120)["svc-00001"]
+
+
+def test_live_default_timing_is_unchanged(live: Sim) -> None:
+    assert metrics.timing_for(live, "svc").live
+    resp = query(live, f'{COUNT} AND resource.labels.revision_name = "svc-00001"', NOW - 3, NOW)
+    (ok,) = [ts for ts in resp.time_series if ts.metric.labels["response_code"] == "200"]
+    starts = [p.interval.start_time.seconds for p in ok.points]
+    assert starts == [int(NOW) - 1, int(NOW) - 2, int(NOW) - 3]
+    assert all(p.interval.end_time.seconds - p.interval.start_time.seconds == 1 for p in ok.points)
+
+
+# --------------------------------------------------------------------------- log entries
+
+LOGS = 'metric.type = "logging.googleapis.com/log_entry_count"'
+
+
+def log_totals(sim: Sim, start: float, end: float) -> dict[str, dict[tuple[str, str], int]]:
+    out: dict[str, dict[tuple[str, str], int]] = {}
+    for _b, rev, _image, counts in metrics.log_buckets(
+        sim, KEY, math.ceil(start), math.ceil(end), now=NOW
+    ):
+        acc = out.setdefault(rev, {})
+        for k, n in counts.items():
+            acc[k] = acc.get(k, 0) + n
+    return out
+
+
+def test_request_log_has_one_entry_per_request_by_severity(sim: Sim) -> None:
+    canary(sim, 50)
+    set_behavior(sim, "svc", "v1.1.0", error_rate=0.2)
+    logs = log_totals(sim, T0, T0 + 300)
+    reqs = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    for rev, s in reqs.items():
+        by = {sev: n for (log, sev), n in logs[rev].items() if log == metrics.REQUEST_LOG}
+        assert by["ERROR"] == s.errors
+        assert by["WARNING"] == s.codes[404].count
+        assert by["INFO"] == s.codes[200].count
+        info = logs[rev][(metrics.STDOUT_LOG, "INFO")]
+        assert poisson_ok(info, metrics.APP_INFO_LOGS_PER_REQUEST * s.requests)
+        app_errors = logs[rev].get((metrics.STDERR_LOG, "ERROR"), 0)
+        assert poisson_ok(app_errors, 0.001 * s.requests)  # the default error_log_rate
+
+
+def test_error_log_rate_raises_error_logs_but_not_error_codes(sim: Sim) -> None:
+    canary(sim, 50)
+    before_req = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    before = log_totals(sim, T0, T0 + 300)
+    set_behavior(sim, "svc", "v1.1.0", error_log_rate=0.2)
+    after_req = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
+    after = log_totals(sim, T0, T0 + 300)
+    assert after_req == before_req  # the requests and their codes are unchanged
+    n = after_req["svc-00002"].requests
+    assert poisson_ok(after["svc-00002"][(metrics.STDERR_LOG, "ERROR")], 0.2 * n)
+    assert before["svc-00002"].get((metrics.STDERR_LOG, "ERROR"), 0) < 0.01 * n
+    assert after["svc-00001"] == before["svc-00001"]  # the stable revision is untouched
+    for rev in after:
+        same = {k: v for k, v in after[rev].items() if k[0] == metrics.REQUEST_LOG}
+        assert same == {k: v for k, v in before[rev].items() if k[0] == metrics.REQUEST_LOG}
+    metrics._log_cache.clear()
+    assert log_totals(sim, T0, T0 + 300) == after  # deterministic
+
+
+def test_log_entry_count_query(live: Sim) -> None:
+    set_behavior(live, "svc", "v1.1.0", error_log_rate=0.3)
+    flt = (f'{LOGS} AND resource.type = "cloud_run_revision"'
+           ' AND resource.labels.service_name = "svc"'
+           ' AND resource.labels.location = "us-central1"')  # fmt: skip
+    group = ["resource.labels.revision_name", "metric.labels.severity"]
+    resp = query(live, flt, NOW - 300, NOW, alignment_period=60, per_series_aligner=1,
+                 cross_series_reducer=4, group_by_fields=group)  # fmt: skip
+    assert resp.unit == "1"
+    got: dict[tuple[str, str], int] = {}
+    for ts in resp.time_series:
+        assert ts.metric.type == "logging.googleapis.com/log_entry_count"
+        assert ts.resource.type == "cloud_run_revision"
+        assert ts.metric_kind == monitoring_v3.DELTA and ts.value_type == monitoring_v3.INT64
+        assert set(ts.resource.labels) == {"project_id", "revision_name"}
+        assert set(ts.metric.labels) == {"severity"}
+        key = (ts.resource.labels["revision_name"], ts.metric.labels["severity"])
+        assert len(ts.points) == 5 or (key[1] != "INFO" and len(ts.points) < 5)
+        got[key] = sum(p.value.int64_value for p in ts.points)
+    assert {sev for _rev, sev in got} == {"INFO", "WARNING", "ERROR"}
+    reqs = metrics.summarize(live, KEY, NOW - 300, NOW, now=NOW)
+    for rev in ("svc-00001", "svc-00002"):
+        assert got[(rev, "WARNING")] == reqs[rev].codes[404].count
+    canary_rate = got[("svc-00002", "ERROR")] / reqs["svc-00002"].requests
+    stable_rate = got[("svc-00001", "ERROR")] / reqs["svc-00001"].requests
+    assert canary_rate == pytest.approx(0.3 + 0.002, abs=0.05)
+    assert stable_rate < 0.02
+    # Ungrouped with a severity and a log filter: every resource and metric label.
+    only = query(live, f'{flt} AND metric.labels.severity = "ERROR"'
+                 ' AND metric.labels.log = "run.googleapis.com/stderr"', NOW - 60, NOW,
+                 alignment_period=60, per_series_aligner=1)  # fmt: skip
+    assert {ts.resource.labels["revision_name"] for ts in only.time_series} == {
+        "svc-00001", "svc-00002",
+    }  # fmt: skip
+    for ts in only.time_series:
+        assert set(ts.resource.labels) == set(monitoring_v3.RESOURCE_LABELS)
+        assert dict(ts.metric.labels) == {"log": "run.googleapis.com/stderr", "severity": "ERROR"}
+    other = query(live, f'{LOGS} AND resource.labels.location = "europe-west1"', NOW - 60, NOW)
+    assert not other.time_series
+
+
+def test_log_entries_follow_the_metric_timing(tmp_path: Path, clock: list[float]) -> None:
+    sim = new_sim(tmp_path, metric_sample_period=60, metric_delay=120.0)
+    canary(sim, 10, at=NOW - 3600)
+    clock[0] = NOW + 1  # visible until NOW - 120
+    resp = query(sim, LOGS, NOW - 300, NOW, alignment_period=60, per_series_aligner=1,
+                 cross_series_reducer=4)  # fmt: skip
+    (ts,) = resp.time_series
+    assert [p.interval.end_time.seconds for p in ts.points] == [int(NOW) - 120, int(NOW) - 180,
+                                                               int(NOW) - 240]  # fmt: skip
