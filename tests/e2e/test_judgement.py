@@ -90,13 +90,15 @@ async def test_thirty_percent_errors_fail_at_the_first_reading_that_sees_them(
     service = "node-server-staging"
     before = live_traffic(gcpsim, PROJECT, service)
     ok(gcpsim.cli("behavior", service, "v2.3.0", "--error-rate", "0.3"))
+    # a busy service: the canary's first (partial) window holds well over a hundred requests
+    ok(gcpsim.cli("rate", service, "v2.3.0", "1000"))
     inp = release_input(gcpsim, "staging", "v2.3.0", ["node-server"])
     result = await release(client, task_queue, inp)
     assert result.outcome == Outcome.ROLLED_BACK
     readings = result.services[0].readings
     seen = [r for r in readings if r.canary_requests > 0]
     assert seen and seen[0].verdict == Verdict.FAIL, [
-        (r.canary_requests, r.verdict) for r in readings
+        (r.canary_requests, r.verdict, r.reasons) for r in readings
     ]
     assert canary_history(gcpsim, PROJECT, service, result.services[0].canary_revision) == [10]
     assert live_traffic(gcpsim, PROJECT, service) == before
@@ -112,10 +114,11 @@ async def test_rising_error_logs_roll_back_with_http_codes_unchanged(
     result = await release(client, task_queue, inp)
     assert result.outcome == Outcome.ROLLED_BACK, result
     assert "error logs vs stable" in result.error
-    failing = next(r for r in result.services[0].readings if r.verdict == Verdict.FAIL)
-    # the 5xx rate did not move; the ERROR log entries did
-    assert failing.canary_error_rate is not None and failing.canary_error_rate < 0.02
-    assert failing.canary_error_logs > 5 * max(failing.canary_errors, 1)
+    # the 5xx rate did not move; the ERROR log entries did (the judge's cumulative evidence)
+    judged = result.services[0].judge
+    assert judged is not None and judged.canary.requests > 0
+    assert judged.canary.errors / judged.canary.requests < 0.02
+    assert judged.canary.error_logs > 5 * max(judged.canary.errors, 1)
     assert live_traffic(gcpsim, PROJECT, service) == before
 
 
@@ -132,7 +135,7 @@ async def test_very_quiet_canary_is_not_rolled_back_for_lack_of_traffic(
         assert paused.services[0].state == "shifting" and paused.services[0].percent == 10
         last = paused.services[0].readings[-1]
         assert last.verdict == Verdict.INCONCLUSIVE
-        assert "need 20" in last.reasons[0] and "would have been detected" in last.reasons[0]
+        assert "need 20" in last.reasons[0] and "detected" in last.reasons[0]
         await handle.signal("promote")
         result: ReleaseStatus = await handle.result()
     assert result.outcome == Outcome.PROMOTED, result.error
@@ -166,9 +169,9 @@ async def test_readings_judge_complete_monitoring_data_only(
         plan = inp.services[0]
         for r in windows:
             assert r.window_end is not None and r.window_start is not None
-            assert r.window_end <= r.at - timedelta(seconds=3)
             if r.window_end == r.window_start:
-                continue
+                continue  # nothing complete yet: judged nothing new
+            assert r.window_end <= r.at - timedelta(seconds=3)
             # read the same window again now that every sample is visible: the same counts
             again = env.run(
                 reader.read_canary_metrics,
