@@ -107,7 +107,7 @@ class Gates(_Strict):
     # the sequential judge (stagecoach/judge.py)
     false_rollback_rate: float = Field(0.01, gt=0, lt=0.5)
     error_tolerance: float = Field(1.0, ge=1)
-    latency_tolerance: float = Field(1.25, ge=1)
+    latency_tolerance: float = Field(1.0, ge=1)
     baseline_window: Duration = timedelta(hours=1)
     metrics_delay: Duration | None = None  # None: 180 s on target gcp, 0 on gcpsim
     metrics_alignment: Duration | None = None  # None: 60 s on target gcp, 1 s on gcpsim

@@ -25,10 +25,10 @@ regression detection in software deployments through sequential testing").
   and data that Monitoring has not delivered yet is missing on both sides alike. With binomial
   events the canary's count given the total is hypergeometric, which is dominated by the binomial
   in convex order (Hoeffding 1963), so the martingale property holds exactly for an identical
-  canary. Latency: a request is slow when it falls above a bucket bound that stable's own
-  latencies chose before the window (its `latency_quantile`, default p90); the canary's requests
-  count as slow only above `latency_tolerance` times that bound (rounded up to a bucket bound), so
-  the null is "the canary is at most that much slower than stable".
+  canary. Latency, two tests: a request is slow when it falls above a bucket bound that
+  stable's own latencies chose before the window (their median; their p90); the canary's
+  requests count as slow only above `latency_tolerance` times that bound (rounded up to a bucket
+  bound), so the null is "the canary is at most that much slower than stable".
 - Hard limits (guard rails, with or without stable): the canary's error rate above
   `max_error_rate`, and more than 5% of its requests slower than `max_p95` (a p95 above it); a
   one-sample sequential likelihood-ratio test per request, so one unlucky window is not enough
@@ -39,9 +39,9 @@ regression detection in software deployments through sequential testing").
   KL bounds), then the same one-sample tests apply.
 
 The level: `alpha` (gates.false_rollback_rate) is shared by the release's services and, within
-a service, by its 8 tests (Bonferroni; a baseline test spends half its share on its confidence
-bound). So the probability that a release rolls back any canary that is no worse than stable is
-at most `alpha`, for the whole release however long it bakes.
+a service, by its tests (`TEST_SHARE`, Bonferroni; a baseline test spends half its share on
+its confidence bound). So the probability that a release rolls back any canary that is no worse
+than stable is at most `alpha`, for the whole release however long it bakes.
 
 Low traffic is not failure: a step has enough evidence when the canary served `min_requests`
 requests in it; until then the verdict is INCONCLUSIVE, and the bake policy (`stagecoach.bake`)
@@ -63,7 +63,8 @@ RATIO_GRID = (1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 TEST_SHARE = {
     "errors_vs_stable": 0.25,
     "error_logs_vs_stable": 0.10,
-    "latency_vs_stable": 0.20,
+    "latency_vs_stable": 0.10,
+    "median_latency_vs_stable": 0.10,
     "error_rate_limit": 0.05,
     "latency_limit": 0.05,
     "errors_vs_baseline": 0.15,
@@ -71,6 +72,9 @@ TEST_SHARE = {
     "latency_vs_baseline": 0.15,
 }
 TESTS = tuple(TEST_SHARE)
+# latency against stable: the share of requests above stable's p90 (the tail) and above its
+# median (the body: far more events, so a shifted distribution shows sooner)
+LATENCY_TESTS = {"latency_vs_stable": 0.9, "median_latency_vs_stable": 0.5}
 BASELINE_TESTS = ("errors_vs_baseline", "error_logs_vs_baseline", "latency_vs_baseline")
 SUSPICIOUS = 0.5  # a test past half its bar (in log) keeps a step from passing: more evidence
 P95_TAIL = 0.05  # a p95 above the limit: more than 5% of requests above it
@@ -121,8 +125,8 @@ class Settings(BaseModel):
     alpha: float = 0.01
     services: int = 1
     error_tolerance: float = 1.0
-    latency_tolerance: float = 1.25
-    latency_quantile: float = 0.9
+    latency_tolerance: float = 1.0
+    latency_quantile: float = 0.9  # the baseline's slow threshold (the watch at 100%)
     max_error_rate: float = 0.05
     max_p95_ms: float = 10_000.0
     min_requests: int = 20
@@ -387,17 +391,15 @@ class Judge:
                 relative_log_lr(c.error_logs, sb.error_logs, pi, s.error_tolerance, RATIO_GRID),
             )
         lat_c, lat_s = sum(c.latency), sum(sb.latency)
-        b = quantile_bucket(prior_stable_latency, s.latency_quantile)
-        if lat_c and lat_s and b is not None and b < len(st.bounds):
+        for test, q in LATENCY_TESTS.items():
+            b = quantile_bucket(prior_stable_latency, q)
+            if not (lat_c and lat_s and b is not None and b < len(st.bounds)):
+                continue
             cb = bucket_at_least(st.bounds, st.bounds[b] * s.latency_tolerance)
             if cb is not None:
                 pi = lat_c / (lat_c + lat_s)
-                self._add(
-                    "latency_vs_stable",
-                    relative_log_lr(
-                        above(c.latency, cb), above(sb.latency, b), pi, 1.0, RATIO_GRID
-                    ),
-                )
+                slow_c, slow_s = above(c.latency, cb), above(sb.latency, b)
+                self._add(test, relative_log_lr(slow_c, slow_s, pi, 1.0, RATIO_GRID))
 
         # hard limits
         if c.requests:
@@ -481,10 +483,11 @@ class Judge:
             elif test == "error_logs_vs_stable":
                 can = f"{c.error_logs} ERROR logs in {c.requests} requests"
                 ref = f"stable {sb.error_logs} in {sb.requests}, tolerance x{s.error_tolerance:g}"
-            elif test == "latency_vs_stable":
-                can = f"p{s.latency_quantile * 100:.0f} {self._q_ms(c.latency)}"
+            elif test in LATENCY_TESTS:
+                q = LATENCY_TESTS[test]
+                can = f"p{q * 100:.0f} {self._q_ms(c.latency, q)}"
                 ref = (
-                    f"stable p{s.latency_quantile * 100:.0f} {self._q_ms(sb.latency)}, "
+                    f"stable p{q * 100:.0f} {self._q_ms(sb.latency, q)}, "
                     f"tolerance x{s.latency_tolerance:g} ({lat_c} vs {lat_s} requests)"
                 )
             elif test == "error_rate_limit":
@@ -614,7 +617,7 @@ def settings_from_gates(gates: object, services: int) -> Settings:
         alpha=float(getattr(g, "false_rollback_rate", 0.01)),
         services=max(services, 1),
         error_tolerance=float(getattr(g, "error_tolerance", 1.0)),
-        latency_tolerance=float(getattr(g, "latency_tolerance", 1.25)),
+        latency_tolerance=float(getattr(g, "latency_tolerance", 1.0)),
         max_error_rate=float(getattr(g, "max_error_rate", 0.05)),
         max_p95_ms=g.max_p95_latency.total_seconds() * 1000,  # type: ignore[attr-defined]
         min_requests=int(getattr(g, "min_requests", 20)),

@@ -302,3 +302,16 @@ def test_metrics_timing_by_target() -> None:
     assert metrics_timing(Gates(), "gcpsim") == (timedelta(0), timedelta(seconds=1))
     custom = Gates(metrics_delay=timedelta(seconds=3), metrics_alignment=timedelta(seconds=2))
     assert metrics_timing(custom, "gcpsim") == (timedelta(seconds=3), timedelta(seconds=2))
+
+
+def test_one_and_a_half_times_slower_body_fails_on_the_median_test() -> None:
+    rng = np.random.default_rng(9)
+    judge = Judge(Settings(services=2))
+    judge.start_step(10)
+    slower = lat_probs(60.0, 180.0)
+    for _ in range(8):
+        d = judge.observe(obs(draw(rng, 600, 0.005, slower), draw(rng, 5400, 0.005)))
+        if d.verdict == "fail":
+            break
+    assert d.verdict == "fail"
+    assert any(r.startswith("median latency vs stable") for r in d.reasons)
