@@ -185,6 +185,9 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
             reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
             reading.append_text(_reading_text(svc))
             parts.append(reading)
+            for line in svc.readings[-1].evidence:
+                # the judge's cumulative evidence, one test a line (what, evidence, bar)
+                parts.append(Text(f"  {line}", style="red" if "FAILS" in line else "dim"))
     errors = [st.error] if st.error else []
     errors += [
         f"{s.run_service}: {s.error}" for s in st.services if s.error and s.error not in st.error

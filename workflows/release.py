@@ -617,6 +617,9 @@ class ReleaseWorkflow(Visible):
         return verdict
 
     def _keep_reading(self, svc: ServiceStatus, reading: Reading) -> None:
+        for earlier in svc.readings:
+            if earlier.verdict == Verdict.PASS:
+                earlier.evidence = []  # the newest reading carries the cumulative evidence
         svc.readings.append(reading)
         svc.reading_count += 1
         keep = [r for r in svc.readings[:-MAX_READINGS] if r.verdict == Verdict.FAIL]
