@@ -57,6 +57,8 @@ from gcpsim import traffic
 from gcpsim.behavior import behavior_for, image_version
 from gcpsim.sim import Sim
 
+V = TypeVar("V")
+
 BUCKET_SECONDS = 1
 
 # Exponential latency buckets (milliseconds): bucket 0 is the underflow (< SCALE), bucket i in
@@ -294,7 +296,6 @@ def _draw_bucket(rng: random.Random, lam: float, er: float, mu: float, sigma: fl
 _CACHE_MAX = 40_000  # bucket entries (about 1-2 KB each)
 _cache: dict[tuple[Any, ...], BucketStats] = {}
 _log_cache: dict[tuple[Any, ...], LogCounts] = {}  # (log, severity) counts, same key scheme
-V = TypeVar("V")
 _cache_lock = threading.Lock()
 
 

@@ -379,12 +379,12 @@ def test_rates_per_service_and_version(
     try:
         counts = counts_by_revision(mon, seconds=3)  # rates apply to every read, the past too
         assert 1.5 * 400 * 0.5 < counts[STABLE_REV] < 3 * 400 * 0.5 * 1.2  # 2-3 s of data
-        ratio = counts[CANARY_REV] / counts[STABLE_REV]  # 50% of 20 rps vs 50% of 400 rps
-        assert 0.03 < ratio < 0.08
+        # 50% of 20 rps vs 50% of 400 rps: 0.05 (bounds: about 4 sd of ~25 canary requests)
+        assert 0.01 < counts[CANARY_REV] / counts[STABLE_REV] < 0.12
     finally:
         assert gcpsim.cli("rate", "--clear", OWN).returncode == 0
-    counts = counts_by_revision(mon, seconds=3)
-    assert 0.8 < counts[CANARY_REV] / counts[STABLE_REV] < 1.25
+    counts = counts_by_revision(mon, seconds=3)  # back to the flag's rate: 1 (about 4 sd)
+    assert 0.65 < counts[CANARY_REV] / counts[STABLE_REV] < 1.5
 
 
 def log_counts(mon: Any, seconds: int = 600) -> dict[tuple[str, str], int]:
@@ -454,10 +454,19 @@ def test_data_younger_than_the_delay_is_not_visible(
     r = gcpsim.cli("metrics", OWN, "--sample-period", str(period), "--delay", str(delay))
     assert r.returncode == 0, r.stderr
     try:
-        now = time.time()
-        visible_until = (now - delay) // period * period
-        window = {"start_time": {"seconds": int(now) - 30}, "end_time": {"seconds": int(now) + 1}}
-        raw = list(list_series(mon, OWN_PROJECT, flt(COUNT, OWN), window=window))
+        # The service may be younger than a sample plus the delay: wait for its first sample.
+        deadline = time.time() + period + delay + 5
+        while True:
+            now = time.time()
+            visible_until = (now - delay) // period * period
+            window = {
+                "start_time": {"seconds": int(now) - 30},
+                "end_time": {"seconds": int(now) + 1},
+            }
+            raw = list(list_series(mon, OWN_PROJECT, flt(COUNT, OWN), window=window))
+            if raw or time.time() > deadline:
+                break
+            time.sleep(0.2)
         assert raw
         for ts in raw:  # ALIGN_NONE: one point per visible sample, newest first
             assert ts.points
