@@ -479,7 +479,7 @@ class ReleaseWorkflow(Visible):
                 f"extensions: {reasons}",
             )
             svc.bake_until = workflow.now()
-            self._event(f"{svc.run_service}: promoted on thin evidence by promote")
+            self._event(f"{svc.run_service}: going on without enough evidence (promote)")
         elif step.action == "advance" and verdict == Verdict.INCONCLUSIVE:
             self._event(
                 f"{svc.run_service}: passed at {weight}% on thin evidence "
@@ -491,8 +491,6 @@ class ReleaseWorkflow(Visible):
             return await self._read_sequential(plan, svc, weight)
         window = max(self.inp.interval, timedelta(seconds=1))
         metrics = await self._read_metrics(
-            plan,
-            svc,
             ReadCanaryMetricsInput(
                 ref=plan.ref,
                 canary_revision=svc.canary_revision,
@@ -502,28 +500,10 @@ class ReleaseWorkflow(Visible):
             f"metrics {svc.canary_revision}",
         )
         result = evaluate(metrics.canary, metrics.stable, self.inp.gates)
-        stable = metrics.stable
-        self._keep_reading(
-            svc,
-            Reading(
-                at=workflow.now(),
-                service=svc.run_service,
-                weight=weight,
-                canary_requests=metrics.canary.requests,
-                canary_error_rate=metrics.canary.error_rate,
-                canary_p95_ms=metrics.canary.p95_ms,
-                stable_requests=stable.requests if stable else 0,
-                stable_error_rate=stable.error_rate if stable else None,
-                stable_p95_ms=stable.p95_ms if stable else None,
-                verdict=result.verdict,
-                reasons=result.reasons,
-            ),
-        )
+        self._keep_reading(svc, _reading(svc, weight, metrics, result.verdict, result.reasons))
         return result.verdict
 
-    async def _read_metrics(
-        self, plan: ServicePlan, svc: ServiceStatus, inp: ReadCanaryMetricsInput, summary: str
-    ) -> CanaryMetrics:
+    async def _read_metrics(self, inp: ReadCanaryMetricsInput, summary: str) -> CanaryMetrics:
         # A canary read is one short API call; a local activity keeps a poll to a handful of
         # history events, so long bakes stay far inside Temporal's history limits.
         return await workflow.execute_local_activity(
@@ -544,8 +524,6 @@ class ReleaseWorkflow(Visible):
         if weight == 100 and judge.needs_baseline:
             # no stable traffic from here on: compare with stable's own past
             base = await self._read_metrics(
-                plan,
-                svc,
                 ReadCanaryMetricsInput(
                     ref=plan.ref,
                     canary_revision="",
@@ -567,8 +545,6 @@ class ReleaseWorkflow(Visible):
             )
         start = svc.window_end or since
         m = await self._read_metrics(
-            plan,
-            svc,
             ReadCanaryMetricsInput(
                 ref=plan.ref,
                 canary_revision=svc.canary_revision,
@@ -590,30 +566,20 @@ class ReleaseWorkflow(Visible):
             decision.reasons.append(f"no complete metric data since {start:%H:%M:%S} yet")
         svc.judge = judge.state
         verdict = Verdict(decision.verdict)
-        stable = m.stable
-        self._keep_reading(
-            svc,
-            Reading(
-                at=workflow.now(),
-                service=svc.run_service,
-                weight=weight,
-                canary_requests=m.canary.requests,
-                canary_error_rate=m.canary.error_rate,
-                canary_p95_ms=m.canary.p95_ms,
-                stable_requests=stable.requests if stable else 0,
-                stable_error_rate=stable.error_rate if stable else None,
-                stable_p95_ms=stable.p95_ms if stable else None,
-                verdict=verdict,
-                reasons=decision.reasons,
-                window_start=m.start,
-                window_end=m.end,
-                canary_errors=m.canary.errors,
-                canary_error_logs=m.canary.error_logs,
-                stable_errors=stable.errors if stable else 0,
-                stable_error_logs=stable.error_logs if stable else 0,
-                evidence=[e.line for e in decision.evidence],
-            ),
+        reading = _reading(svc, weight, m, verdict, decision.reasons)
+        stable = m.stable or MetricWindow()
+        reading = reading.model_copy(
+            update={
+                "window_start": m.start,
+                "window_end": m.end,
+                "canary_errors": m.canary.errors,
+                "canary_error_logs": m.canary.error_logs,
+                "stable_errors": stable.errors,
+                "stable_error_logs": stable.error_logs,
+                "evidence": [e.line for e in decision.evidence],
+            }
         )
+        self._keep_reading(svc, reading)
         return verdict
 
     def _keep_reading(self, svc: ServiceStatus, reading: Reading) -> None:
@@ -726,4 +692,23 @@ def _counts(w: MetricWindow | None) -> Counts:
         return Counts()
     return Counts(
         requests=w.requests, errors=w.errors, error_logs=w.error_logs, latency=list(w.latency)
+    )
+
+
+def _reading(
+    svc: ServiceStatus, weight: int, m: CanaryMetrics, verdict: Verdict, reasons: list[str]
+) -> Reading:
+    stable = m.stable
+    return Reading(
+        at=workflow.now(),
+        service=svc.run_service,
+        weight=weight,
+        canary_requests=m.canary.requests,
+        canary_error_rate=m.canary.error_rate,
+        canary_p95_ms=m.canary.p95_ms,
+        stable_requests=stable.requests if stable else 0,
+        stable_error_rate=stable.error_rate if stable else None,
+        stable_p95_ms=stable.p95_ms if stable else None,
+        verdict=verdict,
+        reasons=reasons,
     )

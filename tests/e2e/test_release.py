@@ -186,7 +186,7 @@ async def test_slow_canary_p95_is_rolled_back(
     async with worker(client, task_queue):
         result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
     assert result.outcome == Outcome.ROLLED_BACK
-    assert "p95" in result.error
+    assert "latency" in result.error  # against stable's, and the 10 s p95 limit
     assert live_traffic(gcpsim, "legal-forms-staging", "python-pipeline-staging") == before
 
 

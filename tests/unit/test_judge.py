@@ -315,3 +315,19 @@ def test_one_and_a_half_times_slower_body_fails_on_the_median_test() -> None:
             break
     assert d.verdict == "fail"
     assert any(r.startswith("median latency vs stable") for r in d.reasons)
+
+
+def test_hard_latency_limit_fails_a_canary_as_slow_as_a_slow_stable() -> None:
+    """Nothing to see against stable (both have a 15 s p95), but the 10 s limit holds."""
+    rng = np.random.default_rng(10)
+    judge = Judge(Settings())
+    judge.start_step(50)
+    slow = lat_probs(9000.0, 15000.0)
+    verdicts = [
+        judge.observe(obs(draw(rng, 100, 0.005, slow), draw(rng, 100, 0.005, slow))).verdict
+        for _ in range(10)
+    ]
+    assert "fail" in verdicts
+    reasons = judge.decide().reasons
+    assert any(r.startswith("latency limit") for r in reasons), reasons
+    assert not any("vs stable" in r for r in reasons)
