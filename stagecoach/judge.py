@@ -72,6 +72,17 @@ TEST_SHARE = {
     "latency_vs_baseline": 0.15,
 }
 TESTS = tuple(TEST_SHARE)
+LABELS = {
+    "errors_vs_stable": "error rate vs stable",
+    "errors_vs_baseline": "error rate vs baseline",
+}
+
+
+def label(test: str) -> str:
+    """A test's name as people read it in reasons and evidence."""
+    return LABELS.get(test, test.replace("_", " "))
+
+
 # latency against stable: the share of requests above stable's p90 (the tail) and above its
 # median (the body: far more events, so a shifted distribution shows sooner)
 LATENCY_TESTS = {"latency_vs_stable": 0.9, "median_latency_vs_stable": 0.5}
@@ -156,7 +167,7 @@ class Evidence(BaseModel):
         """One line for a person: what was compared, the evidence and the bar."""
         verdict = "FAILS" if self.rejected else "holds"
         return (
-            f"{self.test.replace('_', ' ')}: canary {self.canary} vs {self.reference}; "
+            f"{label(self.test)}: canary {self.canary} vs {self.reference}; "
             f"evidence {_fmt_e(self.log_e)}, fails at {_fmt_e(self.bar)}: {verdict}"
         )
 
@@ -544,7 +555,7 @@ class Judge:
         level = f"false-rollback level {s.alpha:g}"
         if failed:
             reasons = [
-                f"{e.test.replace('_', ' ')}: canary {e.canary} vs {e.reference}; "
+                f"{label(e.test)}: canary {e.canary} vs {e.reference}; "
                 f"evidence {_fmt_e(e.log_e)} >= {_fmt_e(e.bar)} ({level})"
                 for e in failed
             ]
@@ -563,14 +574,14 @@ class Judge:
             return Decision(
                 verdict="inconclusive",
                 reasons=[
-                    f"{strongest.test.replace('_', ' ')} is leaning towards a regression "
+                    f"{label(strongest.test)} is leaning towards a regression "
                     f"(canary {strongest.canary} vs {strongest.reference}; evidence "
                     f"{_fmt_e(strongest.log_e)} of {_fmt_e(strongest.bar)}): needs more readings"
                 ],
                 evidence=ev,
             )
         detail = (
-            f"; strongest: {strongest.test.replace('_', ' ')} {_fmt_e(strongest.log_e)} of "
+            f"; strongest: {label(strongest.test)} {_fmt_e(strongest.log_e)} of "
             f"{_fmt_e(strongest.bar)}"
             if strongest
             else ""

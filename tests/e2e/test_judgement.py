@@ -65,7 +65,7 @@ async def test_canary_as_noisy_as_stable_is_promoted(
     assert not any(r.verdict == Verdict.FAIL for r in svc.readings)
     rates = [r.canary_error_rate for r in svc.readings if r.canary_error_rate]
     assert rates and max(rates) > 0.01  # the canary really was above the old healthy limit
-    assert any(line.startswith("errors vs stable") for line in svc.readings[-1].evidence)
+    assert any(line.startswith("error rate vs stable") for line in svc.readings[-1].evidence)
 
 
 async def test_three_times_slower_canary_under_every_limit_is_rolled_back(

@@ -180,7 +180,7 @@ def test_thirty_percent_errors_fail_at_the_first_reading() -> None:
         obs(Counts(requests=40, errors=12, latency=[]), Counts(requests=360, errors=1))
     )
     assert d.verdict == "fail"
-    assert any("errors vs stable" in r for r in d.reasons)
+    assert any("error rate vs stable" in r for r in d.reasons)
 
 
 def test_noisy_stable_with_an_equal_canary_passes() -> None:
@@ -248,7 +248,7 @@ def test_watch_at_100_compares_with_the_baseline() -> None:
                 break
     assert healthy.decide().verdict == "pass"
     assert bad.decide().verdict == "fail"
-    assert any("errors vs baseline" in r for r in bad.decide().reasons)
+    assert any("error rate vs baseline" in r for r in bad.decide().reasons)
 
 
 def test_state_round_trips_and_decides_the_same() -> None:
