@@ -1,0 +1,254 @@
+"""Issue 9: where real Google Cloud differs from what gcpsim used to accept, through the real
+clients and the real activities against gcpsim (which now models the difference). Each test
+failed before the product was fixed.
+
+Cloud Run tests create their own services (project CONFORMANCE_PROJECT); Cloud SQL tests use
+the seeded `staging` instance and scratch instances named after the test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from temporalio.testing import ActivityEnvironment
+
+from activities.cloud_run import CloudRunActivities
+from stagecoach.config import Sizing
+from stagecoach.models import (
+    CreateRevisionInput,
+    ServiceRef,
+    SetScalingInput,
+    SetTrafficInput,
+    Target,
+    TrafficTarget,
+)
+from tests.conftest import GcpsimProcess
+
+PROJECT = "stagecoach-conformance"
+REGION = "us-central1"
+IMAGE = "us-central1-docker.pkg.dev/stagecoach-conformance/apps/web"
+
+
+@pytest.fixture(scope="module")
+def target(gcpsim: GcpsimProcess) -> Target:
+    return Target(kind="gcpsim", host="127.0.0.1", port=gcpsim.port, grpc_port=gcpsim.grpc_port)
+
+
+@pytest.fixture
+def env() -> ActivityEnvironment:
+    return ActivityEnvironment()
+
+
+@pytest.fixture(scope="module")
+def run_acts() -> CloudRunActivities:
+    return CloudRunActivities()
+
+
+def _base(gcpsim: GcpsimProcess) -> str:
+    return f"{gcpsim.url}/v2/projects/{PROJECT}/locations/{REGION}"
+
+
+def _wait_op(gcpsim: GcpsimProcess, op: dict[str, Any]) -> dict[str, Any]:
+    r = requests.post(f"{gcpsim.url}/v2/{op['name']}:wait", json={"timeout": "30s"}, timeout=60)
+    r.raise_for_status()
+    done: dict[str, Any] = r.json()
+    assert done.get("done") and "error" not in done, done
+    return done
+
+
+def raw_service(gcpsim: GcpsimProcess, ref: ServiceRef, ints: bool = False) -> dict[str, Any]:
+    """The service as plain REST JSON (what the API stores, unknown fields and all)."""
+    params = {"$alt": "json;enum-encoding=int"} if ints else {}
+    r = requests.get(f"{_base(gcpsim)}/services/{ref.service}", params=params, timeout=30)
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def make_raw_service(
+    gcpsim: GcpsimProcess,
+    target: Target,
+    *,
+    cpu: str = "1",
+    service_extra: dict[str, Any] | None = None,
+    template_extra: dict[str, Any] | None = None,
+) -> ServiceRef:
+    """A service created over plain REST, so it may carry fields newer than the installed
+    google-cloud-run knows (as a real service deployed by gcloud or the console can)."""
+    name = f"real-{uuid.uuid4().hex[:6]}"
+    container: dict[str, Any] = {
+        "image": f"{IMAGE}:v1.0.0",
+        "resources": {"limits": {"cpu": cpu, "memory": "512Mi"}, "cpuIdle": True},
+    }
+    body: dict[str, Any] = {
+        "template": {
+            "containers": [container],
+            "scaling": {"minInstanceCount": 0, "maxInstanceCount": 4},
+            **(template_extra or {}),
+        },
+        **(service_extra or {}),
+    }
+    r = requests.post(
+        f"{_base(gcpsim)}/services", params={"serviceId": name}, json=body, timeout=30
+    )
+    r.raise_for_status()
+    _wait_op(gcpsim, r.json())
+    return ServiceRef(target=target, project=PROJECT, region=REGION, service=name)
+
+
+def revision_input(
+    ref: ServiceRef, version: str, sizing: Sizing | None = None
+) -> CreateRevisionInput:
+    return CreateRevisionInput(
+        ref=ref,
+        revision=f"{ref.service}-{version.replace('.', '-')}-{uuid.uuid4().hex[:5]}",
+        image=f"{IMAGE}:{version}",
+        tag="canary",
+        sizing=sizing or Sizing(min_instances=0, max_instances=4, memory="512Mi", cpu="1"),
+        ingress="all",
+    )
+
+
+# ----------------------------------------------------------------------------- item 1
+
+
+NEWER_SERVICE = {"sshEnabled": True}  # Service fields google-cloud-run 0.16.2 does not know
+NEWER_TEMPLATE = {"workloadIdentityConfig": {"identity": "wi@example.iam"}}
+
+
+def _still_has_newer_fields(body: dict[str, Any]) -> None:
+    assert body.get("sshEnabled") is True, "a Service field unknown to the client was dropped"
+    assert (
+        body["template"].get("workloadIdentityConfig") == NEWER_TEMPLATE["workloadIdentityConfig"]
+    ), "a RevisionTemplate field unknown to the client was dropped"
+
+
+def test_updates_send_only_what_changes_and_keep_fields_the_client_does_not_know(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    """Before: every update wrote back the Service as the client had parsed it, dropping the
+    newer fields, and SetTraffic echoed the template's revision name with a template that had
+    lost a field: 409 "with different configuration already exists" (permanent)."""
+    ref = make_raw_service(
+        gcpsim, target, service_extra=NEWER_SERVICE, template_extra=NEWER_TEMPLATE
+    )
+    created = env.run(run_acts.create_revision, revision_input(ref, "v1.1.0"))
+    _still_has_newer_fields(raw_service(gcpsim, ref))
+
+    stable = created.before[0].revision
+    split = [
+        TrafficTarget(type="REVISION", revision=stable, percent=50),
+        TrafficTarget(type="REVISION", revision=created.revision, percent=50, tag="canary"),
+    ]
+    env.run(run_acts.set_traffic, SetTrafficInput(ref=ref, traffic=split))
+    _still_has_newer_fields(raw_service(gcpsim, ref))
+
+    env.run(run_acts.set_scaling, SetScalingInput(ref=ref, drained=True))
+    _still_has_newer_fields(raw_service(gcpsim, ref))
+    resumed = env.run(
+        run_acts.set_scaling,
+        SetScalingInput(ref=ref, drained=False, min_instances=1, max_instances=3),
+    )
+    assert (resumed.min_instances, resumed.max_instances) == (1, 3)
+    _still_has_newer_fields(raw_service(gcpsim, ref))
+
+
+def test_gcpsim_answers_409_for_a_changed_template_under_an_existing_revision_name(
+    gcpsim: GcpsimProcess, target: Target
+) -> None:
+    ref = make_raw_service(gcpsim, target, template_extra=NEWER_TEMPLATE)
+    svc = raw_service(gcpsim, ref)
+    template = dict(svc["template"])
+    template.pop("workloadIdentityConfig")  # what a client that does not know it sends back
+    template["revision"] = svc["latestCreatedRevision"].rsplit("/", 1)[-1]
+    r = requests.patch(
+        f"{_base(gcpsim)}/services/{ref.service}", json={"template": template}, timeout=30
+    )
+    assert r.status_code == 409, r.text
+    assert "with different configuration already exists" in r.json()["error"]["message"]
+
+
+def test_update_mask_changes_only_the_named_fields(gcpsim: GcpsimProcess, target: Target) -> None:
+    ref = make_raw_service(gcpsim, target, service_extra=NEWER_SERVICE)
+    r = requests.patch(
+        f"{_base(gcpsim)}/services/{ref.service}",
+        params={"updateMask": "scaling"},
+        json={"scaling": {"scalingMode": "MANUAL", "manualInstanceCount": 2}},
+        timeout=30,
+    )
+    r.raise_for_status()
+    _wait_op(gcpsim, r.json())
+    svc = raw_service(gcpsim, ref)
+    assert svc["scaling"]["manualInstanceCount"] == 2
+    assert svc["sshEnabled"] is True and svc["template"]["containers"]
+    r = requests.patch(
+        f"{_base(gcpsim)}/services/{ref.service}",
+        params={"updateMask": "uri"},
+        json={},
+        timeout=30,
+    )
+    assert r.status_code == 400 and "update mask" in r.text
+
+
+# ----------------------------------------------------------------------------- item 2
+
+
+def test_cpu_below_one_gets_concurrency_one_and_cpu_only_during_requests(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    """Before: a 0.5-CPU revision kept the service's concurrency 80; the API refuses that."""
+    ref = make_raw_service(gcpsim, target)  # 1 CPU, concurrency 80 (the API's default there)
+    assert raw_service(gcpsim, ref)["template"]["maxInstanceRequestConcurrency"] == 80
+    half = Sizing(min_instances=0, max_instances=3, memory="512Mi", cpu="0.5")
+    created = env.run(run_acts.create_revision, revision_input(ref, "v1.1.0", half))
+    r = requests.get(
+        f"{_base(gcpsim)}/services/{ref.service}/revisions/{created.revision}", timeout=30
+    )
+    rev = r.json()
+    assert rev["maxInstanceRequestConcurrency"] == 1
+    assert rev["containers"][0]["resources"]["cpuIdle"] is True
+    assert rev["containers"][0]["resources"]["limits"]["cpu"] == "0.5"
+
+
+def test_gcpsim_rejects_cpu_below_one_with_concurrency_or_cpu_always_allocated(
+    gcpsim: GcpsimProcess,
+) -> None:
+    def create(resources: dict[str, Any], concurrency: int | None) -> requests.Response:
+        template: dict[str, Any] = {
+            "containers": [{"image": f"{IMAGE}:v1", "resources": resources}]
+        }
+        if concurrency is not None:
+            template["maxInstanceRequestConcurrency"] = concurrency
+        return requests.post(
+            f"{_base(gcpsim)}/services",
+            params={"serviceId": f"cpu-{uuid.uuid4().hex[:6]}", "validateOnly": "true"},
+            json={"template": template},
+            timeout=30,
+        )
+
+    half = {"limits": {"cpu": "500m"}, "cpuIdle": True}
+    assert create(half, 80).status_code == 400
+    assert "concurrency" in create(half, 80).json()["error"]["message"]
+    always = create({"limits": {"cpu": "0.5"}}, 1)
+    assert always.status_code == 400 and "cpu_idle" in always.json()["error"]["message"]
+    assert create(half, 1).status_code == 200
+    assert create(half, None).status_code == 200  # the default below 1 CPU is 1
+
+
+# ----------------------------------------------------------------------------- item 9 (enums)
+
+
+def test_plain_rest_json_carries_enum_names_unless_asked_for_numbers(
+    gcpsim: GcpsimProcess, target: Target
+) -> None:
+    ref = make_raw_service(gcpsim, target)
+    plain = raw_service(gcpsim, ref)
+    assert plain["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert plain["launchStage"] == "GA"
+    assert plain["traffic"][0]["type"] == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+    assert plain["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+    ints = raw_service(gcpsim, ref, ints=True)
+    assert ints["ingress"] == 1 and ints["traffic"][0]["type"] == 1
