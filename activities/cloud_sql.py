@@ -35,7 +35,10 @@ from stagecoach.models import (
 # start a second operation.
 READ_RETRIES = 3
 OPERATION_DEADLINE_SECONDS = 6 * 3600  # backups and restores of big instances take hours
-BACKUP_TERMINAL = {"SUCCESSFUL", "FAILED", "SKIPPED", "DELETED", "DELETION_PENDING"}
+# BackupRun.status values that never change into SUCCESSFUL (sqladmin v1 discovery document).
+BACKUP_TERMINAL = {
+    "SUCCESSFUL", "FAILED", "SKIPPED", "DELETED", "DELETION_PENDING", "DELETION_FAILED",
+}  # fmt: skip
 BACKUP_PAGES = 20  # pages of backup runs searched for a description
 
 

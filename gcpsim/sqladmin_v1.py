@@ -345,8 +345,10 @@ def _on_done(d: dict[str, Any], op: dict[str, Any]) -> None:
     elif kind == "DELETE_VOLUME":
         b = backups.get(op.get("backupKey") or "")
         if b is not None:
-            if failed:
-                b["status"] = b.pop("statusBeforeDelete", "SUCCESSFUL")
+            if failed:  # as the real API: the run stays, terminally DELETION_FAILED
+                b.pop("statusBeforeDelete", None)
+                b["status"] = "DELETION_FAILED"
+                b["error"] = op["error"]
             else:
                 del backups[op["backupKey"]]
     elif kind == "UPDATE" and inst is not None and not failed:
@@ -654,7 +656,7 @@ def _backup_json(b: dict[str, Any]) -> dict[str, Any]:
         out["startTime"] = rfc3339(b["startTime"])
     if b.get("endTime") is not None:
         out["endTime"] = rfc3339(b["endTime"])
-    if b["status"] == "FAILED" and b.get("error"):
+    if b["status"] in ("FAILED", "DELETION_FAILED") and b.get("error"):
         out["error"] = {
             "kind": "sql#operationError",
             "code": "INTERNAL_ERROR",

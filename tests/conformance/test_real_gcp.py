@@ -8,17 +8,24 @@ the seeded `staging` instance and scratch instances named after the test.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
 import requests
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import cloud_sql
 from activities.cloud_run import CloudRunActivities
+from activities.cloud_sql import CloudSqlActivities
+from stagecoach.clients import clients_for
 from stagecoach.config import Sizing
 from stagecoach.models import (
+    CreateBackupInput,
     CreateRevisionInput,
+    InstanceRef,
     ServiceRef,
     SetScalingInput,
     SetTrafficInput,
@@ -252,3 +259,63 @@ def test_plain_rest_json_carries_enum_names_unless_asked_for_numbers(
     assert plain["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
     ints = raw_service(gcpsim, ref, ints=True)
     assert ints["ingress"] == 1 and ints["traffic"][0]["type"] == 1
+
+
+# ----------------------------------------------------------------------------- Cloud SQL
+
+SQL_PROJECT = "legal-forms-staging"
+SQL_INSTANCE = "legal-forms-db-staging"
+
+
+@pytest.fixture(scope="module")
+def sql_acts() -> CloudSqlActivities:
+    return CloudSqlActivities()
+
+
+def sql_ref(target: Target, instance: str = SQL_INSTANCE) -> InstanceRef:
+    return InstanceRef(target=target, project=SQL_PROJECT, instance=instance)
+
+
+def sql_wait(target: Target, project: str, op: dict[str, Any]) -> dict[str, Any]:
+    sql = clients_for(target).sqladmin()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cur: dict[str, Any] = sql.operations().get(project=project, operation=op["name"]).execute()
+        if cur["status"] == "DONE":
+            return cur
+        time.sleep(0.1)
+    raise AssertionError(f"operation {op['name']} not done")
+
+
+# ----------------------------------------------------------------------------- item 9 (backups)
+
+
+def test_a_backup_whose_deletion_failed_is_terminal_not_waited_for(
+    gcpsim: GcpsimProcess,
+    env: ActivityEnvironment,
+    sql_acts: CloudSqlActivities,
+    target: Target,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: DELETION_FAILED was not terminal, so CreateBackup finding such a run (a retry,
+    by its description) waited for it until the operation deadline (6 h)."""
+    monkeypatch.setattr(cloud_sql, "OPERATION_DEADLINE_SECONDS", 8)
+    ref = sql_ref(target)
+    description = f"issue 9 deletion-failed {uuid.uuid4().hex[:6]}"
+    backup = env.run(sql_acts.create_backup, CreateBackupInput(ref=ref, description=description))
+    sql = clients_for(target).sqladmin()
+    assert (
+        gcpsim.cli("fault", "sql.backupRuns.delete", "--op-error", "--times", "1").returncode == 0
+    )
+    try:
+        op = sql.backupRuns().delete(project=SQL_PROJECT, instance=SQL_INSTANCE, id=backup.id)
+        done = sql_wait(target, SQL_PROJECT, op.execute())
+    finally:
+        gcpsim.cli("fault", "--clear")
+    assert done.get("error")
+    run = sql.backupRuns().get(project=SQL_PROJECT, instance=SQL_INSTANCE, id=backup.id).execute()
+    assert run["status"] == "DELETION_FAILED"
+    with pytest.raises(ApplicationError) as info:
+        env.run(sql_acts.create_backup, CreateBackupInput(ref=ref, description=description))
+    assert info.value.type == "BackupFailed" and info.value.non_retryable
+    assert "DELETION_FAILED" in info.value.message
