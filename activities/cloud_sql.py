@@ -9,6 +9,7 @@ details, so a retried attempt resumes waiting for the same operation instead of 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ BACKUP_TERMINAL = {
     "SUCCESSFUL", "FAILED", "SKIPPED", "DELETED", "DELETION_PENDING", "DELETION_FAILED",
 }  # fmt: skip
 BACKUP_PAGES = 20  # pages of backup runs searched for a description
+# The names Stagecoach gives the instances it creates (workflows.dr: drill_instance_name,
+# stagecoach.plan.recovery_instance_name): deletion protection is cleared on nothing else.
+CREATED_NAME = re.compile(r"-(drill-\d{14}|recovery-\d{12})$")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -382,6 +386,33 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ DeleteInstance
 
+    def _unprotect(
+        self, ref: InstanceRef, input: DeleteInstanceInput, details: dict[str, Any]
+    ) -> None:
+        """Turn deletion protection off on an instance Stagecoach created (a clone inherits
+        it from its source); anything else is refused, never unprotected."""
+        if not (input.created_by_stagecoach and CREATED_NAME.search(ref.instance)):
+            raise permanent(
+                f"instance {ref.instance} has deletion protection and was not created by this "
+                "Stagecoach run; Stagecoach turns protection off only on its own scratch and "
+                "recovery instances: turn it off yourself "
+                f"(gcloud sql instances patch {ref.instance} --no-deletion-protection) "
+                "if it really should go",
+                "FailedPrecondition",
+            )
+        activity.logger.info("turning deletion protection off on %s", ref.instance)
+        op = (
+            self._sql(ref)
+            .instances()
+            .patch(
+                project=ref.project,
+                instance=ref.instance,
+                body={"settings": {"deletionProtectionEnabled": False}},
+            )
+            .execute()
+        )
+        self._wait_op(ref, str(op["name"]), {**details, "unprotect": op["name"]})
+
     @activity.defn(name="DeleteInstance")
     @api_errors
     def delete_instance(self, input: DeleteInstanceInput) -> OperationResult:
@@ -402,6 +433,8 @@ class CloudSqlActivities:
         if inst.get("state") == "PENDING_DELETE":
             self._wait_instance(ref, ref.instance, details, gone=True)
             return self._result("", started)
+        if (inst.get("settings") or {}).get("deletionProtectionEnabled"):
+            self._unprotect(ref, input, details)
         try:
             op = (
                 self._sql(ref)

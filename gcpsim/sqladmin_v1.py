@@ -56,6 +56,10 @@ DEFAULT_VERSION = "POSTGRES_15"
 SEED_BACKUPS = 3
 SEED_ROWS_PER_PHASE = 24
 
+MSG_PROTECTED = (
+    "The instance is protected. Please disable deletion protection "
+    "(settings.deletionProtectionEnabled) and try again."
+)
 MSG_BUSY = (
     "Operation failed because another operation was already in progress. "
     "Try your request after the current operation is complete."
@@ -766,6 +770,7 @@ def seed_instance(
     availability: str,
     database: str,
     tables: list[str],
+    deletion_protection: bool = False,
 ) -> None:
     """Create a RUNNABLE instance whose database `database` holds `tables` with rows spread
     over the last few days, and SEED_BACKUPS AUTOMATED SUCCESSFUL backups taken at the last
@@ -780,6 +785,7 @@ def seed_instance(
         if key in _tbl(d, "instances"):
             return
         settings = _default_settings(region, tier, availability or "ZONAL")
+        settings["deletionProtectionEnabled"] = deletion_protection
         inst = _new_instance(d, project, name, region, settings, "PENDING_CREATE", first - 3600)
         inst["appWriter"] = True
         uid = inst["uid"]
@@ -943,6 +949,9 @@ def router(sim: Sim) -> APIRouter:
             )
             if _busy(d, key) or in_use:
                 raise _sql_error(409, MSG_BUSY, "operationInProgress")
+            if inst["settings"].get("deletionProtectionEnabled"):
+                # Clones inherit the flag from their source (settings are copied on clone).
+                raise _sql_error(400, MSG_PROTECTED, "instanceProtected")
             data_keys = [
                 b["dataKey"] for b in _tbl(d, "backups").values() if b["uid"] == inst["uid"]
             ]

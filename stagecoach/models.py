@@ -261,6 +261,10 @@ class CloneInstanceInput(BaseModel):
 
 class DeleteInstanceInput(BaseModel):
     ref: InstanceRef
+    # Only for instances this Stagecoach run created itself (a drill's scratch instance, a
+    # recovery clone that did not complete): clones inherit the source's deletion protection,
+    # which is then turned off first. Never set for an instance Stagecoach did not create.
+    created_by_stagecoach: bool = False
 
 
 class OperationResult(BaseModel):

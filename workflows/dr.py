@@ -669,7 +669,7 @@ class _ScratchWorkflow(_Visible):
         try:
             await workflow.execute_activity(
                 "DeleteInstance",
-                DeleteInstanceInput(ref=ref),
+                DeleteInstanceInput(ref=ref, created_by_stagecoach=True),
                 result_type=OperationResult,
                 start_to_close_timeout=OPERATION,
                 schedule_to_close_timeout=OPERATION,

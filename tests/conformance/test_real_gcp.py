@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
+from googleapiclient.errors import HttpError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -23,8 +25,10 @@ from activities.cloud_sql import CloudSqlActivities
 from stagecoach.clients import clients_for
 from stagecoach.config import Sizing
 from stagecoach.models import (
+    CloneInstanceInput,
     CreateBackupInput,
     CreateRevisionInput,
+    DeleteInstanceInput,
     InstanceRef,
     ServiceRef,
     SetScalingInput,
@@ -319,3 +323,50 @@ def test_a_backup_whose_deletion_failed_is_terminal_not_waited_for(
         env.run(sql_acts.create_backup, CreateBackupInput(ref=ref, description=description))
     assert info.value.type == "BackupFailed" and info.value.non_retryable
     assert "DELETION_FAILED" in info.value.message
+
+
+# ----------------------------------------------------------------------------- item 4
+
+PROD_PROJECT = "legal-forms-prod"
+PROD_INSTANCE = "legal-forms-db-prod"  # REGIONAL: seeded with deletion protection
+
+
+def test_a_clone_inherits_deletion_protection_and_only_our_own_is_unprotected_and_deleted(
+    env: ActivityEnvironment, sql_acts: CloudSqlActivities, target: Target
+) -> None:
+    """Before: DeleteInstance of a drill's scratch clone of a protected instance failed
+    (400 instanceProtected) and the scratch instance stayed, billing."""
+    prod = InstanceRef(target=target, project=PROD_PROJECT, instance=PROD_INSTANCE)
+    sql = clients_for(target).sqladmin()
+    source = sql.instances().get(project=PROD_PROJECT, instance=PROD_INSTANCE).execute()
+    assert source["settings"]["deletionProtectionEnabled"] is True
+    scratch = f"{PROD_INSTANCE}-drill-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    env.run(sql_acts.clone_instance, CloneInstanceInput(ref=prod, destination=scratch))
+    clone = sql.instances().get(project=PROD_PROJECT, instance=scratch).execute()
+    assert clone["settings"]["deletionProtectionEnabled"] is True  # inherited
+
+    scratch_ref = prod.model_copy(update={"instance": scratch})
+    # Not said to be ours: refused with the fix, nothing changed.
+    with pytest.raises(ApplicationError) as info:
+        env.run(sql_acts.delete_instance, DeleteInstanceInput(ref=scratch_ref))
+    assert info.value.non_retryable and "--no-deletion-protection" in info.value.message
+    # Ours: protection off, then deleted.
+    env.run(
+        sql_acts.delete_instance,
+        DeleteInstanceInput(ref=scratch_ref, created_by_stagecoach=True),
+    )
+    with pytest.raises(HttpError) as gone:
+        sql.instances().get(project=PROD_PROJECT, instance=scratch).execute()
+    assert gone.value.status_code == 404
+    # Never on an instance Stagecoach did not create, whatever the caller says.
+    with pytest.raises(ApplicationError) as refused:
+        env.run(sql_acts.delete_instance, DeleteInstanceInput(ref=prod, created_by_stagecoach=True))
+    assert refused.value.type == "FailedPrecondition"
+    assert sql.instances().get(project=PROD_PROJECT, instance=PROD_INSTANCE).execute()
+
+
+def test_gcpsim_refuses_to_delete_a_protected_instance(target: Target) -> None:
+    sql = clients_for(target).sqladmin()
+    with pytest.raises(HttpError) as info:
+        sql.instances().delete(project=PROD_PROJECT, instance=PROD_INSTANCE).execute()
+    assert info.value.status_code == 400 and "deletion protection" in str(info.value)
