@@ -16,6 +16,7 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | CreateBackup | CreateBackupInput -> BackupInfo |
 | ListBackups | ListBackupsInput -> list[BackupInfo] |
 | RestoreBackup | RestoreBackupInput -> OperationResult |
+| ReadRecoveryWindow | RecoveryWindowInput -> RecoveryWindow (PITR on, retention, window) |
 | CloneInstance | CloneInstanceInput -> OperationResult |
 | DeleteInstance | DeleteInstanceInput -> OperationResult |
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
@@ -59,6 +60,7 @@ def all_activities(
         sql.create_backup,
         sql.list_backups,
         sql.restore_backup,
+        sql.read_recovery_window,
         sql.clone_instance,
         sql.delete_instance,
         db.validate_database,

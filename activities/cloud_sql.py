@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from googleapiclient.errors import HttpError
@@ -28,6 +28,8 @@ from stagecoach.models import (
     InstanceRef,
     ListBackupsInput,
     OperationResult,
+    RecoveryWindow,
+    RecoveryWindowInput,
     RestoreBackupInput,
     Target,
 )
@@ -327,6 +329,59 @@ class CloudSqlActivities:
             .execute()
         )
         return str(op["name"])
+
+    # ------------------------------------------------------------------ ReadRecoveryWindow
+
+    @activity.defn(name="ReadRecoveryWindow")
+    @api_errors
+    def read_recovery_window(self, input: RecoveryWindowInput) -> RecoveryWindow:
+        """Whether point-in-time recovery is on, the transaction-log retention and the
+        recoverable window (`instances.getLatestRecoveryTime`); with `point_in_time`, whether
+        it lies inside (`problem` says why not, and what to do instead). Read-only."""
+        ref = input.ref
+        inst = self._get_instance(ref, ref.instance)
+        if inst is None:
+            raise permanent(
+                f"instance {ref.instance} not found in project {ref.project}", "NotFound"
+            )
+        backup_cfg = (inst.get("settings") or {}).get("backupConfiguration") or {}
+        enabled = bool(backup_cfg.get("pointInTimeRecoveryEnabled"))
+        days = int(backup_cfg.get("transactionLogRetentionDays") or 0)
+        out = RecoveryWindow(instance=ref.instance, pitr_enabled=enabled, retention_days=days)
+        if not enabled:
+            out.problem = (
+                f"point-in-time recovery is not enabled on {ref.instance} "
+                "(settings.backupConfiguration.pointInTimeRecoveryEnabled): restore a backup "
+                "instead (restore --backup-id), and enable it for next time "
+                f"(gcloud sql instances patch {ref.instance} --enable-point-in-time-recovery)"
+            )
+            return out
+        times: dict[str, Any] = (
+            self._sql(ref)
+            .projects()
+            .instances()
+            .getLatestRecoveryTime(project=ref.project, instance=ref.instance)
+            .execute(num_retries=READ_RETRIES)
+        )
+        out.latest = parse_time(times.get("latestRecoveryTime"))
+        out.earliest = parse_time(times.get("earliestRecoveryTime"))
+        if out.earliest is None and out.latest is not None and days:
+            out.earliest = out.latest - timedelta(days=days)
+        at = input.point_in_time
+        if at is None:
+            return out
+        if out.latest is not None and at > out.latest:
+            out.problem = (
+                f"{rfc3339(at)} is after the latest recoverable time of {ref.instance}, "
+                f"{rfc3339(out.latest)}: choose a time at or before it"
+            )
+        elif out.earliest is not None and at < out.earliest:
+            out.problem = (
+                f"{rfc3339(at)} is before the earliest recoverable time of {ref.instance}, "
+                f"{rfc3339(out.earliest)} (transaction logs are kept {days} days): restore a "
+                "backup instead (restore --backup-id; `backups` lists them)"
+            )
+        return out
 
     # ------------------------------------------------------------------ CloneInstance
 

@@ -735,6 +735,24 @@ def _list_response(kind: str, items: list[Any], nxt: str) -> dict[str, Any]:
     return out
 
 
+def _retention_days(inst: dict[str, Any]) -> int:
+    cfg = inst["settings"].get("backupConfiguration") or {}
+    return int(cfg.get("transactionLogRetentionDays") or 7)
+
+
+def _recovery_window(inst: dict[str, Any], t: float) -> tuple[float, float]:
+    """(earliest, latest) recoverable time; 400 when point-in-time recovery is off (as
+    `instances.getLatestRecoveryTime` and a point-in-time clone answer)."""
+    cfg = inst["settings"].get("backupConfiguration") or {}
+    if not cfg.get("pointInTimeRecoveryEnabled"):
+        raise _invalid(
+            f"Invalid request: point-in-time recovery is not enabled on instance {inst['name']}."
+        )
+    # The logs are kept `transactionLogRetentionDays` (1-7; up to 35 on Enterprise Plus); the
+    # newest recoverable time is now here (the simulator ships its log continuously).
+    return max(float(inst["createTime"]), t - _retention_days(inst) * 86400), t
+
+
 def _get_instance(d: dict[str, Any], project: str, instance: str) -> dict[str, Any]:
     inst = _tbl(d, "instances").get(_ikey(project, instance))
     if inst is None:
@@ -872,6 +890,21 @@ def router(sim: Sim) -> APIRouter:
         fault("instances.get")
         return dict(read(lambda d: _instance_json(sim, _get_instance(d, project, instance))))
 
+    @r.get("/v1/projects/{project}/instances/{instance}/getLatestRecoveryTime")
+    def instances_latest_recovery_time(project: str, instance: str) -> dict[str, Any]:
+        fault("instances.getLatestRecoveryTime")
+
+        def fn(d: dict[str, Any]) -> dict[str, Any]:
+            inst = _get_instance(d, project, instance)
+            earliest, latest = _recovery_window(inst, now())
+            return {
+                "kind": "sql#getLatestRecoveryTime",
+                "latestRecoveryTime": rfc3339(latest),
+                "earliestRecoveryTime": rfc3339(earliest),
+            }
+
+        return dict(read(fn))
+
     @r.post("/v1/projects/{project}/instances")
     def instances_insert(project: str, body: dict[str, Any] | None = Body(None)) -> dict[str, Any]:
         op_error = fault("instances.insert")
@@ -1000,15 +1033,9 @@ def router(sim: Sim) -> APIRouter:
                 raise _sql_error(409, MSG_EXISTS, "instanceAlreadyExists")
             t = now()
             if pit is not None:
-                cfg = src["settings"].get("backupConfiguration") or {}
-                if not cfg.get("pointInTimeRecoveryEnabled"):
-                    raise _invalid(
-                        "Invalid request: point-in-time recovery is not enabled on instance "
-                        f"{instance}."
-                    )
-                days = int(cfg.get("transactionLogRetentionDays") or 7)
-                earliest = max(float(src["createTime"]), t - days * 86400)
-                if pit > t:
+                earliest, latest = _recovery_window(src, t)
+                days = _retention_days(src)
+                if pit > latest:
                     raise _invalid(
                         f"Invalid request: the point in time {rfc3339(pit)} is in the future."
                     )

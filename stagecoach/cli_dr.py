@@ -28,7 +28,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -58,7 +58,6 @@ EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
 
 # Cloud SQL keeps transaction logs (point-in-time recovery) for 7 days (the brief's setting).
-PITR_RETENTION = timedelta(days=7)
 # The brief's monthly drill on the first Sunday at 03:00 UTC. Temporal ANDs day-of-month and
 # day-of-week (unlike Vixie cron, which ORs them when both are restricted): "days 1-7 that are
 # a Sunday" is exactly the first Sunday (tests/e2e/test_dr.py checks the next run times).
@@ -743,6 +742,26 @@ def _switch_release(
     return release
 
 
+async def _recovery_window(cfg: Config, ref: InstanceRef, at: datetime) -> Any:
+    """The instance's recoverable window, read before anything starts (the same code as the
+    ReadRecoveryWindow activity, which the workflow runs again before it clones)."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.cloud_sql import CloudSqlActivities
+    from stagecoach.models import RecoveryWindowInput
+
+    _cli().ensure_stack(cfg)  # gcpsim: start it when it does not answer
+    try:
+        return await asyncio.to_thread(
+            CloudSqlActivities().read_recovery_window,
+            RecoveryWindowInput(ref=ref, point_in_time=at),
+        )
+    except ApplicationError as err:
+        where = f"{cfg.target} ({ref.target.host}:{ref.target.port})"
+        code = EXIT_FAILED if err.non_retryable else EXIT_UNREACHABLE
+        fail(f"cannot read the recoverable window of {ref.instance} on {where}: {err}", code)
+
+
 async def _pitr(
     cfg: Config,
     env: str,
@@ -756,12 +775,9 @@ async def _pitr(
     now = datetime.now(UTC)
     if at > now:
         fail(f"--point-in-time {_t(at)} is in the future", EXIT_BAD_INPUT)
-    if at < now - PITR_RETENTION:
-        fail(
-            f"--point-in-time {_t(at)} is older than the {PITR_RETENTION.days}-day "
-            "transaction-log retention; restore a backup instead",
-            EXIT_BAD_INPUT,
-        )
+    window = await _recovery_window(cfg, ref, at)
+    if window.problem:
+        fail(f"--point-in-time: {window.problem}", EXIT_BAD_INPUT)
     inp = PointInTimeInput(
         app=cfg.app,
         env=env,

@@ -259,6 +259,23 @@ class CloneInstanceInput(BaseModel):
     backup_id: str | None = None
 
 
+class RecoveryWindowInput(BaseModel):
+    ref: InstanceRef
+    point_in_time: datetime | None = None  # checked against the window when given
+
+
+class RecoveryWindow(BaseModel):
+    """Output of ReadRecoveryWindow: how far back point-in-time recovery of an instance reaches
+    (`instances.getLatestRecoveryTime`, the backup configuration)."""
+
+    instance: str
+    pitr_enabled: bool
+    retention_days: int = 0  # settings.backupConfiguration.transactionLogRetentionDays
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    problem: str = ""  # why `point_in_time` cannot be recovered (with the fix); "" when it can
+
+
 class DeleteInstanceInput(BaseModel):
     ref: InstanceRef
     # Only for instances this Stagecoach run created itself (a drill's scratch instance, a

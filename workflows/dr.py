@@ -79,6 +79,8 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         OperationResult,
         RecoveryInfo,
+        RecoveryWindow,
+        RecoveryWindowInput,
         RestoreBackupInput,
         ServiceState,
         SetScalingInput,
@@ -831,6 +833,20 @@ class PointInTimeWorkflow(_ScratchWorkflow):
             )
         if inp.point_in_time > workflow.now():
             raise _Stop(DrOutcome.FAILED, f"{_stamp(inp.point_in_time)} is in the future")
+        if workflow.patched("pitr-recovery-window"):
+            # Before anything is created: PITR on, and the time inside the recoverable window
+            # (the API's own getLatestRecoveryTime and transaction-log retention).
+            self._progress(f"reading the recoverable window of {st.source_instance}")
+            window: RecoveryWindow = await workflow.execute_activity(
+                "ReadRecoveryWindow",
+                RecoveryWindowInput(ref=inp.instance, point_in_time=inp.point_in_time),
+                result_type=RecoveryWindow,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"recoverable window of {st.source_instance}",
+            )
+            if window.problem:
+                raise _Stop(DrOutcome.FAILED, window.problem)
         self._progress(f"cloning {st.source_instance} at {_stamp(inp.point_in_time)}")
         self._clone_requested = True
         start = workflow.now()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from stagecoach.models import (
     CreateRevisionInput,
     DeleteInstanceInput,
     InstanceRef,
+    RecoveryWindowInput,
     ServiceRef,
     SetScalingInput,
     SetTrafficInput,
@@ -370,3 +371,75 @@ def test_gcpsim_refuses_to_delete_a_protected_instance(target: Target) -> None:
     with pytest.raises(HttpError) as info:
         sql.instances().delete(project=PROD_PROJECT, instance=PROD_INSTANCE).execute()
     assert info.value.status_code == 400 and "deletion protection" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- item 6
+
+
+def patch_settings(target: Target, project: str, instance: str, settings: dict[str, Any]) -> None:
+    sql = clients_for(target).sqladmin()
+    op = sql.instances().patch(project=project, instance=instance, body={"settings": settings})
+    done = sql_wait(target, project, op.execute())
+    assert not done.get("error"), done
+
+
+def test_recovery_window_from_get_latest_recovery_time_and_the_backup_configuration(
+    env: ActivityEnvironment, sql_acts: CloudSqlActivities, target: Target
+) -> None:
+    ref = sql_ref(target)
+    w = env.run(sql_acts.read_recovery_window, RecoveryWindowInput(ref=ref))
+    assert w.pitr_enabled and w.retention_days == 7 and not w.problem
+    assert w.earliest is not None and w.latest is not None
+    assert w.latest - w.earliest <= timedelta(days=7)
+    assert abs((datetime.now(UTC) - w.latest).total_seconds()) < 60
+
+    inside = env.run(
+        sql_acts.read_recovery_window,
+        RecoveryWindowInput(ref=ref, point_in_time=w.latest - timedelta(seconds=5)),
+    )
+    assert not inside.problem
+    old = env.run(
+        sql_acts.read_recovery_window,
+        RecoveryWindowInput(ref=ref, point_in_time=w.earliest - timedelta(minutes=1)),
+    )
+    assert "before the earliest recoverable time" in old.problem and "--backup-id" in old.problem
+
+    patch_settings(
+        target,
+        SQL_PROJECT,
+        SQL_INSTANCE,
+        {"backupConfiguration": {"transactionLogRetentionDays": 1}},
+    )
+    try:
+        short = env.run(
+            sql_acts.read_recovery_window,
+            RecoveryWindowInput(ref=ref, point_in_time=datetime.now(UTC) - timedelta(days=2)),
+        )
+        assert short.retention_days == 1 and "kept 1 days" in short.problem
+        patch_settings(
+            target,
+            SQL_PROJECT,
+            SQL_INSTANCE,
+            {"backupConfiguration": {"pointInTimeRecoveryEnabled": False}},
+        )
+        off = env.run(sql_acts.read_recovery_window, RecoveryWindowInput(ref=ref))
+        assert not off.pitr_enabled and "not enabled" in off.problem
+        # the API itself refuses both getLatestRecoveryTime and a point-in-time clone
+        sql = clients_for(target).sqladmin()
+        with pytest.raises(HttpError) as info:
+            sql.projects().instances().getLatestRecoveryTime(
+                project=SQL_PROJECT, instance=SQL_INSTANCE
+            ).execute()
+        assert info.value.status_code == 400
+    finally:
+        patch_settings(
+            target,
+            SQL_PROJECT,
+            SQL_INSTANCE,
+            {
+                "backupConfiguration": {
+                    "pointInTimeRecoveryEnabled": True,
+                    "transactionLogRetentionDays": 7,
+                }
+            },
+        )
