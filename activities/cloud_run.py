@@ -27,6 +27,7 @@ from stagecoach.models import (
     CreateRevisionResult,
     DatabaseBinding,
     ReadServingInput,
+    ScalingRecord,
     ServiceRef,
     ServiceState,
     ServingRevision,
@@ -118,6 +119,35 @@ def is_drained(svc: run_v2.Service) -> bool:
     return scaling.scaling_mode == _MANUAL and int(scaling.manual_instance_count or 0) == 0
 
 
+def tag_only(traffic: list[TrafficTarget]) -> list[TrafficTarget]:
+    return [t for t in traffic if t.tag and not t.percent and t.type == "REVISION"]
+
+
+def scaling_record(svc: run_v2.Service) -> ScalingRecord:
+    sc = svc.scaling
+    mode = {_MANUAL: "MANUAL", _AUTOMATIC: "AUTOMATIC"}.get(sc.scaling_mode, "")
+    return ScalingRecord(
+        mode=mode,
+        min_instances=int(sc.min_instance_count),
+        max_instances=int(sc.max_instance_count),
+        manual_instances=int(sc.manual_instance_count) if "manual_instance_count" in sc else None,
+        tags=tag_only(traffic_from_api(svc.traffic)),
+    )
+
+
+def _same_scaling(a: ScalingRecord, b: ScalingRecord) -> bool:
+    def key(r: ScalingRecord) -> tuple[str, int, int, int]:
+        manual = r.mode == "MANUAL"
+        return (
+            "MANUAL" if manual else "AUTOMATIC",
+            0 if manual else r.min_instances,
+            0 if manual else r.max_instances,
+            (r.manual_instances or 0) if manual else 0,
+        )
+
+    return key(a) == key(b)
+
+
 def service_state(svc: run_v2.Service) -> ServiceState:
     template = svc.template
     image = template.containers[0].image if template.containers else ""
@@ -130,6 +160,7 @@ def service_state(svc: run_v2.Service) -> ServiceState:
         min_instances=int(template.scaling.min_instance_count),
         max_instances=int(template.scaling.max_instance_count),
         drained=is_drained(svc),
+        scaling=scaling_record(svc),
     )
 
 
@@ -681,7 +712,7 @@ class CloudRunActivities:
 
         for attempt in range(ETAG_RETRIES):
             svc = self._get(ref)
-            patch = self._scaling_patch(svc, input)
+            patch = self._scaling_patch(ref, svc, input)
             if patch is None:
                 if svc.reconciling:
                     svc = self._wait_reconciled(ref, details)
@@ -696,25 +727,61 @@ class CloudRunActivities:
             return service_state(svc)
         raise transient(f"service {ref.service} kept changing; try again", "Conflict")
 
-    @staticmethod
+    def _warm_tags(self, ref: ServiceRef, svc: run_v2.Service) -> list[TrafficTarget]:
+        """Tag-only entries whose revision asks for minimum instances: Cloud Run keeps those
+        instances running (writing to the database) even while the service is drained."""
+        out = []
+        for t in tag_only(traffic_from_api(svc.traffic)):
+            rev = self._revision(ref, t.revision)
+            if rev is not None and rev.scaling.min_instance_count > 0:
+                out.append(t)
+        return out
+
     def _scaling_patch(
-        svc: run_v2.Service, input: SetScalingInput
+        self, ref: ServiceRef, svc: run_v2.Service, input: SetScalingInput
     ) -> tuple[run_v2.Service, list[str]] | None:
         """The patch (body, mask) that moves `svc` towards the wanted scaling; None when it
-        already is there."""
+        already is there.
+
+        Drain: service-level manual scaling with 0 instances (Cloud Run then unsets the
+        service's min/max: the caller's record keeps them), and the tag-only entries whose
+        revision keeps minimum instances removed. Resume with a record: the service-level
+        scaling and the removed tags exactly as recorded."""
         body = run_v2.Service(etag=svc.etag)
         paths: list[str] = []
+        current = traffic_from_api(svc.traffic)
         if input.drained:
-            if is_drained(svc):
+            warm = self._warm_tags(ref, svc)
+            if is_drained(svc) and not warm:
                 return None
-            body.scaling = run_v2.ServiceScaling(
-                scaling_mode=_MANUAL,
-                manual_instance_count=0,
-                min_instance_count=svc.scaling.min_instance_count,
-                max_instance_count=svc.scaling.max_instance_count,
-            )
-            return body, ["scaling"]
-        if svc.scaling.scaling_mode == _MANUAL or "manual_instance_count" in svc.scaling:
+            if not is_drained(svc):
+                body.scaling = run_v2.ServiceScaling(scaling_mode=_MANUAL, manual_instance_count=0)
+                paths.append("scaling")
+            if warm:
+                body.traffic = traffic_to_api([t for t in current if t not in warm])
+                paths.append("traffic")
+            return body, paths
+        rec = input.record
+        if rec is not None:
+            if not _same_scaling(scaling_record(svc), rec):
+                body.scaling = run_v2.ServiceScaling(
+                    scaling_mode=_MANUAL if rec.mode == "MANUAL" else _AUTOMATIC,
+                    min_instance_count=rec.min_instances,
+                    max_instance_count=rec.max_instances,
+                )
+                if rec.mode == "MANUAL" and rec.manual_instances is not None:
+                    body.scaling.manual_instance_count = rec.manual_instances
+                paths.append("scaling")
+            taken = {t.tag for t in current}
+            missing = [
+                t
+                for t in rec.tags
+                if t.tag not in taken and self._revision(ref, t.revision) is not None
+            ]
+            if missing:
+                body.traffic = traffic_to_api(current + missing)
+                paths.append("traffic")
+        elif svc.scaling.scaling_mode == _MANUAL or "manual_instance_count" in svc.scaling:
             body.scaling = run_v2.ServiceScaling(
                 scaling_mode=_AUTOMATIC,
                 min_instance_count=svc.scaling.min_instance_count,

@@ -628,6 +628,40 @@ def _split_from_statuses(svc: dict[str, Any], revs: dict[str, Any]) -> list[tupl
     return out
 
 
+def _warm_revisions(svc: dict[str, Any], revs: dict[str, Any]) -> list[str]:
+    """Revisions with instances running: those receiving traffic (none while drained) and,
+    drained or not, revisions kept only by a traffic tag whose template asks for minimum
+    instances (Cloud Run starts a tagged revision's revision-level minimum)."""
+    out = [rev for rev, _, _ in _split_from_statuses(svc, revs)]
+    for st in svc.get("trafficStatuses") or []:
+        rev = st.get("revision", "")
+        if not st.get("tag") or rev not in revs or rev in out:
+            continue
+        scaling = revs[rev]["template"].get("scaling") or {}
+        if int(scaling.get("minInstanceCount") or 0) > 0:
+            out.append(rev)
+    return out
+
+
+def _service_scaling(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Service-level scaling as Cloud Run applies it: MANUAL unsets the service's min/max;
+    back to automatic without a minimum inherits the manual count."""
+    sc = new.get("scaling")
+    if not isinstance(sc, dict):
+        return
+    before = old.get("scaling") or {}
+    if sc.get("scalingMode") == SCALING_MANUAL:
+        sc.pop("minInstanceCount", None)
+        sc.pop("maxInstanceCount", None)
+        return
+    inherit = before.get("scalingMode") == SCALING_MANUAL and "minInstanceCount" not in sc
+    if inherit and before.get("manualInstanceCount"):
+        sc["minInstanceCount"] = before["manualInstanceCount"]
+    sc.pop("manualInstanceCount", None)
+    if not sc:
+        new.pop("scaling", None)
+
+
 def _complete(sim: Sim, d: dict[str, Any], key: str, op: dict[str, Any], t: float) -> None:
     """Apply a finished create/update operation to its service, at time `t`."""
     run = _run(d)
@@ -977,6 +1011,7 @@ def _update(
         _check_etag(etag, svc, _service_name(project, location, service))
         if update_mask:
             spec = _normalize(_masked(svc["spec"], given, update_mask), service)
+        _service_scaling(svc["spec"], spec)
         revs = run["revisions"].setdefault(key, {})
         new = _decide_revision(sim, key, service, spec, svc, revs)
         _validate_traffic(spec["traffic"], set(revs) | ({new} if new else set()), service)
@@ -1055,7 +1090,7 @@ def bound_connections(sim: Sim) -> dict[str, set[str]]:
         for key, svc in run.get("services", {}).items():
             declared = connections(svc["spec"]["template"])
             revs = run.get("revisions", {}).get(key, {})
-            used = [c for rev, _, _ in _split_from_statuses(svc, revs)
+            used = [c for rev in _warm_revisions(svc, revs)
                     for c in connections(revs[rev]["template"])]  # fmt: skip
             for c in declared + used:
                 out.setdefault(c.split(":", 1)[0], set())
@@ -1191,6 +1226,7 @@ def summary(sim: Sim) -> list[dict[str, Any]]:
                     ],
                     "scaling": copy.deepcopy(svc["spec"].get("scaling") or {}),
                     "drained": bool(svc.get("drained")),
+                    "warm": _warm_revisions(svc, revs),
                     "revisions": [
                         {
                             "name": n,

@@ -70,6 +70,19 @@ class ServiceRef(BaseModel):
 # --------------------------------------------------------------------------- Cloud Run activities
 
 
+class ScalingRecord(BaseModel):
+    """A service's scaling exactly as set, recorded before a drain and put back after it: the
+    service-level scaling (Cloud Run unsets the service's min/max when it switches to manual
+    scaling) and the tag-only (0%) traffic entries (a revision kept only by a tag still runs its
+    revision-level minimum instances, which a drain therefore removes for a while)."""
+
+    mode: str = ""  # service-level scaling_mode: "", "AUTOMATIC" or "MANUAL"
+    min_instances: int = 0  # service-level minimum (0: not set)
+    max_instances: int = 0  # service-level maximum (0: not set)
+    manual_instances: int | None = None  # set only in manual mode
+    tags: list[TrafficTarget] = []  # tag-only entries (percent 0), LATEST never among them
+
+
 class ServiceState(BaseModel):
     """Output of GetServiceState: what serves now."""
 
@@ -81,6 +94,7 @@ class ServiceState(BaseModel):
     min_instances: int = 0
     max_instances: int = 0
     drained: bool = False
+    scaling: ScalingRecord | None = None  # the service-level scaling and tag-only entries
 
 
 class DatabaseBinding(BaseModel):
@@ -148,6 +162,9 @@ class SetScalingInput(BaseModel):
     drained: bool
     min_instances: int = 0
     max_instances: int = 0
+    # What GetServiceState recorded before the drain: the resume puts it back exactly. None
+    # (workflows started before it existed): the service-level min/max as read at resume time.
+    record: ScalingRecord | None = None
 
 
 class SmokeTestInput(BaseModel):

@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         RecoveryWindow,
         RecoveryWindowInput,
         RestoreBackupInput,
+        ScalingRecord,
         ServiceState,
         SetScalingInput,
         ValidateDatabaseInput,
@@ -124,6 +125,20 @@ async def _to_completion(coro: Coroutine[Any, Any, T]) -> tuple[T, bool]:
             if task.cancelled():
                 raise
             return task.result(), True
+
+
+def _scaling_restored(record: ScalingRecord, live: ServiceState) -> bool:
+    """The service-level scaling and the recorded tags are back as they were."""
+    now = live.scaling
+    if now is None:
+        return False
+    same_mode = (record.mode == "MANUAL") == (now.mode == "MANUAL")
+    same_counts = (record.min_instances, record.max_instances) == (
+        now.min_instances,
+        now.max_instances,
+    ) or record.mode == "MANUAL"
+    tags = {(t.tag, t.revision) for t in now.tags}
+    return same_mode and same_counts and all((t.tag, t.revision) in tags for t in record.tags)
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -444,6 +459,7 @@ class RestoreWorkflow(_Visible):
             svc.recorded = True
             svc.min_instances = live.min_instances
             svc.max_instances = live.max_instances
+            svc.record = live.scaling
             svc.was_drained = live.drained
             if live.drained:
                 svc.state = "left_drained"
@@ -459,6 +475,7 @@ class RestoreWorkflow(_Visible):
                     drained=True,
                     min_instances=svc.min_instances,
                     max_instances=svc.max_instances,
+                    record=svc.record,
                 ),
                 result_type=ServiceState,
                 start_to_close_timeout=SCALING,
@@ -553,6 +570,7 @@ class RestoreWorkflow(_Visible):
                         drained=False,
                         min_instances=svc.min_instances,
                         max_instances=svc.max_instances,
+                        record=svc.record,
                     ),
                     result_type=ServiceState,
                     start_to_close_timeout=SCALING,
@@ -570,6 +588,7 @@ class RestoreWorkflow(_Visible):
                 not live.drained
                 and live.min_instances == svc.min_instances
                 and live.max_instances == svc.max_instances
+                and (svc.record is None or _scaling_restored(svc.record, live))
             )
             if exact:
                 svc.state = "resumed"

@@ -443,3 +443,75 @@ def test_recovery_window_from_get_latest_recovery_time_and_the_backup_configurat
                 }
             },
         )
+
+
+# ----------------------------------------------------------------------------- item 5
+
+
+def sim_service(gcpsim: GcpsimProcess, ref: ServiceRef) -> dict[str, Any]:
+    state = requests.get(f"{gcpsim.url}/_sim/state", timeout=30).json()
+    return next(s for s in state["services"] if s["service"] == ref.service)
+
+
+def test_drain_stops_every_instance_and_resume_puts_back_exactly_what_was_set(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    """Before: the drain left a tag-only revision with revision-level min instances running
+    (writing to the database), and since Cloud Run unsets service-level min/max when it
+    switches to manual scaling, the resume came back without them."""
+    ref = make_raw_service(
+        gcpsim,
+        target,
+        service_extra={"scaling": {"minInstanceCount": 1, "maxInstanceCount": 6}},
+    )
+    warm = revision_input(ref, "v1.1.0", Sizing(min_instances=1, max_instances=4, cpu="1"))
+    created = env.run(run_acts.create_revision, warm)  # tagged, 0%, min 1: instances run
+    assert created.revision in sim_service(gcpsim, ref)["warm"]
+
+    live = env.run(run_acts.get_service_state, ref)
+    rec = live.scaling
+    assert rec is not None and (rec.mode, rec.min_instances, rec.max_instances) == ("", 1, 6)
+    assert [(t.revision, t.tag) for t in rec.tags] == [(created.revision, "canary")]
+
+    drain = SetScalingInput(ref=ref, drained=True, record=rec)
+    drained = env.run(run_acts.set_scaling, drain)
+    assert drained.drained
+    assert sim_service(gcpsim, ref)["warm"] == []  # nothing left running
+    assert env.run(run_acts.set_scaling, drain).drained  # idempotent
+
+    resume = SetScalingInput(
+        ref=ref,
+        drained=False,
+        min_instances=live.min_instances,
+        max_instances=live.max_instances,
+        record=rec,
+    )
+    back = env.run(run_acts.set_scaling, resume)
+    assert not back.drained and back.scaling is not None
+    assert (back.scaling.min_instances, back.scaling.max_instances) == (1, 6)
+    assert [(t.revision, t.tag) for t in back.scaling.tags] == [(created.revision, "canary")]
+    assert created.revision in sim_service(gcpsim, ref)["warm"]
+
+
+def test_gcpsim_manual_scaling_unsets_the_service_min_and_max(
+    gcpsim: GcpsimProcess, target: Target
+) -> None:
+    ref = make_raw_service(
+        gcpsim, target, service_extra={"scaling": {"minInstanceCount": 2, "maxInstanceCount": 5}}
+    )
+    url = f"{_base(gcpsim)}/services/{ref.service}"
+
+    def patch(scaling: dict[str, Any]) -> dict[str, Any]:
+        r = requests.patch(url, params={"updateMask": "scaling"}, json={"scaling": scaling})
+        r.raise_for_status()
+        _wait_op(gcpsim, r.json())
+        got: dict[str, Any] = raw_service(gcpsim, ref).get("scaling", {})
+        return got
+
+    manual = patch({"scalingMode": "MANUAL", "manualInstanceCount": 3})
+    assert manual == {"scalingMode": "MANUAL", "manualInstanceCount": 3}
+    # back to automatic without a minimum: the manual count is inherited
+    assert patch({"scalingMode": "AUTOMATIC"}) == {
+        "scalingMode": "AUTOMATIC",
+        "minInstanceCount": 3,
+    }
