@@ -1099,6 +1099,14 @@ def bound_connections(sim: Sim) -> dict[str, set[str]]:
     return out
 
 
+def ingress_of(sim: Sim, project: str, location: str, service: str) -> int | None:
+    """The service's ingress setting (IngressTraffic number); None if there is no service."""
+    key = service_key(project, location, service)
+    with sim.store.lock:
+        svc = sim.store.section("run").get("services", {}).get(key)
+        return None if svc is None else int(svc["spec"].get("ingress") or 1)
+
+
 def lookup_tag(
     sim: Sim, project: str, location: str, service: str, tag: str
 ) -> tuple[str, str] | None:

@@ -104,6 +104,24 @@ class Service(_Strict):
         {}, description="env var -> Secret Manager secret name (never a value)"
     )
     sizing: Sizing | None = None
+    # How the release smoke-tests a new revision: `tag_url` (GET the tag URL's health_path from
+    # the worker) or `none` (no smoke test, said in the status). Default: `tag_url` with ingress
+    # `all`; with an internal ingress the tag URL answers only inside the VPC, so say which.
+    smoke: Literal["tag_url", "none"] | None = None
+
+    @model_validator(mode="after")
+    def _smoke_route_explicit(self) -> Service:
+        if self.smoke is None and self.ingress != "all":
+            raise ValueError(
+                f"smoke: service {self.name!r} has ingress {self.ingress!r}, so its tag URL "
+                "answers only inside the VPC: set smoke: tag_url if the worker runs inside it, "
+                "or smoke: none to release without a smoke test"
+            )
+        return self
+
+    @property
+    def smoke_route(self) -> str:
+        return self.smoke or "tag_url"
 
     def image_for(self, project: str, version: str) -> str:
         return f"{self.image.replace('{project}', project)}:{version}"

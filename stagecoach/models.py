@@ -351,6 +351,7 @@ class ServicePlan(BaseModel):
     image: str  # "" keeps the image of the revision serving the most traffic (switch releases)
     revision: str
     health_path: str = "/"
+    smoke: str = "tag_url"  # tag_url | none (services[].smoke)
     sizing: Sizing
     env: dict[str, str] = {}
     secrets: dict[str, str] = {}

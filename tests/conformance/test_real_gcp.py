@@ -515,3 +515,20 @@ def test_gcpsim_manual_scaling_unsets_the_service_min_and_max(
         "scalingMode": "AUTOMATIC",
         "minInstanceCount": 3,
     }
+
+
+# ----------------------------------------------------------------------------- item 3
+
+
+def test_gcpsim_honours_ingress_for_callers_outside_the_vpc(gcpsim: GcpsimProcess) -> None:
+    base = f"{gcpsim.url}/_url/legal-forms-dev/{REGION}"
+    internal = f"{base}/python-pipeline-dev/healthz"  # ingress internal
+    public = f"{base}/node-server-dev/health"  # ingress all
+    r = requests.get(internal, timeout=10)
+    assert r.status_code == 404 and "outside the VPC" in r.json()["reason"]
+    assert requests.get(public, timeout=10).status_code == 200
+    requests.post(f"{gcpsim.url}/_sim/network", json={"inside_vpc": True}, timeout=10)
+    try:
+        assert requests.get(internal, timeout=10).status_code == 200
+    finally:
+        requests.post(f"{gcpsim.url}/_sim/network", json={"inside_vpc": False}, timeout=10)

@@ -91,3 +91,22 @@ async def test_point_in_time_outside_the_window_is_refused_before_anything_start
     assert len(lines) == 1 and lines[0].startswith("error: --point-in-time"), err
     assert "earliest recoverable time" in err and "kept 1 days" in err and "--backup-id" in err
     assert await last_run(client, wf_id) == before  # nothing started
+
+
+async def test_internal_service_released_with_its_smoke_route_said_aloud(
+    gcpsim: GcpsimProcess, client: Client, task_queue: str
+) -> None:
+    """Item 3. python-pipeline has ingress internal; gcpsim answers its tag URL with 404 to a
+    caller outside the VPC, as Cloud Run does. Before: every release failed its smoke test.
+    Now its route is explicit (`smoke: none` in deploy.yaml) and the status says so."""
+    from stagecoach.models import Outcome, ReleaseStatus
+    from tests.e2e.test_release import release_input, start
+    from tests.e2e.test_release import worker as release_worker
+
+    inp = release_input(gcpsim, "dev", "v1.8.0", ["python-pipeline"])
+    assert inp.services[0].smoke == "none"
+    async with release_worker(client, task_queue):
+        st: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+    assert st.outcome == Outcome.PROMOTED, st.error
+    events = " | ".join(st.events)
+    assert "NO smoke test (smoke: none; ingress internal" in events, events

@@ -67,3 +67,14 @@ def test_cli_exits_2_with_the_key_path(tmp_path: Any) -> None:
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "environments.Dev" in lines[0]
+
+
+def test_an_internal_service_must_say_how_it_is_smoke_tested() -> None:
+    data = shipped()
+    data["services"][0].pop("smoke")  # python-pipeline: ingress internal
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "deploy.yaml")
+    assert "services.0" in str(info.value) and "smoke: none" in str(info.value)
+    data["services"][0]["smoke"] = "tag_url"  # a worker inside the VPC
+    assert parse_config(data).services[0].smoke_route == "tag_url"
+    assert parse_config(shipped()).services[1].smoke_route == "tag_url"  # ingress all: default
