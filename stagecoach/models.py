@@ -167,6 +167,27 @@ class SetScalingInput(BaseModel):
     record: ScalingRecord | None = None
 
 
+class RevisionHealthInput(BaseModel):
+    ref: ServiceRef
+    revision: str  # short name
+    window_seconds: int = 300  # how far back Monitoring is read for the instance count
+
+
+class RevisionHealth(BaseModel):
+    """Output of CheckRevisionHealth: whether a revision can serve at all. request_count leaves
+    out requests that never reach an instance (not ready, at max instances), so a canary with
+    `can_serve` False and few requests is not a quiet one."""
+
+    revision: str
+    ready: bool  # the revision's Ready condition succeeded
+    reason: str = ""  # why not ready / why saturated ("" when can_serve)
+    max_instances: int = 0  # the revision's scaling.maxInstanceCount (0: Cloud Run's default)
+    instances: int | None = None  # newest active instance count; None: Monitoring has none
+    at_max_instances: bool = False  # instances >= max_instances
+    can_serve: bool = False  # ready and not at max instances
+    note: str = ""  # why `instances` is None
+
+
 class SmokeTestInput(BaseModel):
     url: str
     path: str = "/"

@@ -22,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from activities import cloud_sql
 from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
+from activities.revision_health import RevisionHealthActivities
 from stagecoach.clients import clients_for
 from stagecoach.config import Sizing
 from stagecoach.models import (
@@ -31,6 +32,7 @@ from stagecoach.models import (
     DeleteInstanceInput,
     InstanceRef,
     RecoveryWindowInput,
+    RevisionHealthInput,
     ServiceRef,
     SetScalingInput,
     SetTrafficInput,
@@ -532,3 +534,30 @@ def test_gcpsim_honours_ingress_for_callers_outside_the_vpc(gcpsim: GcpsimProces
         assert requests.get(internal, timeout=10).status_code == 200
     finally:
         requests.post(f"{gcpsim.url}/_sim/network", json={"inside_vpc": False}, timeout=10)
+
+
+# ----------------------------------------------------------------------------- item 8
+
+
+def test_check_revision_health_says_when_a_canary_cannot_serve(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    """A revision that never became ready gets no requests at all: request_count alone would
+    read it as quiet. CheckRevisionHealth says it cannot serve, and why."""
+    ref = make_raw_service(gcpsim, target)
+    stable = raw_service(gcpsim, ref)["latestReadyRevision"].rsplit("/", 1)[-1]
+    assert gcpsim.cli("behavior", ref.service, "v6.6.6", "--broken").returncode == 0
+    broken = revision_input(ref, "v6.6.6")
+    with pytest.raises(ApplicationError) as info:
+        env.run(run_acts.create_revision, broken)
+    assert info.value.type == "RevisionNotReady"
+
+    health = RevisionHealthActivities()
+    bad = env.run(
+        health.check_revision_health, RevisionHealthInput(ref=ref, revision=broken.revision)
+    )
+    assert not bad.ready and not bad.can_serve and "failed to start" in bad.reason
+    good = env.run(health.check_revision_health, RevisionHealthInput(ref=ref, revision=stable))
+    assert good.ready and good.can_serve and good.max_instances == 4
+    # gcpsim does not model run.googleapis.com/container/instance_count (yet): said, not guessed
+    assert good.instances is None and "instance count not available" in good.note
