@@ -396,7 +396,10 @@ def _print_lines(lines: list[Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the backup, restore, DR-drill and schedule commands to `app`."""
+    """Add the backup, restore, DR-drill, schedule and doctor commands to `app`."""
+    from stagecoach import cli_doctor
+
+    cli_doctor.register(app)
 
     @app.command("backup")
     def backup_cmd(env: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:

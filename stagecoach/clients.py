@@ -161,6 +161,25 @@ class Clients:
             self._local.sqladmin = client
         return client
 
+    def discovery(self, api: str, version: str) -> Any:
+        """A discovery client of the calling thread for another Google API the doctor reads
+        (`serviceusage` v1, `cloudresourcemanager` v1); gcpsim serves them on its REST port."""
+        cache = getattr(self._local, "discovery", None)
+        if cache is None:
+            cache = self._local.discovery = {}
+        client = cache.get((api, version))
+        if client is None:
+            from googleapiclient import discovery
+
+            kwargs: dict[str, Any] = {"static_discovery": True, "cache_discovery": False}
+            if self.is_sim:
+                kwargs["credentials"] = AnonymousCredentials()
+                kwargs["client_options"] = {
+                    "api_endpoint": f"http://{self.target.host}:{self.target.port}/"
+                }
+            client = cache[(api, version)] = discovery.build(api, version, **kwargs)
+        return client
+
 
 _CACHE: dict[tuple[str, str, int, int], Clients] = {}
 _CACHE_LOCK = threading.Lock()
