@@ -56,6 +56,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
+# sqladmin v1 discovery, instances.clone: "might cause your instance to restart".
+CLONE_RESTART_NOTE = (
+    "a drill clones the instance, and Cloud SQL warns that instances.clone may restart the "
+    "source instance: schedule drills in a quiet window (the default is Sunday 03:00 UTC)"
+)
 
 # Cloud SQL keeps transaction logs (point-in-time recovery) for 7 days (the brief's setting).
 # The brief's monthly drill on the first Sunday at 03:00 UTC. Temporal ANDs day-of-month and
@@ -470,7 +475,8 @@ def register(app: typer.Typer) -> None:
 
         Reports row counts and newest created_at on the source and the scratch, the data-loss
         window against the RPO and the restore time against the RTO. Exit 0 when verified and
-        the scratch instance is deleted."""
+        the scratch instance is deleted. Cloud SQL warns that cloning may restart the source
+        instance: run drills in a quiet window."""
         run(lambda: _drill(env, config, detach, as_json))
 
     schedule = typer.Typer(help="Temporal Schedules of DR drills", no_args_is_help=True)
@@ -919,6 +925,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         ScheduleOverlapPolicy,
         SchedulePolicy,
         ScheduleSpec,
+        ScheduleState,
     )
 
     cfg = load(config)
@@ -937,6 +944,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         ),
         spec=ScheduleSpec(cron_expressions=[expr]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=CLONE_RESTART_NOTE),
     )
     try:
         handle = await client.create_schedule(sched_id, schedule)
@@ -954,6 +962,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         markup=False,
         highlight=False,
     )
+    console.print(f"note: {CLONE_RESTART_NOTE}", markup=False, highlight=False)
     return EXIT_OK
 
 
