@@ -559,5 +559,27 @@ def test_check_revision_health_says_when_a_canary_cannot_serve(
     assert not bad.ready and not bad.can_serve and "failed to start" in bad.reason
     good = env.run(health.check_revision_health, RevisionHealthInput(ref=ref, revision=stable))
     assert good.ready and good.can_serve and good.max_instances == 4
-    # gcpsim does not model run.googleapis.com/container/instance_count (yet): said, not guessed
-    assert good.instances is None and "instance count not available" in good.note
+    assert good.instances is not None and 1 <= good.instances < 4 and not good.at_max_instances
+
+
+def test_check_revision_health_says_when_a_canary_is_at_max_instances(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, target: Target
+) -> None:
+    """At max instances the requests beyond them never reach an instance and are not in
+    request_count: a saturated canary must not read as a quiet one."""
+    ref = make_raw_service(
+        gcpsim,
+        target,
+        template_extra={
+            "scaling": {"maxInstanceCount": 1},
+            "maxInstanceRequestConcurrency": 1,
+        },
+    )
+    rev = raw_service(gcpsim, ref)["latestReadyRevision"].rsplit("/", 1)[-1]
+    got = env.run(
+        RevisionHealthActivities().check_revision_health,
+        RevisionHealthInput(ref=ref, revision=rev),
+    )
+    assert got.ready and got.instances == 1 and got.max_instances == 1
+    assert got.at_max_instances and not got.can_serve
+    assert "never reach an instance" in got.reason
