@@ -16,6 +16,7 @@ State lives in `sim.store.data["run"]`:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -33,6 +34,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from google.cloud.run_v2.types import revision as revision_types
 from google.cloud.run_v2.types import service as service_types
 from google.protobuf import json_format
+from starlette.concurrency import run_in_threadpool
 
 from gcpsim.behavior import behavior_for
 from gcpsim.errors import ApiError
@@ -1494,10 +1496,12 @@ def router(sim: Sim) -> APIRouter:
             return copy.deepcopy(_op_view(sim, run, op, t)), op["doneAt"]
 
     @r.post(base + "/operations/{op_id}:wait")
-    def wait_operation(
+    async def wait_operation(
         project: str, location: str, op_id: str, body: dict[str, Any] | None = Body(None)
     ) -> Response:
-        sim.faults.apply("run.operations.wait")
+        # async: a long wait sleeps on the event loop, not in one of the threadpool's workers
+        # (Stagecoach waits for every Cloud Run operation this way).
+        await run_in_threadpool(sim.faults.apply, "run.operations.wait")
         timeout = MAX_WAIT_SECONDS
         raw = (body or {}).get("timeout")
         if raw:
@@ -1507,11 +1511,11 @@ def router(sim: Sim) -> APIRouter:
                 raise _bad_request(f"Invalid timeout '{raw}'.", "timeout") from None
         deadline = time.monotonic() + timeout
         while True:
-            view, done_at = _read_op(project, location, op_id)
+            view, done_at = await run_in_threadpool(_read_op, project, location, op_id)
             left = deadline - time.monotonic()
             if view.get("done") or left <= 0:
                 return _json(view)
-            time.sleep(min(left, max(done_at - now(), 0.0) + 0.005, 1.0))
+            await asyncio.sleep(min(left, max(done_at - now(), 0.0) + 0.005, 1.0))
 
     @r.get(base + "/operations/{op_id}")
     def get_operation(project: str, location: str, op_id: str) -> Response:
