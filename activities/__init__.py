@@ -12,10 +12,12 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | SetScaling | SetScalingInput -> ServiceState |
 | FindPreviousRevision | FindPreviousRevisionInput -> PreviousRevision (activities/revisions.py) |
 | SmokeTest | SmokeTestInput -> SmokeTestResult |
+| CheckRevisionHealth | RevisionHealthInput -> RevisionHealth (activities/revision_health.py) |
 | ReadCanaryMetrics | ReadCanaryMetricsInput -> CanaryMetrics |
 | CreateBackup | CreateBackupInput -> BackupInfo |
 | ListBackups | ListBackupsInput -> list[BackupInfo] |
 | RestoreBackup | RestoreBackupInput -> OperationResult |
+| ReadRecoveryWindow | RecoveryWindowInput -> RecoveryWindow (PITR on, retention, window) |
 | CloneInstance | CloneInstanceInput -> OperationResult |
 | DeleteInstance | DeleteInstanceInput -> OperationResult |
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
@@ -40,6 +42,7 @@ def all_activities(
     from activities.db_verify import DatabaseActivities
     from activities.monitoring import MonitoringActivities
     from activities.notify import notify
+    from activities.revision_health import RevisionHealthActivities
     from activities.revisions import find_previous_revision
     from activities.smoke import smoke_test
 
@@ -55,10 +58,12 @@ def all_activities(
         run.set_scaling,
         find_previous_revision,
         smoke_test,
+        RevisionHealthActivities(target_factory).check_revision_health,
         mon.read_canary_metrics,
         sql.create_backup,
         sql.list_backups,
         sql.restore_backup,
+        sql.read_recovery_window,
         sql.clone_instance,
         sql.delete_instance,
         db.validate_database,

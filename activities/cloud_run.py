@@ -17,7 +17,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.api_core import operation as lro
 from google.cloud import run_v2
-from google.longrunning import operations_pb2
+from google.protobuf import field_mask_pb2
 from temporalio import activity
 
 from activities.errors import api_errors, permanent, to_application_error, transient
@@ -27,6 +27,7 @@ from stagecoach.models import (
     CreateRevisionResult,
     DatabaseBinding,
     ReadServingInput,
+    ScalingRecord,
     ServiceRef,
     ServiceState,
     ServingRevision,
@@ -59,6 +60,8 @@ _INGRESS: dict[str, int] = {
 OPERATION_DEADLINE_SECONDS = 30 * 60
 # Concurrent-modification (stale etag) retries inside one attempt before leaving it to Temporal.
 ETAG_RETRIES = 5
+# One operations.wait call waits at most this long (then heartbeats and waits again).
+WAIT_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------------------- conversions
@@ -116,6 +119,35 @@ def is_drained(svc: run_v2.Service) -> bool:
     return scaling.scaling_mode == _MANUAL and int(scaling.manual_instance_count or 0) == 0
 
 
+def tag_only(traffic: list[TrafficTarget]) -> list[TrafficTarget]:
+    return [t for t in traffic if t.tag and not t.percent and t.type == "REVISION"]
+
+
+def scaling_record(svc: run_v2.Service) -> ScalingRecord:
+    sc = svc.scaling
+    mode = {_MANUAL: "MANUAL", _AUTOMATIC: "AUTOMATIC"}.get(sc.scaling_mode, "")
+    return ScalingRecord(
+        mode=mode,
+        min_instances=int(sc.min_instance_count),
+        max_instances=int(sc.max_instance_count),
+        manual_instances=int(sc.manual_instance_count) if "manual_instance_count" in sc else None,
+        tags=tag_only(traffic_from_api(svc.traffic)),
+    )
+
+
+def _same_scaling(a: ScalingRecord, b: ScalingRecord) -> bool:
+    def key(r: ScalingRecord) -> tuple[str, int, int, int]:
+        manual = r.mode == "MANUAL"
+        return (
+            "MANUAL" if manual else "AUTOMATIC",
+            0 if manual else r.min_instances,
+            0 if manual else r.max_instances,
+            (r.manual_instances or 0) if manual else 0,
+        )
+
+    return key(a) == key(b)
+
+
 def service_state(svc: run_v2.Service) -> ServiceState:
     template = svc.template
     image = template.containers[0].image if template.containers else ""
@@ -128,6 +160,7 @@ def service_state(svc: run_v2.Service) -> ServiceState:
         min_instances=int(template.scaling.min_instance_count),
         max_instances=int(template.scaling.max_instance_count),
         drained=is_drained(svc),
+        scaling=scaling_record(svc),
     )
 
 
@@ -196,6 +229,15 @@ def _without(svc: run_v2.Service, revision: str) -> list[TrafficTarget]:
     return pin_latest(rest, latest) if latest and latest != revision else rest
 
 
+def cpu_count(value: str) -> float:
+    """`"0.5"`, `"1"`, `"500m"`, `"2000m"` -> CPUs (unparseable: 1, the API then judges)."""
+    text = str(value).strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return 1.0
+
+
 def _connector_name(ref: ServiceRef, connector: str) -> str:
     if "/" in connector:
         return connector
@@ -237,36 +279,24 @@ class CloudRunActivities:
             return dict(details[0])
         return {}
 
-    def _resume(self, ref: ServiceRef, op_name: str) -> lro.Operation | None:
-        services = self._clients(ref.target).services
-        try:
-            raw = services.get_operation(request=operations_pb2.GetOperationRequest(name=op_name))
-        except gexc.NotFound:
-            return None
-        return lro.from_gapic(
-            raw,
-            services.transport.operations_client,
-            run_v2.Service,
-            metadata_type=run_v2.Service,
-        )
-
     def _resumed(
         self,
         ref: ServiceRef,
         op_name: str,
-        finish: Callable[[lro.Operation], run_v2.Service],
+        finish: Callable[[str], run_v2.Service],
     ) -> run_v2.Service | None:
         """Finish the operation an earlier attempt started (its name from the heartbeat details).
 
         None when there is nothing to resume: the operation is unknown, or it failed with a
         transient error (starting over is then the way forward, not failing on it again).
         """
-        op = self._resume(ref, op_name)
-        if op is None:
+        try:
+            self._clients(ref.target).run_wait_operation(op_name, 0.0)
+        except gexc.NotFound:
             return None
         activity.logger.info("resuming operation %s", op_name)
         try:
-            return finish(op)
+            return finish(op_name)
         except gexc.GoogleAPICallError as exc:
             mapped = to_application_error(exc)
             if mapped is not None and not mapped.non_retryable:
@@ -274,31 +304,53 @@ class CloudRunActivities:
                 return None
             raise
 
-    @staticmethod
-    def _wait(op: lro.Operation, details: dict[str, Any]) -> run_v2.Service:
-        """Poll the operation until done, heartbeating; its error raises GoogleAPICallError."""
+    def _wait(self, ref: ServiceRef, op_name: str, details: dict[str, Any]) -> run_v2.Service:
+        """Wait for the operation with `operations.wait` (one call per WAIT_SECONDS, not a poll
+        every few hundred ms), heartbeating in between; its error raises GoogleAPICallError."""
+        clients = self._clients(ref.target)
         start = time.monotonic()
-        delay = 0.2
         while True:
             activity.heartbeat(details)
-            if op.done():
-                result: run_v2.Service = op.result()
-                return result
+            try:
+                op = clients.run_wait_operation(op_name, WAIT_SECONDS)
+            except (gexc.ServiceUnavailable, gexc.TooManyRequests, OSError) as exc:
+                activity.logger.info("waiting for %s: %s; again", op_name, exc)
+                time.sleep(1.0)
+                op = None
+            if op is not None and op.done:
+                if op.HasField("error"):
+                    raise gexc.from_grpc_status(op.error.code, op.error.message)
+                return run_v2.Service.deserialize(op.response.value)
             if time.monotonic() - start > OPERATION_DEADLINE_SECONDS:
                 raise transient(
-                    f"operation {details.get('op')} still running after "
-                    f"{OPERATION_DEADLINE_SECONDS}s",
+                    f"operation {op_name} still running after {OPERATION_DEADLINE_SECONDS}s",
                     "Timeout",
                 )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+
+    def _patch(self, ref: ServiceRef, body: run_v2.Service, paths: list[str]) -> lro.Operation:
+        """services.patch with an update mask: only the fields named in `paths` change.
+
+        Never the whole Service read back: the installed client drops fields it does not know
+        (newer API fields a real service may use), and echoing the template would re-send its
+        revision name with whatever the client lost (409 "with different configuration")."""
+        body.name = ref.name
+        request = run_v2.UpdateServiceRequest(
+            service=body, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        )
+        return self._clients(ref.target).services.update_service(request=request)
 
     def _update(
-        self, ref: ServiceRef, svc: run_v2.Service, details: dict[str, Any]
+        self, ref: ServiceRef, body: run_v2.Service, paths: list[str], details: dict[str, Any]
     ) -> run_v2.Service:
-        op = self._clients(ref.target).services.update_service(service=svc)
-        details = {**details, "op": op.operation.name}
-        return self._wait(op, details)
+        op = self._patch(ref, body, paths)
+        name = op.operation.name
+        return self._wait(ref, name, {**details, "op": name})
+
+    @staticmethod
+    def _traffic_body(svc: run_v2.Service, traffic: list[TrafficTarget]) -> run_v2.Service:
+        """A patch body that sets the traffic alone (the etag guards against a concurrent
+        change between our read and this write)."""
+        return run_v2.Service(traffic=traffic_to_api(traffic), etag=svc.etag)
 
     def _wait_reconciled(self, ref: ServiceRef, details: dict[str, Any]) -> run_v2.Service:
         """Poll the service until it is no longer reconciling (an update is in flight)."""
@@ -374,7 +426,7 @@ class CloudRunActivities:
             svc_or_none = self._resumed(
                 ref,
                 op_name,
-                lambda op: self._finish_create(ref, input, op, {**details, "op": op_name}),
+                lambda op: self._finish_create(ref, input, op, {**details, "op": op}),
             )
             if svc_or_none is not None:
                 svc = svc_or_none
@@ -394,16 +446,16 @@ class CloudRunActivities:
 
         svc = self._get(ref)
         before = _without(svc, input.revision)
-        self._apply_template(svc, input)
-        svc.traffic = traffic_to_api(self._traffic_with_tag(svc, input.revision, input.tag))
+        body, paths = self._revision_body(svc, input)
         try:
-            op = self._clients(ref.target).services.update_service(service=svc)
+            op = self._patch(ref, body, paths)
         except gexc.Conflict:
             existing = self._revision(ref, input.revision)
             if existing is None:
                 raise
             return self._adopt_existing(ref, input, existing, details)
-        svc = self._finish_create(ref, input, op, {**details, "op": op.operation.name})
+        name = op.operation.name
+        svc = self._finish_create(ref, input, name, {**details, "op": name})
         return CreateRevisionResult(
             revision=input.revision,
             tag_url=_tag_url(svc, input.tag, input.revision),
@@ -415,11 +467,11 @@ class CloudRunActivities:
         self,
         ref: ServiceRef,
         input: CreateRevisionInput,
-        op: lro.Operation,
+        op_name: str,
         details: dict[str, Any],
     ) -> run_v2.Service:
         try:
-            svc = self._wait(op, details)
+            svc = self._wait(ref, op_name, details)
         except gexc.GoogleAPICallError as exc:
             rev = self._revision(ref, input.revision)
             if rev is not None:
@@ -463,8 +515,8 @@ class CloudRunActivities:
         current = traffic_from_api(svc.traffic)
         if not any(t.revision == input.revision and t.tag == input.tag for t in current):
             # The tag went missing (someone edited traffic): put it back, 0%.
-            svc.traffic = traffic_to_api(self._traffic_with_tag(svc, input.revision, input.tag))
-            svc = self._update(ref, svc, details)
+            tagged = self._traffic_with_tag(svc, input.revision, input.tag)
+            svc = self._update(ref, self._traffic_body(svc, tagged), ["traffic"], details)
         url = _tag_url(svc, input.tag, input.revision)
         activity.logger.info("revision %s already exists; not created again", input.revision)
         return CreateRevisionResult(
@@ -473,6 +525,49 @@ class CloudRunActivities:
             created=False,
             before=_without(svc, input.revision),
         )
+
+    @classmethod
+    def _revision_body(
+        cls, svc: run_v2.Service, input: CreateRevisionInput
+    ) -> tuple[run_v2.Service, list[str]]:
+        """The patch that creates the revision: the template fields Stagecoach sets, the traffic
+        with the new revision tagged at 0%, the ingress when it changes; and the mask naming
+        exactly those. Everything else in the template (also fields this client does not know)
+        stays as the API has it. `containers` is a repeated field and goes whole (a field mask
+        cannot reach into one element)."""
+        ingress_before = svc.ingress
+        cls._apply_template(svc, input)
+        t = svc.template
+        template = run_v2.RevisionTemplate(
+            revision=t.revision,
+            containers=list(t.containers),
+            volumes=list(t.volumes),
+            scaling=run_v2.RevisionScaling(
+                min_instance_count=t.scaling.min_instance_count,
+                max_instance_count=t.scaling.max_instance_count,
+            ),
+            vpc_access=run_v2.VpcAccess(connector=t.vpc_access.connector),
+            max_instance_request_concurrency=t.max_instance_request_concurrency,
+        )
+        paths = [
+            "template.revision",
+            "template.containers",
+            "template.volumes",
+            "template.scaling.min_instance_count",
+            "template.scaling.max_instance_count",
+        ]
+        if input.vpc_connector or svc.template.vpc_access.connector:
+            paths.append("template.vpc_access.connector")
+        if cpu_count(input.sizing.cpu) < 1:
+            paths.append("template.max_instance_request_concurrency")
+        traffic = cls._traffic_with_tag(svc, input.revision, input.tag)
+        body = cls._traffic_body(svc, traffic)
+        body.template = template
+        paths.append("traffic")
+        if svc.ingress != ingress_before:
+            body.ingress = svc.ingress
+            paths.append("ingress")
+        return body, paths
 
     @staticmethod
     def _apply_template(svc: run_v2.Service, input: CreateRevisionInput) -> None:
@@ -501,6 +596,11 @@ class CloudRunActivities:
         limits = dict(container.resources.limits)
         limits.update({"memory": input.sizing.memory, "cpu": input.sizing.cpu})
         container.resources.limits = limits
+        if cpu_count(input.sizing.cpu) < 1:
+            # Cloud Run below 1 CPU: at most one request at a time, and CPU allocated only
+            # while a request is processed (the API rejects anything else).
+            template.max_instance_request_concurrency = 1
+            container.resources.cpu_idle = True
         template.scaling.min_instance_count = input.sizing.min_instances
         template.scaling.max_instance_count = input.sizing.max_instances
         if input.vpc_connector:
@@ -549,7 +649,7 @@ class CloudRunActivities:
         if prior.get("op") and prior.get("traffic") == details["traffic"]:
             op_name = str(prior["op"])
             resumed = self._resumed(
-                ref, op_name, lambda op: self._wait(op, {**details, "op": op_name})
+                ref, op_name, lambda op: self._wait(ref, op, {**details, "op": op})
             )
             if resumed is not None:
                 return SetTrafficResult(traffic=traffic_from_api(resumed.traffic), changed=True)
@@ -565,9 +665,10 @@ class CloudRunActivities:
                         )
                     continue
                 return SetTrafficResult(traffic=traffic_from_api(svc.traffic), changed=False)
-            svc.traffic = traffic_to_api(input.traffic)
             try:
-                svc = self._update(ref, svc, details)
+                svc = self._update(
+                    ref, self._traffic_body(svc, input.traffic), ["traffic"], details
+                )
             except gexc.Conflict as exc:
                 mapped = to_application_error(exc)
                 if mapped is None or mapped.non_retryable or attempt == ETAG_RETRIES - 1:
@@ -604,19 +705,20 @@ class CloudRunActivities:
         if prior.get("op") and all(prior.get(k) == v for k, v in details.items()):
             op_name = str(prior["op"])
             resumed = self._resumed(
-                ref, op_name, lambda op: self._wait(op, {**details, "op": op_name})
+                ref, op_name, lambda op: self._wait(ref, op, {**details, "op": op})
             )
             if resumed is not None:
                 return service_state(resumed)
 
         for attempt in range(ETAG_RETRIES):
             svc = self._get(ref)
-            if not self._apply_scaling(svc, input):
+            patch = self._scaling_patch(ref, svc, input)
+            if patch is None:
                 if svc.reconciling:
                     svc = self._wait_reconciled(ref, details)
                 return service_state(svc)
             try:
-                svc = self._update(ref, svc, details)
+                svc = self._update(ref, patch[0], patch[1], details)
             except gexc.Conflict as exc:
                 mapped = to_application_error(exc)
                 if mapped is None or mapped.non_retryable or attempt == ETAG_RETRIES - 1:
@@ -625,36 +727,83 @@ class CloudRunActivities:
             return service_state(svc)
         raise transient(f"service {ref.service} kept changing; try again", "Conflict")
 
-    @staticmethod
-    def _apply_scaling(svc: run_v2.Service, input: SetScalingInput) -> bool:
-        """Change `svc` towards the wanted scaling; True when anything changed."""
-        changed = False
+    def _warm_tags(self, ref: ServiceRef, svc: run_v2.Service) -> list[TrafficTarget]:
+        """Tag-only entries whose revision asks for minimum instances: Cloud Run keeps those
+        instances running (writing to the database) even while the service is drained."""
+        out = []
+        for t in tag_only(traffic_from_api(svc.traffic)):
+            rev = self._revision(ref, t.revision)
+            if rev is not None and rev.scaling.min_instance_count > 0:
+                out.append(t)
+        return out
+
+    def _scaling_patch(
+        self, ref: ServiceRef, svc: run_v2.Service, input: SetScalingInput
+    ) -> tuple[run_v2.Service, list[str]] | None:
+        """The patch (body, mask) that moves `svc` towards the wanted scaling; None when it
+        already is there.
+
+        Drain: service-level manual scaling with 0 instances (Cloud Run then unsets the
+        service's min/max: the caller's record keeps them), and the tag-only entries whose
+        revision keeps minimum instances removed. Resume with a record: the service-level
+        scaling and the removed tags exactly as recorded."""
+        body = run_v2.Service(etag=svc.etag)
+        paths: list[str] = []
+        current = traffic_from_api(svc.traffic)
         if input.drained:
+            warm = self._warm_tags(ref, svc)
+            if is_drained(svc) and not warm:
+                return None
             if not is_drained(svc):
-                svc.scaling = run_v2.ServiceScaling(
-                    scaling_mode=_MANUAL,
-                    manual_instance_count=0,
-                    min_instance_count=svc.scaling.min_instance_count,
-                    max_instance_count=svc.scaling.max_instance_count,
+                body.scaling = run_v2.ServiceScaling(scaling_mode=_MANUAL, manual_instance_count=0)
+                paths.append("scaling")
+            if warm:
+                body.traffic = traffic_to_api([t for t in current if t not in warm])
+                paths.append("traffic")
+            return body, paths
+        rec = input.record
+        if rec is not None:
+            if not _same_scaling(scaling_record(svc), rec):
+                body.scaling = run_v2.ServiceScaling(
+                    scaling_mode=_MANUAL if rec.mode == "MANUAL" else _AUTOMATIC,
+                    min_instance_count=rec.min_instances,
+                    max_instance_count=rec.max_instances,
                 )
-                changed = True
-            return changed
-        if svc.scaling.scaling_mode == _MANUAL or "manual_instance_count" in svc.scaling:
-            svc.scaling = run_v2.ServiceScaling(
+                if rec.mode == "MANUAL" and rec.manual_instances is not None:
+                    body.scaling.manual_instance_count = rec.manual_instances
+                paths.append("scaling")
+            taken = {t.tag for t in current}
+            missing = [
+                t
+                for t in rec.tags
+                if t.tag not in taken and self._revision(ref, t.revision) is not None
+            ]
+            if missing:
+                body.traffic = traffic_to_api(current + missing)
+                paths.append("traffic")
+        elif svc.scaling.scaling_mode == _MANUAL or "manual_instance_count" in svc.scaling:
+            body.scaling = run_v2.ServiceScaling(
                 scaling_mode=_AUTOMATIC,
                 min_instance_count=svc.scaling.min_instance_count,
                 max_instance_count=svc.scaling.max_instance_count,
             )
-            changed = True
+            paths.append("scaling")
         template_scaling = svc.template.scaling
         if input.max_instances and (
             template_scaling.min_instance_count != input.min_instances
             or template_scaling.max_instance_count != input.max_instances
         ):
-            template_scaling.min_instance_count = input.min_instances
-            template_scaling.max_instance_count = input.max_instances
-            # A changed template is a new revision; let the API name it (reusing the current
-            # name with a different configuration is rejected).
-            svc.template.revision = ""
-            changed = True
-        return changed
+            # A changed template is a new revision; its name is left empty for the API to pick
+            # (reusing the current name with a different configuration is rejected).
+            body.template = run_v2.RevisionTemplate(
+                scaling=run_v2.RevisionScaling(
+                    min_instance_count=input.min_instances,
+                    max_instance_count=input.max_instances,
+                )
+            )
+            paths += [
+                "template.revision",
+                "template.scaling.min_instance_count",
+                "template.scaling.max_instance_count",
+            ]
+        return (body, paths) if paths else None

@@ -9,9 +9,10 @@ details, so a retried attempt resumes waiting for the same operation instead of 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from googleapiclient.errors import HttpError
@@ -27,6 +28,8 @@ from stagecoach.models import (
     InstanceRef,
     ListBackupsInput,
     OperationResult,
+    RecoveryWindow,
+    RecoveryWindowInput,
     RestoreBackupInput,
     Target,
 )
@@ -35,8 +38,14 @@ from stagecoach.models import (
 # start a second operation.
 READ_RETRIES = 3
 OPERATION_DEADLINE_SECONDS = 6 * 3600  # backups and restores of big instances take hours
-BACKUP_TERMINAL = {"SUCCESSFUL", "FAILED", "SKIPPED", "DELETED", "DELETION_PENDING"}
+# BackupRun.status values that never change into SUCCESSFUL (sqladmin v1 discovery document).
+BACKUP_TERMINAL = {
+    "SUCCESSFUL", "FAILED", "SKIPPED", "DELETED", "DELETION_PENDING", "DELETION_FAILED",
+}  # fmt: skip
 BACKUP_PAGES = 20  # pages of backup runs searched for a description
+# The names Stagecoach gives the instances it creates (workflows.dr: drill_instance_name,
+# stagecoach.plan.recovery_instance_name): deletion protection is cleared on nothing else.
+CREATED_NAME = re.compile(r"-(drill-\d{14}|recovery-\d{12})$")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -321,6 +330,59 @@ class CloudSqlActivities:
         )
         return str(op["name"])
 
+    # ------------------------------------------------------------------ ReadRecoveryWindow
+
+    @activity.defn(name="ReadRecoveryWindow")
+    @api_errors
+    def read_recovery_window(self, input: RecoveryWindowInput) -> RecoveryWindow:
+        """Whether point-in-time recovery is on, the transaction-log retention and the
+        recoverable window (`instances.getLatestRecoveryTime`); with `point_in_time`, whether
+        it lies inside (`problem` says why not, and what to do instead). Read-only."""
+        ref = input.ref
+        inst = self._get_instance(ref, ref.instance)
+        if inst is None:
+            raise permanent(
+                f"instance {ref.instance} not found in project {ref.project}", "NotFound"
+            )
+        backup_cfg = (inst.get("settings") or {}).get("backupConfiguration") or {}
+        enabled = bool(backup_cfg.get("pointInTimeRecoveryEnabled"))
+        days = int(backup_cfg.get("transactionLogRetentionDays") or 0)
+        out = RecoveryWindow(instance=ref.instance, pitr_enabled=enabled, retention_days=days)
+        if not enabled:
+            out.problem = (
+                f"point-in-time recovery is not enabled on {ref.instance} "
+                "(settings.backupConfiguration.pointInTimeRecoveryEnabled): restore a backup "
+                "instead (restore --backup-id), and enable it for next time "
+                f"(gcloud sql instances patch {ref.instance} --enable-point-in-time-recovery)"
+            )
+            return out
+        times: dict[str, Any] = (
+            self._sql(ref)
+            .projects()
+            .instances()
+            .getLatestRecoveryTime(project=ref.project, instance=ref.instance)
+            .execute(num_retries=READ_RETRIES)
+        )
+        out.latest = parse_time(times.get("latestRecoveryTime"))
+        out.earliest = parse_time(times.get("earliestRecoveryTime"))
+        if out.earliest is None and out.latest is not None and days:
+            out.earliest = out.latest - timedelta(days=days)
+        at = input.point_in_time
+        if at is None:
+            return out
+        if out.latest is not None and at > out.latest:
+            out.problem = (
+                f"{rfc3339(at)} is after the latest recoverable time of {ref.instance}, "
+                f"{rfc3339(out.latest)}: choose a time at or before it"
+            )
+        elif out.earliest is not None and at < out.earliest:
+            out.problem = (
+                f"{rfc3339(at)} is before the earliest recoverable time of {ref.instance}, "
+                f"{rfc3339(out.earliest)} (transaction logs are kept {days} days): restore a "
+                "backup instead (restore --backup-id; `backups` lists them)"
+            )
+        return out
+
     # ------------------------------------------------------------------ CloneInstance
 
     @activity.defn(name="CloneInstance")
@@ -379,6 +441,33 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ DeleteInstance
 
+    def _unprotect(
+        self, ref: InstanceRef, input: DeleteInstanceInput, details: dict[str, Any]
+    ) -> None:
+        """Turn deletion protection off on an instance Stagecoach created (a clone inherits
+        it from its source); anything else is refused, never unprotected."""
+        if not (input.created_by_stagecoach and CREATED_NAME.search(ref.instance)):
+            raise permanent(
+                f"instance {ref.instance} has deletion protection and was not created by this "
+                "Stagecoach run; Stagecoach turns protection off only on its own scratch and "
+                "recovery instances: turn it off yourself "
+                f"(gcloud sql instances patch {ref.instance} --no-deletion-protection) "
+                "if it really should go",
+                "FailedPrecondition",
+            )
+        activity.logger.info("turning deletion protection off on %s", ref.instance)
+        op = (
+            self._sql(ref)
+            .instances()
+            .patch(
+                project=ref.project,
+                instance=ref.instance,
+                body={"settings": {"deletionProtectionEnabled": False}},
+            )
+            .execute()
+        )
+        self._wait_op(ref, str(op["name"]), {**details, "unprotect": op["name"]})
+
     @activity.defn(name="DeleteInstance")
     @api_errors
     def delete_instance(self, input: DeleteInstanceInput) -> OperationResult:
@@ -399,6 +488,8 @@ class CloudSqlActivities:
         if inst.get("state") == "PENDING_DELETE":
             self._wait_instance(ref, ref.instance, details, gone=True)
             return self._result("", started)
+        if (inst.get("settings") or {}).get("deletionProtectionEnabled"):
+            self._unprotect(ref, input, details)
         try:
             op = (
                 self._sql(ref)

@@ -186,7 +186,7 @@ def _build_app(sim: Any) -> Any:
 
     app.include_router(control.router(sim))
     app.include_router(run_v2.router(sim))
-    for name in ("sqladmin_v1", "health"):
+    for name in ("iam", "sqladmin_v1", "health"):
         mod = _optional(name)
         if mod is not None and hasattr(mod, "router"):
             app.include_router(mod.router(sim))

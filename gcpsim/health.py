@@ -9,14 +9,20 @@ behaviour has `smoke_fail` answers 503 `{"status": "unhealthy", ..., "reason": .
 with no serving revision answers 503 (drained: scaled to zero) or 404 (unknown), an unknown tag
 404, all with a `reason`. Any path below the URL answers the same way. These requests do not
 feed the synthetic metrics (`gcpsim.metrics`).
+
+Ingress is honoured as Cloud Run does ("all ingress paths, including the default run.app URL,
+are subject to your ingress setting"): a service whose ingress is not `all` answers 404 to
+callers outside its VPC. Every caller of a loopback URL counts as outside unless
+`POST /_sim/network {"inside_vpc": true}` says the callers (e.g. a worker) run inside it.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from gcpsim import run_v2, traffic
@@ -50,7 +56,27 @@ def router(sim: Sim) -> APIRouter:
         with sim.store.lock:
             return key in sim.store.section("run").get("services", {})
 
+    def _inside_vpc() -> bool:
+        with sim.store.lock:
+            return bool(sim.store.section("network").get("insideVpc"))
+
+    def _blocked(project: str, location: str, service: str) -> JSONResponse | None:
+        ingress = run_v2.ingress_of(sim, project, location, service)
+        if ingress in (None, 1) or _inside_vpc():
+            return None
+        name = {2: "internal", 3: "internal-and-cloud-load-balancing", 4: "none"}.get(
+            ingress or 0, str(ingress)
+        )
+        return _unavailable(
+            404,
+            f"service {service} has ingress {name}: its URLs are not reachable from outside "
+            "the VPC (this caller is outside)",
+        )
+
     def by_tag(project: str, location: str, service: str, tag: str) -> JSONResponse:
+        blocked = _blocked(project, location, service)
+        if blocked is not None:
+            return blocked
         found = run_v2.lookup_tag(sim, project, location, service, tag)
         if found is None:
             if _exists(project, location, service) and not _serving(project, location, service):
@@ -60,6 +86,9 @@ def router(sim: Sim) -> APIRouter:
         return _answer(sim, service, revision, image)
 
     def by_split(project: str, location: str, service: str) -> JSONResponse:
+        blocked = _blocked(project, location, service)
+        if blocked is not None:
+            return blocked
         split = _serving(project, location, service)
         if not split:
             if not _exists(project, location, service):
@@ -73,6 +102,17 @@ def router(sim: Sim) -> APIRouter:
                 return _answer(sim, service, rev, image)
         rev, _, image = split[-1]
         return _answer(sim, service, rev, image)
+
+    @r.post("/_sim/network")
+    def set_network(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        with sim.store.mutate() as d:
+            net = d.setdefault("network", {})
+            net["insideVpc"] = bool(body.get("inside_vpc"))
+            return {"inside_vpc": net["insideVpc"]}
+
+    @r.get("/_sim/network")
+    def get_network() -> dict[str, Any]:
+        return {"inside_vpc": _inside_vpc()}
 
     # The tag routes first: `/tag/x/...` would also match the service route's path.
     @r.api_route("/_url/{project}/{location}/{service}/tag/{tag}", methods=["GET", "HEAD"])

@@ -560,6 +560,11 @@ def _set_value(value_pb: Any, vtype: int, v: Value) -> None:
 
 def list_time_series(sim: Sim, req: Any) -> Any:
     """Answer a ListTimeSeriesRequest (protobuf) with a ListTimeSeriesResponse (protobuf)."""
+    from gcpsim import instances  # container/instance_count lives there (issue 9 item 8)
+
+    answered = instances.list_time_series(sim, req)
+    if answered is not None:
+        return answered
     q = parse_request(req)
     run_v2.settle(sim)  # apply Cloud Run operations that finished meanwhile (traffic changes)
     series, kind, vtype = compute(sim, q)

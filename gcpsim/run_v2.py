@@ -16,6 +16,7 @@ State lives in `sim.store.data["run"]`:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -26,11 +27,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from google.cloud.run_v2.types import revision as revision_types
 from google.cloud.run_v2.types import service as service_types
 from google.protobuf import json_format
+from starlette.concurrency import run_in_threadpool
 
 from gcpsim.behavior import behavior_for
 from gcpsim.errors import ApiError
@@ -85,12 +89,68 @@ KEEP_SNAPSHOTS = 32  # finished operations that keep their full result; older on
 MAX_WAIT_SECONDS = 300.0
 
 _SERVICE_PB = service_types.Service.pb()
+_REVISION_PB = revision_types.Revision.pb()
 
 
 # --------------------------------------------------------------------------- helpers
 
 
+# Whether this request asked for enums as numbers (`$alt=json;enum-encoding=int`, as the run_v2
+# client does); plain REST JSON (curl, the discovery client) gets enum names, as from the real API.
+_ENUM_INTS: ContextVar[bool] = ContextVar("gcpsim_run_enum_ints", default=True)
+
+
+async def _enum_mode(request: Request) -> None:
+    # async: it runs in the request's own context, which the sync endpoint's thread inherits
+    _ENUM_INTS.set("enum-encoding=int" in request.query_params.get("$alt", ""))
+
+
+def _names(obj: Any, desc: Any) -> Any:
+    """Enum numbers -> names in a JSON object of message type `desc` (unknown fields kept)."""
+    if not isinstance(obj, dict):
+        return obj
+    fields = {f.json_name: f for f in desc.fields}
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        f = fields.get(k)
+        if f is None:
+            out[k] = v
+        elif f.enum_type is not None:
+
+            def name(x: Any, f: Any = f) -> Any:
+                value = f.enum_type.values_by_number.get(x) if isinstance(x, int) else None
+                return value.name if value is not None else x
+
+            out[k] = [name(x) for x in v] if isinstance(v, list) else name(v)
+        elif f.message_type is not None and not f.message_type.GetOptions().map_entry:
+            sub = f.message_type
+            out[k] = [_names(x, sub) for x in v] if isinstance(v, list) else _names(v, sub)
+        else:
+            out[k] = v
+    return out
+
+
+def _enum_names(obj: Any) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    rtype = obj.get("@type")
+    if rtype == SERVICE_TYPE or ("@type" not in obj and ("template" in obj or "traffic" in obj)):
+        return _names(obj, _SERVICE_PB.DESCRIPTOR)
+    if rtype == REVISION_TYPE or ("@type" not in obj and "containers" in obj):
+        return _names(obj, _REVISION_PB.DESCRIPTOR)
+    out = dict(obj)
+    for k in ("metadata", "response"):
+        if k in out:
+            out[k] = _enum_names(out[k])
+    for k in ("services", "revisions"):
+        if isinstance(out.get(k), list):
+            out[k] = [_enum_names(x) for x in out[k]]
+    return out
+
+
 def _json(obj: Any) -> Response:
+    if not _ENUM_INTS.get():
+        obj = _enum_names(obj)
     return Response(content=json.dumps(obj, separators=(",", ":")), media_type="application/json")
 
 
@@ -196,16 +256,119 @@ def _is_drained(spec: dict[str, Any]) -> bool:
     )
 
 
-def _parse_service(body: dict[str, Any] | None, service: str) -> tuple[dict[str, Any], str]:
-    """Request body -> (normalized spec, etag). Accepts enum ints and names, ignores unknowns."""
+def _graft_unknown(parsed: dict[str, Any], raw: Any, desc: Any) -> None:
+    """Put back into `parsed` the fields of `raw` that the proto `desc` does not know.
+
+    The real API stores every field it knows, including ones newer than the installed client:
+    gcpsim keeps fields it does not model the same way (so a client that drops them on a
+    read-modify-write is caught dropping them)."""
+    if not isinstance(raw, dict):
+        return
+    fields = {f.json_name: f for f in desc.fields}
+    fields.update({f.name: f for f in desc.fields})
+    for k, v in raw.items():
+        f = fields.get(k)
+        if f is None:
+            if desc is _SERVICE_PB.DESCRIPTOR and k in OUTPUT_ONLY:
+                continue
+            parsed[k] = copy.deepcopy(v)
+            continue
+        sub = f.message_type
+        if sub is None or sub.GetOptions().map_entry or sub.full_name.startswith("google.protobuf"):
+            continue
+        jk = f.json_name
+        if f.is_repeated:
+            if isinstance(v, list) and isinstance(parsed.get(jk), list):
+                for pv, rv in zip(parsed[jk], v, strict=False):
+                    if isinstance(pv, dict):
+                        _graft_unknown(pv, rv, sub)
+        elif isinstance(v, dict):
+            target = parsed.get(jk)
+            if not isinstance(target, dict):
+                target = {}
+            _graft_unknown(target, v, sub)
+            if target:
+                parsed[jk] = target
+
+
+def _parse_body(body: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """Request body -> (spec, etag): known fields canonical (enum ints), unknown ones kept,
+    output-only ones dropped."""
     msg = _SERVICE_PB()
     try:
         json_format.ParseDict(body or {}, msg, ignore_unknown_fields=True)
     except json_format.ParseError as err:
         raise _bad_request(f"Invalid JSON payload received. {err}") from None
     parsed = json_format.MessageToDict(msg, use_integers_for_enums=True)
+    _graft_unknown(parsed, body or {}, _SERVICE_PB.DESCRIPTOR)
     etag = str(parsed.get("etag", ""))
     spec = {k: v for k, v in parsed.items() if k not in OUTPUT_ONLY}
+    return spec, etag
+
+
+def _camel(path: str) -> str:
+    return ".".join(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), p) for p in path.split("."))
+
+
+def _check_mask_path(path: str) -> None:
+    desc = _SERVICE_PB.DESCRIPTOR
+    for part in path.split("."):
+        fields = {f.json_name: f for f in (desc.fields if desc is not None else [])}
+        f = fields.get(part)
+        if f is None or (desc is _SERVICE_PB.DESCRIPTOR and part in OUTPUT_ONLY):
+            raise _bad_request(
+                f"Invalid update mask: '{path}' is not a field of Service that can be updated.",
+                "update_mask",
+            )
+        desc = f.message_type
+        if desc is not None and f.is_repeated and part != path.split(".")[-1]:
+            raise _bad_request(
+                f"Invalid update mask: '{path}' reaches into a repeated field; name the whole "
+                "field instead.",
+                "update_mask",
+            )
+
+
+def _masked(current: dict[str, Any], given: dict[str, Any], mask: str) -> dict[str, Any]:
+    """`current` with the fields named by `mask` taken from `given` (absent there: cleared)."""
+    out = copy.deepcopy(current)
+    for raw_path in (p.strip() for p in mask.split(",")):
+        if not raw_path:
+            continue
+        if raw_path == "*":
+            return copy.deepcopy(given)
+        path = _camel(raw_path)
+        _check_mask_path(path)
+        parts = path.split(".")
+        dst: dict[str, Any] = out
+        src: Any = given
+        for part in parts[:-1]:
+            nxt = dst.get(part)
+            if not isinstance(nxt, dict):
+                nxt = dst[part] = {}
+            dst = nxt
+            src = src.get(part) if isinstance(src, dict) else None
+        last = parts[-1]
+        if isinstance(src, dict) and last in src:
+            dst[last] = copy.deepcopy(src[last])
+        else:
+            dst.pop(last, None)
+    return out
+
+
+def _cpu(value: Any) -> float:
+    text = str(value or "1").strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise _bad_request(
+            f"service.template.containers.resources.limits.cpu: '{text}' is not a CPU value.",
+            "service.template.containers.resources.limits.cpu",
+        ) from None
+
+
+def _normalize(spec: dict[str, Any], service: str) -> dict[str, Any]:
+    """Defaults the API fills in and the checks it makes on a whole spec."""
     spec.setdefault("ingress", 1)
     spec.setdefault("launchStage", 4)
     template = spec.setdefault("template", {})
@@ -217,13 +380,34 @@ def _parse_service(body: dict[str, Any] | None, service: str) -> tuple[dict[str,
             "service.template.containers",
         )
     template.setdefault("timeout", "300s")
-    template.setdefault("maxInstanceRequestConcurrency", 80)
+    total_cpu = 0.0
     for c in containers:
         if len(containers) == 1 and not c.get("ports"):
             c["ports"] = [{"name": "http1", "containerPort": 8080}]
-        limits = c.setdefault("resources", {}).setdefault("limits", {})
+        resources = c.setdefault("resources", {})
+        limits = resources.setdefault("limits", {})
         limits.setdefault("cpu", "1000m")
         limits.setdefault("memory", "512Mi")
+        total_cpu += _cpu(limits["cpu"])
+    # Cloud Run CPU limits: below 1 CPU, concurrency must be 1 (also its default there) and
+    # CPU is allocated only during requests (cpuIdle true on every container).
+    template.setdefault("maxInstanceRequestConcurrency", 1 if total_cpu < 1 else 80)
+    if total_cpu < 1:
+        if int(template["maxInstanceRequestConcurrency"]) > 1:
+            raise _bad_request(
+                f"service.template.max_instance_request_concurrency: Total cpu < 1 "
+                f"({total_cpu:g}) is not supported with concurrency > 1 "
+                f"({template['maxInstanceRequestConcurrency']}); set it to 1 or request at "
+                "least 1 CPU.",
+                "service.template.max_instance_request_concurrency",
+            )
+        if not all((c.get("resources") or {}).get("cpuIdle") for c in containers):
+            raise _bad_request(
+                f"service.template.containers.resources.cpu_idle: Total cpu < 1 ({total_cpu:g}) "
+                "requires CPU to be allocated only during request processing (cpu_idle true); "
+                "CPU always allocated needs at least 1 CPU.",
+                "service.template.containers.resources.cpu_idle",
+            )
     spec["traffic"] = [dict(t) for t in spec.get("traffic") or []] or [
         {"type": LATEST, "percent": 100}
     ]
@@ -237,10 +421,16 @@ def _parse_service(body: dict[str, Any] | None, service: str) -> tuple[dict[str,
             "63 characters.",
             "service.template.revision",
         )
-    return spec, etag
+    return spec
 
 
-def _validate_traffic(traffic: list[dict[str, Any]], known: set[str]) -> None:
+def _parse_service(body: dict[str, Any] | None, service: str) -> tuple[dict[str, Any], str]:
+    """Request body -> (normalized spec, etag). Accepts enum ints and names, keeps unknowns."""
+    spec, etag = _parse_body(body)
+    return _normalize(spec, service), etag
+
+
+def _validate_traffic(traffic: list[dict[str, Any]], known: set[str], service: str) -> None:
     total = 0
     tags: set[str] = set()
     for i, t in enumerate(traffic):
@@ -281,6 +471,12 @@ def _validate_traffic(traffic: list[dict[str, Any]], known: set[str]) -> None:
                 raise _bad_request(
                     f"{field}.tag '{tag}' is not valid: a tag must be a lowercase DNS label "
                     "(letters, digits and '-', starting with a letter) of at most 46 characters.",
+                    f"{field}.tag",
+                )
+            if len(tag) + len(service) > 46:
+                raise _bad_request(
+                    f"{field}.tag: Combined traffic tag and service name cannot exceed 46 "
+                    f"characters ('{tag}' + '{service}' = {len(tag) + len(service)}).",
                     f"{field}.tag",
                 )
             if tag in tags:
@@ -432,6 +628,40 @@ def _split_from_statuses(svc: dict[str, Any], revs: dict[str, Any]) -> list[tupl
         if pct > 0 and rev in revs:
             out.append((rev, pct, revs[rev]["image"]))
     return out
+
+
+def _warm_revisions(svc: dict[str, Any], revs: dict[str, Any]) -> list[str]:
+    """Revisions with instances running: those receiving traffic (none while drained) and,
+    drained or not, revisions kept only by a traffic tag whose template asks for minimum
+    instances (Cloud Run starts a tagged revision's revision-level minimum)."""
+    out = [rev for rev, _, _ in _split_from_statuses(svc, revs)]
+    for st in svc.get("trafficStatuses") or []:
+        rev = st.get("revision", "")
+        if not st.get("tag") or rev not in revs or rev in out:
+            continue
+        scaling = revs[rev]["template"].get("scaling") or {}
+        if int(scaling.get("minInstanceCount") or 0) > 0:
+            out.append(rev)
+    return out
+
+
+def _service_scaling(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Service-level scaling as Cloud Run applies it: MANUAL unsets the service's min/max;
+    back to automatic without a minimum inherits the manual count."""
+    sc = new.get("scaling")
+    if not isinstance(sc, dict):
+        return
+    before = old.get("scaling") or {}
+    if sc.get("scalingMode") == SCALING_MANUAL:
+        sc.pop("minInstanceCount", None)
+        sc.pop("maxInstanceCount", None)
+        return
+    inherit = before.get("scalingMode") == SCALING_MANUAL and "minInstanceCount" not in sc
+    if inherit and before.get("manualInstanceCount"):
+        sc["minInstanceCount"] = before["manualInstanceCount"]
+    sc.pop("manualInstanceCount", None)
+    if not sc:
+        new.pop("scaling", None)
 
 
 def _complete(sim: Sim, d: dict[str, Any], key: str, op: dict[str, Any], t: float) -> None:
@@ -725,7 +955,7 @@ def _create(
             )
         revs: dict[str, Any] = {}
         new = _decide_revision(sim, key, service, spec, None, revs)
-        _validate_traffic(spec["traffic"], {new} if new else set())
+        _validate_traffic(spec["traffic"], {new} if new else set(), service)
         svc = _new_service_record(sim, project, location, service, spec, t)
         if validate_only:
             view = _service_view(sim, svc)
@@ -762,8 +992,10 @@ def _update(
     validate_only: bool,
     allow_missing: bool,
     op_error: str | None,
+    update_mask: str = "",
 ) -> dict[str, Any]:
-    spec, etag = _parse_service(body, service)
+    given, etag = _parse_body(body)
+    spec = {} if update_mask else _normalize(copy.deepcopy(given), service)
     key = service_key(project, location, service)
     t = now()
     with sim.store.lock:
@@ -779,9 +1011,12 @@ def _update(
         if svc is None:
             raise _not_found("SERVICE", service, project, location)
         _check_etag(etag, svc, _service_name(project, location, service))
+        if update_mask:
+            spec = _normalize(_masked(svc["spec"], given, update_mask), service)
+        _service_scaling(svc["spec"], spec)
         revs = run["revisions"].setdefault(key, {})
         new = _decide_revision(sim, key, service, spec, svc, revs)
-        _validate_traffic(spec["traffic"], set(revs) | ({new} if new else set()))
+        _validate_traffic(spec["traffic"], set(revs) | ({new} if new else set()), service)
         changed = spec != svc["spec"]
         generation = svc["generation"] + (1 if changed else 0)
         if validate_only:
@@ -857,13 +1092,21 @@ def bound_connections(sim: Sim) -> dict[str, set[str]]:
         for key, svc in run.get("services", {}).items():
             declared = connections(svc["spec"]["template"])
             revs = run.get("revisions", {}).get(key, {})
-            used = [c for rev, _, _ in _split_from_statuses(svc, revs)
+            used = [c for rev in _warm_revisions(svc, revs)
                     for c in connections(revs[rev]["template"])]  # fmt: skip
             for c in declared + used:
                 out.setdefault(c.split(":", 1)[0], set())
             for c in used:
                 out[c.split(":", 1)[0]].add(c)
     return out
+
+
+def ingress_of(sim: Sim, project: str, location: str, service: str) -> int | None:
+    """The service's ingress setting (IngressTraffic number); None if there is no service."""
+    key = service_key(project, location, service)
+    with sim.store.lock:
+        svc = sim.store.section("run").get("services", {}).get(key)
+        return None if svc is None else int(svc["spec"].get("ingress") or 1)
 
 
 def lookup_tag(
@@ -993,6 +1236,7 @@ def summary(sim: Sim) -> list[dict[str, Any]]:
                     ],
                     "scaling": copy.deepcopy(svc["spec"].get("scaling") or {}),
                     "drained": bool(svc.get("drained")),
+                    "warm": _warm_revisions(svc, revs),
                     "revisions": [
                         {
                             "name": n,
@@ -1013,7 +1257,7 @@ def summary(sim: Sim) -> list[dict[str, Any]]:
 
 
 def router(sim: Sim) -> APIRouter:
-    r = APIRouter()
+    r = APIRouter(dependencies=[Depends(_enum_mode)])
     base = "/v2/projects/{project}/locations/{location}"
 
     @r.get(base + "/services/{service}")
@@ -1084,6 +1328,7 @@ def router(sim: Sim) -> APIRouter:
         body: dict[str, Any] | None = Body(None),
         validate_only: bool = Query(False, alias="validateOnly"),
         allow_missing: bool = Query(False, alias="allowMissing"),
+        update_mask: str = Query("", alias="updateMask"),
     ) -> Response:
         outcome = sim.faults.apply("run.services.patch")
         try:
@@ -1097,6 +1342,7 @@ def router(sim: Sim) -> APIRouter:
                     validate_only,
                     allow_missing,
                     outcome.op_error,
+                    update_mask,
                 )
             )
         except _ValidateOnly as v:
@@ -1250,10 +1496,12 @@ def router(sim: Sim) -> APIRouter:
             return copy.deepcopy(_op_view(sim, run, op, t)), op["doneAt"]
 
     @r.post(base + "/operations/{op_id}:wait")
-    def wait_operation(
+    async def wait_operation(
         project: str, location: str, op_id: str, body: dict[str, Any] | None = Body(None)
     ) -> Response:
-        sim.faults.apply("run.operations.wait")
+        # async: a long wait sleeps on the event loop, not in one of the threadpool's workers
+        # (Stagecoach waits for every Cloud Run operation this way).
+        await run_in_threadpool(sim.faults.apply, "run.operations.wait")
         timeout = MAX_WAIT_SECONDS
         raw = (body or {}).get("timeout")
         if raw:
@@ -1263,11 +1511,11 @@ def router(sim: Sim) -> APIRouter:
                 raise _bad_request(f"Invalid timeout '{raw}'.", "timeout") from None
         deadline = time.monotonic() + timeout
         while True:
-            view, done_at = _read_op(project, location, op_id)
+            view, done_at = await run_in_threadpool(_read_op, project, location, op_id)
             left = deadline - time.monotonic()
             if view.get("done") or left <= 0:
                 return _json(view)
-            time.sleep(min(left, max(done_at - now(), 0.0) + 0.005, 1.0))
+            await asyncio.sleep(min(left, max(done_at - now(), 0.0) + 0.005, 1.0))
 
     @r.get(base + "/operations/{op_id}")
     def get_operation(project: str, location: str, op_id: str) -> Response:

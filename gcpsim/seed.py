@@ -79,6 +79,8 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 env.database.availability,
                 cfg.database.name,
                 list(cfg.database.validation.tables),
+                # production-shaped (REGIONAL) instances are protected, as they should be
+                deletion_protection=env.database.availability == "REGIONAL",
             )
             created.append(f"sql {env.project}/{env.database.instance}")
     return created

@@ -56,6 +56,10 @@ DEFAULT_VERSION = "POSTGRES_15"
 SEED_BACKUPS = 3
 SEED_ROWS_PER_PHASE = 24
 
+MSG_PROTECTED = (
+    "The instance is protected. Please disable deletion protection "
+    "(settings.deletionProtectionEnabled) and try again."
+)
 MSG_BUSY = (
     "Operation failed because another operation was already in progress. "
     "Try your request after the current operation is complete."
@@ -345,8 +349,10 @@ def _on_done(d: dict[str, Any], op: dict[str, Any]) -> None:
     elif kind == "DELETE_VOLUME":
         b = backups.get(op.get("backupKey") or "")
         if b is not None:
-            if failed:
-                b["status"] = b.pop("statusBeforeDelete", "SUCCESSFUL")
+            if failed:  # as the real API: the run stays, terminally DELETION_FAILED
+                b.pop("statusBeforeDelete", None)
+                b["status"] = "DELETION_FAILED"
+                b["error"] = op["error"]
             else:
                 del backups[op["backupKey"]]
     elif kind == "UPDATE" and inst is not None and not failed:
@@ -654,7 +660,7 @@ def _backup_json(b: dict[str, Any]) -> dict[str, Any]:
         out["startTime"] = rfc3339(b["startTime"])
     if b.get("endTime") is not None:
         out["endTime"] = rfc3339(b["endTime"])
-    if b["status"] == "FAILED" and b.get("error"):
+    if b["status"] in ("FAILED", "DELETION_FAILED") and b.get("error"):
         out["error"] = {
             "kind": "sql#operationError",
             "code": "INTERNAL_ERROR",
@@ -729,6 +735,24 @@ def _list_response(kind: str, items: list[Any], nxt: str) -> dict[str, Any]:
     return out
 
 
+def _retention_days(inst: dict[str, Any]) -> int:
+    cfg = inst["settings"].get("backupConfiguration") or {}
+    return int(cfg.get("transactionLogRetentionDays") or 7)
+
+
+def _recovery_window(inst: dict[str, Any], t: float) -> tuple[float, float]:
+    """(earliest, latest) recoverable time; 400 when point-in-time recovery is off (as
+    `instances.getLatestRecoveryTime` and a point-in-time clone answer)."""
+    cfg = inst["settings"].get("backupConfiguration") or {}
+    if not cfg.get("pointInTimeRecoveryEnabled"):
+        raise _invalid(
+            f"Invalid request: point-in-time recovery is not enabled on instance {inst['name']}."
+        )
+    # The logs are kept `transactionLogRetentionDays` (1-7; up to 35 on Enterprise Plus); the
+    # newest recoverable time is now here (the simulator ships its log continuously).
+    return max(float(inst["createTime"]), t - _retention_days(inst) * 86400), t
+
+
 def _get_instance(d: dict[str, Any], project: str, instance: str) -> dict[str, Any]:
     inst = _tbl(d, "instances").get(_ikey(project, instance))
     if inst is None:
@@ -764,6 +788,7 @@ def seed_instance(
     availability: str,
     database: str,
     tables: list[str],
+    deletion_protection: bool = False,
 ) -> None:
     """Create a RUNNABLE instance whose database `database` holds `tables` with rows spread
     over the last few days, and SEED_BACKUPS AUTOMATED SUCCESSFUL backups taken at the last
@@ -778,6 +803,7 @@ def seed_instance(
         if key in _tbl(d, "instances"):
             return
         settings = _default_settings(region, tier, availability or "ZONAL")
+        settings["deletionProtectionEnabled"] = deletion_protection
         inst = _new_instance(d, project, name, region, settings, "PENDING_CREATE", first - 3600)
         inst["appWriter"] = True
         uid = inst["uid"]
@@ -864,6 +890,21 @@ def router(sim: Sim) -> APIRouter:
         fault("instances.get")
         return dict(read(lambda d: _instance_json(sim, _get_instance(d, project, instance))))
 
+    @r.get("/v1/projects/{project}/instances/{instance}/getLatestRecoveryTime")
+    def instances_latest_recovery_time(project: str, instance: str) -> dict[str, Any]:
+        fault("instances.getLatestRecoveryTime")
+
+        def fn(d: dict[str, Any]) -> dict[str, Any]:
+            inst = _get_instance(d, project, instance)
+            earliest, latest = _recovery_window(inst, now())
+            return {
+                "kind": "sql#getLatestRecoveryTime",
+                "latestRecoveryTime": rfc3339(latest),
+                "earliestRecoveryTime": rfc3339(earliest),
+            }
+
+        return dict(read(fn))
+
     @r.post("/v1/projects/{project}/instances")
     def instances_insert(project: str, body: dict[str, Any] | None = Body(None)) -> dict[str, Any]:
         op_error = fault("instances.insert")
@@ -941,6 +982,9 @@ def router(sim: Sim) -> APIRouter:
             )
             if _busy(d, key) or in_use:
                 raise _sql_error(409, MSG_BUSY, "operationInProgress")
+            if inst["settings"].get("deletionProtectionEnabled"):
+                # Clones inherit the flag from their source (settings are copied on clone).
+                raise _sql_error(400, MSG_PROTECTED, "instanceProtected")
             data_keys = [
                 b["dataKey"] for b in _tbl(d, "backups").values() if b["uid"] == inst["uid"]
             ]
@@ -989,15 +1033,9 @@ def router(sim: Sim) -> APIRouter:
                 raise _sql_error(409, MSG_EXISTS, "instanceAlreadyExists")
             t = now()
             if pit is not None:
-                cfg = src["settings"].get("backupConfiguration") or {}
-                if not cfg.get("pointInTimeRecoveryEnabled"):
-                    raise _invalid(
-                        "Invalid request: point-in-time recovery is not enabled on instance "
-                        f"{instance}."
-                    )
-                days = int(cfg.get("transactionLogRetentionDays") or 7)
-                earliest = max(float(src["createTime"]), t - days * 86400)
-                if pit > t:
+                earliest, latest = _recovery_window(src, t)
+                days = _retention_days(src)
+                if pit > latest:
                     raise _invalid(
                         f"Invalid request: the point in time {rfc3339(pit)} is in the future."
                     )

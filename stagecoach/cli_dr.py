@@ -28,7 +28,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -56,9 +56,13 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
+# sqladmin v1 discovery, instances.clone: "might cause your instance to restart".
+CLONE_RESTART_NOTE = (
+    "a drill clones the instance, and Cloud SQL warns that instances.clone may restart the "
+    "source instance: schedule drills in a quiet window (the default is Sunday 03:00 UTC)"
+)
 
 # Cloud SQL keeps transaction logs (point-in-time recovery) for 7 days (the brief's setting).
-PITR_RETENTION = timedelta(days=7)
 # The brief's monthly drill on the first Sunday at 03:00 UTC. Temporal ANDs day-of-month and
 # day-of-week (unlike Vixie cron, which ORs them when both are restricted): "days 1-7 that are
 # a Sunday" is exactly the first Sunday (tests/e2e/test_dr.py checks the next run times).
@@ -397,7 +401,10 @@ def _print_lines(lines: list[Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the backup, restore, DR-drill and schedule commands to `app`."""
+    """Add the backup, restore, DR-drill, schedule and doctor commands to `app`."""
+    from stagecoach import cli_doctor
+
+    cli_doctor.register(app)
 
     @app.command("backup")
     def backup_cmd(env: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
@@ -468,7 +475,8 @@ def register(app: typer.Typer) -> None:
 
         Reports row counts and newest created_at on the source and the scratch, the data-loss
         window against the RPO and the restore time against the RTO. Exit 0 when verified and
-        the scratch instance is deleted."""
+        the scratch instance is deleted. Cloud SQL warns that cloning may restart the source
+        instance: run drills in a quiet window."""
         run(lambda: _drill(env, config, detach, as_json))
 
     schedule = typer.Typer(help="Temporal Schedules of DR drills", no_args_is_help=True)
@@ -743,6 +751,26 @@ def _switch_release(
     return release
 
 
+async def _recovery_window(cfg: Config, ref: InstanceRef, at: datetime) -> Any:
+    """The instance's recoverable window, read before anything starts (the same code as the
+    ReadRecoveryWindow activity, which the workflow runs again before it clones)."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.cloud_sql import CloudSqlActivities
+    from stagecoach.models import RecoveryWindowInput
+
+    _cli().ensure_stack(cfg)  # gcpsim: start it when it does not answer
+    try:
+        return await asyncio.to_thread(
+            CloudSqlActivities().read_recovery_window,
+            RecoveryWindowInput(ref=ref, point_in_time=at),
+        )
+    except ApplicationError as err:
+        where = f"{cfg.target} ({ref.target.host}:{ref.target.port})"
+        code = EXIT_FAILED if err.non_retryable else EXIT_UNREACHABLE
+        fail(f"cannot read the recoverable window of {ref.instance} on {where}: {err}", code)
+
+
 async def _pitr(
     cfg: Config,
     env: str,
@@ -756,12 +784,9 @@ async def _pitr(
     now = datetime.now(UTC)
     if at > now:
         fail(f"--point-in-time {_t(at)} is in the future", EXIT_BAD_INPUT)
-    if at < now - PITR_RETENTION:
-        fail(
-            f"--point-in-time {_t(at)} is older than the {PITR_RETENTION.days}-day "
-            "transaction-log retention; restore a backup instead",
-            EXIT_BAD_INPUT,
-        )
+    window = await _recovery_window(cfg, ref, at)
+    if window.problem:
+        fail(f"--point-in-time: {window.problem}", EXIT_BAD_INPUT)
     inp = PointInTimeInput(
         app=cfg.app,
         env=env,
@@ -900,6 +925,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         ScheduleOverlapPolicy,
         SchedulePolicy,
         ScheduleSpec,
+        ScheduleState,
     )
 
     cfg = load(config)
@@ -918,6 +944,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         ),
         spec=ScheduleSpec(cron_expressions=[expr]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=CLONE_RESTART_NOTE),
     )
     try:
         handle = await client.create_schedule(sched_id, schedule)
@@ -935,6 +962,7 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         markup=False,
         highlight=False,
     )
+    console.print(f"note: {CLONE_RESTART_NOTE}", markup=False, highlight=False)
     return EXIT_OK
 
 

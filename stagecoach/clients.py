@@ -4,7 +4,8 @@
 
 - Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST;
 - Cloud Monitoring v3 `MetricServiceClient` over gRPC (the simulator serves plaintext gRPC);
-- the Cloud SQL Admin v1 discovery client (googleapiclient).
+- the Cloud SQL Admin v1 discovery client (googleapiclient);
+- `run_wait_operation`: Cloud Run's `operations.wait` over the same credentials, parsed leniently.
 
 For `kind: gcp` they use Application Default Credentials and Google's endpoints. For
 `kind: gcpsim` they use anonymous credentials and loopback endpoints (plain HTTP / insecure gRPC).
@@ -36,6 +37,7 @@ class Clients:
         self._services: run_v2.ServicesClient | None = None
         self._revisions: run_v2.RevisionsClient | None = None
         self._metrics: monitoring_v3.MetricServiceClient | None = None
+        self._run_session: Any = None
         self._local = threading.local()
 
     @property
@@ -68,6 +70,50 @@ class Clients:
             if self._revisions is None:
                 self._revisions = run_v2.RevisionsClient(**self._run_kwargs())
             return self._revisions
+
+    def _session(self) -> Any:
+        with self._lock:
+            if self._run_session is None:
+                if self.is_sim:
+                    import requests
+
+                    self._run_session = requests.Session()
+                else:
+                    import google.auth
+                    from google.auth.transport.requests import AuthorizedSession
+
+                    credentials, _ = google.auth.default(
+                        scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                    )
+                    self._run_session = AuthorizedSession(credentials)
+            return self._run_session
+
+    def run_wait_operation(self, name: str, timeout_seconds: float) -> Any:
+        """Cloud Run `operations.wait`: one call that returns when the operation is done or
+        `timeout_seconds` passed (then not done), instead of a poll every few hundred ms.
+
+        Parsed with unknown fields ignored, also inside `metadata`/`response` (the client's
+        own LRO polling and get_operation parse strictly: a Service field newer than the
+        installed google-cloud-run would fail them). Errors raise GoogleAPICallError."""
+        from google.api_core import exceptions as gexc
+        from google.longrunning import operations_pb2
+        from google.protobuf import json_format
+
+        base = (
+            f"http://{self.target.host}:{self.target.port}"
+            if self.is_sim
+            else "https://run.googleapis.com"
+        )
+        response = self._session().post(
+            f"{base}/v2/{name}:wait",
+            json={"timeout": f"{max(timeout_seconds, 0.0):.3f}s"},
+            timeout=timeout_seconds + 30,
+        )
+        if response.status_code >= 400:
+            raise gexc.from_http_response(response)
+        op = operations_pb2.Operation()
+        json_format.Parse(response.content, op, ignore_unknown_fields=True)
+        return op
 
     # ------------------------------------------------------------------ Monitoring v3 (gRPC)
 
@@ -113,6 +159,25 @@ class Clients:
                     "sqladmin", "v1", static_discovery=True, cache_discovery=False
                 )
             self._local.sqladmin = client
+        return client
+
+    def discovery(self, api: str, version: str) -> Any:
+        """A discovery client of the calling thread for another Google API the doctor reads
+        (`serviceusage` v1, `cloudresourcemanager` v1); gcpsim serves them on its REST port."""
+        cache = getattr(self._local, "discovery", None)
+        if cache is None:
+            cache = self._local.discovery = {}
+        client = cache.get((api, version))
+        if client is None:
+            from googleapiclient import discovery
+
+            kwargs: dict[str, Any] = {"static_discovery": True, "cache_discovery": False}
+            if self.is_sim:
+                kwargs["credentials"] = AnonymousCredentials()
+                kwargs["client_options"] = {
+                    "api_endpoint": f"http://{self.target.host}:{self.target.port}/"
+                }
+            client = cache[(api, version)] = discovery.build(api, version, **kwargs)
         return client
 
 

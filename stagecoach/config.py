@@ -12,13 +12,29 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_CONFIG = "deploy.yaml"
 MIN_INTERVAL = timedelta(seconds=1)
+# Cloud Run names: a service name is a DNS label of at most 49 characters, and "Combined traffic
+# tag and service name cannot exceed 46 characters" (the tag URL is one DNS label). The longest
+# tag a release sets is workflows.release.CANARY_TAG.
+DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+RUN_SERVICE_MAX = 49
+TAG_PLUS_SERVICE_MAX = 46
+LONGEST_TAG = "canary"
 
 
 class ConfigError(Exception):
@@ -88,6 +104,24 @@ class Service(_Strict):
         {}, description="env var -> Secret Manager secret name (never a value)"
     )
     sizing: Sizing | None = None
+    # How the release smoke-tests a new revision: `tag_url` (GET the tag URL's health_path from
+    # the worker) or `none` (no smoke test, said in the status). Default: `tag_url` with ingress
+    # `all`; with an internal ingress the tag URL answers only inside the VPC, so say which.
+    smoke: Literal["tag_url", "none"] | None = None
+
+    @model_validator(mode="after")
+    def _smoke_route_explicit(self) -> Service:
+        if self.smoke is None and self.ingress != "all":
+            raise ValueError(
+                f"smoke: service {self.name!r} has ingress {self.ingress!r}, so its tag URL "
+                "answers only inside the VPC: set smoke: tag_url if the worker runs inside it, "
+                "or smoke: none to release without a smoke test"
+            )
+        return self
+
+    @property
+    def smoke_route(self) -> str:
+        return self.smoke or "tag_url"
 
     def image_for(self, project: str, version: str) -> str:
         return f"{self.image.replace('{project}', project)}:{version}"
@@ -204,6 +238,35 @@ class Config(_Strict):
     environments: dict[str, Environment] = Field(min_length=1)
     notifications: Notifications = Notifications()
 
+    @field_validator("environments")
+    @classmethod
+    def _names_cloud_run_accepts(
+        cls, envs: dict[str, Environment], info: ValidationInfo
+    ) -> dict[str, Environment]:
+        services: list[Service] = info.data.get("services") or []
+        longest = max(services, key=lambda s: len(s.name), default=None)
+        for env in envs:
+            if not DNS_LABEL_RE.match(env):
+                raise ValueError(
+                    f"environments.{env}: an environment key becomes part of Cloud Run service "
+                    "names (<service>-<env>), so it must be a DNS label: lowercase letters, "
+                    "digits and '-', starting with a letter and not ending with '-'"
+                )
+            if longest is None:
+                continue
+            name = run_service_name(longest.name, env)
+            limit = min(RUN_SERVICE_MAX, TAG_PLUS_SERVICE_MAX - len(LONGEST_TAG))
+            if len(name) > limit:
+                i = services.index(longest)
+                raise ValueError(
+                    f"environments.{env}: the Cloud Run service name {name!r} "
+                    f"(services.{i}.name + '-' + environment key) is {len(name)} characters; "
+                    f"Cloud Run allows {TAG_PLUS_SERVICE_MAX} for it with the traffic tag "
+                    f"{LONGEST_TAG!r}, so at most {limit}: shorten services.{i}.name or the "
+                    "environment key"
+                )
+        return envs
+
     @model_validator(mode="after")
     def _dependencies_known_and_acyclic(self) -> Config:
         names = [s.name for s in self.services]
@@ -273,6 +336,11 @@ def check_version(version: str) -> str:
 def _describe(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
     path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    m = re.match(r"^Value error, ((?:environments|services)\.[^\s:]+): (.*)$", e["msg"], re.S)
+    if m:  # a validator that names the exact key path itself
+        return f"{source}: {m.group(1)}: {m.group(2)}" + (
+            f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+        )
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {path}: {e['msg']}{more}"
 

@@ -16,6 +16,7 @@ from stagecoach.models import (
     BackupInfo,
     InstanceRef,
     ReleaseInput,
+    ScalingRecord,
     ServiceRef,
     ValidationReport,
 )
@@ -87,6 +88,7 @@ class ServiceScaling(BaseModel):
     recorded: bool = False  # GetServiceState succeeded; min/max below are the real values
     min_instances: int = 0
     max_instances: int = 0
+    record: ScalingRecord | None = None  # service-level scaling and tags as set before the drain
     was_drained: bool = False  # already drained before the restore touched it: left drained
     state: str = "untouched"  # untouched | drained | resumed | left_drained | resume_failed
     error: str = ""

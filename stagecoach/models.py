@@ -71,6 +71,19 @@ class ServiceRef(BaseModel):
 # --------------------------------------------------------------------------- Cloud Run activities
 
 
+class ScalingRecord(BaseModel):
+    """A service's scaling exactly as set, recorded before a drain and put back after it: the
+    service-level scaling (Cloud Run unsets the service's min/max when it switches to manual
+    scaling) and the tag-only (0%) traffic entries (a revision kept only by a tag still runs its
+    revision-level minimum instances, which a drain therefore removes for a while)."""
+
+    mode: str = ""  # service-level scaling_mode: "", "AUTOMATIC" or "MANUAL"
+    min_instances: int = 0  # service-level minimum (0: not set)
+    max_instances: int = 0  # service-level maximum (0: not set)
+    manual_instances: int | None = None  # set only in manual mode
+    tags: list[TrafficTarget] = []  # tag-only entries (percent 0), LATEST never among them
+
+
 class ServiceState(BaseModel):
     """Output of GetServiceState: what serves now."""
 
@@ -82,6 +95,7 @@ class ServiceState(BaseModel):
     min_instances: int = 0
     max_instances: int = 0
     drained: bool = False
+    scaling: ScalingRecord | None = None  # the service-level scaling and tag-only entries
 
 
 class DatabaseBinding(BaseModel):
@@ -149,6 +163,30 @@ class SetScalingInput(BaseModel):
     drained: bool
     min_instances: int = 0
     max_instances: int = 0
+    # What GetServiceState recorded before the drain: the resume puts it back exactly. None
+    # (workflows started before it existed): the service-level min/max as read at resume time.
+    record: ScalingRecord | None = None
+
+
+class RevisionHealthInput(BaseModel):
+    ref: ServiceRef
+    revision: str  # short name
+    window_seconds: int = 300  # how far back Monitoring is read for the instance count
+
+
+class RevisionHealth(BaseModel):
+    """Output of CheckRevisionHealth: whether a revision can serve at all. request_count leaves
+    out requests that never reach an instance (not ready, at max instances), so a canary with
+    `can_serve` False and few requests is not a quiet one."""
+
+    revision: str
+    ready: bool  # the revision's Ready condition succeeded
+    reason: str = ""  # why not ready / why saturated ("" when can_serve)
+    max_instances: int = 0  # the revision's scaling.maxInstanceCount (0: Cloud Run's default)
+    instances: int | None = None  # newest active instance count; None: Monitoring has none
+    at_max_instances: bool = False  # instances >= max_instances
+    can_serve: bool = False  # ready and not at max instances
+    note: str = ""  # why `instances` is None
 
 
 class SmokeTestInput(BaseModel):
@@ -277,8 +315,29 @@ class CloneInstanceInput(BaseModel):
     backup_id: str | None = None
 
 
+class RecoveryWindowInput(BaseModel):
+    ref: InstanceRef
+    point_in_time: datetime | None = None  # checked against the window when given
+
+
+class RecoveryWindow(BaseModel):
+    """Output of ReadRecoveryWindow: how far back point-in-time recovery of an instance reaches
+    (`instances.getLatestRecoveryTime`, the backup configuration)."""
+
+    instance: str
+    pitr_enabled: bool
+    retention_days: int = 0  # settings.backupConfiguration.transactionLogRetentionDays
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    problem: str = ""  # why `point_in_time` cannot be recovered (with the fix); "" when it can
+
+
 class DeleteInstanceInput(BaseModel):
     ref: InstanceRef
+    # Only for instances this Stagecoach run created itself (a drill's scratch instance, a
+    # recovery clone that did not complete): clones inherit the source's deletion protection,
+    # which is then turned off first. Never set for an instance Stagecoach did not create.
+    created_by_stagecoach: bool = False
 
 
 class OperationResult(BaseModel):
@@ -331,6 +390,7 @@ class ServicePlan(BaseModel):
     image: str  # "" keeps the image of the revision serving the most traffic (switch releases)
     revision: str
     health_path: str = "/"
+    smoke: str = "tag_url"  # tag_url | none (services[].smoke)
     sizing: Sizing
     env: dict[str, str] = {}
     secrets: dict[str, str] = {}

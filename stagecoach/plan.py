@@ -104,6 +104,7 @@ def _plans(
                 image="" if keep_image else svc.image_for(e.project, version),
                 revision=revision_name(run_name, version, release_id),
                 health_path=svc.health_path,
+                smoke=svc.smoke_route,
                 sizing=cfg.sizing_for(env, svc.name),
                 env=svc.env,
                 secrets=svc.secrets,

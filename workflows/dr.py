@@ -79,7 +79,10 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         OperationResult,
         RecoveryInfo,
+        RecoveryWindow,
+        RecoveryWindowInput,
         RestoreBackupInput,
+        ScalingRecord,
         ServiceState,
         SetScalingInput,
         ValidateDatabaseInput,
@@ -122,6 +125,20 @@ async def _to_completion(coro: Coroutine[Any, Any, T]) -> tuple[T, bool]:
             if task.cancelled():
                 raise
             return task.result(), True
+
+
+def _scaling_restored(record: ScalingRecord, live: ServiceState) -> bool:
+    """The service-level scaling and the recorded tags are back as they were."""
+    now = live.scaling
+    if now is None:
+        return False
+    same_mode = (record.mode == "MANUAL") == (now.mode == "MANUAL")
+    same_counts = (record.min_instances, record.max_instances) == (
+        now.min_instances,
+        now.max_instances,
+    ) or record.mode == "MANUAL"
+    tags = {(t.tag, t.revision) for t in now.tags}
+    return same_mode and same_counts and all((t.tag, t.revision) in tags for t in record.tags)
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -442,6 +459,7 @@ class RestoreWorkflow(_Visible):
             svc.recorded = True
             svc.min_instances = live.min_instances
             svc.max_instances = live.max_instances
+            svc.record = live.scaling
             svc.was_drained = live.drained
             if live.drained:
                 svc.state = "left_drained"
@@ -457,6 +475,7 @@ class RestoreWorkflow(_Visible):
                     drained=True,
                     min_instances=svc.min_instances,
                     max_instances=svc.max_instances,
+                    record=svc.record,
                 ),
                 result_type=ServiceState,
                 start_to_close_timeout=SCALING,
@@ -551,6 +570,7 @@ class RestoreWorkflow(_Visible):
                         drained=False,
                         min_instances=svc.min_instances,
                         max_instances=svc.max_instances,
+                        record=svc.record,
                     ),
                     result_type=ServiceState,
                     start_to_close_timeout=SCALING,
@@ -568,6 +588,7 @@ class RestoreWorkflow(_Visible):
                 not live.drained
                 and live.min_instances == svc.min_instances
                 and live.max_instances == svc.max_instances
+                and (svc.record is None or _scaling_restored(svc.record, live))
             )
             if exact:
                 svc.state = "resumed"
@@ -669,7 +690,7 @@ class _ScratchWorkflow(_Visible):
         try:
             await workflow.execute_activity(
                 "DeleteInstance",
-                DeleteInstanceInput(ref=ref),
+                DeleteInstanceInput(ref=ref, created_by_stagecoach=True),
                 result_type=OperationResult,
                 start_to_close_timeout=OPERATION,
                 schedule_to_close_timeout=OPERATION,
@@ -831,6 +852,20 @@ class PointInTimeWorkflow(_ScratchWorkflow):
             )
         if inp.point_in_time > workflow.now():
             raise _Stop(DrOutcome.FAILED, f"{_stamp(inp.point_in_time)} is in the future")
+        if workflow.patched("pitr-recovery-window"):
+            # Before anything is created: PITR on, and the time inside the recoverable window
+            # (the API's own getLatestRecoveryTime and transaction-log retention).
+            self._progress(f"reading the recoverable window of {st.source_instance}")
+            window: RecoveryWindow = await workflow.execute_activity(
+                "ReadRecoveryWindow",
+                RecoveryWindowInput(ref=inp.instance, point_in_time=inp.point_in_time),
+                result_type=RecoveryWindow,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"recoverable window of {st.source_instance}",
+            )
+            if window.problem:
+                raise _Stop(DrOutcome.FAILED, window.problem)
         self._progress(f"cloning {st.source_instance} at {_stamp(inp.point_in_time)}")
         self._clone_requested = True
         start = workflow.now()

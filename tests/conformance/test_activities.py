@@ -154,9 +154,10 @@ def test_all_activities_are_named_and_unique() -> None:
     assert sorted(names) == sorted(
         [
             "GetServiceState", "ReadServing", "CreateRevision", "SetTraffic", "SetScaling",
-            "FindPreviousRevision", "SmokeTest",
+            "FindPreviousRevision", "SmokeTest", "CheckRevisionHealth",
             "ReadCanaryMetrics", "CreateBackup", "ListBackups", "RestoreBackup",
-            "CloneInstance", "DeleteInstance", "ValidateDatabase", "Notify",
+            "ReadRecoveryWindow", "CloneInstance", "DeleteInstance", "ValidateDatabase",
+            "Notify",
         ]
     )  # fmt: skip
 

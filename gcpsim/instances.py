@@ -1,0 +1,99 @@
+"""`run.googleapis.com/container/instance_count` (GAUGE INT64, metric label `state`: active |
+idle; resource `cloud_run_revision`) for Monitoring's ListTimeSeries.
+
+A revision's instances follow its share of the synthetic traffic: active = ceil(requests per
+second x p50 latency / max concurrency), capped at the template's `maxInstanceCount` (at the cap,
+Cloud Run refuses what the instances cannot take, and those requests never reach an instance);
+idle = whatever its `minInstanceCount` keeps beyond that, also for a revision kept only by a tag.
+A drained service has no active instances. The value is the current one at every point of the
+interval (gcpsim keeps no instance history).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gcpsim import run_v2
+from gcpsim.behavior import behavior_for
+from gcpsim.sim import Sim
+from gcpsim.store import now
+
+INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
+DEFAULT_MAX = 100
+NS = 1_000_000_000
+
+
+def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:
+    """(resource labels, active, idle, at max) of every revision that has instances."""
+    run_v2.settle(sim)
+    out = []
+    with sim.store.lock:
+        run = sim.store.section("run")
+        for key, svc in run.get("services", {}).items():
+            revs = run.get("revisions", {}).get(key, {})
+            shares = {rev: pct for rev, pct, _ in run_v2._split_from_statuses(svc, revs)}
+            for rev in run_v2._warm_revisions(svc, revs):
+                template = revs[rev]["template"]
+                scaling = template.get("scaling") or {}
+                low = int(scaling.get("minInstanceCount") or 0)
+                high = int(scaling.get("maxInstanceCount") or 0) or DEFAULT_MAX
+                concurrency = int(template.get("maxInstanceRequestConcurrency") or 80)
+                rps = sim.settings.request_rate * shares.get(rev, 0) / 100
+                latency = float(behavior_for(sim, svc["service"], revs[rev]["image"])["p50_ms"])
+                needed = math.ceil(rps * latency / 1000 / concurrency) if rps else 0
+                active = min(needed, high)
+                labels = {
+                    "project_id": svc["project"],
+                    "service_name": svc["service"],
+                    "revision_name": rev,
+                    "location": svc["location"],
+                    "configuration_name": svc["service"],
+                }
+                out.append((labels, active, max(low - active, 0), needed > high))
+    return out
+
+
+def list_time_series(sim: Sim, req: Any) -> Any | None:
+    """The ListTimeSeriesResponse for a request about INSTANCE_COUNT; None for other metrics."""
+    from gcpsim import monitoring_v3 as mon
+
+    flt = mon.parse_filter(req.filter)
+    if flt.metric_types() != [INSTANCE_COUNT]:
+        return None
+    project = req.name.removeprefix("projects/")
+    end_ns = mon._ts_ns(req.interval.end_time) if req.interval.HasField("end_time") else 0
+    if not end_ns:
+        raise mon.ApiError(400, "Field interval.endTime is required.")
+    start_ns = mon._ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
+    start_ns = start_ns or end_ns
+    agg = req.aggregation
+    period = mon._ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
+    end_ns = min(end_ns, int(now() * NS))
+    series: list[tuple[dict[str, str], dict[str, str], int]] = []
+    for res, active, idle, _ in revision_instances(sim):
+        if res["project_id"] != project or not flt.accepts("resource", res):
+            continue
+        for state, value in (("active", active), ("idle", idle)):
+            if flt.accepts("metric", {"state": state}):
+                series.append((res, {"state": state}, value))
+    reducer = mon.Reducer(agg.cross_series_reducer).name
+    if reducer != "REDUCE_NONE" and series:
+        series = [({"project_id": project}, {}, sum(v for _, _, v in series))]
+    resp = mon.ResponsePb(unit="1")
+    for res, met, value in series:
+        ts = resp.time_series.add()
+        ts.metric.type = INSTANCE_COUNT
+        ts.metric.labels.update(met)
+        ts.resource.type = mon.RESOURCE_TYPE
+        ts.resource.labels.update(res)
+        ts.metric_kind = mon.GAUGE
+        ts.value_type = mon.INT64
+        t = end_ns
+        while t > start_ns or t == end_ns:  # newest first, one point per period
+            p = ts.points.add()
+            mon._set_ts(p.interval.end_time, t)
+            mon._set_ts(p.interval.start_time, t)
+            p.value.int64_value = value
+            t -= period
+    return resp

@@ -1,0 +1,179 @@
+"""`python starter.py doctor ENV [--json]`: before the first real release, check what a release,
+a restore and a drill of ENV will need (read-only; nothing is started or changed).
+
+Google Cloud checks: `activities.doctor`. Temporal checks here: the namespace answers
+(`DescribeNamespace`) and knows Stagecoach's search attributes (`ListSearchAttributes`).
+Exit 0 every check passed, 1 a check failed, 2 bad input (config, environment), 3 Google Cloud
+(gcpsim) or Temporal unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from stagecoach.cli_dr import ConfigOpt, JsonOpt, run
+from stagecoach.config import parse_duration
+
+console = Console(highlight=False)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+DEFAULT_MAX_BACKUP_AGE = timedelta(hours=26)  # daily automated backups, plus their window
+
+
+async def _temporal_checks() -> tuple[list[Any], str]:
+    """(checks, unreachable reason or "")."""
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from activities.doctor import DoctorCheck
+    from stagecoach.cli import settings
+    from stagecoach.temporal import SEARCH_ATTRIBUTES, connect
+
+    s = settings()
+    try:
+        client = await asyncio.wait_for(connect(s), 15)
+    except (RuntimeError, RPCError, OSError, TimeoutError) as exc:
+        reason = str(exc).splitlines()[0].split("(", 1)[0].strip(" :")
+        return [], (
+            f"Temporal at {s.address} does not answer ({reason}): set TEMPORAL_ADDRESS, or "
+            "start it (`starter.py local up`)"
+        )
+    checks: list[Any] = []
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=s.namespace)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.UNAVAILABLE:
+            return [], f"Temporal at {s.address} does not answer ({exc.message})"
+        checks.append(
+            DoctorCheck(
+                name="temporal.namespace",
+                ok=False,
+                detail=f"namespace {s.namespace!r} at {s.address}: {exc.message}",
+                fix="set TEMPORAL_NAMESPACE to an existing namespace, or create it "
+                f"(temporal operator namespace create --namespace {s.namespace})",
+            )
+        )
+        return checks, ""
+    checks.append(
+        DoctorCheck(name="temporal.namespace", ok=True, detail=f"{s.namespace!r} at {s.address}")
+    )
+    got = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=s.namespace)
+    )
+    known = dict(got.custom_attributes)
+    missing = [k for k in SEARCH_ATTRIBUTES if k not in known]
+    checks.append(
+        DoctorCheck(
+            name="temporal.search_attributes",
+            ok=not missing,
+            detail=(
+                f"missing in {s.namespace!r}: {', '.join(missing)}"
+                if missing
+                else f"{', '.join(SEARCH_ATTRIBUTES)} registered"
+            ),
+            fix=""
+            if not missing
+            else "; ".join(
+                f"temporal operator search-attribute create --namespace {s.namespace} "
+                f"--name {k} --type Keyword"
+                for k in missing
+            ),
+        )
+    )
+    return checks, ""
+
+
+async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: str | None) -> int:
+    from activities.doctor import Doctor, Unreachable
+    from stagecoach import cli
+    from stagecoach.dr_models import DEFAULT_RPO
+    from stagecoach.plan import target_for
+
+    cfg = cli.load(config)
+    e = cfg.env(env)  # unknown: ConfigError, exit 2
+    try:
+        age = parse_duration(max_backup_age) if max_backup_age else DEFAULT_MAX_BACKUP_AGE
+    except ValueError as exc:
+        cli.fail(f"--max-backup-age: {exc}", EXIT_BAD_INPUT)
+    services = [f"{s.name}-{env}" for s in cfg.ordered_services()]
+    doc = Doctor(
+        target_for(cfg),
+        e.project,
+        e.region,
+        services,
+        e.database.instance if e.database else None,
+        rpo=DEFAULT_RPO,
+        max_backup_age=age,
+    )
+    unreachable = ""
+    try:
+        checks = await asyncio.to_thread(doc.run_all)
+    except Unreachable as exc:
+        if cfg.target == "gcpsim":
+            where = f"gcpsim at {cfg.gcpsim.host}:{cfg.gcpsim.port}"
+            how = "start it (`starter.py local up`) or set GCPSIM_PORT"
+        else:
+            where, how = "Google Cloud", "check the network and proxy settings"
+        unreachable = f"{where} does not answer ({exc}): {how}"
+        checks = doc.checks
+    temporal, t_unreachable = await _temporal_checks()
+    checks = [*checks, *temporal]
+    unreachable = unreachable or t_unreachable
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "env": env,
+                    "ok": not failed and not unreachable,
+                    "unreachable": unreachable,
+                    "checks": [c.model_dump() for c in checks],
+                },
+                indent=2,
+            )
+        )
+    else:
+        console.print(f"doctor {cfg.app} {env} ({cfg.target}, project {e.project})", markup=False)
+        for c in checks:
+            mark = "pass" if c.ok else "FAIL"
+            console.print(f"  {mark}  {c.name:<27} {c.detail}", markup=False, soft_wrap=True)
+            if not c.ok and c.fix:
+                console.print(f"        {'':<27} fix: {c.fix}", markup=False, soft_wrap=True)
+    if unreachable:
+        cli.fail(unreachable, EXIT_UNREACHABLE)
+    if failed:
+        if not as_json:
+            console.print(
+                f"{len(failed)} of {len(checks)} checks failed: "
+                + ", ".join(c.name for c in failed),
+                markup=False,
+            )
+        return EXIT_FAILED
+    if not as_json:
+        console.print(f"all {len(checks)} checks passed", markup=False)
+    return EXIT_OK
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("doctor")
+    def doctor_cmd(
+        env: str,
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+        max_backup_age: Annotated[
+            str | None,
+            typer.Option("--max-backup-age", help="oldest acceptable last successful backup (26h)"),
+        ] = None,
+    ) -> None:
+        """Check credentials, APIs, IAM, services, instance, PITR, deletion protection, the
+        last backup, Monitoring data and Temporal for ENV; each check with its fix."""
+        run(lambda: doctor(env, config, as_json, max_backup_age))
