@@ -1,7 +1,8 @@
 """`run.googleapis.com/container/instance_count` (GAUGE INT64, metric label `state`: active |
 idle; resource `cloud_run_revision`) for Monitoring's ListTimeSeries.
 
-A revision's instances follow its share of the synthetic traffic: active = ceil(requests per
+A revision's instances follow its share of the synthetic traffic (the service's or its
+version's request rate, `gcpsim rate`): active = ceil(requests per
 second x p50 latency / max concurrency), capped at the template's `maxInstanceCount` (at the cap,
 Cloud Run refuses what the instances cannot take, and those requests never reach an instance);
 idle = whatever its `minInstanceCount` keeps beyond that, also for a revision kept only by a tag.
@@ -14,8 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gcpsim import run_v2
-from gcpsim.behavior import behavior_for
+from gcpsim import run_v2, traffic
+from gcpsim.behavior import behavior_for, image_version
 from gcpsim.sim import Sim
 from gcpsim.store import now
 
@@ -39,7 +40,8 @@ def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:
                 low = int(scaling.get("minInstanceCount") or 0)
                 high = int(scaling.get("maxInstanceCount") or 0) or DEFAULT_MAX
                 concurrency = int(template.get("maxInstanceRequestConcurrency") or 80)
-                rps = sim.settings.request_rate * shares.get(rev, 0) / 100
+                version = image_version(revs[rev]["image"])
+                rps = traffic.rate_for(sim, svc["service"], version) * shares.get(rev, 0) / 100
                 latency = float(behavior_for(sim, svc["service"], revs[rev]["image"])["p50_ms"])
                 needed = math.ceil(rps * latency / 1000 / concurrency) if rps else 0
                 active = min(needed, high)

@@ -47,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
         ReadServingInput,
         ReleaseInput,
         ReleaseStatus,
+        RevisionHealth,
+        RevisionHealthInput,
         ServicePlan,
         ServiceState,
         ServiceStatus,
@@ -420,7 +422,7 @@ class ReleaseWorkflow(Visible):
             self._check_abort()
             verdict = await self._read(plan, svc, weight)
             if self._sequential():
-                await self._apply_policy(svc, weight, verdict)
+                await self._apply_policy(plan, svc, weight, verdict)
                 continue
             if verdict == Verdict.FAIL:
                 svc.breaches += 1
@@ -451,13 +453,41 @@ class ReleaseWorkflow(Visible):
         """Whether this run judges with the sequential judge (runs recorded before it did not)."""
         return workflow.patched(SEQUENTIAL_JUDGE)
 
+    async def _check_can_serve(self, plan: ServicePlan, svc: ServiceStatus, weight: int) -> None:
+        """Few requests are no sign of a quiet canary when it cannot serve: request_count leaves
+        out requests that never reach an instance (not ready, at max instances)."""
+        health: RevisionHealth = await workflow.execute_activity(
+            "CheckRevisionHealth",
+            RevisionHealthInput(ref=plan.ref, revision=svc.canary_revision),
+            result_type=RevisionHealth,
+            start_to_close_timeout=QUICK,
+            retry_policy=API_RETRY,
+            summary=f"can {svc.canary_revision} serve at {weight}%?",
+        )
+        if not health.can_serve:
+            raise _Stop(
+                Outcome.ROLLED_BACK,
+                f"{svc.run_service}: {svc.canary_revision} cannot serve at {weight}% "
+                f"({health.reason}); its few requests are no sign of a quiet canary",
+            )
+        instances = "?" if health.instances is None else str(health.instances)
+        self._event(
+            f"{svc.run_service}: {svc.canary_revision} is ready and can serve "
+            f"({instances} active instances of {health.max_instances or 'the default maximum'}); "
+            "its traffic is low"
+        )
+
     def _judge_settings(self) -> Settings:
         return settings_from_gates(self.inp.gates, len(self.inp.services))
 
-    async def _apply_policy(self, svc: ServiceStatus, weight: int, verdict: Verdict) -> None:
+    async def _apply_policy(
+        self, plan: ServicePlan, svc: ServiceStatus, weight: int, verdict: Verdict
+    ) -> None:
         """The bake policy (`stagecoach.bake`) applied to the judge's verdict."""
         gates = self.inp.gates
         at_end = workflow.now() >= svc.bake_until if svc.bake_until else True
+        if verdict == Verdict.INCONCLUSIVE and at_end:
+            await self._check_can_serve(plan, svc, weight)
         step = after_reading(verdict.value, at_end, svc.breaches, svc.extensions, gates)
         svc.breaches = step.breaches
         reasons = "; ".join(svc.readings[-1].reasons) if svc.readings else ""

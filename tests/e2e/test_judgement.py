@@ -140,6 +140,8 @@ async def test_very_quiet_canary_is_not_rolled_back_for_lack_of_traffic(
         result: ReleaseStatus = await handle.result()
     assert result.outcome == Outcome.PROMOTED, result.error
     assert any("not enough evidence at 10%" in e for e in result.events)
+    # before it called the canary quiet, it checked that the canary can serve at all
+    assert any("is ready and can serve" in e for e in result.events)
     assert live_traffic(gcpsim, PROJECT, service)[0][:2] == (
         result.services[0].canary_revision,
         100,
