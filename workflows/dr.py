@@ -17,8 +17,9 @@ and the workflow does not end before it has finished.
 
 Messages (starter.py, `temporal workflow signal/update` and the Web UI):
 - query `status` (all but Backup): the live status object, also the result;
-- signal `abort` {reason}: a restore stops before its restore operation starts (after that the
-  operation cannot be stopped half way, so it finishes and the services resume); a drill or a
+- signal `abort` {reason} (any payload aborts; the reason is capped): a restore stops before
+  its restore operation starts (after that the operation cannot be stopped half way, so it
+  finishes and the services resume); a drill or a
   point-in-time recovery stops at once and deletes its scratch / partial instance;
 - update `approve` {by, comment} (Restore): where the environment asks for approval
   (`release.restore_requires_approval`), nothing is drained or restored before one of
@@ -29,12 +30,12 @@ Messages (starter.py, `temporal workflow signal/update` and the Web UI):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -46,6 +47,7 @@ from workflows.common import (
     QUICK,
     VERSION,
     Visible,
+    decode_abort,
     error_message,
 )
 
@@ -271,7 +273,14 @@ class RestoreWorkflow(_Visible):
     def status(self) -> RestoreStatus:
         return self.st
 
-    @workflow.signal(name="abort")
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` with any payload (a typed handler would drop what does not decode)."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
     def abort(self, inp: AbortInput | None = None) -> None:
         if self.abort_requested is not None or self.st.outcome != DrOutcome.RUNNING:
             return
@@ -619,7 +628,14 @@ class _ScratchWorkflow(_Visible):
     abort_requested: AbortInput | None = None
     _body: asyncio.Task[None] | None = None
 
-    @workflow.signal(name="abort")
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` with any payload (a typed handler would drop what does not decode)."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
     def abort(self, inp: AbortInput | None = None) -> None:
         st = self._state()
         if self.abort_requested is not None or st.outcome != DrOutcome.RUNNING:

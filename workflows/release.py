@@ -8,7 +8,9 @@ workflow returns, and what it carries across continue-as-new during a long bake.
 Messages (usable from starter.py, `temporal workflow signal/update` and the Web UI):
 - update `approve` {by, comment}: an update, not a signal, so the caller learns at once whether
   the approval was accepted (validator: only while awaiting approval, only listed approvers);
-- signal `abort` {reason}: acts at once, also mid-bake; restores the previous traffic;
+- signal `abort` {reason}: acts at once, also mid-bake; restores the previous traffic. Any
+  payload aborts (a string, a number, a list, nothing): it arrives through the dynamic signal
+  handler, which never drops a signal it cannot decode; the reason is capped;
 - signal `promote`: skip the remaining bake windows and steps once the gates pass;
 - query `status`.
 """
@@ -16,16 +18,25 @@ Messages (usable from starter.py, `temporal workflow signal/update` and the Web 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_message
+from workflows.common import (
+    API_RETRY,
+    QUICK,
+    TRAFFIC_RETRY,
+    Visible,
+    decode_abort,
+    error_message,
+)
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bindings import check_serving
+    from stagecoach.bounds import MAX_ERROR, clip
     from stagecoach.gates import evaluate
     from stagecoach.models import (
         AbortInput,
@@ -69,7 +80,7 @@ class _Stop(Exception):
     """Ends the rollout of a service: the outcome says how, the message says why."""
 
     def __init__(self, outcome: Outcome, message: str) -> None:
-        super().__init__(message)
+        super().__init__(clip(message, MAX_ERROR))
         self.outcome = outcome
 
 
@@ -104,12 +115,21 @@ class ReleaseWorkflow(Visible):
     def status(self) -> ReleaseStatus:
         return self.st
 
-    @workflow.signal(name="abort")
-    def abort(self, inp: AbortInput | None = None) -> None:
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` (and any signal no named handler takes). A typed handler would drop a payload
+        that does not decode; the emergency brake must never be dropped."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
+    def abort(self, inp: AbortInput) -> None:
         if self.abort_requested is None and self.st.outcome == Outcome.RUNNING:
-            self.abort_requested = inp or AbortInput()
-            self.st.abort_reason = self.abort_requested.reason
-            self._event(f"abort requested: {self.abort_requested.reason}")
+            self.abort_requested = inp
+            self.st.abort_reason = inp.reason
+            by = f" by {inp.by}" if inp.by else ""
+            self._event(f"abort requested{by}: {inp.reason}")
 
     @workflow.signal(name="promote")
     def promote(self) -> None:
