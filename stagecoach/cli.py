@@ -97,9 +97,28 @@ class _App(typer.Typer):
     interpreter shutdown of a short-lived process (temporalio/sdk-python#300)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click import exceptions as click
+
         code = 0
         try:
-            super().__call__(*args, **kwargs)
+            try:
+                rv = super().__call__(*args, standalone_mode=False, **kwargs)
+            except click.NoArgsIsHelpError:  # a bare command group: its help, as click shows it
+                super().__call__(*args, **kwargs)
+            code = rv if isinstance(rv, int) else 0
+        except click.UsageError as e:  # a bad flag or value: one line, exit 2 (no usage box)
+            hint = (
+                f" (see `{STARTER} {e.ctx.command_path.split(' ', 1)[-1]} --help`)"
+                if (e.ctx and " " in e.ctx.command_path)
+                else f" (see `{STARTER} --help`)"
+            )
+            print("error: " + " ".join(e.format_message().split()) + hint, file=sys.stderr)
+            code = EXIT_INPUT
+        except click.ClickException as e:
+            print("error: " + " ".join(e.format_message().split()), file=sys.stderr)
+            code = e.exit_code
+        except typer.Abort:
+            code = 130
         except SystemExit as e:
             if isinstance(e.code, int) or e.code is None:
                 code = e.code or 0
