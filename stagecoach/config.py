@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 # ASCII digits only, matched whole (`fullmatch`: no trailing newline, no other scripts' digits)
 VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+")
+APPROVER_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._@]{0,63}")
+PUBLIC_KEY_RE = re.compile(r"ed25519:[A-Za-z0-9+/]{43}=")
 ENV_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 MAX_DURATION = timedelta(days=366)
@@ -135,6 +137,19 @@ class Step(_Strict):
 class Approval(_Strict):
     before_weight: int = Field(100, ge=1, le=100)
     approvers: list[str] = Field(min_length=1)
+    # signature: an approval counts only with an Ed25519 signature by the approver's key (public
+    # half in `approver_keys`); none: names are taken on trust (recorded as unverified)
+    proof: Literal["signature", "none"] = "signature"
+    forbid_self_approval: bool = False  # the release's requester may not approve it
+
+    @model_validator(mode="after")
+    def _names(self) -> Approval:
+        for name in self.approvers:
+            if not APPROVER_RE.fullmatch(name):
+                raise ValueError(
+                    f"approver {name[:40]!r}: use letters, digits, '.', '_', '@' and '-' (up to 64)"
+                )
+        return self
 
 
 class ReleasePolicy(_Strict):
@@ -209,6 +224,19 @@ class Config(_Strict):
     gates: Gates = Gates()
     environments: dict[str, Environment] = Field(min_length=1)
     notifications: Notifications = Notifications()
+    # approver -> Ed25519 public key ("ed25519:<base64>", from `starter.py keys create NAME`):
+    # read by the worker only; an approval is verified against its approver's key
+    approver_keys: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _keys(self) -> Config:
+        for name, key in self.approver_keys.items():
+            if not PUBLIC_KEY_RE.fullmatch(key):
+                raise ValueError(
+                    f"approver_keys.{name[:40]}: not an Ed25519 public key (ed25519:<base64>, "
+                    "as `python starter.py keys create NAME` prints it)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _environment_names(self) -> Config:
