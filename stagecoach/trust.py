@@ -23,12 +23,9 @@ import ipaddress
 import json
 from typing import Literal
 
-# imported here, not lazily: workflow code imports this module through the sandbox's
-# pass-through, and cryptography's native bindings cannot be re-imported inside the sandbox
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
+from stagecoach import ed25519
 from stagecoach.config import Approval
 
 KEY_PREFIX = "ed25519:"
@@ -114,12 +111,12 @@ def fingerprint(key: str) -> str:
 
 
 def verify(key: str, message: bytes, signature_b64: str) -> bool:
+    """Pure Python (stagecoach.ed25519): runs inside the workflow sandbox, deterministic."""
     try:
-        pub = Ed25519PublicKey.from_public_bytes(public_bytes(key))
-        pub.verify(base64.b64decode(signature_b64, validate=True), message)
-    except (InvalidSignature, ValueError):
+        sig = base64.b64decode(signature_b64, validate=True)
+        return ed25519.verify(public_bytes(key), message, sig)
+    except ValueError:
         return False
-    return True
 
 
 def judge_approval(
