@@ -21,6 +21,7 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
 | Notify | NotifyInput -> None |
 | LoadPolicy | LoadPolicyInput -> WorkerPolicy (activities/policy.py: the worker's own policy) |
+| AcquireServiceLocks / ReleaseServiceLocks | LocksInput -> lock ids / None (activities/locks.py) |
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def all_activities(
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
+    from activities.locks import acquire_service_locks, release_service_locks
     from activities.monitoring import MonitoringActivities
     from activities.notify import notify
     from activities.policy import PolicyActivities
@@ -72,6 +74,8 @@ def all_activities(
         db.validate_database,
         notify,
         PolicyActivities(policy).load_policy,
+        acquire_service_locks,
+        release_service_locks,
     ]
 
 

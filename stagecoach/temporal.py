@@ -87,9 +87,10 @@ async def connect(settings: TemporalSettings) -> Client:
 
 
 def workflows() -> list[type]:
+    from workflows.lock import ServiceLockWorkflow
     from workflows.release import ReleaseWorkflow
 
-    found: list[type] = [ReleaseWorkflow]
+    found: list[type] = [ReleaseWorkflow, ServiceLockWorkflow]
     for mod, names in (
         ("workflows.rollback", ["RollbackWorkflow"]),
         ("workflows.dr", ["BackupWorkflow", "RestoreWorkflow", "PointInTimeWorkflow",

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import MAX_ERROR, MAX_REJECTED, clip
     from stagecoach.config import ENV_NAME_RE, VERSION_RE
     from stagecoach.gates import evaluate
+    from stagecoach.locks import Holder, LocksInput
     from stagecoach.models import (
         AbortInput,
         ApprovalRecord,
@@ -75,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
 CANARY_TAG = "canary"
 SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy at the start of a run
+SERVICE_LOCK = "service-lock"  # workflow.patched id: the release holds its Cloud Run services
 RECOVERY_VERSION_RE = re.compile(r"recovery-[0-9]{12}")
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
@@ -238,6 +240,8 @@ class ReleaseWorkflow(Visible):
                 raise _Stop(Outcome.ABORTED, self.abort_requested.reason)
             if self.policy is None:
                 raise _Stop(Outcome.FAILED, self._policy_error)
+            if workflow.patched(SERVICE_LOCK):
+                await self._lock()
             if not st.serving_checked:
                 await self._check_serving()
             if inp.backup and not st.backup_id:
@@ -261,6 +265,8 @@ class ReleaseWorkflow(Visible):
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_input = inp.model_copy(update={"resume": st})
             workflow.continue_as_new(next_input)
+        if self._locks is not None:
+            await self._unlock()
         st.phase = Phase.DONE
         st.awaiting_approval_for = None
         st.ended_at = workflow.now()
@@ -310,6 +316,47 @@ class ReleaseWorkflow(Visible):
             self._policy_error = f"refused by the worker's policy: {error_message(err)}"
             return None
         return policy
+
+    _locks: LocksInput | None = None
+
+    async def _lock(self) -> None:
+        """Hold the Cloud Run services of this release (stagecoach.locks): a second release of
+        one of them, from any config or app, is refused here, before anything is touched."""
+        info = workflow.info()
+        self._locks = LocksInput(
+            holder=Holder(
+                workflow_id=info.workflow_id,
+                app=self.inp.app,
+                env=self.inp.env,
+                version=self.inp.version,
+                since=workflow.now(),
+            ),
+            services=[p.ref for p in self.inp.services],
+        )
+        try:
+            await workflow.execute_activity(
+                "AcquireServiceLocks",
+                self._locks,
+                result_type=list[str],
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary="hold " + ", ".join(p.ref.service for p in self.inp.services),
+            )
+        except ActivityError as err:
+            raise _Stop(Outcome.FAILED, error_message(err)) from err
+
+    async def _unlock(self) -> None:
+        assert self._locks is not None
+        try:
+            await workflow.execute_activity(
+                "ReleaseServiceLocks",
+                self._locks,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary="release " + ", ".join(p.ref.service for p in self.inp.services),
+            )
+        except ActivityError as err:  # the locks notice a holder that ended by themselves
+            self._event(f"releasing the service locks failed: {error_message(err)}")
 
     async def _check_serving(self) -> None:
         """Before anything is touched: read what serves now where it matters (services bound to

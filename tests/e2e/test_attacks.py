@@ -292,3 +292,33 @@ async def test_forged_replayed_self_and_1mb_approvals_are_refused_and_recorded(
     assert [a.by for a in result.approvals] == ["qa-lead"]
     assert len(result.approvals[0].comment) <= MAX_TEXT
     assert len(result.model_dump_json()) < 100_000
+
+
+# ----------------------------------------------------------------------------- service lock
+
+
+async def test_two_configs_releasing_the_same_service_second_is_refused(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    """Two configs with different `app` (so different workflow ids) release the same Cloud Run
+    service: the second is refused naming the first, before it touches anything; once the
+    first ends, its lock is gone."""
+    from stagecoach.locks import lock_id
+
+    first = long_bake(release_input(gcpsim, "staging", "v1.9.1", ["node-server"]))
+    second = release_input(gcpsim, "staging", "v1.9.2", ["node-server"])
+    second = second.model_copy(update={"app": "other-app"})
+    async with worker(client, task_queue):
+        h1 = await baking(client, task_queue, first)
+        h2 = await start(client, task_queue, second)
+        r2: ReleaseStatus = await asyncio.wait_for(h2.result(), 60)
+        assert r2.outcome == Outcome.FAILED
+        assert "node-server-staging is being released by" in r2.error and h1.id in r2.error
+        assert r2.services[0].canary_revision == ""  # refused before anything was touched
+        st = await h1.query("status", result_type=ReleaseStatus)
+        assert st.outcome == Outcome.RUNNING  # the holder goes on, untouched
+        await h1.signal("abort", {"reason": "test over"})
+        r1: ReleaseStatus = await asyncio.wait_for(h1.result(), 60)
+        assert r1.outcome == Outcome.ABORTED
+        lock = await client.get_workflow_handle(lock_id(first.services[0].ref)).describe()
+        assert lock.status is not None and lock.status.name == "TERMINATED"  # released
