@@ -4,7 +4,9 @@ Temporal connection from Temporal's own environment conventions (TEMPORAL_ADDRES
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH / _KEY_PATH /
 TEMPORAL_TLS_SERVER_CA_CERT_PATH), task queue from STAGECOACH_TASK_QUEUE; the config
 (--config FILE, STAGECOACH_CONFIG or ./deploy.yaml) supplies the notification webhook, exported
-as STAGECOACH_WEBHOOK_URL unless that is already set. SIGTERM/SIGINT shut down gracefully.
+as STAGECOACH_WEBHOOK_URL unless that is already set, and the worker's own policy (approvers,
+approval proof, restore approval, allowed projects and regions; activities/policy.py), with the
+approver public keys of STAGECOACH_APPROVER_KEYS. SIGTERM/SIGINT shut down gracefully.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import NoReturn
 
 from temporalio.client import Client
 
-from stagecoach.config import ConfigError, load_config
+from stagecoach.config import ConfigError, config_path, load_config
 from stagecoach.temporal import TemporalSettings, build_worker, connect
 
 log = logging.getLogger("stagecoach.worker")
@@ -62,7 +64,9 @@ async def main(config: str | None) -> None:
     settings = TemporalSettings.from_env()
     wait = float(os.environ.get("STAGECOACH_WORKER_CONNECT_SECONDS", "60"))
     client = await _connect(settings, wait)
-    worker, executor = build_worker(client, settings.task_queue)
+    # the worker's own policy: this config file (re-read at the start of every run) and the
+    # approver keys in STAGECOACH_APPROVER_KEYS; never a workflow's input
+    worker, executor = build_worker(client, settings.task_queue, config=config_path(config))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

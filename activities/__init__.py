@@ -22,26 +22,36 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | DeleteInstance | DeleteInstanceInput -> OperationResult |
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
 | Notify | NotifyInput -> None |
+| LoadPolicy | LoadPolicyInput -> WorkerPolicy (activities/policy.py: the worker's own policy) |
+| AcquireServiceLocks / ReleaseServiceLocks | LocksInput -> lock ids / None (activities/locks.py) |
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecoach.clients import Clients, clients_for
 from stagecoach.models import Target
 
+if TYPE_CHECKING:
+    from activities.policy import PolicySource
+
 
 def all_activities(
     target_factory: Callable[[Target], Clients] = clients_for,
+    policy: PolicySource | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity callable, for `Worker(activities=...)`."""
+    """Every activity callable, for `Worker(activities=...)`; `policy`: where the worker's own
+    config and approver keys are (default: STAGECOACH_CONFIG or ./deploy.yaml, and
+    STAGECOACH_APPROVER_KEYS)."""
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
+    from activities.locks import acquire_service_locks, release_service_locks
     from activities.monitoring import MonitoringActivities
     from activities.notify import notify
+    from activities.policy import PolicyActivities
     from activities.revision_health import RevisionHealthActivities
     from activities.revisions import find_previous_revision
     from activities.smoke import smoke_test
@@ -68,6 +78,9 @@ def all_activities(
         sql.delete_instance,
         db.validate_database,
         notify,
+        PolicyActivities(policy).load_policy,
+        acquire_service_locks,
+        release_service_locks,
     ]
 
 

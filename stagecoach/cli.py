@@ -97,9 +97,28 @@ class _App(typer.Typer):
     interpreter shutdown of a short-lived process (temporalio/sdk-python#300)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click import exceptions as click
+
         code = 0
         try:
-            super().__call__(*args, **kwargs)
+            try:
+                rv = super().__call__(*args, standalone_mode=False, **kwargs)
+            except click.NoArgsIsHelpError:  # a bare command group: its help, as click shows it
+                super().__call__(*args, **kwargs)
+            code = rv if isinstance(rv, int) else 0
+        except click.UsageError as e:  # a bad flag or value: one line, exit 2 (no usage box)
+            hint = (
+                f" (see `{STARTER} {e.ctx.command_path.split(' ', 1)[-1]} --help`)"
+                if (e.ctx and " " in e.ctx.command_path)
+                else f" (see `{STARTER} --help`)"
+            )
+            print("error: " + " ".join(e.format_message().split()) + hint, file=sys.stderr)
+            code = EXIT_INPUT
+        except click.ClickException as e:
+            print("error: " + " ".join(e.format_message().split()), file=sys.stderr)
+            code = e.exit_code
+        except typer.Abort:
+            code = 130
         except SystemExit as e:
             if isinstance(e.code, int) or e.code is None:
                 code = e.code or 0
@@ -192,6 +211,10 @@ def ensure_stack(cfg: Config) -> None:
         return
     stack = LocalStack(cfg, _config_file or config_path(None), s, say=note)
     try:
+        from stagecoach.keys import keys_dir, provision_local
+
+        for name in provision_local(cfg):  # the embedded stack: this user's approver keys
+            note(f"approver key for {name} created in {keys_dir()} (private to you)")
         if not stack.temporal_up():
             note(
                 f"Temporal is not answering at {s.address}: starting the embedded stack "
@@ -798,17 +821,51 @@ def status(
 # ========================================================================= approve/abort/promote
 
 
-async def _approve(cfg: Config, env: str, by: str, comment: str) -> int:
+async def _approve(cfg: Config, env: str, by: str, comment: str, print_payload: bool) -> int:
+    from stagecoach.keys import keys_dir, sign
+
     client = await async_client(cfg)
     wid = release_workflow_id(cfg.app, env)
     desc = await describe(client, wid)
     if not is_running(desc):
         _nothing_running(cfg, env, desc, "approve")
-    handle = client.get_workflow_handle(wid)
-    try:
-        res: ApproveResult = await handle.execute_update(
-            "approve", ApproveInput(by=by, comment=comment), result_type=ApproveResult
+    assert desc is not None
+    handle = client.get_workflow_handle(wid, run_id=desc.run_id)
+    inp = ApproveInput(by=by, comment=comment)  # capped here, so the signature covers it
+    # what the proof is bound to: this run, its version, the step awaiting approval
+    st: dict[str, Any] = await handle.query("status")
+    step: int | None = 0
+    if desc.workflow_type == "Restore":
+        version = f"restore:{st.get('backup_id', '')}"
+    else:
+        version, step = str(st.get("version", "")), st.get("awaiting_approval_for")
+    approval = cfg.env(env).release.approval
+    needs_proof = approval is None or approval.proof == "signature"
+    if step is None and not st.get("awaiting_approval"):
+        fail(
+            f"the {desc.workflow_type.lower()} in {env} is not awaiting approval "
+            f"(phase {st.get('phase', '?')}); see `{STARTER} status {env}`"
         )
+    proof = sign(
+        by, workflow_id=wid, run_id=desc.run_id, version=version, step=int(step or 0),
+        comment=inp.comment,
+    )  # fmt: skip
+    if proof is None and needs_proof:
+        fail(
+            f"no approver key for {by} in {keys_dir()}: create it with `{STARTER} keys create "
+            f"{by}` and have the worker operator add its public half to approver_keys"
+        )
+    inp.proof = proof
+    if print_payload:
+        print_json(inp.model_dump_json(exclude_none=True))
+        note(
+            "paste it into the Web UI's Update dialog (name: approve) or run: temporal workflow "
+            f"update execute --workflow-id {wid} --run-id {desc.run_id} --name approve "
+            "--input '<the JSON>'. It is valid for this run and step only."
+        )
+        return EXIT_OK
+    try:
+        res: ApproveResult = await handle.execute_update("approve", inp, result_type=ApproveResult)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
@@ -820,14 +877,9 @@ async def _approve(cfg: Config, env: str, by: str, comment: str) -> int:
                 f"`{STARTER} status {env}`)"
             )
         raise
-    what = (
-        f"goes on to {res.approved_weight}%"
-        if desc is not None and desc.workflow_type == "Release"
-        else "goes on"
-    )
+    what = f"goes on to {res.approved_weight}%" if desc.workflow_type == "Release" else "goes on"
     out.print(
-        f"Approved by {res.by}: {desc.workflow_type.lower() if desc else 'release'} "
-        f"{_sa(desc, VERSION) if desc else ''} in {env} {what}.",
+        f"Approved by {res.by}: {desc.workflow_type.lower()} {_sa(desc, VERSION)} in {env} {what}.",
         markup=False,
         soft_wrap=True,
     )
@@ -839,14 +891,49 @@ def approve(
     env: Annotated[str, typer.Argument(metavar="ENV", help="Environment.")],
     by: Annotated[str, typer.Option("--by", help="Who approves (one of the approvers).")],
     comment: Annotated[str, typer.Option(help="Why (kept in the status and history).")] = "",
+    print_payload: Annotated[
+        bool,
+        typer.Option(
+            "--print-payload",
+            help="Print the signed JSON for the Web UI's Update dialog or `temporal workflow "
+            "update execute --name approve --input` instead of sending it.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Approve the release to ENV that awaits approval (an update: rejected with a reason)."""
+    """Approve the release to ENV that awaits approval, signed with your approver key (an
+    update: rejected with a reason, and the rejection is recorded)."""
     cfg = load(config)
     check_env(cfg, env)
     if not by.strip():
         fail("--by must name who approves, e.g. --by release-manager")
-    raise typer.Exit(run(_approve(cfg, env, by.strip(), comment)))
+    raise typer.Exit(run(_approve(cfg, env, by.strip(), comment, print_payload)))
+
+
+keys_app = typer.Typer(
+    help="Approver keys: an approval is signed with its approver's Ed25519 key.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Approver name.")],
+) -> None:
+    """Create NAME's key on this machine (kept if it exists) and print its public half for the
+    worker's config (`approver_keys`)."""
+    from stagecoach.keys import create_key
+
+    try:
+        public, path, created = create_key(name)
+    except ConfigError as e:
+        fail(str(e))
+    note(
+        f"{'created' if created else 'kept the existing'} private key {path} (0600; never share it)"
+    )
+    note("add this to the worker's config (deploy.yaml), then approve with --by " + name + ":")
+    print_json(f"approver_keys:\n  {name}: {public}")
 
 
 async def _signal(cfg: Config, env: str, name: str, arg: Any | None, what: str) -> str:

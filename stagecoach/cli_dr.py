@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -589,6 +590,31 @@ async def _backups(env: str, config: str | None, limit: int, as_json: bool) -> i
 
 # ----------------------------------------------------------------------------- restore
 
+BACKUP_ID_RE = re.compile(r"[0-9]{1,20}")  # Cloud SQL backupRuns ids are int64
+
+
+async def _check_backup_exists(cfg: Config, env: str, ref: InstanceRef, backup_id: str) -> None:
+    """Before anything starts: the backup must be one of the instance's (the workflow checks
+    again, and that it is SUCCESSFUL, before it drains anything)."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.cloud_sql import CloudSqlActivities
+
+    _cli().ensure_stack(cfg)
+    try:
+        backups = await asyncio.to_thread(
+            CloudSqlActivities().list_backups, ListBackupsInput(ref=ref, limit=500)
+        )
+    except ApplicationError as err:
+        code = EXIT_FAILED if err.non_retryable else EXIT_UNREACHABLE
+        fail(f"cannot list the backups of {ref.instance} to check --backup-id: {err}", code)
+    if not any(b.id == backup_id for b in backups):
+        fail(
+            f"backup {backup_id} is not one of {ref.instance}'s backups; list them with "
+            f"`python starter.py backups {env}`. Nothing was started.",
+            EXIT_BAD_INPUT,
+        )
+
 
 def parse_rfc3339(value: str) -> datetime:
     """An RFC 3339 timestamp with an offset (`Z` or `+hh:mm`) -> aware UTC datetime."""
@@ -642,6 +668,12 @@ async def _restore(
         fail("--switch goes with --point-in-time, not with --backup-id", EXIT_BAD_INPUT)
     if not backup_id.strip():
         fail("--backup-id is empty; list the backups with `{STARTER} backups ENV`", 2)
+    if not BACKUP_ID_RE.fullmatch(backup_id.strip()):
+        fail(
+            f"--backup-id {backup_id[:40]!r} is not a Cloud SQL backup id (digits); list them "
+            f"with `python starter.py backups {env}`",
+            EXIT_BAD_INPUT,
+        )
     if not yes:
         fail(
             f"refused: restoring backup {backup_id} overwrites {ref.instance} in {env} (every "
@@ -649,6 +681,7 @@ async def _restore(
             "with --yes to confirm. Nothing was started.",
             EXIT_BAD_INPUT,
         )
+    await _check_backup_exists(cfg, env, ref, backup_id.strip())
     approvers: list[str] = []
     if e.release.restore_requires_approval and e.release.approval:  # the config ensures both
         approvers = list(e.release.approval.approvers)

@@ -24,6 +24,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2
 
 from stagecoach.models import Target
+from stagecoach.trust import is_loopback
 
 __all__ = ["Clients", "clients_for", "reset_clients"]
 
@@ -32,6 +33,16 @@ class Clients:
     """The API clients for one `Target`, constructed on first use."""
 
     def __init__(self, target: Target) -> None:
+        if target.kind == "gcpsim" and not is_loopback(target.host):
+            # an input must never point the worker at an arbitrary host (the simulator speaks
+            # plain HTTP and anonymous credentials): gcpsim only ever runs on loopback
+            from temporalio.exceptions import ApplicationError
+
+            raise ApplicationError(
+                f"simulator host {target.host[:60]!r} is not loopback; refused",
+                type="PolicyViolation",
+                non_retryable=True,
+            )
         self.target = target
         self._lock = threading.Lock()
         self._services: run_v2.ServicesClient | None = None

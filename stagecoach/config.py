@@ -23,8 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+# ASCII digits only, matched whole (`fullmatch`: no trailing newline, no other scripts' digits)
+VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+")
+APPROVER_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._@]{0,63}")
+PUBLIC_KEY_RE = re.compile(r"ed25519:[A-Za-z0-9+/]{43}=")
+ENV_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+MAX_DURATION = timedelta(days=366)
+MAX_CONFIG_BYTES = 256 * 1024  # a deploy.yaml is a few KB
+MAX_YAML_ALIASES = 20  # anchors may be reused, but not to build a bomb out of merge keys
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_CONFIG = "deploy.yaml"
 MIN_INTERVAL = timedelta(seconds=1)
@@ -46,15 +53,23 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        return _seconds(float(value), value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.strip())
+        m = _DURATION_RE.fullmatch(value.strip())
         if m:
-            return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+            return _seconds(float(m.group(1)) * _UNIT_SECONDS[m.group(2)], value)
         if value.startswith("P"):  # ISO 8601, as the pydantic data converter serializes it
             return value
-        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 4h or 250ms")
+        raise ValueError(f"{value[:40]!r} is not a duration; write e.g. 30s, 5m, 4h or 250ms")
     return value
+
+
+def _seconds(seconds: float, shown: Any) -> timedelta:
+    if not seconds <= MAX_DURATION.total_seconds():  # also NaN and infinity
+        raise ValueError(f"{str(shown)[:40]!r} is longer than {MAX_DURATION.days} days")
+    if seconds < 0:
+        raise ValueError(f"{str(shown)[:40]!r} is negative")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(td: timedelta) -> str:
@@ -163,6 +178,19 @@ class Step(_Strict):
 class Approval(_Strict):
     before_weight: int = Field(100, ge=1, le=100)
     approvers: list[str] = Field(min_length=1)
+    # signature: an approval counts only with an Ed25519 signature by the approver's key (public
+    # half in `approver_keys`); none: names are taken on trust (recorded as unverified)
+    proof: Literal["signature", "none"] = "signature"
+    forbid_self_approval: bool = False  # the release's requester may not approve it
+
+    @model_validator(mode="after")
+    def _names(self) -> Approval:
+        for name in self.approvers:
+            if not APPROVER_RE.fullmatch(name):
+                raise ValueError(
+                    f"approver {name[:40]!r}: use letters, digits, '.', '_', '@' and '-' (up to 64)"
+                )
+        return self
 
 
 class ReleasePolicy(_Strict):
@@ -237,6 +265,30 @@ class Config(_Strict):
     gates: Gates = Gates()
     environments: dict[str, Environment] = Field(min_length=1)
     notifications: Notifications = Notifications()
+    # approver -> Ed25519 public key ("ed25519:<base64>", from `starter.py keys create NAME`):
+    # read by the worker only; an approval is verified against its approver's key
+    approver_keys: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _keys(self) -> Config:
+        for name, key in self.approver_keys.items():
+            if not PUBLIC_KEY_RE.fullmatch(key):
+                raise ValueError(
+                    f"approver_keys.{name[:40]}: not an Ed25519 public key (ed25519:<base64>, "
+                    "as `python starter.py keys create NAME` prints it)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _environment_names(self) -> Config:
+        for name in self.environments:
+            if not ENV_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"environment name {name[:40]!r} must be lower-case letters, digits and "
+                    "hyphens, starting with a letter (it is part of workflow ids and Cloud Run "
+                    "service names)"
+                )
+        return self
 
     @field_validator("environments")
     @classmethod
@@ -328,8 +380,10 @@ def run_service_name(service: str, env: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version):
-        raise ConfigError(f"version {version!r} must look like v1.2.3 (^v\\d+\\.\\d+\\.\\d+$)")
+    if not VERSION_RE.fullmatch(version):
+        raise ConfigError(
+            f"version {version[:40]!r} must look like v1.2.3 (ASCII ^v[0-9]+\\.[0-9]+\\.[0-9]+$)"
+        )
     return version
 
 
@@ -360,22 +414,108 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the config file (explicit path, STAGECOACH_CONFIG, or ./deploy.yaml).
 
     GCPSIM_PORT / GCPSIM_GRPC_PORT override the `gcpsim` endpoint ports."""
-    import yaml
-
     p = config_path(str(path) if path else None)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found; pass --config FILE or set STAGECOACH_CONFIG")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML ({err}); fix the file and run again") from None
-    if isinstance(data, dict) and (
-        os.environ.get("GCPSIM_PORT") or os.environ.get("GCPSIM_GRPC_PORT")
-    ):
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read it ({err.strerror})") from None
+    data = parse_yaml(raw, str(p))
+    if isinstance(data, dict):
         sim = dict(data.get("gcpsim") or {})
-        if os.environ.get("GCPSIM_PORT"):
-            sim["port"] = int(os.environ["GCPSIM_PORT"])
-        if os.environ.get("GCPSIM_GRPC_PORT"):
-            sim["grpc_port"] = int(os.environ["GCPSIM_GRPC_PORT"])
-        data["gcpsim"] = sim
+        for key, var in (("port", "GCPSIM_PORT"), ("grpc_port", "GCPSIM_GRPC_PORT")):
+            if os.environ.get(var):
+                sim[key] = env_port(var)
+        if sim:
+            data["gcpsim"] = sim
     return parse_config(data, str(p))
+
+
+def env_port(var: str) -> int:
+    """A port number from the environment variable `var` (a ConfigError naming it otherwise)."""
+    value = os.environ.get(var, "")
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"{var}={value[:20]!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def parse_yaml(raw: bytes, source: str = "config") -> Any:
+    """YAML as a config file may be: UTF-8, at most MAX_CONFIG_BYTES, no duplicate keys, at most
+    MAX_YAML_ALIASES aliases (so merge keys cannot blow up). Anything else: one ConfigError."""
+    import yaml
+
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES // 1024} KB; is it the config?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{source}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{at}: {what}; fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply; fix the file") from None
+    finally:
+        loader.dispose()
+
+
+def _strict_loader() -> type:
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate keys and more than MAX_YAML_ALIASES aliases."""
+
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    event = self.peek_event()
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out",
+                        event.start_mark,
+                    )  # fmt: skip
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        duplicate = key in seen
+                    except TypeError:
+                        continue  # unhashable: the base class reports it
+                    if duplicate:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {str(key)[:40]!r}", key_node.start_mark
+                        )
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
+class _LazyLoader:
+    cls: type | None = None
+
+    def __call__(self, text: str) -> Any:
+        if self.cls is None:
+            self.cls = _strict_loader()
+        return self.cls(text)
+
+
+_StrictLoader = _LazyLoader()

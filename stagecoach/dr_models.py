@@ -11,10 +11,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, field_validator
 
+from stagecoach.bounds import Name
 from stagecoach.models import (
     ApprovalRecord,
     BackupInfo,
     InstanceRef,
+    RejectedApproval,
     ReleaseInput,
     ScalingRecord,
     ServiceRef,
@@ -66,7 +68,7 @@ class BackupInput(BaseModel):
     app: str
     env: str
     instance: InstanceRef
-    requested_by: str = ""
+    requested_by: Name = ""
 
 
 class BackupResult(BaseModel):
@@ -103,7 +105,7 @@ class RestoreInput(BaseModel):
     services: list[ServiceRef]  # the services that use the database (drained, then resumed)
     verification: Verification
     approvers: list[str] = []  # non-empty: the `approve` update of one of them is awaited first
-    requested_by: str = ""
+    requested_by: Name = ""
     notify: bool = False
 
 
@@ -119,6 +121,7 @@ class RestoreStatus(BaseModel):
     outcome: DrOutcome = DrOutcome.RUNNING
     awaiting_approval: bool = False
     approvals: list[ApprovalRecord] = []
+    rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED
     services: list[ServiceScaling] = []
     operation: str = ""
     restore_seconds: float | None = None  # workflow.now() delta around RestoreBackup
@@ -148,7 +151,7 @@ class PointInTimeInput(BaseModel):
     # `stagecoach.plan.build_switch_release`) takes over the workflow id and moves the services
     # to it; the recovery's result travels in its `recovery` field.
     switch_release: ReleaseInput | None = None
-    requested_by: str = ""
+    requested_by: Name = ""
     notify: bool = False
 
     @field_validator("point_in_time")
@@ -191,7 +194,7 @@ class DrillInput(BaseModel):
     verification: Verification
     rpo: timedelta = DEFAULT_RPO
     rto: timedelta = DEFAULT_RTO
-    requested_by: str = ""
+    requested_by: Name = ""
     notify: bool = False
 
 

@@ -46,6 +46,31 @@ def home() -> Path:
     return Path(os.environ.get("STAGECOACH_HOME") or Path.cwd() / ".stagecoach")
 
 
+def private_home() -> Path:
+    """The stack's home, created (or tightened) private to its user: 0700. It holds the
+    Temporal database with every history, the simulator's backup dumps and approver keys."""
+    h = home()
+    h.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(h, 0o700)
+    return h
+
+
+def _tighten(root: Path) -> None:
+    """Files a stack from before this rule left readable: 0600 files, 0700 directories."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, d), 0o700)
+        for f in filenames:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, f), 0o600)
+
+
+def _private_files() -> None:
+    """Children create their files 0600 / 0700 (umask 077), whatever the caller's umask."""
+    os.umask(0o077)
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port or 7233)
@@ -115,15 +140,20 @@ def read_record(name: str) -> Record | None:
 
 
 def _write_record(rec: Record) -> None:
-    _record_path(rec.name).write_text(json.dumps(rec.__dict__, indent=2) + "\n")
+    path = _record_path(rec.name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(rec.__dict__, indent=2) + "\n")
 
 
 def _spawn(
     name: str, cmd: list[str], port: int | None, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], Record]:
-    home().mkdir(parents=True, exist_ok=True)
+    private_home()
     log = home() / f"{name}.log"
-    with open(log, "ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.chmod(log, 0o600)
+    with os.fdopen(fd, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
@@ -134,6 +164,7 @@ def _spawn(
             start_new_session=True,  # detached: survives this command and its terminal
             env={**os.environ, **(env or {})},
             cwd=str(Path.cwd()),
+            preexec_fn=_private_files,
         )
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -218,7 +249,7 @@ class LocalStack:
                 f"TEMPORAL_ADDRESS {self.settings.address} is not local; the embedded stack "
                 "runs on 127.0.0.1 (unset TEMPORAL_ADDRESS to use it)"
             )
-        home().mkdir(parents=True, exist_ok=True)
+        _tighten(private_home())
         if "temporal" in only:
             self._up_temporal()
         if "gcpsim" in only and self.wants_gcpsim:
@@ -276,11 +307,15 @@ class LocalStack:
         ready = home() / "worker.ready"
         ready.unlink(missing_ok=True)
         cmd = [sys.executable, str(WORKER_SCRIPT), "--config", str(self.config_file)]
+        from stagecoach.keys import provision_local, trusted_file
+
+        provision_local(self.cfg)  # keys of this machine's user for the configured approvers
         env = {
             "TEMPORAL_ADDRESS": self.settings.address,
             "TEMPORAL_NAMESPACE": self.settings.namespace,
             "STAGECOACH_TASK_QUEUE": self.settings.task_queue,
             "STAGECOACH_READY_FILE": str(ready),
+            "STAGECOACH_APPROVER_KEYS": str(trusted_file()),
         }
         proc, rec = _spawn("worker", cmd, None, env)
         _wait(proc, rec, ready.exists, 90)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from stagecoach.bounds import Name, Text
 from stagecoach.config import Approval, Gates, Sizing, Step
 from stagecoach.judge import JudgeState
 
@@ -437,7 +438,7 @@ class ReleaseInput(BaseModel):
     gates: Gates
     approval: Approval | None = None
     backup: InstanceRef | None = None
-    requested_by: str = ""
+    requested_by: Name = ""
     notify: bool = False
     # Move the services to the instance in their `database` binding even where they serve from
     # another one now (restore --switch, deploy --switch-database). Without it such drift fails
@@ -478,10 +479,22 @@ class ServiceStatus(BaseModel):
 
 
 class ApprovalRecord(BaseModel):
-    by: str
+    by: Name
     at: datetime
-    comment: str = ""
+    comment: Text = ""
     before_weight: int
+    # who the proof says sent it: "<name> (ed25519 key <fingerprint>)", or how it was let
+    # through without proof ("unverified: environments.<env>...proof is none")
+    authenticated: str = ""
+
+
+class RejectedApproval(BaseModel):
+    """An `approve` that was refused: kept in the status (newest MAX_REJECTED) and logged."""
+
+    at: datetime
+    claimed: Name  # the `by` of the payload
+    authenticated: str = ""  # who the proof verified as ("" when it did not verify)
+    reason: Text
 
 
 class ReleaseStatus(BaseModel):
@@ -496,6 +509,7 @@ class ReleaseStatus(BaseModel):
     current_service: str = ""
     services: list[ServiceStatus] = []
     approvals: list[ApprovalRecord] = []
+    rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED
     awaiting_approval_for: int | None = None  # weight waiting for approval
     events: list[str] = []  # one line per notable event, oldest first (bounded)
     abort_reason: str = ""
@@ -506,9 +520,23 @@ class ReleaseStatus(BaseModel):
     progress: str = ""
 
 
+class ApprovalProof(BaseModel):
+    """Proof of who sent an `approve`: an Ed25519 signature by the approver's own key over
+    `stagecoach.trust.statement(...)`, bound to one release (workflow id and run id), its
+    version and the step (weight; 0 for a restore), the name and the comment."""
+
+    workflow_id: Name
+    run_id: Name
+    version: Name
+    step: int
+    key: Name = ""  # fingerprint of the public key, for the record and the error message
+    signature: Name  # base64 of the 64-byte signature
+
+
 class ApproveInput(BaseModel):
-    by: str = Field(min_length=1)
-    comment: str = ""
+    by: Name = Field(min_length=1)
+    comment: Text = ""
+    proof: ApprovalProof | None = None
 
 
 class ApproveResult(BaseModel):
@@ -517,8 +545,8 @@ class ApproveResult(BaseModel):
 
 
 class AbortInput(BaseModel):
-    reason: str = "aborted by operator"
-    by: str = ""
+    reason: Text = "aborted by operator"
+    by: Name = ""
 
 
 ReleaseInput.model_rebuild()
@@ -535,10 +563,10 @@ class RollbackInput(BaseModel):
     app: str
     env: str
     services: list[ServiceRef]
-    reason: str = ""
+    reason: Text = ""
     previous_of: dict[str, dict[str, str]] = {}  # service -> {revision: revision it replaced}
     exclude: dict[str, list[str]] = {}  # service -> canary revisions never promoted
-    requested_by: str = ""
+    requested_by: Name = ""
 
 
 class FindPreviousRevisionInput(BaseModel):

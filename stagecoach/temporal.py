@@ -87,9 +87,10 @@ async def connect(settings: TemporalSettings) -> Client:
 
 
 def workflows() -> list[type]:
+    from workflows.lock import ServiceLockWorkflow
     from workflows.release import ReleaseWorkflow
 
-    found: list[type] = [ReleaseWorkflow]
+    found: list[type] = [ReleaseWorkflow, ServiceLockWorkflow]
     for mod, names in (
         ("workflows.rollback", ["RollbackWorkflow"]),
         ("workflows.dr", ["BackupWorkflow", "RestoreWorkflow", "PointInTimeWorkflow",
@@ -109,16 +110,26 @@ def build_worker(
     *,
     max_activity_threads: int = 64,
     activities: Sequence[Any] | None = None,
+    config: str | Path | None = None,
+    approver_keys: str | Path | None = None,
 ) -> tuple[Worker, ThreadPoolExecutor]:
-    """The worker: every workflow and activity; sync activities run on a thread pool."""
+    """The worker: every workflow and activity; sync activities run on a thread pool.
+
+    `config` / `approver_keys`: the worker's own policy (default: STAGECOACH_CONFIG or
+    ./deploy.yaml, and STAGECOACH_APPROVER_KEYS); see activities/policy.py."""
     from activities import all_activities
+    from activities.policy import PolicySource
+
+    policy = PolicySource.from_env(config)
+    if approver_keys is not None:
+        policy = PolicySource(policy.config, Path(approver_keys))
 
     executor = ThreadPoolExecutor(max_workers=max_activity_threads)
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=workflows(),
-        activities=list(activities if activities is not None else all_activities()),
+        activities=list(activities if activities is not None else all_activities(policy=policy)),
         activity_executor=executor,
         max_concurrent_activities=max_activity_threads,
         # On SIGTERM let in-flight activities finish (they are idempotent either way).

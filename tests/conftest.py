@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -125,3 +126,53 @@ async def client(temporal_address: str) -> Client:
 def task_queue(request: pytest.FixtureRequest) -> str:
     """A fresh task queue per test, so workers of different tests never share work."""
     return f"tq-{request.node.name[:40]}-{time.monotonic_ns()}"
+
+
+# ----------------------------------------------------------------------------- approver keys
+
+
+@pytest.fixture(scope="session", autouse=True)
+def approver_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Approver keys for the session, as the embedded stack provisions them: a private key per
+    approver of deploy.yaml in STAGECOACH_KEYS_DIR, their public halves in the file workers
+    trust (STAGECOACH_APPROVER_KEYS). Workers built in tests and CLI subprocesses use them."""
+    from stagecoach.config import load_config
+    from stagecoach.keys import provision_local, trusted_file
+
+    d = tmp_path_factory.mktemp("keys")
+    os.environ["STAGECOACH_KEYS_DIR"] = str(d)
+    provision_local(load_config(ROOT / "deploy.yaml"))
+    os.environ["STAGECOACH_APPROVER_KEYS"] = str(trusted_file())
+    return d
+
+
+def worker_config(path: Path, edit: Any) -> Path:
+    """deploy.yaml as a worker's own config, changed by `edit(data)`, written to `path`."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "deploy.yaml").read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+async def signed_approval(
+    handle: Any, by: str = "release-manager", comment: str = "", step: int | None = None
+) -> Any:
+    """An `approve` input signed with `by`'s session key for the run and step `handle` awaits."""
+    from stagecoach.keys import sign
+    from stagecoach.models import ApproveInput
+
+    desc = await handle.describe()
+    st = await handle.query("status")
+    if desc.workflow_type == "Restore":
+        version, step = f"restore:{st['backup_id']}", 0
+    else:
+        version = st["version"]
+        step = st["awaiting_approval_for"] if step is None else step
+    inp = ApproveInput(by=by, comment=comment)
+    inp.proof = sign(
+        by, workflow_id=desc.id, run_id=desc.run_id, version=version, step=step,
+        comment=inp.comment,
+    )  # fmt: skip
+    return inp

@@ -6,13 +6,18 @@ Deterministic: importable from workflow code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
+    from stagecoach.models import AbortInput
 
 # Custom search attributes (registered by the dev server start-up, `local up` and the
 # docker-compose setup job; see stagecoach.temporal.SEARCH_ATTRIBUTES).
@@ -41,9 +46,26 @@ MAX_EVENTS = 100  # event lines kept in a status object (oldest dropped)
 
 
 def error_message(err: BaseException) -> str:
-    """The message of the failure behind an ActivityError (the activity's own words)."""
+    """The message of the failure behind an ActivityError (the activity's own words), capped."""
     cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
+    return clip(text, MAX_ERROR)
+
+
+def decode_abort(args: Sequence[RawValue]) -> AbortInput:
+    """An `abort` signal's payload, whatever it is: `{"reason": ..., "by": ...}`, a bare string,
+    a number, a list, null, nothing, or bytes no converter reads. The emergency brake is never
+    dropped (a handler with a typed parameter would drop what does not decode); text is capped.
+
+    Workflows receive `abort` through their dynamic signal handler, which gets raw payloads."""
+    payload: Any = None
+    if args:
+        try:
+            payload = workflow.payload_converter().from_payload(args[0].payload)
+        except Exception:  # undecodable: still an abort
+            payload = "aborted (payload not readable)"
+    reason, by = abort_fields(payload)
+    return AbortInput(reason=reason, by=by)
 
 
 class Visible:
@@ -77,11 +99,12 @@ class Visible:
         )
 
     def _progress(self, line: str) -> None:
+        line = clip(line, MAX_LINE)
         self._state().progress = line
         workflow.set_current_details(f"{self.version} {self.details_joiner} {self.env}: {line}")
 
     def _event(self, line: str) -> None:
         st = self._state()
-        st.events.append(f"{workflow.now().strftime('%H:%M:%S')} {line}")
+        st.events.append(f"{workflow.now().strftime('%H:%M:%S')} {clip(line, MAX_LINE)}")
         del st.events[:-MAX_EVENTS]
         workflow.logger.info(line)

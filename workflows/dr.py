@@ -17,8 +17,9 @@ and the workflow does not end before it has finished.
 
 Messages (starter.py, `temporal workflow signal/update` and the Web UI):
 - query `status` (all but Backup): the live status object, also the result;
-- signal `abort` {reason}: a restore stops before its restore operation starts (after that the
-  operation cannot be stopped half way, so it finishes and the services resume); a drill or a
+- signal `abort` {reason} (any payload aborts; the reason is capped): a restore stops before
+  its restore operation starts (after that the operation cannot be stopped half way, so it
+  finishes and the services resume); a drill or a
   point-in-time recovery stops at once and deletes its scratch / partial instance;
 - update `approve` {by, comment} (Restore): where the environment asks for approval
   (`release.restore_requires_approval`), nothing is drained or restored before one of
@@ -29,12 +30,13 @@ Messages (starter.py, `temporal workflow signal/update` and the Web UI):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import re
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -46,10 +48,13 @@ from workflows.common import (
     QUICK,
     VERSION,
     Visible,
+    decode_abort,
     error_message,
 )
 
 with workflow.unsafe.imports_passed_through():
+    from stagecoach.bounds import MAX_REJECTED
+    from stagecoach.config import ENV_NAME_RE, Approval
     from stagecoach.dr_models import (
         BackupInput,
         BackupResult,
@@ -81,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
         RecoveryInfo,
         RecoveryWindow,
         RecoveryWindowInput,
+        RejectedApproval,
         RestoreBackupInput,
         ScalingRecord,
         ServiceState,
@@ -89,8 +95,11 @@ with workflow.unsafe.imports_passed_through():
         ValidationReport,
     )
     from stagecoach.plan import recovery_instance_name
+    from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, judge_approval
 
 BACKUP_LIST_LIMIT = 500
+BACKUP_ID_RE = re.compile(r"[0-9]{1,20}")  # Cloud SQL backupRuns ids are int64
+POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy before anything
 
 # Compensation (resume a drained service, delete a scratch instance) must win against a flaky
 # API: retry quickly, without an attempt limit, bounded by a schedule-to-close timeout.
@@ -276,6 +285,7 @@ class RestoreWorkflow(_Visible):
             services=[ServiceScaling(service=r.service, ref=r) for r in inp.services],
         )
         self.abort_requested: AbortInput | None = None
+        self.policy: WorkerPolicy | None = None
         self._restore_started = False
         self._drained_at: datetime | None = None
 
@@ -288,7 +298,14 @@ class RestoreWorkflow(_Visible):
     def status(self) -> RestoreStatus:
         return self.st
 
-    @workflow.signal(name="abort")
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` with any payload (a typed handler would drop what does not decode)."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
     def abort(self, inp: AbortInput | None = None) -> None:
         if self.abort_requested is not None or self.st.outcome != DrOutcome.RUNNING:
             return
@@ -304,30 +321,106 @@ class RestoreWorkflow(_Visible):
 
     @workflow.update(name="approve")
     async def approve(self, inp: ApproveInput) -> ApproveResult:
-        self.st.approvals.append(
-            ApprovalRecord(by=inp.by, at=workflow.now(), comment=inp.comment, before_weight=0)
+        """Counts only with proof of who sent it, judged against the worker's policy (see
+        stagecoach.trust; the step is 0); a refused attempt is recorded, then the update fails."""
+        assert self.policy is not None  # awaiting approval implies a loaded policy
+        info = workflow.info()
+        verdict = judge_approval(
+            self.policy,
+            by=inp.by,
+            comment=inp.comment,
+            proof=inp.proof,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            version=self.version,
+            step=0,
+            requested_by=self.inp.requested_by,
         )
-        self._event(f"restore approved by {inp.by}: {inp.comment or 'no comment'}")
+        if self.st.approvals:
+            verdict = verdict.model_copy(update={"ok": False, "problem": "already approved"})
+        if not verdict.ok:
+            self.st.rejected_approvals.append(
+                RejectedApproval(
+                    at=workflow.now(),
+                    claimed=inp.by,
+                    authenticated=verdict.authenticated,
+                    reason=verdict.problem,
+                )
+            )
+            del self.st.rejected_approvals[:-MAX_REJECTED]
+            who = verdict.authenticated or "not authenticated"
+            self._event(f"approval REJECTED (claimed {inp.by}, {who}): {verdict.problem}")
+            raise ApplicationError(verdict.problem, type="ApprovalRejected", non_retryable=True)
+        self.st.approvals.append(
+            ApprovalRecord(
+                by=inp.by,
+                at=workflow.now(),
+                comment=inp.comment,
+                before_weight=0,
+                authenticated=verdict.authenticated,
+            )
+        )
+        self._event(
+            f"restore approved by {inp.by} ({verdict.authenticated}): {inp.comment or 'no comment'}"
+        )
         return ApproveResult(approved_weight=0, by=inp.by)
 
     @approve.validator
     def _validate_approve(self, inp: ApproveInput) -> None:
-        if not self.st.awaiting_approval:
+        if not self.st.awaiting_approval or self.policy is None:
             raise ValueError(
                 f"restore of backup {self.inp.backup_id} into {self.inp.env} is not awaiting "
                 f"approval (phase {self.st.phase.value})"
             )
         if self.st.approvals:
             raise ValueError("already approved")
-        if inp.by not in self.inp.approvers:
-            raise ValueError(
-                f"{inp.by!r} may not approve; approvers: {', '.join(self.inp.approvers)}"
-            )
 
-    # ------------------------------------------------------------------ run
+    async def _load_policy(self) -> None:
+        """The worker's policy (approvers, proof, whether a restore needs approval) and its
+        check of every target the input names; refused: the restore stops, nothing touched."""
+        inp = self.inp
+        claims = [
+            TargetClaim(
+                what=f"instance {inp.instance.instance}",
+                kind=inp.instance.target.kind,
+                host=inp.instance.target.host,
+                project=inp.instance.project,
+            )
+        ] + [
+            TargetClaim(
+                what=f"service {r.service}",
+                kind=r.target.kind,
+                host=r.target.host,
+                project=r.project,
+                region=r.region,
+            )
+            for r in inp.services
+        ]
+        try:
+            self.policy = await workflow.execute_activity(
+                "LoadPolicy",
+                LoadPolicyInput(env=inp.env, claims=claims),
+                result_type=WorkerPolicy,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"policy for {inp.env}",
+            )
+        except ActivityError as err:
+            raise _Stop(
+                DrOutcome.FAILED, f"refused by the worker's policy: {error_message(err)}"
+            ) from err
 
     @workflow.run
     async def run(self, inp: RestoreInput) -> RestoreStatus:
+        # any Temporal client can start this: refuse what starter.py never builds before the
+        # input reaches search attributes
+        if not (BACKUP_ID_RE.fullmatch(inp.backup_id) and ENV_NAME_RE.fullmatch(inp.env)):
+            raise ApplicationError(
+                f"invalid restore input: backup id {inp.backup_id[:40]!r} / environment "
+                f"{inp.env[:40]!r}",
+                type="InvalidInput",
+                non_retryable=True,
+            )
         st = self.st
         st.started_at = workflow.now()
         self._set_phase(DrPhase.VALIDATING)
@@ -341,6 +434,16 @@ class RestoreWorkflow(_Visible):
         cancelled = False
         try:
             try:
+                if workflow.patched(POLICY_FROM_WORKER):
+                    await self._load_policy()
+                else:  # histories from before: the approvers of the input
+                    self.policy = WorkerPolicy(
+                        env=inp.env,
+                        source="workflow input (legacy)",
+                        approval=Approval(approvers=inp.approvers) if inp.approvers else None,
+                        restore_requires_approval=bool(inp.approvers),
+                        proof="none",
+                    )
                 await self._check_backup()
                 await self._await_approval()
                 self._check_abort()
@@ -419,11 +522,13 @@ class RestoreWorkflow(_Visible):
 
     async def _await_approval(self) -> None:
         inp = self.inp
-        if not inp.approvers:
+        policy = self.policy
+        assert policy is not None
+        if not (policy.restore_requires_approval and policy.approvers):
             return
         self.st.awaiting_approval = True
         self._set_phase(DrPhase.AWAITING_APPROVAL)
-        who = " or ".join(inp.approvers)
+        who = " or ".join(policy.approvers)
         self._progress(f"awaiting approval by {who}")
         self._event(f"awaiting approval by {who}")
         await self._notify(
@@ -640,7 +745,14 @@ class _ScratchWorkflow(_Visible):
     abort_requested: AbortInput | None = None
     _body: asyncio.Task[None] | None = None
 
-    @workflow.signal(name="abort")
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` with any payload (a typed handler would drop what does not decode)."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
     def abort(self, inp: AbortInput | None = None) -> None:
         st = self._state()
         if self.abort_requested is not None or st.outcome != DrOutcome.RUNNING:

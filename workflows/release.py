@@ -8,7 +8,9 @@ workflow returns, and what it carries across continue-as-new during a long bake.
 Messages (usable from starter.py, `temporal workflow signal/update` and the Web UI):
 - update `approve` {by, comment}: an update, not a signal, so the caller learns at once whether
   the approval was accepted (validator: only while awaiting approval, only listed approvers);
-- signal `abort` {reason}: acts at once, also mid-bake; restores the previous traffic;
+- signal `abort` {reason}: acts at once, also mid-bake; restores the previous traffic. Any
+  payload aborts (a string, a number, a list, nothing): it arrives through the dynamic signal
+  handler, which never drops a signal it cannot decode; the reason is capped;
 - signal `promote`: skip the remaining bake windows and steps once the gates pass;
 - query `status`.
 """
@@ -16,19 +18,31 @@ Messages (usable from starter.py, `temporal workflow signal/update` and the Web 
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_message
+from workflows.common import (
+    API_RETRY,
+    QUICK,
+    TRAFFIC_RETRY,
+    Visible,
+    decode_abort,
+    error_message,
+)
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bake import after_reading, metrics_timing
     from stagecoach.bindings import check_serving
+    from stagecoach.bounds import MAX_ERROR, MAX_REJECTED, clip
+    from stagecoach.config import ENV_NAME_RE, VERSION_RE
     from stagecoach.gates import evaluate
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
+    from stagecoach.locks import Holder, LocksInput
     from stagecoach.models import (
         AbortInput,
         ApprovalRecord,
@@ -45,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         ReadCanaryMetricsInput,
         Reading,
         ReadServingInput,
+        RejectedApproval,
         ReleaseInput,
         ReleaseStatus,
         RevisionHealth,
@@ -61,10 +76,14 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
     from stagecoach.splits import canary_split, describe, pin_latest, serving_revisions
+    from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, judge_approval
 
 CANARY_TAG = "canary"
 SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge and stagecoach.bake
+POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy at the start of a run
+SERVICE_LOCK = "service-lock"  # workflow.patched id: the release holds its Cloud Run services
+RECOVERY_VERSION_RE = re.compile(r"recovery-[0-9]{12}")
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
 LONG = timedelta(minutes=20)
@@ -75,7 +94,7 @@ class _Stop(Exception):
     """Ends the rollout of a service: the outcome says how, the message says why."""
 
     def __init__(self, outcome: Outcome, message: str) -> None:
-        super().__init__(message)
+        super().__init__(clip(message, MAX_ERROR))
         self.outcome = outcome
 
 
@@ -86,7 +105,13 @@ class ReleaseWorkflow(Visible):
     @workflow.init
     def __init__(self, inp: ReleaseInput) -> None:
         self.inp = inp
-        self.st: ReleaseStatus = inp.resume or ReleaseStatus(
+        # `resume` is state this workflow carried over itself: accepted only on a continued run
+        # (a client starting a run cannot pre-fill approvals or progress)
+        self._resume_refused = inp.resume is not None and not workflow.info().continued_run_id
+        resume = None if self._resume_refused else inp.resume
+        self.policy: WorkerPolicy | None = None  # the worker's, loaded at the start of the run
+        self._legacy_policy = False  # histories from before POLICY_FROM_WORKER
+        self.st: ReleaseStatus = resume or ReleaseStatus(
             app=inp.app,
             env=inp.env,
             version=inp.version,
@@ -110,12 +135,21 @@ class ReleaseWorkflow(Visible):
     def status(self) -> ReleaseStatus:
         return self.st
 
-    @workflow.signal(name="abort")
-    def abort(self, inp: AbortInput | None = None) -> None:
+    @workflow.signal(dynamic=True)
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`abort` (and any signal no named handler takes). A typed handler would drop a payload
+        that does not decode; the emergency brake must never be dropped."""
+        if name == "abort":
+            self.abort(decode_abort(args))
+        else:
+            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+
+    def abort(self, inp: AbortInput) -> None:
         if self.abort_requested is None and self.st.outcome == Outcome.RUNNING:
-            self.abort_requested = inp or AbortInput()
-            self.st.abort_reason = self.abort_requested.reason
-            self._event(f"abort requested: {self.abort_requested.reason}")
+            self.abort_requested = inp
+            self.st.abort_reason = inp.reason
+            by = f" by {inp.by}" if inp.by else ""
+            self._event(f"abort requested{by}: {inp.reason}")
 
     @workflow.signal(name="promote")
     def promote(self) -> None:
@@ -126,32 +160,82 @@ class ReleaseWorkflow(Visible):
 
     @workflow.update(name="approve")
     async def approve(self, inp: ApproveInput) -> ApproveResult:
+        """Counts only with proof of who sent it (see stagecoach.trust), verified here against
+        the worker's policy. A refused attempt is recorded (status, event, log) with the claimed
+        and the authenticated identity, then the update fails with the reason."""
         weight = self.st.awaiting_approval_for
         assert weight is not None  # guaranteed by the validator
-        self.st.approvals.append(
-            ApprovalRecord(by=inp.by, at=workflow.now(), comment=inp.comment, before_weight=weight)
+        policy = self.policy
+        assert policy is not None  # awaiting approval implies a loaded policy
+        info = workflow.info()
+        verdict = judge_approval(
+            policy,
+            by=inp.by,
+            comment=inp.comment,
+            proof=inp.proof,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            version=self.inp.version,
+            step=weight,
+            requested_by=self.inp.requested_by,
         )
-        self._event(f"approved by {inp.by} before {weight}%: {inp.comment or 'no comment'}")
+        if self._approved(weight):
+            verdict = verdict.model_copy(update={"ok": False, "problem": "already approved"})
+        if not verdict.ok:
+            self.st.rejected_approvals.append(
+                RejectedApproval(
+                    at=workflow.now(),
+                    claimed=inp.by,
+                    authenticated=verdict.authenticated,
+                    reason=verdict.problem,
+                )
+            )
+            del self.st.rejected_approvals[:-MAX_REJECTED]
+            who = verdict.authenticated or "not authenticated"
+            self._event(f"approval REJECTED (claimed {inp.by}, {who}): {verdict.problem}")
+            raise ApplicationError(verdict.problem, type="ApprovalRejected", non_retryable=True)
+        self.st.approvals.append(
+            ApprovalRecord(
+                by=inp.by,
+                at=workflow.now(),
+                comment=inp.comment,
+                before_weight=weight,
+                authenticated=verdict.authenticated,
+            )
+        )
+        self._event(
+            f"approved by {inp.by} ({verdict.authenticated}) before {weight}%: "
+            f"{inp.comment or 'no comment'}"
+        )
         return ApproveResult(approved_weight=weight, by=inp.by)
 
     @approve.validator
     def _validate_approve(self, inp: ApproveInput) -> None:
-        if self.st.awaiting_approval_for is None:
+        # only what needs no record: everything about who sent it is judged (and recorded) in
+        # the handler
+        if self.st.awaiting_approval_for is None or self.policy is None:
             raise ValueError(
                 f"release {self.st.version} to {self.st.env} is not awaiting approval "
                 f"(phase {self.st.phase.value})"
             )
         if self._approved(self.st.awaiting_approval_for):
             raise ValueError("already approved")
-        approvers = self.inp.approval.approvers if self.inp.approval else []
-        if inp.by not in approvers:
-            raise ValueError(f"{inp.by!r} may not approve; approvers: {', '.join(approvers)}")
 
     # ------------------------------------------------------------------ run
 
     @workflow.run
     async def run(self, inp: ReleaseInput) -> ReleaseStatus:
+        _check_input(inp)
         st = self.st
+        if self._resume_refused:
+            self._event("resume state in the input ignored: only a continued run carries state")
+        if workflow.patched(POLICY_FROM_WORKER):
+            self.policy = await self._load_policy()
+        else:
+            self._legacy_policy = True
+            self.policy = WorkerPolicy(
+                env=inp.env, source="workflow input (legacy)", approval=inp.approval, proof="none"
+            )
         if st.started_at is None:
             st.started_at = workflow.now()
             self._event(f"release {inp.version} to {inp.env} started by {inp.requested_by}")
@@ -160,6 +244,10 @@ class ReleaseWorkflow(Visible):
         try:
             if self.abort_requested:
                 raise _Stop(Outcome.ABORTED, self.abort_requested.reason)
+            if self.policy is None:
+                raise _Stop(Outcome.FAILED, self._policy_error)
+            if workflow.patched(SERVICE_LOCK):
+                await self._lock()
             if not st.serving_checked:
                 await self._check_serving()
             if inp.backup and not st.backup_id:
@@ -183,6 +271,8 @@ class ReleaseWorkflow(Visible):
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_input = inp.model_copy(update={"resume": st})
             workflow.continue_as_new(next_input)
+        if self._locks is not None:
+            await self._unlock()
         st.phase = Phase.DONE
         st.awaiting_approval_for = None
         st.ended_at = workflow.now()
@@ -192,6 +282,87 @@ class ReleaseWorkflow(Visible):
         return st
 
     # ------------------------------------------------------------------ steps
+
+    _policy_error = ""
+
+    async def _load_policy(self) -> WorkerPolicy | None:
+        """The worker's policy for this environment; it also refuses targets (projects,
+        regions, a simulator off loopback) the worker's config does not allow. On refusal the
+        run stops before anything is touched (None; the reason in `_policy_error`)."""
+        inp = self.inp
+        claims = [
+            TargetClaim(
+                what=f"service {p.ref.service}",
+                kind=p.ref.target.kind,
+                host=p.ref.target.host,
+                project=p.ref.project,
+                region=p.ref.region,
+            )
+            for p in inp.services
+        ]
+        if inp.backup:
+            claims.append(
+                TargetClaim(
+                    what=f"instance {inp.backup.instance}",
+                    kind=inp.backup.target.kind,
+                    host=inp.backup.target.host,
+                    project=inp.backup.project,
+                )
+            )
+        try:
+            policy: WorkerPolicy = await workflow.execute_activity(
+                "LoadPolicy",
+                LoadPolicyInput(env=inp.env, claims=claims),
+                result_type=WorkerPolicy,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"policy for {inp.env}",
+            )
+        except ActivityError as err:
+            self._policy_error = f"refused by the worker's policy: {error_message(err)}"
+            return None
+        return policy
+
+    _locks: LocksInput | None = None
+
+    async def _lock(self) -> None:
+        """Hold the Cloud Run services of this release (stagecoach.locks): a second release of
+        one of them, from any config or app, is refused here, before anything is touched."""
+        info = workflow.info()
+        self._locks = LocksInput(
+            holder=Holder(
+                workflow_id=info.workflow_id,
+                app=self.inp.app,
+                env=self.inp.env,
+                version=self.inp.version,
+                since=workflow.now(),
+            ),
+            services=[p.ref for p in self.inp.services],
+        )
+        try:
+            await workflow.execute_activity(
+                "AcquireServiceLocks",
+                self._locks,
+                result_type=list[str],
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary="hold " + ", ".join(p.ref.service for p in self.inp.services),
+            )
+        except ActivityError as err:
+            raise _Stop(Outcome.FAILED, error_message(err)) from err
+
+    async def _unlock(self) -> None:
+        assert self._locks is not None
+        try:
+            await workflow.execute_activity(
+                "ReleaseServiceLocks",
+                self._locks,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary="release " + ", ".join(p.ref.service for p in self.inp.services),
+            )
+        except ActivityError as err:  # the locks notice a holder that ended by themselves
+            self._event(f"releasing the service locks failed: {error_message(err)}")
 
     async def _check_serving(self) -> None:
         """Before anything is touched: read what serves now where it matters (services bound to
@@ -349,9 +520,25 @@ class ReleaseWorkflow(Visible):
         svc.state = "smoke_tested"
         self._event(f"{svc.run_service}: smoke test passed (HTTP {res.status})")
 
+    def _approval_weight(self) -> int | None:
+        """The step weight from which approval is needed (the worker's policy, never the
+        input); a switch release under `restore_requires_approval`: before its first step."""
+        policy = self.policy
+        if policy is None or policy.approval is None:
+            return None
+        if self.inp.recovery is not None and policy.restore_requires_approval:
+            return self.inp.steps[0].weight
+        return policy.approval.before_weight
+
     async def _await_approval(self, weight: int) -> None:
-        approval = self.inp.approval
-        if approval is None or approval.before_weight != weight or self._approved(weight):
+        assert self.policy is not None
+        approval = self.policy.approval
+        need = self._approval_weight()
+        if approval is None or need is None or self._approved(weight):
+            return
+        # the legacy rule (histories from before POLICY_FROM_WORKER) asked at that weight only;
+        # now every step from that weight on needs it (steps or a promote cannot skip it)
+        if (weight != need) if self._legacy_policy else (weight < need):
             return
         self.st.awaiting_approval_for = weight
         self._set_phase(Phase.AWAITING_APPROVAL)
@@ -370,7 +557,9 @@ class ReleaseWorkflow(Visible):
         self._check_abort()
 
     def _approved(self, weight: int) -> bool:
-        return any(a.before_weight == weight for a in self.st.approvals)
+        if self._legacy_policy:
+            return any(a.before_weight == weight for a in self.st.approvals)
+        return bool(self.st.approvals)  # one approval covers the release
 
     async def _shift(self, plan: ServicePlan, svc: ServiceStatus, i: int) -> None:
         weight = self.inp.steps[i].weight
@@ -749,3 +938,22 @@ def _reading(
         verdict=verdict,
         reasons=reasons,
     )
+
+
+def _check_input(inp: ReleaseInput) -> None:
+    """A workflow can be started by any Temporal client, not only starter.py: refuse an input
+    that starter.py would never build before anything (search attributes included) uses it."""
+    problems = []
+    if not (VERSION_RE.fullmatch(inp.version) or RECOVERY_VERSION_RE.fullmatch(inp.version)):
+        problems.append(f"version {inp.version[:40]!r} is not vMAJOR.MINOR.PATCH")
+    if not ENV_NAME_RE.fullmatch(inp.env) or len(inp.env) > 40:
+        problems.append(f"environment {inp.env[:40]!r} is not a valid name")
+    weights = [s.weight for s in inp.steps]
+    if not weights or weights != sorted(set(weights)) or weights[-1] != 100:
+        problems.append(f"step weights {weights[:10]} must rise strictly to 100")
+    if not inp.services:
+        problems.append("no services")
+    if problems:
+        raise ApplicationError(
+            "invalid release input: " + "; ".join(problems), type="InvalidInput", non_retryable=True
+        )

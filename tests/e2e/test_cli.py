@@ -53,6 +53,7 @@ def cli_env(
         GCPSIM_GRPC_PORT=str(gcpsim.grpc_port),
         STAGECOACH_HOME=str(tmp_path / "home"),
         STAGECOACH_USER="e2e-tester",
+        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
         COLUMNS="200",
     )
     return env
@@ -89,8 +90,11 @@ def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int, *wor
 
 
 @asynccontextmanager
-async def worker_for(client: Client, task_queue: str) -> AsyncIterator[None]:
-    worker, executor = build_worker(client, task_queue)
+async def worker_for(
+    client: Client, task_queue: str, config: str | Path | None = None
+) -> AsyncIterator[None]:
+    """A worker whose own config (its policy) is `config` (default: deploy.yaml)."""
+    worker, executor = build_worker(client, task_queue, config=config)
     try:
         async with worker:
             yield
@@ -316,7 +320,7 @@ async def test_second_deploy_refused_while_one_runs(
         app, project, "staging", [{"weight": 10, "bake": "1h"}, {"weight": 100}]
     )
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue):
+    async with worker_for(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "staging", "v2.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         assert f"deploy-{app}-staging" in res.stdout
@@ -357,7 +361,7 @@ async def test_approve_rejected_then_granted(
         "approvers": ["release-manager"],
     }
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue):
+    async with worker_for(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "prod", "v3.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         for _ in range(100):
@@ -368,7 +372,12 @@ async def test_approve_rejected_then_granted(
                 break
             await asyncio.sleep(0.2)
         res = await starter(cli_env, "approve", "prod", "--by", "mallory", "--config", cfg)
-        assert_one_line_error(res, 2, "approval rejected", "mallory", "release-manager")
+        assert_one_line_error(res, 2, "no approver key for mallory", "keys create mallory")
+        res = await starter(cli_env, "keys", "create", "mallory")
+        assert res.returncode == 0 and "approver_keys:" in res.stdout, show(res)
+        res = await starter(cli_env, "approve", "prod", "--by", "mallory", "--config", cfg)
+        line = assert_one_line_error(res, 2, "approval rejected", "mallory", "not an approver")
+        assert "release-manager" not in line  # the rejection never lists who may approve
         res = await starter(
             cli_env,
             "approve",
@@ -386,6 +395,7 @@ async def test_approve_rejected_then_granted(
         st = json.loads(res.stdout)
         assert st["outcome"] == "promoted"
         assert [(a["by"], a["comment"]) for a in st["approvals"]] == [("release-manager", "ok")]
+        assert [r["claimed"] for r in st["rejected_approvals"]] == ["mallory"]
 
 
 async def test_rollback_goes_to_the_revision_that_served_before(

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pg8000.native
@@ -57,7 +58,7 @@ from stagecoach.models import (
 )
 from stagecoach.plan import instance_ref, service_ref
 from stagecoach.temporal import build_worker
-from tests.conftest import ROOT, GcpsimProcess
+from tests.conftest import ROOT, GcpsimProcess, signed_approval, worker_config
 
 APP = "legal-forms"
 WAIT = 90.0  # upper bound of any single wait in these tests
@@ -85,8 +86,10 @@ def db_services(cfg: Config, env: str) -> list[ServiceRef]:
 
 
 @asynccontextmanager
-async def worker(client: Client, task_queue: str) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue)
+async def worker(
+    client: Client, task_queue: str, config: Path | None = None
+) -> AsyncIterator[None]:
+    w, executor = build_worker(client, task_queue, config=config)
     async with w:
         yield
     executor.shutdown(wait=False)
@@ -384,7 +387,7 @@ async def test_failed_restore_resumes_services_at_their_exact_scaling(
 
 
 async def test_restore_waits_for_approval_and_excludes_a_release(
-    gcpsim: GcpsimProcess, temporal_address: str, client: Client, task_queue: str
+    gcpsim: GcpsimProcess, temporal_address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     """A restore holds `deploy-<app>-<env>`: a release (or a second restore) of the same
     environment is refused while it runs. Approval: only listed approvers; abort before the
@@ -392,7 +395,15 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
     cfg = config_for(gcpsim)
     env = "staging"
     wf_id = f"deploy-{APP}-{env}"
-    async with worker(client, task_queue):
+    # the worker's own config asks for approval of staging restores (the input's approvers
+    # count for nothing)
+    policy = worker_config(
+        tmp_path / "worker.yaml",
+        lambda d: d["environments"]["staging"]["release"].update(
+            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
+        ),
+    )
+    async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
             "Restore",
@@ -441,11 +452,17 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
 
 
 async def test_approved_restore_runs(
-    gcpsim: GcpsimProcess, client: Client, task_queue: str
+    gcpsim: GcpsimProcess, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     cfg = config_for(gcpsim)
     env = "dev"
-    async with worker(client, task_queue):
+    policy = worker_config(
+        tmp_path / "worker.yaml",
+        lambda d: d["environments"]["dev"]["release"].update(
+            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
+        ),
+    )
+    async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
             "Restore",
@@ -457,10 +474,11 @@ async def test_approved_restore_runs(
         await wait_status(handle, RestoreStatus, lambda s: s.awaiting_approval)
         waiting = await handle.query("status", result_type=RestoreStatus)
         assert all(s.state == "untouched" for s in waiting.services)
-        await handle.execute_update("approve", ApproveInput(by="release-manager", comment="ok"))
+        await handle.execute_update("approve", await signed_approval(handle, comment="ok"))
         st: RestoreStatus = await result(handle)
     assert st.outcome == DrOutcome.SUCCEEDED, st.error
     assert [a.by for a in st.approvals] == ["release-manager"]
+    assert st.approvals[0].authenticated.startswith("release-manager (ed25519 key ")
 
 
 async def test_prod_restore_without_yes_exits_2_and_starts_nothing(

@@ -31,7 +31,7 @@ from stagecoach.models import (
 )
 from stagecoach.plan import build_release
 from stagecoach.temporal import build_worker, temporal_binary
-from tests.conftest import ROOT, GcpsimProcess
+from tests.conftest import ROOT, GcpsimProcess, signed_approval
 
 pytestmark = pytest.mark.asyncio
 
@@ -225,13 +225,16 @@ async def test_approval_is_awaited_refused_for_non_approver_then_granted(
         assert st.services[0].percent == 50  # 10 and 50 baked, 100 waits
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update("approve", ApproveInput(by="intern"))
-        assert "may not approve" in str(err.value.cause)
-        await handle.execute_update("approve", ApproveInput(by="release-manager", comment="LGTM"))
+        assert "is not an approver" in str(err.value.cause)
+        assert "release-manager" not in str(err.value.cause)  # never lists who may
+        await handle.execute_update("approve", await signed_approval(handle, comment="LGTM"))
         result: ReleaseStatus = await handle.result()
     assert result.outcome == Outcome.PROMOTED
     assert [(a.by, a.before_weight, a.comment) for a in result.approvals] == [
         ("release-manager", 100, "LGTM")
     ]
+    assert result.approvals[0].authenticated.startswith("release-manager (ed25519 key ")
+    assert [(r.claimed, r.authenticated) for r in result.rejected_approvals] == [("intern", "")]
     # the pre-deploy backup is real, described as the brief asks, and finished before any
     # traffic moved
     sql = discovery.build(

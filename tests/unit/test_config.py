@@ -74,3 +74,34 @@ def test_release_request_is_validated_before_anything_starts() -> None:
     inp = build_release(cfg, "prod", "v1.2.0", "abcde", bake=timedelta(seconds=5))
     assert [s.bake for s in inp.steps] == [timedelta(seconds=5)] * 2 + [timedelta(0)]
     assert inp.services[0].revision == "python-pipeline-prod-v1-2-0-abcde"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"a: 1\nb: 2\na: 3\n", "duplicate key 'a'"),
+        (b"x: &x [1]\n" + b"".join(b"y%d: *x\n" % i for i in range(21)), "more than 20 aliases"),
+        (b"\xff", "not UTF-8"),
+        (b"a: [", "not valid YAML at line 1"),
+    ],
+)
+def test_yaml_loader_refuses_what_a_config_never_needs(raw: bytes, expected: str) -> None:
+    from stagecoach.config import parse_yaml
+
+    with pytest.raises(ConfigError, match=expected):
+        parse_yaml(raw)
+
+
+def test_yaml_loader_keeps_merge_keys_and_a_few_aliases() -> None:
+    from stagecoach.config import parse_yaml
+
+    data = parse_yaml(b"base: &b {x: 1}\nprod: {<<: *b, y: 2}\n")
+    assert data == {"base": {"x": 1}, "prod": {"x": 1, "y": 2}}
+
+
+@pytest.mark.parametrize("version", ["v1.2.0\n", "v\u0661.2.0", " v1.2.0", "v1.2.0 ", "1.2.0"])
+def test_versions_are_ascii_and_matched_whole(version: str) -> None:
+    from stagecoach.config import check_version
+
+    with pytest.raises(ConfigError):
+        check_version(version)
