@@ -583,3 +583,17 @@ def test_check_revision_health_says_when_a_canary_is_at_max_instances(
     assert got.ready and got.instances == 1 and got.max_instances == 1
     assert got.at_max_instances and not got.can_serve
     assert "never reach an instance" in got.reason
+
+
+def test_a_masked_update_also_clears_what_the_config_no_longer_sets(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    connector = f"projects/{PROJECT}/locations/{REGION}/connectors/old-connector"
+    ref = make_raw_service(
+        gcpsim, target, template_extra={"vpcAccess": {"connector": connector, "egress": 2}}
+    )
+    created = env.run(run_acts.create_revision, revision_input(ref, "v1.1.0"))  # no connector
+    r = requests.get(
+        f"{_base(gcpsim)}/services/{ref.service}/revisions/{created.revision}", timeout=30
+    )
+    assert "connector" not in (r.json().get("vpcAccess") or {})
