@@ -39,6 +39,7 @@ from stagecoach.models import (
     Target,
     TrafficTarget,
 )
+from tests.conformance.sql_helpers import sqladmin
 from tests.conftest import GcpsimProcess
 
 PROJECT = "stagecoach-conformance"
@@ -379,7 +380,7 @@ def test_gcpsim_refuses_to_delete_a_protected_instance(target: Target) -> None:
 
 
 def patch_settings(target: Target, project: str, instance: str, settings: dict[str, Any]) -> None:
-    sql = clients_for(target).sqladmin()
+    sql = sqladmin(f"http://{target.host}:{target.port}")  # its own connection for a PATCH
     op = sql.instances().patch(project=project, instance=instance, body={"settings": settings})
     done = sql_wait(target, project, op.execute())
     assert not done.get("error"), done
