@@ -536,6 +536,7 @@ class CloudRunActivities:
         stays as the API has it. `containers` is a repeated field and goes whole (a field mask
         cannot reach into one element)."""
         ingress_before = svc.ingress
+        connector_before = svc.template.vpc_access.connector
         cls._apply_template(svc, input)
         t = svc.template
         template = run_v2.RevisionTemplate(
@@ -556,7 +557,7 @@ class CloudRunActivities:
             "template.scaling.min_instance_count",
             "template.scaling.max_instance_count",
         ]
-        if input.vpc_connector or svc.template.vpc_access.connector:
+        if input.vpc_connector or connector_before:  # set, or cleared
             paths.append("template.vpc_access.connector")
         if cpu_count(input.sizing.cpu) < 1:
             paths.append("template.max_instance_request_concurrency")

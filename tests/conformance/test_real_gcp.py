@@ -39,6 +39,7 @@ from stagecoach.models import (
     Target,
     TrafficTarget,
 )
+from tests.conformance.sql_helpers import sqladmin
 from tests.conftest import GcpsimProcess
 
 PROJECT = "stagecoach-conformance"
@@ -379,7 +380,7 @@ def test_gcpsim_refuses_to_delete_a_protected_instance(target: Target) -> None:
 
 
 def patch_settings(target: Target, project: str, instance: str, settings: dict[str, Any]) -> None:
-    sql = clients_for(target).sqladmin()
+    sql = sqladmin(f"http://{target.host}:{target.port}")  # its own connection for a PATCH
     op = sql.instances().patch(project=project, instance=instance, body={"settings": settings})
     done = sql_wait(target, project, op.execute())
     assert not done.get("error"), done
@@ -583,3 +584,17 @@ def test_check_revision_health_says_when_a_canary_is_at_max_instances(
     assert got.ready and got.instances == 1 and got.max_instances == 1
     assert got.at_max_instances and not got.can_serve
     assert "never reach an instance" in got.reason
+
+
+def test_a_masked_update_also_clears_what_the_config_no_longer_sets(
+    gcpsim: GcpsimProcess, env: ActivityEnvironment, run_acts: CloudRunActivities, target: Target
+) -> None:
+    connector = f"projects/{PROJECT}/locations/{REGION}/connectors/old-connector"
+    ref = make_raw_service(
+        gcpsim, target, template_extra={"vpcAccess": {"connector": connector, "egress": 2}}
+    )
+    created = env.run(run_acts.create_revision, revision_input(ref, "v1.1.0"))  # no connector
+    r = requests.get(
+        f"{_base(gcpsim)}/services/{ref.service}/revisions/{created.revision}", timeout=30
+    )
+    assert "connector" not in (r.json().get("vpcAccess") or {})

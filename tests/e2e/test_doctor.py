@@ -129,11 +129,9 @@ def test_project_settings_fail_their_checks_with_the_fix(
 
 
 def _patch_staging(gcpsim: GcpsimProcess, settings: dict[str, Any]) -> None:
-    from stagecoach.clients import clients_for
-    from stagecoach.models import Target
+    from tests.conformance.sql_helpers import sqladmin
 
-    target = Target(kind="gcpsim", host="127.0.0.1", port=gcpsim.port, grpc_port=gcpsim.grpc_port)
-    sql = clients_for(target).sqladmin()
+    sql = sqladmin(gcpsim.url)
     op = (
         sql.instances()
         .patch(

@@ -60,13 +60,13 @@ async def test_point_in_time_outside_the_window_is_refused_before_anything_start
 ) -> None:
     """Item 6. Before: the CLI assumed 7 days of logs; with 1 day kept, a time 2 days back
     started the recovery, whose clone the API then refused (exit 1, a failed workflow)."""
-    from stagecoach.clients import clients_for
+    from tests.conformance.sql_helpers import sqladmin
 
     cfg = config_for(gcpsim)
     ref = instance_ref(cfg, "staging")
-    sql = clients_for(ref.target).sqladmin()
 
     def patch(days: int) -> None:
+        sql = sqladmin(gcpsim.url)  # its own connection (a pooled idle one may be closed)
         body = {"settings": {"backupConfiguration": {"transactionLogRetentionDays": days}}}
         op = sql.instances().patch(project=ref.project, instance=ref.instance, body=body).execute()
         for _ in range(600):
