@@ -71,7 +71,7 @@ OVERFLOW = NUM_FINITE_BUCKETS + 1
 
 CLIENT_ERROR_RATE = 0.01  # share of non-5xx requests answered 404 (not an error for gates)
 SHARE_500 = 0.7  # share of 5xx answered 500; the rest 503
-SAMPLE_CAP = 200  # latencies drawn per (bucket, code); larger counts are weighted samples
+SAMPLE_CAP = 200  # latencies drawn per (bucket, code); above, the histogram is drawn exactly
 _Z95 = 1.6448536269514722  # standard normal quantile of 0.95
 
 CODES = (200, 404, 500, 503)
@@ -258,8 +258,32 @@ def _z_edges(mu: float, sigma: float) -> tuple[float, ...]:
     return tuple((math.log(SCALE) + i * _LOG_G - mu) / sigma for i in range(NUM_FINITE_BUCKETS + 1))
 
 
+@functools.lru_cache(maxsize=256)
+def _bucket_probs(mu: float, sigma: float) -> tuple[float, ...]:
+    """Probability of each histogram bucket (0 .. OVERFLOW) under a log-normal(mu, sigma)."""
+    cdf = [0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) for z in _z_edges(mu, sigma)]
+    return tuple(b - a for a, b in zip([0.0, *cdf], [*cdf, 1.0], strict=True))
+
+
+def _multinomial(rng: random.Random, n: int, probs: tuple[float, ...]) -> dict[int, int]:
+    """Bucket counts of n independent requests (a chain of conditional binomials)."""
+    out: dict[int, int] = {}
+    left, mass = n, 1.0
+    for i, p in enumerate(probs):
+        if left <= 0:
+            break
+        k = left if mass <= p else _binomial(rng, left, min(p / mass, 1.0))
+        if k:
+            out[i] = k
+        left -= k
+        mass -= p
+    return out
+
+
 def _latencies(rng: random.Random, count: int, mu: float, sigma: float) -> Dist:
-    """`count` log-normal latencies (at most SAMPLE_CAP drawn, each then weighted)."""
+    """`count` log-normal latencies. Up to SAMPLE_CAP each is drawn; above it the histogram is
+    drawn exactly (multinomial: requests stay independent, so counts are not overdispersed) and
+    the sum and sum of squares come from SAMPLE_CAP weighted draws."""
     if sigma <= 0:
         value = math.exp(mu)
         return Dist(count, value * count, value * value * count, {bucket_index(value): count})
@@ -277,6 +301,8 @@ def _latencies(rng: random.Random, count: int, mu: float, sigma: float) -> Dist:
         sumsq += x * x * w
         b = bisect.bisect_right(edges, z)
         hist[b] = hist.get(b, 0) + w
+    if count > SAMPLE_CAP:
+        hist = _multinomial(rng, count, _bucket_probs(mu, sigma))
     return Dist(count, total, sumsq, hist)
 
 

@@ -823,7 +823,12 @@ class ReleaseWorkflow(Visible):
             )
 
     def _last_passed(self, svc: ServiceStatus) -> bool:
-        return bool(svc.readings) and svc.readings[-1].verdict == Verdict.PASS
+        """May a promote cut this bake short? Once the judge passes; with the sequential judge,
+        also on thin evidence (a person's promote overrides), never on a failing reading."""
+        if not svc.readings:
+            return False
+        verdict = svc.readings[-1].verdict
+        return verdict == Verdict.PASS or (verdict == Verdict.INCONCLUSIVE and self._sequential())
 
     async def _on_gate_failure(self, svc: ServiceStatus, weight: int) -> None:
         reasons = "; ".join(svc.readings[-1].reasons)
