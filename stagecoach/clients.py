@@ -4,7 +4,7 @@
 
 - Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST;
 - Cloud Monitoring v3 `MetricServiceClient` over gRPC (the simulator serves plaintext gRPC);
-- the Cloud SQL Admin v1 discovery client (googleapiclient).
+- the Cloud SQL Admin v1 and Cloud DNS v1 discovery clients (googleapiclient).
 
 For `kind: gcp` they use Application Default Credentials and Google's endpoints. For
 `kind: gcpsim` they use anonymous credentials and loopback endpoints (plain HTTP / insecure gRPC).
@@ -113,6 +113,24 @@ class Clients:
                     "sqladmin", "v1", static_discovery=True, cache_discovery=False
                 )
             self._local.sqladmin = client
+        return client
+
+    # ------------------------------------------------------------------ Cloud DNS v1
+
+    def dns(self) -> Any:
+        """The Cloud DNS v1 discovery client of the calling thread (httplib2: one per thread)."""
+        client = getattr(self._local, "dns", None)
+        if client is None:
+            from googleapiclient import discovery
+
+            kwargs: dict[str, Any] = {"static_discovery": True, "cache_discovery": False}
+            if self.is_sim:
+                kwargs["credentials"] = AnonymousCredentials()
+                kwargs["client_options"] = {
+                    "api_endpoint": f"http://{self.target.host}:{self.target.port}/"
+                }
+            client = discovery.build("dns", "v1", **kwargs)
+            self._local.dns = client
         return client
 
 
