@@ -20,6 +20,10 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | DeleteInstance | DeleteInstanceInput -> OperationResult |
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
 | Notify | NotifyInput -> None |
+| CreateInstance | CreateInstanceInput -> CreateInstanceResult (activities/regional.py) |
+| DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
+| DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
+| ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ def all_activities(
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
+    from activities.dns import DnsActivities
     from activities.monitoring import MonitoringActivities
     from activities.notify import notify
+    from activities.regional import RegionalActivities
     from activities.revisions import find_previous_revision
     from activities.smoke import smoke_test
 
@@ -47,6 +53,8 @@ def all_activities(
     sql = CloudSqlActivities(target_factory)
     mon = MonitoringActivities(target_factory)
     db = DatabaseActivities(target_factory)
+    regional = RegionalActivities(target_factory)
+    dns = DnsActivities(target_factory)
     return [
         run.get_service_state,
         run.read_serving,
@@ -63,6 +71,12 @@ def all_activities(
         sql.delete_instance,
         db.validate_database,
         notify,
+        regional.create_instance,
+        regional.deploy_service,
+        regional.delete_service,
+        dns.read_dns,
+        dns.move_dns,
+        dns.verify_dns,
     ]
 
 

@@ -742,6 +742,10 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
         fail(
             f"no release of {cfg.app} to {env} yet; start one with `{STARTER} deploy {env} VERSION`"
         )
+    if desc.workflow_type == "Failover":  # a failover or failback holds it
+        from stagecoach import cli_failover
+
+        return await cli_failover.show_status(client, wid, desc, json_out, wait)
     if desc.workflow_type != "Release":  # a restore holds the environment's workflow id
         from stagecoach import cli_dr
 
@@ -1183,6 +1187,9 @@ def _register_dr_commands() -> None:
             raise
         return
     cli_dr.register(app)
+    from stagecoach import cli_failover  # failover, failback (DR Scenario 3)
+
+    cli_failover.register(app)
 
 
 _register_dr_commands()

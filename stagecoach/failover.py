@@ -188,7 +188,8 @@ class FailoverStatus(BaseModel):
     from_region: str
     to_region: str
     version: str
-    instance: str = ""
+    instance: str = ""  # the instance the services are bound to in to_region
+    source_instance: str = ""  # whose backup was restored into it
     phase: FailoverPhase = FailoverPhase.PLANNING
     outcome: DrOutcome = DrOutcome.RUNNING
     backup: BackupInfo | None = None
@@ -414,8 +415,10 @@ def build_failback(
 ) -> FailoverInput:
     """Back from `last` (the newest successful failover) to the primary region."""
     e = cfg.env(env)
-    primary, verification = _common(cfg, env)
-    secondary = primary.model_copy(update={"instance": last.instance})
+    configured, verification = _common(cfg, env)
+    # The primary is where the failover came from, whatever the config says since.
+    primary = configured.model_copy(update={"instance": last.source_instance})
+    secondary = configured.model_copy(update={"instance": last.instance})
     return FailoverInput(
         app=cfg.app,
         env=env,
