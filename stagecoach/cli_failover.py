@@ -158,7 +158,7 @@ def report_lines(st: FailoverStatus) -> list[str]:
         lines.append(f"total      {_s(st.total_seconds)}  vs RTO {_s(st.rto_seconds)}: {verdict}")
     if st.data_loss_seconds is not None:
         label = "data-loss window" if st.mode != "failback" else "not carried back"
-        bound = "at most " if st.mode != "failback" else ""
+        bound = "at most " if st.mode != "failback" and not st.data_loss_exact else ""
         lines.append(
             f"{label}  {bound}{_s(st.data_loss_seconds)}  vs RPO {_s(st.rpo_seconds)}: "
             f"{'met' if st.rpo_met else 'MISSED'}"

@@ -220,7 +220,6 @@ class Failover(_Strict):
 
     rto: Duration = timedelta(hours=1)  # the brief's recovery time objective
     rpo: Duration = timedelta(minutes=5)  # the brief's recovery point objective
-    replica: str | None = None  # a cross-region read replica (`failover --from replica`)
 
 
 class Environment(_Strict):

@@ -196,7 +196,11 @@ class FailoverStatus(BaseModel):
     instance_created: bool = False
     validation: ValidationReport | None = None
     restored_newest: datetime | None = None
-    data_loss_seconds: float | None = None  # upper bound: start minus newest restored row
+    # failover: start minus newest restored row (an upper bound: the failed region is not
+    # read); drill: source newest minus restored newest (exact); failback: secondary newest
+    # after the DNS move minus restored newest (the writes not carried back)
+    data_loss_seconds: float | None = None
+    data_loss_exact: bool = False
     rpo_seconds: float = DEFAULT_RPO.total_seconds()
     rpo_met: bool | None = None
     services: list[DeployServiceResult] = []
@@ -372,7 +376,8 @@ def build_failover(
         )
     if source == "replica":
         raise ConfigError(
-            "--from replica is not available yet (gcpsim has no read replicas); use --from backup"
+            "--from replica is not supported yet (no cross-region read replicas are modelled); "
+            "use --from backup"
         )
     primary, verification = _common(cfg, env)
     assert e.database is not None

@@ -187,7 +187,8 @@ class FailoverWorkflow(_Visible):
                 await self._timed(FailoverPhase.SERVICES, self._services)
                 self._check_abort()
                 if inp.mode != "drill" and inp.dns is not None:
-                    await self._await_approval()
+                    if inp.approvers:
+                        await self._timed(FailoverPhase.AWAITING_APPROVAL, self._await_approval)
                     self._check_abort()
                     await self._timed(FailoverPhase.DNS, self._dns)
                 st.outcome = DrOutcome.SUCCEEDED
@@ -282,14 +283,27 @@ class FailoverWorkflow(_Visible):
             raise _Stop(DrOutcome.FAILED, "validation failed: " + "; ".join(report.problems))
         st = self.st
         st.restored_newest = report.newest
-        if inp.mode != "failback" and report.newest is not None and st.started_at is not None:
-            st.data_loss_seconds = max(0.0, _secs(report.newest, st.started_at))
-            st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
-            self._event(
-                f"data-loss window at most {st.data_loss_seconds:g}s (newest restored row "
-                f"{report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
-                f"{'met' if st.rpo_met else 'MISSED'}"
-            )
+        if inp.mode == "failback" or report.newest is None or st.started_at is None:
+            return
+        # A failover cannot read the failed region: the loss is at most the start of the
+        # failover minus the newest restored row. A drill reads the (healthy) source instead.
+        upto, how = st.started_at, "at most"
+        if inp.mode == "drill":
+            try:
+                source = await self._validate(inp.source_instance)
+            except ActivityError as err:
+                self._event(f"source not readable ({error_message(err)}): upper bound only")
+            else:
+                if source.newest is not None:
+                    upto, how = source.newest, "exactly"
+        st.data_loss_seconds = max(0.0, _secs(report.newest, upto))
+        st.data_loss_exact = how == "exactly"
+        st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
+        self._event(
+            f"data-loss window {how} {st.data_loss_seconds:g}s (newest restored row "
+            f"{report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
+            f"{'met' if st.rpo_met else 'MISSED'}"
+        )
 
     async def _newest_backup(self) -> BackupInfo:
         src = self.inp.source_instance

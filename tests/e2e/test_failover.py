@@ -215,7 +215,9 @@ async def test_failover_retry_and_failback(
         assert st.backup is not None and st.backup.status == "SUCCESSFUL"
         assert st.data_loss_seconds is not None and st.rpo_met is not None
         assert st.total_seconds is not None and st.rto_met
-        assert [p.phase for p in st.phases] == ["database", "services", "dns"]
+        assert [p.phase for p in st.phases] == [
+            "database", "services", "awaiting_approval", "dns"
+        ]  # fmt: skip
         assert any("failback prod --yes" in n for n in st.next_steps)
         failed_over_at = st.ended_at
         assert failed_over_at is not None
@@ -262,6 +264,7 @@ async def test_regional_drill_always_deletes_scratch(
         rep = FailoverStatus.model_validate(json.loads(ok.stdout))
         assert rep.outcome == DrOutcome.SUCCEEDED and rep.mode == "drill"
         assert len(rep.deleted) == 3 and rep.total_seconds is not None
+        assert rep.data_loss_exact and rep.data_loss_seconds is not None
         assert not rep.dns_moved
         assert scratch_left(sim) == []
 
