@@ -575,9 +575,12 @@ async def _warn_if_no_worker(client: Client) -> None:
 async def _conflict(client: Client, env: str, wid: str) -> NoReturn:
     desc = await describe(client, wid)
     if desc is not None and desc.workflow_type != "Release":
-        kind = "a restore" if desc.workflow_type == "Restore" else "a point-in-time recovery"
+        kind = {
+            "Restore": f"a restore of {env}'s database",
+            "Failover": f"a regional failover or failback of {env}",
+        }.get(desc.workflow_type, f"a point-in-time recovery of {env}'s database")
         fail(
-            f"{kind} of {env}'s database is running ({wid}); releases and restores of one "
+            f"{kind} is running ({wid}); releases and restores of one "
             f"environment never overlap: see `{STARTER} status {env}`, wait for it or stop it "
             f"with `{STARTER} abort {env}`, then deploy again"
         )

@@ -203,6 +203,12 @@ async def _conflict(client: Any, workflow_id: str, env: str, what: str) -> NoRet
             f"a {'restore' if kind == 'Restore' else 'point-in-time recovery'} is running in {env}"
         )
         hint = f"wait for it or stop it with `{STARTER} abort {env}`"
+    elif kind == "Failover":
+        running = f"a regional failover or failback of {env} is running"
+        hint = (
+            f"see `{STARTER} status {env}`; wait for it or stop it (before its DNS move) with "
+            f"`{STARTER} abort {env}`"
+        )
     else:
         running = f"a {kind} is already running"
         hint = f"wait for it or cancel it with `temporal workflow cancel -w {workflow_id}`"

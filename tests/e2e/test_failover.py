@@ -167,10 +167,36 @@ async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> 
     assert res.returncode == 0, show(res)
     handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
     await wait_for(handle, lambda st: st.awaiting_approval or st.outcome != DrOutcome.RUNNING)
+    # it holds the environment: no release or restore can start meanwhile
+    deploy = await starter(env, "deploy", "prod", "v1.2.0")
+    assert deploy.returncode == 2, show(deploy)
+    assert "regional failover or failback of prod is running" in deploy.stderr, show(deploy)
+    restore = await starter(env, "restore", "prod", "--backup-id", "1", "--yes")
+    assert restore.returncode == 2, show(restore)
     ok = await starter(env, "approve", "prod", "--by", "release-manager", "--comment", "go")
     assert ok.returncode == 0, show(ok)
     st: FailoverStatus = await handle.result()
     return st
+
+
+async def test_user_errors_are_one_line_with_exit_2(env_vars: dict[str, str]) -> None:
+    cases = [
+        (["failover", "prod", "--yes"], "--to-region"),
+        (["failover", "prod", "--to-region", "us-east1"], "--yes"),
+        (["failover", "prod", "--to-region", "us-central1", "--yes", "--version", "v1.1.0"],
+         "own region"),
+        (["failover", "prod", "--to-region", "us-east1", "--yes", "--version", "1.1"], "v1.2.3"),
+        (["failover", "prod", "--to-region", "us-east1", "--yes", "--from", "replica",
+          "--version", "v1.1.0"], "replica"),
+        (["failover", "nope", "--to-region", "us-east1", "--yes"], "unknown environment"),
+        (["dr-drill", "prod", "--scenario", "moon"], "--scenario"),
+    ]  # fmt: skip
+    for args, words in cases:
+        res = await starter(env_vars, *args)
+        assert res.returncode == 2, show(res)
+        line = res.stderr.strip()
+        assert line.startswith("error: ") and "\n" not in line, show(res)
+        assert words in line, show(res)
 
 
 async def test_failover_retry_and_failback(
