@@ -102,7 +102,8 @@ def test_dns_config_keys() -> None:
     dns = data["environments"]["prod"]["dns"]
     dns.update(name="app.legal-forms.example", type="A", targets={"us-east1": ["203.0.113.7"]})
     cfg = parse_config(data)
-    assert cfg.env("prod").dns is not None and cfg.env("prod").dns.name.endswith(".")
+    rec = cfg.env("prod").dns
+    assert rec is not None and rec.name == "app.legal-forms.example."
     assert dns_plan(cfg, "prod", "us-east1").rrdatas == ["203.0.113.7"]
     with pytest.raises(ConfigError, match="targets has no entry for us-west1"):
         dns_plan(cfg, "prod", "us-west1")
