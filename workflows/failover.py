@@ -601,6 +601,14 @@ class FailoverWorkflow(_Visible):
                     f"{k}: kept; a retry adopts it (or add --cleanup to remove what a failed "
                     "failover created)"
                 )
+            if inp.mode == "failover":
+                maybe = [f"service {d.ref.service} ({d.ref.region})" for d in self._deploys]
+                ci = inp.create_instance
+                if self._instance_requested and ci is not None:
+                    maybe.insert(0, f"instance {ci.ref.instance} ({ci.region})")
+                for m in maybe:
+                    if m not in st.created and m not in st.deleted:
+                        st.left_in.append(f"{m}: may exist (its step failed); a retry adopts it")
         self._set_phase(FailoverPhase.DONE)
         self._progress(
             f"{st.outcome.value} in {st.total_seconds:g}s (RTO {st.rto_seconds:g}s)"
