@@ -161,6 +161,22 @@ async def wait_for(
         await asyncio.sleep(0.3)
 
 
+async def replays(handle: WorkflowHandle[Any, Any], record_as: str = "") -> None:
+    """The run's history replays without non-determinism (cleanup paths included); with
+    STAGECOACH_RECORD_HISTORY=1 it is also written to tests/replay/histories/RECORD_AS.json."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from stagecoach.temporal import workflows
+
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+    if record_as and os.environ.get("STAGECOACH_RECORD_HISTORY"):
+        out = ROOT / "tests" / "replay" / "histories" / f"{record_as}.json"
+        out.write_text(history.to_json())
+
+
 async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> FailoverStatus:
     """Start a failover/failback detached, approve the DNS move, return its result."""
     res = await starter(env, *args, "--detach")
@@ -219,6 +235,7 @@ async def test_failover_retry_and_failback(
         assert resolve(sim)["cloudRun"]["location"] == "us-central1"
         assert instance_exists(sim, "legal-forms-db-prod-us-east1")
         assert service_exists(sim, "us-east1", "python-pipeline-prod")
+        await replays(client.get_workflow_handle(WID))
 
         # no release can start while a failover holds the environment: here none runs, so
         # the retry starts; it adopts what the first attempt created
@@ -245,6 +262,7 @@ async def test_failover_retry_and_failback(
             "database", "services", "awaiting_approval", "dns"
         ]  # fmt: skip
         assert any("failback prod --yes" in n for n in st.next_steps)
+        await replays(client.get_workflow_handle(WID), "failover_prod_succeeded")
         failed_over_at = st.ended_at
         assert failed_over_at is not None
 
@@ -257,6 +275,7 @@ async def test_failover_retry_and_failback(
         back = await run_with_approval(env_vars, client, "failback", "prod", "--yes")
         assert back.outcome == DrOutcome.SUCCEEDED, back.error
         assert back.mode == "failback" and back.to_region == "us-central1"
+        await replays(client.get_workflow_handle(WID), "failback_prod_succeeded")
         assert record(sim) == [CENTRAL]
         assert resolve(sim)["cloudRun"]["location"] == "us-central1"
         assert back.validation is not None and back.restored_newest is not None
@@ -322,3 +341,4 @@ async def test_regional_drill_always_deletes_scratch(
         st = await handle.query("status", result_type=FailoverStatus)
         assert st.outcome == DrOutcome.CANCELLED
         assert scratch_left(sim) == []
+        await replays(handle, "regional_drill_cancelled")
