@@ -224,6 +224,20 @@ async def test_failover_retry_and_failback(
     out = sim.cli("behavior", "node-server-prod", "v1.1.0", "--smoke-fail")
     assert out.returncode == 0, out.stderr
     async with worker(client, task_queue):
+        # with --cleanup, what the failed failover created is removed again
+        gone = await starter(
+            env_vars, "failover", "prod", "--to-region", "us-east1", "--yes", "--version",
+            "v1.1.0", "--cleanup",
+        )  # fmt: skip
+        assert gone.returncode == 1, show(gone)
+        assert "DNS: untouched" in gone.stdout and "deleted: instance" in gone.stdout, show(gone)
+        assert record(sim) == [CENTRAL]
+        assert not instance_exists(sim, "legal-forms-db-prod-us-east1")
+        assert not service_exists(sim, "us-east1", "python-pipeline-prod")
+        assert not service_exists(sim, "us-east1", "node-server-prod")
+        await replays(client.get_workflow_handle(WID))
+
+        # without it they are kept for a retry
         bad = await starter(
             env_vars, "failover", "prod", "--to-region", "us-east1", "--yes", "--version", "v1.1.0"
         )
@@ -237,9 +251,20 @@ async def test_failover_retry_and_failback(
         assert service_exists(sim, "us-east1", "python-pipeline-prod")
         await replays(client.get_workflow_handle(WID))
 
-        # no release can start while a failover holds the environment: here none runs, so
-        # the retry starts; it adopts what the first attempt created
         assert sim.cli("behavior", "--clear").returncode == 0
+        # an abort while it waits for approval: users stay where they were
+        res = await starter(env_vars, "failover", "prod", "--to-region", "us-east1", "--yes",
+                            "--version", "v1.1.0", "--detach")  # fmt: skip
+        assert res.returncode == 0, show(res)
+        handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
+        await wait_for(handle, lambda st: st.awaiting_approval)
+        ab = await starter(env_vars, "abort", "prod", "--reason", "rehearsal stopped")
+        assert ab.returncode == 0, show(ab)
+        aborted = await handle.result()
+        assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
+        assert record(sim) == [CENTRAL] and not aborted.dns_moved
+
+        # the retry adopts what the earlier attempts created
         st = await run_with_approval(
             env_vars, client, "failover", "prod", "--to-region", "us-east1", "--yes",
             "--version", "v1.1.0",
