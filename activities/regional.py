@@ -81,12 +81,19 @@ class RegionalActivities:
         try:
             op = sql._sql(ref).instances().insert(project=ref.project, body=body).execute()
         except HttpError as e:
-            if e.status_code == 409:  # created by an attempt that died before recording it
-                sql._wait_instance(ref, ref.instance, details, gone=False)
-                return CreateInstanceResult(
-                    instance=ref.instance, region=input.region, created=False
-                )
-            raise
+            if e.status_code != 409:
+                raise
+            if sql._get_instance(ref, ref.instance) is None:
+                # Cloud SQL keeps a deleted instance's name reserved for up to a week.
+                raise permanent(
+                    f"the instance name {ref.instance} is not available (Cloud SQL reserves a "
+                    "deleted instance's name for up to a week); fail over to another region or "
+                    "wait",
+                    "InstanceNameUnavailable",
+                ) from e
+            # created by an attempt that died before recording it
+            sql._wait_instance(ref, ref.instance, details, gone=False)
+            return CreateInstanceResult(instance=ref.instance, region=input.region, created=False)
         name = str(op["name"])
         sql._wait_op(ref, name, {**details, "op": name, "started": started})
         sql._wait_instance(ref, ref.instance, details, gone=False)
