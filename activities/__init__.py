@@ -24,6 +24,10 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | Notify | NotifyInput -> None |
 | LoadPolicy | LoadPolicyInput -> WorkerPolicy (activities/policy.py: the worker's own policy) |
 | AcquireServiceLocks / ReleaseServiceLocks | LocksInput -> lock ids / None (activities/locks.py) |
+| CreateInstance | CreateInstanceInput -> CreateInstanceResult (activities/regional.py) |
+| DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
+| DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
+| ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
 """
 
 from __future__ import annotations
@@ -48,10 +52,12 @@ def all_activities(
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
+    from activities.dns import DnsActivities
     from activities.locks import acquire_service_locks, release_service_locks
     from activities.monitoring import MonitoringActivities
     from activities.notify import notify
     from activities.policy import PolicyActivities
+    from activities.regional import RegionalActivities
     from activities.revision_health import RevisionHealthActivities
     from activities.revisions import find_previous_revision
     from activities.smoke import smoke_test
@@ -60,6 +66,8 @@ def all_activities(
     sql = CloudSqlActivities(target_factory)
     mon = MonitoringActivities(target_factory)
     db = DatabaseActivities(target_factory)
+    regional = RegionalActivities(target_factory)
+    dns = DnsActivities(target_factory)
     return [
         run.get_service_state,
         run.read_serving,
@@ -81,6 +89,12 @@ def all_activities(
         PolicyActivities(policy).load_policy,
         acquire_service_locks,
         release_service_locks,
+        regional.create_instance,
+        regional.deploy_service,
+        regional.delete_service,
+        dns.read_dns,
+        dns.move_dns,
+        dns.verify_dns,
     ]
 
 

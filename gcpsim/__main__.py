@@ -37,7 +37,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show")
+CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show", "outage")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -456,6 +456,18 @@ def _client_parser() -> argparse.ArgumentParser:
     f.add_argument("--clear", action="store_true", help="remove every fault (or --id ID)")
     f.add_argument("--id", dest="rule_id", help="with --clear: remove only this fault")
 
+    o = sub.add_parser(
+        "outage",
+        parents=[common],
+        help="simulate a regional outage (or end it with --clear); no arguments: list",
+        description="While REGION is out, Cloud Run and Cloud SQL calls for resources in it "
+        "answer 503 UNAVAILABLE, its service URLs answer 503, its metrics stop and the "
+        "application writes nothing there; backups stay listable and restorable elsewhere. "
+        "--clear [REGION] ends the outage (every outage without REGION).",
+    )
+    o.add_argument("region", nargs="?", help="region name, e.g. us-central1")
+    o.add_argument("--clear", action="store_true", help="end the outage")
+
     s = sub.add_parser("show", parents=[common], help="print services, traffic, behaviours, faults")
     s.add_argument("--json", action="store_true", help="print the raw state as JSON")
     return p  # fmt: skip
@@ -692,6 +704,18 @@ def client(argv: list[str]) -> int:
             _rate(c, args, rate_body)
         elif args.command == "metrics":
             _metric_timing(c, args)
+        elif args.command == "outage":
+            if args.clear:
+                path = f"/_sim/outages/{args.region}" if args.region else "/_sim/outages"
+                n = c.call("DELETE", path).get("cleared", 0)
+                print(f"cleared {n} outage(s)")
+            elif args.region:
+                rec = c.call("POST", "/_sim/outages", {"region": args.region})
+                print(f"outage: {rec['region']} is out since {rec['since']}")
+            else:
+                outages = c.call("GET", "/_sim/outages")
+                print("\n".join(f"{o['region']} out since {o['since']}" for o in outages)
+                      or "no outage")  # fmt: skip
         elif args.command == "fault":
             if args.clear:
                 path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"

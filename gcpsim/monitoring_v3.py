@@ -58,7 +58,7 @@ from google.api import metric_pb2
 from google.cloud.monitoring_v3.types import common, metric_service
 from google.cloud.monitoring_v3.types import metric as metric_types
 
-from gcpsim import metrics, run_v2
+from gcpsim import metrics, outage, run_v2
 from gcpsim import store as gstore
 from gcpsim.errors import ApiError
 from gcpsim.sim import Sim
@@ -355,6 +355,8 @@ def _raw_series(sim: Sim, q: Query, window: Window) -> list[Series]:
     rules = metrics.timing_rules(sim)
     for key in metrics.service_keys(sim, q.project):
         project, location, service = metrics.split_key(key)
+        if outage.is_out(sim, location):
+            continue  # a regional outage: the region's metrics stop
         res = {"project_id": project, "service_name": service, "location": location}
         res["configuration_name"] = service
         if not q.flt.accepts("resource", res, only=set(res)):

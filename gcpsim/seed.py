@@ -5,7 +5,9 @@ environment's project and region, running image version SEED_VERSION with one re
 serving 100%, sized like the environment (or the service override), a `uses_database` service
 bound to the environment's instance as a release binds it (Cloud SQL volume + `connection_env`
 variable, `stagecoach.plan.database_binding`); and, when the Cloud SQL
-module offers `seed_instance`, the environment's database instance with the validation tables.
+module offers `seed_instance`, the environment's database instance with the validation tables;
+and where the environment has `dns`, its Cloud DNS managed zone with the record pointing at the
+environment's region.
 """
 
 from __future__ import annotations
@@ -83,4 +85,15 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 deletion_protection=env.database.availability == "REGIONAL",
             )
             created.append(f"sql {env.project}/{env.database.instance}")
+        if env.dns is not None:
+            from gcpsim import dns_v1
+            from stagecoach.failover import dns_plan
+
+            plan = dns_plan(cfg, env_name, env.region)
+            rec = plan.record
+            zone_dns = rec.name.split(".", 1)[1] if rec.name.count(".") > 1 else rec.name
+            dns_v1.seed_record(
+                sim, rec.project, rec.zone, zone_dns, rec.name, rec.type, rec.ttl, plan.rrdatas
+            )
+            created.append(f"dns {rec.project}/{rec.zone} {rec.name} -> {plan.rrdatas[0]}")
     return created

@@ -40,7 +40,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query
 
-from gcpsim import pgdata, run_v2
+from gcpsim import outage, pgdata, run_v2
 from gcpsim.errors import ApiError
 from gcpsim.pgdata import PgCluster
 from gcpsim.sim import Sim
@@ -503,8 +503,8 @@ def _writer_targets(sim: Sim) -> list[str]:
     with sim.store.lock:
         out = []
         for i in _tbl(sim.store.data, "instances").values():
-            if i["state"] != "RUNNABLE":
-                continue
+            if i["state"] != "RUNNABLE" or outage.is_out(sim, i["region"]):
+                continue  # (an application in a region that is out writes nothing)
             if i["project"] in bound:
                 if f"{i['project']}:{i['region']}:{i['name']}" in bound[i["project"]]:
                     out.append(i["uid"])

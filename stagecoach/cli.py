@@ -598,9 +598,12 @@ async def _warn_if_no_worker(client: Client) -> None:
 async def _conflict(client: Client, env: str, wid: str) -> NoReturn:
     desc = await describe(client, wid)
     if desc is not None and desc.workflow_type != "Release":
-        kind = "a restore" if desc.workflow_type == "Restore" else "a point-in-time recovery"
+        kind = {
+            "Restore": f"a restore of {env}'s database",
+            "Failover": f"a regional failover or failback of {env}",
+        }.get(desc.workflow_type, f"a point-in-time recovery of {env}'s database")
         fail(
-            f"{kind} of {env}'s database is running ({wid}); releases and restores of one "
+            f"{kind} is running ({wid}); releases and restores of one "
             f"environment never overlap: see `{STARTER} status {env}`, wait for it or stop it "
             f"with `{STARTER} abort {env}`, then deploy again"
         )
@@ -765,6 +768,10 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
         fail(
             f"no release of {cfg.app} to {env} yet; start one with `{STARTER} deploy {env} VERSION`"
         )
+    if desc.workflow_type == "Failover":  # a failover or failback holds it
+        from stagecoach import cli_failover
+
+        return await cli_failover.show_status(client, wid, desc, json_out, wait)
     if desc.workflow_type != "Release":  # a restore holds the environment's workflow id
         from stagecoach import cli_dr
 
@@ -1270,6 +1277,9 @@ def _register_dr_commands() -> None:
             raise
         return
     cli_dr.register(app)
+    from stagecoach import cli_failover  # failover, failback (DR Scenario 3)
+
+    cli_failover.register(app)
 
 
 _register_dr_commands()

@@ -208,6 +208,12 @@ async def _conflict(client: Any, workflow_id: str, env: str, what: str) -> NoRet
             f"a {'restore' if kind == 'Restore' else 'point-in-time recovery'} is running in {env}"
         )
         hint = f"wait for it or stop it with `{STARTER} abort {env}`"
+    elif kind == "Failover":
+        running = f"a regional failover or failback of {env} is running"
+        hint = (
+            f"see `{STARTER} status {env}`; wait for it or stop it (before its DNS move) with "
+            f"`{STARTER} abort {env}`"
+        )
     else:
         running = f"a {kind} is already running"
         hint = f"wait for it or cancel it with `temporal workflow cancel -w {workflow_id}`"
@@ -470,14 +476,33 @@ def register(app: typer.Typer) -> None:
 
     @app.command("dr-drill")
     def drill_cmd(
-        env: str, config: ConfigOpt = None, detach: DetachOpt = False, as_json: JsonOpt = False
+        env: str,
+        config: ConfigOpt = None,
+        detach: DetachOpt = False,
+        as_json: JsonOpt = False,
+        scenario: Annotated[
+            str, typer.Option("--scenario", help="backup (a restore) or regional (a failover)")
+        ] = "backup",
+        to_region: Annotated[
+            str | None, typer.Option("--to-region", help="regional: where (default us-east1)")
+        ] = None,
+        version: Annotated[
+            str | None, typer.Option("--version", help="regional: images (default: last release)")
+        ] = None,
     ) -> None:
         """Rehearse a restore: newest backup into a scratch instance, verified, then deleted.
 
         Reports row counts and newest created_at on the source and the scratch, the data-loss
         window against the RPO and the restore time against the RTO. Exit 0 when verified and
         the scratch instance is deleted. Cloud SQL warns that cloning may restart the source
-        instance: run drills in a quiet window."""
+        instance: run drills in a quiet window. --scenario regional rehearses a regional failover
+        (everything but the DNS move) into scratch resources in --to-region, always deleted."""
+        if scenario == "regional":
+            from stagecoach.cli_failover import regional_drill
+
+            run(lambda: regional_drill(env, to_region, version, config, detach, as_json))
+        if scenario != "backup":
+            fail(f"--scenario {scenario!r}: choose backup or regional", EXIT_BAD_INPUT)
         run(lambda: _drill(env, config, detach, as_json))
 
     schedule = typer.Typer(help="Temporal Schedules of DR drills", no_args_is_help=True)

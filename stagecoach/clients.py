@@ -4,7 +4,8 @@
 
 - Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST;
 - Cloud Monitoring v3 `MetricServiceClient` over gRPC (the simulator serves plaintext gRPC);
-- the Cloud SQL Admin v1 discovery client (googleapiclient);
+- the Cloud SQL Admin v1 and Cloud DNS v1 discovery clients (googleapiclient), and others the
+  doctor reads;
 - `run_wait_operation`: Cloud Run's `operations.wait` over the same credentials, parsed leniently.
 
 For `kind: gcp` they use Application Default Credentials and Google's endpoints. For
@@ -172,9 +173,14 @@ class Clients:
             self._local.sqladmin = client
         return client
 
+    def dns(self) -> Any:
+        """The Cloud DNS v1 discovery client of the calling thread (httplib2: one per thread)."""
+        return self.discovery("dns", "v1")
+
     def discovery(self, api: str, version: str) -> Any:
-        """A discovery client of the calling thread for another Google API the doctor reads
-        (`serviceusage` v1, `cloudresourcemanager` v1); gcpsim serves them on its REST port."""
+        """A discovery client of the calling thread for another Google API (Cloud DNS `dns` v1;
+        the doctor's `serviceusage` v1, `cloudresourcemanager` v1); gcpsim serves them on its
+        REST port."""
         cache = getattr(self._local, "discovery", None)
         if cache is None:
             cache = self._local.discovery = {}

@@ -243,6 +243,39 @@ class Database(_Strict):
     )
 
 
+class DnsRecord(_Strict):
+    """`environments.<env>.dns`: the Cloud DNS record users reach the environment by, moved
+    by `failover` / `failback` (regional failover, DR Scenario 3)."""
+
+    managed_zone: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    name: str = Field(description="fully qualified record name, e.g. app.legal-forms.example.")
+    type: Literal["CNAME", "A", "AAAA"] = "CNAME"
+    ttl: int = Field(300, ge=1, le=86400)
+    zone_project: str | None = None  # the zone's project (default: the environment's)
+    service: str | None = None  # the config service the name fronts (default: first public)
+    # region -> record data. Without an entry, a CNAME points at the service's Cloud Run URL
+    # host in that region; A/AAAA records need an entry for every region they may point at.
+    targets: dict[str, list[str]] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        return v if v.endswith(".") else v + "."
+
+    @model_validator(mode="after")
+    def _targets(self) -> DnsRecord:
+        if self.type != "CNAME" and not self.targets:
+            raise ValueError(f"a {self.type} record needs targets: {{region: [addresses]}}")
+        return self
+
+
+class Failover(_Strict):
+    """`environments.<env>.failover`: regional failover settings."""
+
+    rto: Duration = timedelta(hours=1)  # the brief's recovery time objective
+    rpo: Duration = timedelta(minutes=5)  # the brief's recovery point objective
+
+
 class Environment(_Strict):
     project: str
     region: str = "us-central1"
@@ -250,6 +283,8 @@ class Environment(_Strict):
     database: DatabaseInstance | None = None
     release: ReleasePolicy
     gates: Gates | None = None
+    dns: DnsRecord | None = None
+    failover: Failover = Failover()
 
 
 class Notifications(_Strict):
@@ -329,6 +364,11 @@ class Config(_Strict):
                 if d not in names:
                     raise ValueError(f"service {s.name!r} depends_on unknown service {d!r}")
         self.ordered_services()  # raises on a cycle
+        for env_name, env in self.environments.items():
+            if env.dns is not None and env.dns.service is not None and env.dns.service not in names:
+                raise ValueError(
+                    f"environments.{env_name}.dns.service {env.dns.service!r} is not a service"
+                )
         return self
 
     def ordered_services(self, only: list[str] | None = None) -> list[Service]:

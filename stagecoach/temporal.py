@@ -95,6 +95,7 @@ def workflows() -> list[type]:
         ("workflows.rollback", ["RollbackWorkflow"]),
         ("workflows.dr", ["BackupWorkflow", "RestoreWorkflow", "PointInTimeWorkflow",
                           "DrDrillWorkflow"]),
+        ("workflows.failover", ["FailoverWorkflow"]),
     ):  # fmt: skip
         try:
             module = __import__(mod, fromlist=names)

@@ -1,0 +1,142 @@
+"""Simulated regional outages: `python -m gcpsim outage REGION [--clear]`.
+
+While a region is out, as a real regional outage would look to a client:
+- Cloud Run Admin v2 calls for anything under `locations/REGION` (services, revisions,
+  operations) answer 503 UNAVAILABLE (google.rpc.Status JSON: the run_v2 client raises
+  `ServiceUnavailable`);
+- the service and tag URLs of services in REGION answer 503 (`/_url/{project}/REGION/...`);
+- Cloud SQL Admin v1 calls for an instance in REGION (get, patch, delete, clone, restoreBackup,
+  backupRuns.insert, ...) answer 503 in the sqladmin error format; listing and reading its
+  backup runs keeps working and a backup can be restored into an instance in another region
+  (Cloud SQL backups are multi-regional);
+- Cloud Monitoring returns no series for services in REGION (its metrics stop), and the
+  simulated application stops writing rows into instances in REGION.
+
+Outages live in the store (`sim.outages`), so they survive a restart of gcpsim.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from gcpsim.errors import ApiError
+from gcpsim.sim import Sim
+from gcpsim.store import now, rfc3339
+
+_RUN = re.compile(r"^/v2/projects/[^/]+/locations/([^/]+)(/|$)")
+_URL = re.compile(r"^/_url/[^/]+/([^/]+)(/|$)")
+_SQL = re.compile(r"^/v1/projects/([^/]+)/instances/([^/:]+)(/.*)?$")
+_BACKUP_READ = re.compile(r"^/backupRuns(/[^/]+)?$")
+
+
+def regions(sim: Sim) -> list[str]:
+    with sim.store.lock:
+        return sorted(o["region"] for o in sim.store.section("sim").get("outages", []))
+
+
+def is_out(sim: Sim, region: str) -> bool:
+    with sim.store.lock:
+        return any(o["region"] == region for o in sim.store.section("sim").get("outages", []))
+
+
+def set_out(sim: Sim, region: str) -> dict[str, Any]:
+    with sim.store.mutate() as d:
+        outages = d["sim"].setdefault("outages", [])
+        for o in outages:
+            if o["region"] == region:
+                return dict(o)
+        rec = {"region": region, "since": rfc3339(now())}
+        outages.append(rec)
+        return dict(rec)
+
+
+def clear(sim: Sim, region: str | None = None) -> int:
+    with sim.store.mutate() as d:
+        before = d["sim"].get("outages", [])
+        kept = [o for o in before if region is not None and o["region"] != region]
+        d["sim"]["outages"] = kept
+        return len(before) - len(kept)
+
+
+def _instance_region(sim: Sim, project: str, instance: str) -> str | None:
+    with sim.store.lock:
+        inst = sim.store.data.get("sql", {}).get("instances", {}).get(f"{project}/{instance}")
+        return str(inst["region"]) if inst else None
+
+
+def blocked(sim: Sim, method: str, path: str) -> tuple[str, str] | None:
+    """(region, style) when this request reaches a region that is out, else None."""
+    if not sim.store.section("sim").get("outages"):
+        return None
+    m = _RUN.match(path)
+    if m:
+        return (m.group(1), "rpc") if is_out(sim, m.group(1)) else None
+    m = _URL.match(path)
+    if m:
+        return (m.group(1), "url") if is_out(sim, m.group(1)) else None
+    m = _SQL.match(path)
+    if m:
+        rest = m.group(3) or ""
+        if method == "GET" and _BACKUP_READ.match(rest):
+            return None  # backups are multi-regional: still listable and restorable
+        region = _instance_region(sim, m.group(1), m.group(2))
+        if region is not None and is_out(sim, region):
+            return region, "sql"
+    return None
+
+
+def install(app: FastAPI, sim: Sim) -> None:
+    """The middleware that makes an outage visible, and the `/_sim/outages` control routes."""
+
+    @app.middleware("http")
+    async def _outage(request: Request, call_next: Any) -> Any:
+        hit = blocked(sim, request.method, request.url.path)
+        if hit is None:
+            return await call_next(request)
+        region, style = hit
+        message = (
+            f"The service is currently unavailable in region {region} (simulated regional outage)."
+        )
+        if style == "url":
+            return JSONResponse(
+                {"status": "unavailable", "reason": message, "region": region}, status_code=503
+            )
+        err = ApiError(
+            503, message, reason="regionUnavailable", style="sql" if style == "sql" else "rpc"
+        )
+        return JSONResponse(err.body(), status_code=503)
+
+    app.include_router(router(sim))
+
+
+def router(sim: Sim) -> APIRouter:
+    r = APIRouter(prefix="/_sim", include_in_schema=False)
+
+    @r.get("/outages")
+    def list_outages() -> JSONResponse:
+        with sim.store.lock:
+            return JSONResponse(list(sim.store.section("sim").get("outages", [])))
+
+    @r.post("/outages")
+    def add_outage(body: dict[str, Any] = Body(...)) -> JSONResponse:
+        region = str(body.get("region") or "").strip()
+        if not re.match(r"^[a-z]+-[a-z]+\d+$", region):
+            return JSONResponse(
+                {"error": f"region {region!r} is not a region name like us-central1"},
+                status_code=400,
+            )
+        return JSONResponse(set_out(sim, region))
+
+    @r.delete("/outages")
+    def clear_outages() -> JSONResponse:
+        return JSONResponse({"cleared": clear(sim)})
+
+    @r.delete("/outages/{region}")
+    def clear_outage(region: str) -> JSONResponse:
+        return JSONResponse({"cleared": clear(sim, region)})
+
+    return r

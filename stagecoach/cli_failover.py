@@ -1,0 +1,351 @@
+"""Regional failover commands of `starter.py` (DR Scenario 3; `register(app)` adds them).
+
+    starter.py failover ENV --to-region REGION --yes [--from backup|replica] [--version V]
+                        [--cleanup] [--detach] [--json]
+    starter.py failback ENV --yes [--detach] [--json]
+    starter.py dr-drill ENV --scenario regional [--to-region REGION] [--version V]   (cli_dr)
+
+Exit codes as every command: 0 done, 1 failed / aborted / cancelled, 2 bad input or a conflict
+(nothing started), 3 Temporal or the simulator unreachable.
+
+Failover and failback run under the environment's workflow id `deploy-<app>-<env>`, so no
+release or restore can start meanwhile (and `approve` / `abort ENV` reach them); the regional
+drill runs as `dr-drill-regional-<app>-<env>`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from stagecoach.cli_dr import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    STARTER,
+    ConfigOpt,
+    DetachOpt,
+    JsonOpt,
+    _dump,
+    _follow,
+    _print_json,
+    _print_lines,
+    _quiet,
+    _start,
+    _user,
+    async_client,
+    console,
+    fail,
+    load,
+    run,
+)
+from stagecoach.config import Config, check_version
+from stagecoach.dr_models import DrOutcome
+from stagecoach.failover import (
+    FailoverInput,
+    FailoverStatus,
+    build_failback,
+    build_failover,
+    build_regional_drill,
+    failover_workflow_id,
+    regional_drill_workflow_id,
+)
+
+DEFAULT_DRILL_REGION = "us-east1"
+
+
+# ----------------------------------------------------------------------------- what to run
+
+
+async def last_promoted_version(client: Any, cfg: Config, env: str) -> tuple[str, str] | None:
+    """(version, description) of the newest promoted release of ENV recorded in Temporal."""
+    from workflows.common import OUTCOME, VERSION
+
+    wid = failover_workflow_id(cfg.app, env)
+    query = (
+        f"WorkflowType='Release' AND WorkflowId='{wid}' AND StagecoachOutcome='promoted' "
+        "AND ExecutionStatus='Completed'"
+    )
+    newest: tuple[datetime, str] | None = None
+    async for wf in client.list_workflows(query, limit=50):
+        sa = wf.typed_search_attributes
+        version = str(sa.get(VERSION) or "")
+        if str(sa.get(OUTCOME) or "") != "promoted" or not version.startswith("v"):
+            continue
+        started = wf.start_time or datetime.min.replace(tzinfo=UTC)
+        if newest is None or started > newest[0]:
+            newest = (started, version)
+    if newest is None:
+        return None
+    return newest[1], f"release {newest[1]} promoted {newest[0]:%Y-%m-%d %H:%M} UTC"
+
+
+async def _version(client: Any, cfg: Config, env: str, given: str | None) -> tuple[str, str]:
+    if given:
+        return check_version(given), "--version"
+    found = await last_promoted_version(client, cfg, env)
+    if found is None:
+        fail(
+            f"no promoted release of {env} is recorded in Temporal, so the images to run are "
+            "unknown; pass --version vX.Y.Z (the version that served before the outage)",
+            EXIT_BAD_INPUT,
+        )
+    return found
+
+
+async def last_failover(client: Any, cfg: Config, env: str) -> FailoverStatus | None:
+    """The newest failover of ENV that succeeded, unless a failback followed it."""
+    wid = failover_workflow_id(cfg.app, env)
+    query = f"WorkflowType='Failover' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    newest: FailoverStatus | None = None
+    async for wf in client.list_workflows(query, limit=50):
+        handle = client.get_workflow_handle(wid, run_id=wf.run_id, result_type=FailoverStatus)
+        try:
+            st: FailoverStatus = await handle.result(follow_runs=False)
+        except Exception:
+            continue
+        if st.outcome != DrOutcome.SUCCEEDED or st.mode == "drill" or st.started_at is None:
+            continue
+        if newest is None or (newest.started_at and st.started_at > newest.started_at):
+            newest = st
+    if newest is None or newest.mode == "failback":
+        return None
+    return newest
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _s(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 3600:
+        return f"{x / 3600:.1f} h"
+    if x >= 60:
+        return f"{x / 60:.1f} min"
+    return f"{x:.1f} s"
+
+
+def report_lines(st: FailoverStatus) -> list[str]:
+    what = {"failover": "Failover", "failback": "Failback", "drill": "Regional DR drill"}[st.mode]
+    lines = [
+        f"{what} of {st.app} {st.env}: {st.from_region} -> {st.to_region}   "
+        f"outcome {st.outcome.value}   images {st.version}"
+    ]
+    if st.backup is not None:
+        when = f"{st.backup.enqueued_time:%Y-%m-%d %H:%M:%S} UTC" if st.backup.enqueued_time else ""
+        lines.append(
+            f"database   {st.instance} ({st.to_region}) <- backup {st.backup.id} "
+            f"({st.backup.type} {when}) of {st.source_instance}"
+        )
+    if st.validation is not None:
+        counts = ", ".join(f"{t.table}={t.rows}" for t in st.validation.tables)
+        lines.append(f"validated  {counts or 'no tables'}")
+    for svc in st.services:
+        lines.append(f"service    {svc.service} ({svc.region}) {svc.revision}  {svc.uri}")
+    if st.dns_moved:
+        lines.append(
+            f"DNS        {', '.join(st.dns_before) or '(none)'} -> {', '.join(st.dns_after)}"
+            f"  {'verified' if st.dns_verified else 'NOT verified'}"
+        )
+    for p in st.phases:
+        lines.append(f"phase      {p.phase:<12} {_s(p.seconds)}")
+    if st.total_seconds is not None:
+        verdict = "met" if st.rto_met else "MISSED" if st.outcome == DrOutcome.SUCCEEDED else "-"
+        lines.append(f"total      {_s(st.total_seconds)}  vs RTO {_s(st.rto_seconds)}: {verdict}")
+    if st.data_loss_seconds is not None:
+        label = "data-loss window" if st.mode != "failback" else "not carried back"
+        bound = "at most " if st.mode != "failback" and not st.data_loss_exact else ""
+        lines.append(
+            f"{label}  {bound}{_s(st.data_loss_seconds)}  vs RPO {_s(st.rpo_seconds)}: "
+            f"{'met' if st.rpo_met else 'MISSED'}"
+        )
+    if st.error or st.abort_reason:
+        lines.append(f"error      {st.error or st.abort_reason}")
+    lines += [f"left       {x}" for x in st.left_in]
+    lines += [f"next       {x}" for x in st.next_steps]
+    return lines
+
+
+def _exit(st: FailoverStatus, as_json: bool) -> int:
+    if as_json:
+        _print_json(_dump(st))
+    else:
+        _print_lines(list(report_lines(st)))
+    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+
+
+async def show_status(client: Any, workflow_id: str, desc: Any, as_json: bool, wait: bool) -> int:
+    """`starter.py status ENV` while (or after) a failover holds the environment's id."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    handle = client.get_workflow_handle(workflow_id, result_type=FailoverStatus)
+    if wait or desc.status == WorkflowExecutionStatus.COMPLETED:
+        try:
+            st = await handle.result()
+        except Exception:
+            st = await handle.query("status", result_type=FailoverStatus)
+    else:
+        st = await handle.query("status", result_type=FailoverStatus)
+    if st.outcome == DrOutcome.RUNNING:
+        if as_json:
+            _print_json(_dump(st))
+        else:
+            _print_lines([*report_lines(st), f"now        {st.progress}"])
+        return EXIT_OK
+    return _exit(st, as_json)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+async def _go(
+    client: Any, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
+) -> int:
+    handle = await _start(client, "Failover", inp, wid, inp.env, what, FailoverStatus)
+    if not as_json:
+        console.print(f"{what}, workflow {wid}", markup=False, highlight=False)
+        if inp.approvers and inp.mode != "drill":
+            console.print(
+                f"  the DNS move waits for approval: {STARTER} approve {inp.env} --by NAME "
+                f"({', '.join(inp.approvers)})",
+                markup=False,
+                highlight=False,
+            )
+    if detach:
+        if as_json:
+            _print_json(json.dumps({"workflow_id": wid, "run_id": handle.result_run_id}))
+        return EXIT_OK
+    st: FailoverStatus = await (_quiet if as_json else _follow)(handle, FailoverStatus)
+    return _exit(st, as_json)
+
+
+async def _failover(
+    env: str,
+    to_region: str | None,
+    yes: bool,
+    source: str,
+    version: str | None,
+    cleanup: bool,
+    config: str | None,
+    detach: bool,
+    as_json: bool,
+) -> int:
+    cfg = load(config)
+    cfg.env(env)
+    if not to_region:
+        fail("failover needs --to-region REGION (the region to bring ENV up in)", EXIT_BAD_INPUT)
+    if source not in ("backup", "replica"):
+        fail(f"--from {source!r}: choose backup or replica", EXIT_BAD_INPUT)
+    if not yes:
+        fail(f"failover moves {env}'s users to {to_region}; add --yes to confirm", EXIT_BAD_INPUT)
+    client = await async_client(cfg)
+    ver, where = await _version(client, cfg, env, version)
+    inp = build_failover(
+        cfg, env, to_region, ver, where,
+        source="replica" if source == "replica" else "backup",
+        cleanup_on_failure=cleanup, requested_by=_user(),
+    )  # fmt: skip
+    what = f"failover of {env} to {to_region} (images {ver}: {where})"
+    return await _go(client, inp, failover_workflow_id(cfg.app, env), what, detach, as_json)
+
+
+async def _failback(env: str, yes: bool, config: str | None, detach: bool, as_json: bool) -> int:
+    cfg = load(config)
+    cfg.env(env)
+    if not yes:
+        fail(f"failback moves {env}'s users back; add --yes to confirm", EXIT_BAD_INPUT)
+    client = await async_client(cfg)
+    last = await last_failover(client, cfg, env)
+    if last is None:
+        fail(
+            f"no completed failover of {env} to fail back from (the newest is a failback, or "
+            f"none succeeded); see `{STARTER} status {env}`",
+            EXIT_BAD_INPUT,
+        )
+    inp = build_failback(cfg, env, last, requested_by=_user())
+    what = f"failback of {env} from {last.to_region} to {last.from_region}"
+    return await _go(client, inp, failover_workflow_id(cfg.app, env), what, detach, as_json)
+
+
+async def regional_drill(
+    env: str,
+    to_region: str | None,
+    version: str | None,
+    config: str | None,
+    detach: bool,
+    as_json: bool,
+) -> int:
+    """`dr-drill ENV --scenario regional`: scratch copies in another region, always deleted."""
+    cfg = load(config)
+    e = cfg.env(env)
+    region = to_region or (DEFAULT_DRILL_REGION if e.region != DEFAULT_DRILL_REGION else "")
+    if not region or region == e.region:
+        fail(f"--to-region must name a region other than {e.region}", EXIT_BAD_INPUT)
+    client = await async_client(cfg)
+    ver, where = await _version(client, cfg, env, version)
+    inp = build_regional_drill(
+        cfg, env, region, ver, where, datetime.now(UTC), requested_by=_user()
+    )
+    what = f"regional DR drill of {env} into {region} (scratch, always deleted)"
+    return await _go(client, inp, regional_drill_workflow_id(cfg.app, env), what, detach, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `failover` and `failback` to `app`."""
+
+    @app.command("failover")
+    def failover_cmd(
+        env: str,
+        to_region: Annotated[
+            str | None, typer.Option("--to-region", help="region to bring ENV up in")
+        ] = None,
+        yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
+        source: Annotated[
+            str, typer.Option("--from", help="backup (newest successful) or replica")
+        ] = "backup",
+        version: Annotated[
+            str | None,
+            typer.Option(
+                "--version", help="images to run (default: the last promoted release of ENV)"
+            ),
+        ] = None,
+        cleanup: Annotated[
+            bool,
+            typer.Option(
+                "--cleanup",
+                help="if it fails before the DNS move, delete what it created (default: keep "
+                "them for a retry, which adopts them)",
+            ),
+        ] = False,
+        config: ConfigOpt = None,
+        detach: DetachOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Scenario 3: bring ENV up in another region and move its DNS record there.
+
+        Restores the newest backup into <instance>-<region>, creates the services there with
+        the last promoted release's images bound to it, smoke-tests them, then (after approval
+        where restores need it) moves environments.ENV.dns and checks it answers from there."""
+        run(
+            lambda: _failover(
+                env, to_region, yes, source, version, cleanup, config, detach, as_json
+            )
+        )
+
+    @app.command("failback")
+    def failback_cmd(
+        env: str,
+        yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
+        config: ConfigOpt = None,
+        detach: DetachOpt = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Return ENV to its primary region after a failover, with the data written since.
+
+        A fresh backup of the secondary instance is restored into the primary's instance, the
+        primary region's services serve the same images bound to it, then DNS moves back."""
+        run(lambda: _failback(env, yes, config, detach, as_json))

@@ -1,0 +1,369 @@
+"""Regional failover, failback and the regional drill end to end: `starter.py` as a subprocess,
+the real Temporal dev server, a worker inside the test, the real Google clients (run_v2,
+sqladmin v1, dns v1) and a gcpsim of this module's own (it takes prod's region down and moves
+prod's DNS record, so it does not share the session simulator).
+
+The story (one test, the steps depend on each other): with `outage us-central1`, a failover of
+prod to us-east1 whose smoke test fails stops before the DNS move (DNS untouched, the new
+resources kept); the retry adopts them, waits for approval, moves DNS and reports RTO and the
+data-loss window; after `outage --clear`, failback brings users back to us-central1 with the rows
+written in us-east1 meanwhile. The regional drill deletes every scratch resource on success,
+failure and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from temporalio.client import Client, WorkflowHandle
+
+from stagecoach.clients import Clients
+from stagecoach.dr_models import DrOutcome
+from stagecoach.failover import FailoverPhase, FailoverStatus, regional_drill_workflow_id
+from stagecoach.models import Target
+from stagecoach.temporal import build_worker
+from tests.conftest import ROOT, GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
+
+pytestmark = pytest.mark.asyncio
+
+STARTER = str(ROOT / "starter.py")
+APP = "legal-forms"
+PROJECT = "legal-forms-prod"
+WID = f"deploy-{APP}-prod"
+RECORD = "app.legal-forms.example."
+EAST = "node-server-prod-legal-forms-prod.us-east1.run.app."
+CENTRAL = "node-server-prod-legal-forms-prod.us-central1.run.app."
+WAIT = 120.0
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
+    s = start_seeded_gcpsim(tmp_path_factory.mktemp("gcpsim-failover"))
+    yield s
+    stop_gcpsim(s)
+
+
+@pytest.fixture
+def env_vars(
+    temporal_address: str, task_queue: str, sim: GcpsimProcess, tmp_path: Path
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
+    env.update(
+        TEMPORAL_ADDRESS=temporal_address,
+        STAGECOACH_TASK_QUEUE=task_queue,
+        GCPSIM_PORT=str(sim.port),
+        GCPSIM_GRPC_PORT=str(sim.grpc_port),
+        STAGECOACH_HOME=str(tmp_path / "home"),
+        STAGECOACH_USER="e2e-tester",
+        COLUMNS="200",
+    )
+    return env
+
+
+async def starter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, STARTER, *args],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def show(res: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+
+
+@asynccontextmanager
+async def worker(client: Client, task_queue: str) -> AsyncIterator[None]:
+    w, executor = build_worker(client, task_queue)
+    try:
+        async with w:
+            yield
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def clients(sim: GcpsimProcess) -> Clients:
+    return Clients(Target(kind="gcpsim", port=sim.port, grpc_port=sim.grpc_port))
+
+
+def record(sim: GcpsimProcess) -> list[str]:
+    rr = (
+        clients(sim)
+        .dns()
+        .resourceRecordSets()
+        .get(project=PROJECT, managedZone="legal-forms", name=RECORD, type="CNAME")
+        .execute()
+    )
+    return list(rr["rrdatas"])
+
+
+def resolve(sim: GcpsimProcess) -> dict[str, Any]:
+    import requests
+
+    resp = requests.get(f"{sim.url}/_dns/resolve", params={"name": RECORD}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    out: dict[str, Any] = resp.json()
+    return out
+
+
+def service_exists(sim: GcpsimProcess, region: str, service: str) -> bool:
+    name = f"projects/{PROJECT}/locations/{region}/services/{service}"
+    try:
+        clients(sim).services.get_service(name=name)
+        return True
+    except gexc.NotFound:
+        return False
+
+
+def instance_exists(sim: GcpsimProcess, instance: str) -> bool:
+    from googleapiclient.errors import HttpError
+
+    try:
+        clients(sim).sqladmin().instances().get(project=PROJECT, instance=instance).execute()
+        return True
+    except HttpError as e:
+        if e.status_code == 404:
+            return False
+        raise
+
+
+def bound_to(sim: GcpsimProcess, region: str, service: str) -> str:
+    c = clients(sim)
+    svc = c.services.get_service(name=f"projects/{PROJECT}/locations/{region}/services/{service}")
+    name = svc.traffic[0].revision or svc.latest_ready_revision.rsplit("/", 1)[-1]
+    rev = c.revisions.get_revision(name=f"{svc.name}/revisions/{name}")
+    env = {e.name: e.value for e in rev.containers[0].env}
+    return str(env.get("INSTANCE_CONNECTION_NAME", ""))
+
+
+async def wait_for(
+    handle: WorkflowHandle[Any, Any], check: Any, timeout: float = WAIT
+) -> FailoverStatus:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            st: FailoverStatus = await handle.query("status", result_type=FailoverStatus)
+            if check(st):
+                return st
+        except Exception:
+            pass
+        assert loop.time() < deadline, "timed out waiting for the failover status"
+        await asyncio.sleep(0.3)
+
+
+async def replays(handle: WorkflowHandle[Any, Any], record_as: str = "") -> None:
+    """The run's history replays without non-determinism (cleanup paths included); with
+    STAGECOACH_RECORD_HISTORY=1 it is also written to tests/replay/histories/RECORD_AS.json."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from stagecoach.temporal import workflows
+
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+    if record_as and os.environ.get("STAGECOACH_RECORD_HISTORY"):
+        out = ROOT / "tests" / "replay" / "histories" / f"{record_as}.json"
+        out.write_text(history.to_json())
+
+
+async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> FailoverStatus:
+    """Start a failover/failback detached, approve the DNS move, return its result."""
+    res = await starter(env, *args, "--detach")
+    assert res.returncode == 0, show(res)
+    handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
+    await wait_for(handle, lambda st: st.awaiting_approval or st.outcome != DrOutcome.RUNNING)
+    # it holds the environment: no release or restore can start meanwhile
+    deploy = await starter(env, "deploy", "prod", "v1.2.0")
+    assert deploy.returncode == 2, show(deploy)
+    assert "regional failover or failback of prod is running" in deploy.stderr, show(deploy)
+    restore = await starter(env, "restore", "prod", "--backup-id", "1", "--yes")
+    assert restore.returncode == 2, show(restore)
+    ok = await starter(env, "approve", "prod", "--by", "release-manager", "--comment", "go")
+    assert ok.returncode == 0, show(ok)
+    st: FailoverStatus = await handle.result()
+    return st
+
+
+async def test_user_errors_are_one_line_with_exit_2(env_vars: dict[str, str]) -> None:
+    cases = [
+        (["failover", "prod", "--yes"], "--to-region"),
+        (["failover", "prod", "--to-region", "us-east1"], "--yes"),
+        (["failover", "prod", "--to-region", "us-central1", "--yes", "--version", "v1.1.0"],
+         "own region"),
+        (["failover", "prod", "--to-region", "us-east1", "--yes", "--version", "1.1"], "v1.2.3"),
+        (["failover", "prod", "--to-region", "us-east1", "--yes", "--from", "replica",
+          "--version", "v1.1.0"], "replica"),
+        (["failover", "nope", "--to-region", "us-east1", "--yes"], "unknown environment"),
+        (["dr-drill", "prod", "--scenario", "moon"], "--scenario"),
+    ]  # fmt: skip
+    for args, words in cases:
+        res = await starter(env_vars, *args)
+        assert res.returncode == 2, show(res)
+        line = res.stderr.strip()
+        assert line.startswith("error: ") and "\n" not in line, show(res)
+        assert words in line, show(res)
+
+
+async def test_failover_retry_and_failback(
+    client: Client, task_queue: str, sim: GcpsimProcess, env_vars: dict[str, str]
+) -> None:
+    assert record(sim) == [CENTRAL]
+    assert sim.cli("outage", "us-central1").returncode == 0
+    # a failure before the DNS move: node-server's smoke test fails in us-east1
+    out = sim.cli("behavior", "node-server-prod", "v1.1.0", "--smoke-fail")
+    assert out.returncode == 0, out.stderr
+    async with worker(client, task_queue):
+        # with --cleanup, what the failed failover created is removed again
+        gone = await starter(
+            env_vars, "failover", "prod", "--to-region", "us-east1", "--yes", "--version",
+            "v1.1.0", "--cleanup",
+        )  # fmt: skip
+        assert gone.returncode == 1, show(gone)
+        assert "DNS: untouched" in gone.stdout and "deleted: instance" in gone.stdout, show(gone)
+        assert record(sim) == [CENTRAL]
+        assert not instance_exists(sim, "legal-forms-db-prod-us-east1")
+        assert not service_exists(sim, "us-east1", "python-pipeline-prod")
+        assert not service_exists(sim, "us-east1", "node-server-prod")
+        await replays(client.get_workflow_handle(WID))
+
+        # without it they are kept for a retry
+        bad = await starter(
+            env_vars, "failover", "prod", "--to-region", "us-east1", "--yes", "--version", "v1.1.0"
+        )
+        assert bad.returncode == 1, show(bad)
+        assert "smoke test of node-server-prod in us-east1 failed" in bad.stdout, show(bad)
+        assert "DNS: untouched" in bad.stdout, show(bad)
+        assert "kept; a retry adopts it" in bad.stdout, show(bad)
+        assert record(sim) == [CENTRAL]  # users never moved
+        assert resolve(sim)["cloudRun"]["location"] == "us-central1"
+        assert instance_exists(sim, "legal-forms-db-prod-us-east1")
+        assert service_exists(sim, "us-east1", "python-pipeline-prod")
+        await replays(client.get_workflow_handle(WID))
+
+        assert sim.cli("behavior", "--clear").returncode == 0
+        # an abort while it waits for approval: users stay where they were
+        res = await starter(env_vars, "failover", "prod", "--to-region", "us-east1", "--yes",
+                            "--version", "v1.1.0", "--detach")  # fmt: skip
+        assert res.returncode == 0, show(res)
+        handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
+        await wait_for(handle, lambda st: st.awaiting_approval)
+        ab = await starter(env_vars, "abort", "prod", "--reason", "rehearsal stopped")
+        assert ab.returncode == 0, show(ab)
+        aborted = await handle.result()
+        assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
+        assert record(sim) == [CENTRAL] and not aborted.dns_moved
+
+        # the retry adopts what the earlier attempts created
+        st = await run_with_approval(
+            env_vars, client, "failover", "prod", "--to-region", "us-east1", "--yes",
+            "--version", "v1.1.0",
+        )  # fmt: skip
+        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert any("adopted" in e for e in st.events), st.events
+        assert record(sim) == [EAST]
+        ans = resolve(sim)
+        assert ans["cloudRun"]["location"] == "us-east1"
+        assert ans["cloudRun"]["service"] == "node-server-prod"
+        assert st.dns_verified and st.dns_before == [CENTRAL] and st.dns_after == [EAST]
+        new = "legal-forms-db-prod-us-east1"
+        assert bound_to(sim, "us-east1", "node-server-prod") == f"{PROJECT}:us-east1:{new}"
+        assert st.validation is not None and st.validation.ok
+        assert all(t.rows > 0 for t in st.validation.tables)
+        assert st.backup is not None and st.backup.status == "SUCCESSFUL"
+        assert st.data_loss_seconds is not None and st.rpo_met is not None
+        assert st.total_seconds is not None and st.rto_met
+        assert [p.phase for p in st.phases] == [
+            "database", "services", "awaiting_approval", "dns"
+        ]  # fmt: skip
+        assert any("failback prod --yes" in n for n in st.next_steps)
+        await replays(client.get_workflow_handle(WID), "failover_prod_succeeded")
+        failed_over_at = st.ended_at
+        assert failed_over_at is not None
+
+        status = await starter(env_vars, "status", "prod")
+        assert status.returncode == 0 and "outcome succeeded" in status.stdout, show(status)
+
+        # the application writes in us-east1 for a while; then the region comes back
+        await asyncio.sleep(4)
+        assert sim.cli("outage", "us-central1", "--clear").returncode == 0
+        back = await run_with_approval(env_vars, client, "failback", "prod", "--yes")
+        assert back.outcome == DrOutcome.SUCCEEDED, back.error
+        assert back.mode == "failback" and back.to_region == "us-central1"
+        await replays(client.get_workflow_handle(WID), "failback_prod_succeeded")
+        assert record(sim) == [CENTRAL]
+        assert resolve(sim)["cloudRun"]["location"] == "us-central1"
+        assert back.validation is not None and back.restored_newest is not None
+        # the rows written in us-east1 during the outage are in the primary now
+        assert back.restored_newest > failed_over_at
+        assert bound_to(sim, "us-central1", "node-server-prod") == (
+            f"{PROJECT}:us-central1:legal-forms-db-prod"
+        )
+        again = await starter(env_vars, "failback", "prod", "--yes")
+        assert again.returncode == 2 and again.stderr.startswith("error: "), show(again)
+
+
+def scratch_left(sim: GcpsimProcess) -> list[str]:
+    c = clients(sim)
+    names = [
+        s.name
+        for s in c.services.list_services(parent=f"projects/{PROJECT}/locations/us-east1")
+        if "-dr-" in s.name
+    ]
+    items = c.sqladmin().instances().list(project=PROJECT).execute().get("items", [])
+    return names + [i["name"] for i in items if "-dr-" in i["name"]]
+
+
+async def test_regional_drill_always_deletes_scratch(
+    client: Client, task_queue: str, sim: GcpsimProcess, env_vars: dict[str, str]
+) -> None:
+    async with worker(client, task_queue):
+        ok = await starter(env_vars, "dr-drill", "prod", "--scenario", "regional",
+                           "--to-region", "us-east1", "--version", "v1.1.0", "--json")  # fmt: skip
+        assert ok.returncode == 0, show(ok)
+        rep = FailoverStatus.model_validate(json.loads(ok.stdout))
+        assert rep.outcome == DrOutcome.SUCCEEDED and rep.mode == "drill"
+        assert len(rep.deleted) == 3 and rep.total_seconds is not None
+        assert rep.data_loss_exact and rep.data_loss_seconds is not None
+        assert not rep.dns_moved
+        assert scratch_left(sim) == []
+
+        # failure: the scratch node-server's smoke test fails
+        assert (
+            sim.cli("behavior", "node-server-prod-dr-*", "v1.1.0", "--smoke-fail").returncode == 0
+        )
+        try:
+            bad = await starter(env_vars, "dr-drill", "prod", "--scenario", "regional",
+                                "--version", "v1.1.0")  # fmt: skip
+        finally:
+            sim.cli("behavior", "--clear")
+        assert bad.returncode == 1, show(bad)
+        assert "smoke test" in bad.stdout, show(bad)
+        assert scratch_left(sim) == []
+
+        # cancellation while the scratch services come up
+        await asyncio.sleep(1.1)  # a new scratch name (second resolution)
+        started = await starter(env_vars, "dr-drill", "prod", "--scenario", "regional",
+                                "--version", "v1.1.0", "--detach")  # fmt: skip
+        assert started.returncode == 0, show(started)
+        handle = client.get_workflow_handle(
+            regional_drill_workflow_id(APP, "prod"), result_type=FailoverStatus
+        )
+        await wait_for(handle, lambda st: st.phase == FailoverPhase.SERVICES)
+        await handle.cancel()
+        with pytest.raises(Exception):  # noqa: B017 (ends cancelled)
+            await handle.result()
+        st = await handle.query("status", result_type=FailoverStatus)
+        assert st.outcome == DrOutcome.CANCELLED
+        assert scratch_left(sim) == []
+        await replays(handle, "regional_drill_cancelled")
