@@ -22,7 +22,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -69,7 +69,7 @@ from stagecoach.models import (
     RollbackResult,
     TrafficTarget,
 )
-from stagecoach.plan import build_release, release_workflow_id, service_ref
+from stagecoach.plan import build_release, check_freeze, release_workflow_id, service_ref
 from stagecoach.temporal import TemporalSettings, connect
 
 EXIT_OK = 0
@@ -535,6 +535,12 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
             f"Switch to {inp.recovery.recovery_instance}, the point-in-time recovery of "
             f"{inp.recovery.source_instance} as of {inp.recovery.point_in_time.isoformat()}"
         )
+    if inp.freeze_override:
+        ov = inp.freeze_override
+        lines.append(
+            f"Freeze overridden ({ov.window}, until {ov.until:%Y-%m-%d %H:%M:%S} UTC) "
+            f"by {ov.by}: {ov.reason}"
+        )
     lines.append(f"Requested by {inp.requested_by}")
     return "\n".join(lines)
 
@@ -687,6 +693,13 @@ def deploy(
             help="Move services that serve from another instance to the configured one.",
         ),
     ] = False,
+    override_freeze: Annotated[
+        bool,
+        typer.Option("--override-freeze", help="Start inside a freeze window (needs --reason)."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the freeze is overridden (recorded).")
+    ] = None,
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -707,6 +720,9 @@ def deploy(
             interval=interval_td,
             requested_by=who(),
             switch_database=switch_database,
+        )
+        inp = check_freeze(
+            inp, datetime.now(UTC), override=override_freeze, reason=reason, by=who()
         )
     except ConfigError as e:
         fail(str(e), EXIT_INPUT)

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from stagecoach.freeze import FreezeWindow
+
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -137,6 +139,7 @@ class ReleasePolicy(_Strict):
     backup: bool = False
     approval: Approval | None = None
     restore_requires_approval: bool = False
+    freeze: list[FreezeWindow] = []  # stagecoach/freeze.py: no release starts or moves traffic
 
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> ReleasePolicy:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from stagecoach.config import Approval, Gates, Sizing, Step
+from stagecoach.freeze import FreezeWindow
 from stagecoach.judge import JudgeState
 
 # --------------------------------------------------------------------------- shared pieces
@@ -26,6 +27,7 @@ class Phase(StrEnum):
     SHIFTING = "shifting"
     BAKING = "baking"
     AWAITING_APPROVAL = "awaiting_approval"
+    FROZEN = "frozen"  # a freeze window holds the next traffic step
     PAUSED = "paused"
     ROLLING_BACK = "rolling_back"
     DONE = "done"
@@ -366,6 +368,16 @@ class RecoveryInfo(BaseModel):
     workflow_run_id: str = ""  # the PointInTimeRecovery run that made the instance
 
 
+class FreezeOverride(BaseModel):
+    """`deploy --override-freeze --reason R`: who started a release inside a freeze window, why,
+    and which window; the release does not wait for windows before `until`."""
+
+    by: str
+    reason: str
+    window: str  # the window's reason
+    until: datetime  # when that freeze ends (UTC)
+
+
 class ReleaseInput(BaseModel):
     app: str
     env: str
@@ -384,6 +396,8 @@ class ReleaseInput(BaseModel):
     # the release before anything is touched.
     switch_database: bool = False
     recovery: RecoveryInfo | None = None  # set by a point-in-time recovery that switches
+    freeze: list[FreezeWindow] = []  # traffic steps wait while one holds
+    freeze_override: FreezeOverride | None = None
     # history events after which a bake continues as new: a 48 h bake polled every minute
     # stays bounded (Temporal warns at 10,240 events)
     continue_as_new_after: int = 4000
@@ -440,6 +454,9 @@ class ReleaseStatus(BaseModel):
     events: list[str] = []  # one line per notable event, oldest first (bounded)
     abort_reason: str = ""
     promote_requested: bool = False
+    frozen_until: datetime | None = None  # set while a freeze window holds the next step
+    frozen_reason: str = ""
+    freeze_override: FreezeOverride | None = None
     error: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None

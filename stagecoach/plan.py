@@ -13,8 +13,10 @@ from stagecoach.config import (
     check_version,
     run_service_name,
 )
+from stagecoach.freeze import frozen_at
 from stagecoach.models import (
     DatabaseBinding,
+    FreezeOverride,
     InstanceRef,
     RecoveryInfo,
     ReleaseInput,
@@ -159,6 +161,7 @@ def build_release(
     interval: timedelta | None = None,
     requested_by: str = "",
     switch_database: bool = False,
+    freeze_override: FreezeOverride | None = None,
 ) -> ReleaseInput:
     """Validate the request against the config and resolve everything the workflow needs."""
     check_version(version)
@@ -180,6 +183,8 @@ def build_release(
         requested_by=requested_by,
         backup=instance_ref(cfg, env) if e.release.backup else None,
         switch_database=switch_database,
+        freeze=e.release.freeze,
+        freeze_override=freeze_override,
     )
 
 
@@ -230,3 +235,26 @@ def build_switch_release(
         first = release.steps[0].weight
         release.approval = release.approval.model_copy(update={"before_weight": first})
     return release
+
+
+def check_freeze(
+    inp: ReleaseInput, now: datetime, *, override: bool, reason: str | None, by: str
+) -> ReleaseInput:
+    """`deploy` inside a freeze window: refused (ConfigError, exit 2) naming the window's reason
+    and when it ends, unless overridden with a reason; then the override rides in the input (the
+    release records who and why, and does not wait for that freeze)."""
+    if override and not (reason or "").strip():
+        raise ConfigError("--override-freeze needs --reason R (recorded in the release's history)")
+    freeze = frozen_at(inp.freeze, now)
+    if freeze is None:
+        return inp
+    until = freeze.until.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not override:
+        raise ConfigError(
+            f"{inp.env} is frozen until {until} ({freeze.reason}); deploy after that, or start "
+            "it anyway with --override-freeze --reason R"
+        )
+    ov = FreezeOverride(
+        by=by, reason=(reason or "").strip(), window=freeze.reason, until=freeze.until
+    )
+    return inp.model_copy(update={"freeze_override": ov})

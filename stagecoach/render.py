@@ -153,6 +153,20 @@ def database_lines(st: ReleaseStatus) -> list[str]:
     return lines
 
 
+def freeze_lines(st: ReleaseStatus) -> list[str]:
+    """A freeze holding the release, and a freeze the release was started through."""
+    lines = []
+    if st.frozen_until is not None and st.outcome == Outcome.RUNNING:
+        lines.append(f"frozen until {_time(st.frozen_until)}: {st.frozen_reason}")
+    ov = st.freeze_override
+    if ov is not None:
+        lines.append(
+            f"started inside a freeze ({ov.window}, until {_time(ov.until)}) by {ov.by}: "
+            f"{ov.reason}"
+        )
+    return lines
+
+
 def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
@@ -166,6 +180,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     if st.backup_id:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
     parts.extend(Text(line) for line in database_lines(st))
+    parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
 
     table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("service", "state", "stable", "canary"):

@@ -27,6 +27,7 @@ from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_mes
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bake import after_reading, metrics_timing
     from stagecoach.bindings import check_serving
+    from stagecoach.freeze import frozen_at
     from stagecoach.gates import evaluate
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
     from stagecoach.models import (
@@ -63,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
 CANARY_TAG = "canary"
 SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge and stagecoach.bake
+FREEZE_WINDOWS = "freeze-windows"  # workflow.patched id: traffic steps wait out freeze windows
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
 LONG = timedelta(minutes=20)
@@ -153,6 +155,7 @@ class ReleaseWorkflow(Visible):
         if st.started_at is None:
             st.started_at = workflow.now()
             self._event(f"release {inp.version} to {inp.env} started by {inp.requested_by}")
+            self._record_freeze_override()
             await self._notify("started", f"Release {inp.version} to {inp.env} started")
         self._set_phase(st.phase)
         try:
@@ -264,6 +267,7 @@ class ReleaseWorkflow(Visible):
                     i = len(steps) - 1  # promote: straight to the last step (approval still holds)
                 if svc.bake_until is None:
                     await self._await_approval(steps[i].weight)
+                    await self._wait_freeze(svc, steps[i].weight)
                     await self._shift(plan, svc, i)
                     bake = timedelta(0) if self.promote_requested else steps[i].bake
                     svc.bake_until = workflow.now() + bake
@@ -359,6 +363,55 @@ class ReleaseWorkflow(Visible):
         )
         self.st.awaiting_approval_for = None
         self._check_abort()
+
+    # ------------------------------------------------------------------ freeze windows
+
+    def _record_freeze_override(self) -> None:
+        ov = self.inp.freeze_override
+        if ov is None:
+            return
+        self.st.freeze_override = ov
+        self._event(
+            f"freeze ({ov.window}, until {ov.until:%Y-%m-%d %H:%M:%S} UTC) overridden by "
+            f"{ov.by}: {ov.reason}"
+        )
+
+    async def _wait_freeze(self, svc: ServiceStatus, weight: int) -> None:
+        """Before a traffic step: wait while a freeze window holds (phase `frozen`); go on when
+        it ends. `abort` cuts the wait short (rollbacks are never frozen). Pure evaluation on
+        workflow.now(); the override of `deploy --override-freeze` covers its freeze."""
+        if not self.inp.freeze or not workflow.patched(FREEZE_WINDOWS):
+            return
+        while True:
+            self._check_abort()
+            now = workflow.now()
+            ov = self.inp.freeze_override
+            freeze = frozen_at(self.inp.freeze, now)
+            if freeze is None or (ov is not None and freeze.until <= ov.until):
+                break
+            if self.st.frozen_until != freeze.until:
+                self.st.frozen_until = freeze.until
+                self.st.frozen_reason = freeze.reason
+                self._event(
+                    f"{svc.run_service}: frozen before {weight}% until "
+                    f"{freeze.until:%Y-%m-%d %H:%M:%S} UTC: {freeze.reason}"
+                )
+            self._set_phase(Phase.FROZEN)
+            self._progress(
+                f"{svc.run_service}: frozen before {weight}% until "
+                f"{freeze.until:%H:%M:%S} UTC ({freeze.reason})"
+            )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.abort_requested is not None,
+                    timeout=max(freeze.until - now, timedelta(seconds=1)),
+                    timeout_summary=f"frozen until {freeze.until:%Y-%m-%d %H:%M:%S} UTC: "
+                    f"{freeze.reason}",
+                )
+        if self.st.frozen_until is not None:
+            self._event(f"{svc.run_service}: freeze over, going on to {weight}%")
+            self.st.frozen_until = None
+            self.st.frozen_reason = ""
 
     def _approved(self, weight: int) -> bool:
         return any(a.before_weight == weight for a in self.st.approvals)
