@@ -17,8 +17,8 @@ WEEKEND = FreezeWindow(
 )
 
 
-def utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)
+def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 def test_weekly_window_in_a_named_zone() -> None:
