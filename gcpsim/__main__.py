@@ -4,6 +4,8 @@
     python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900]
                               [--error-log-rate 0.2] [--broken] ...
     python -m gcpsim behavior --clear
+    python -m gcpsim job-behavior JOB VERSION [--fail] [--duration 5s] [--message M]
+    python -m gcpsim job-behavior --clear
     python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
     python -m gcpsim rate [--clear [SERVICE [VERSION]]]
     python -m gcpsim metrics [SERVICE] --sample-period 60 --delay 180   (SERVICE defaults to *)
@@ -37,7 +39,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show")
+CLIENT_COMMANDS = ("behavior", "job-behavior", "rate", "metrics", "fault", "show")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -380,6 +382,18 @@ def _client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gcpsim", description="Control a running gcpsim.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    jb = sub.add_parser(
+        "job-behavior",
+        parents=[common],
+        help="set how executions of a Cloud Run job at an image version run",
+    )
+    jb.add_argument("job", nargs="?", help="Cloud Run job name or glob (migrate-*)")
+    jb.add_argument("version", nargs="?", help="image version (tag), e.g. v1.2.0, or *")
+    jb.add_argument("--fail", action="store_true", help="the tasks exit non-zero")
+    jb.add_argument("--duration", help="how long the tasks run, e.g. 5s (default 1s)")
+    jb.add_argument("--message", help="the failure message (with --fail)")
+    jb.add_argument("--clear", action="store_true", help="remove every job behaviour")
+
     b = sub.add_parser(
         "behavior",
         parents=[common],
@@ -656,6 +670,14 @@ def client(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.command == "behavior" and not args.clear and not (args.service and args.version):
         parser.error("behavior needs SERVICE and VERSION (or --clear)")
+    if args.command == "job-behavior" and not args.clear and not (args.job and args.version):
+        parser.error("job-behavior needs JOB and VERSION (or --clear)")
+    duration: float | None = None
+    if args.command == "job-behavior" and args.duration:
+        try:
+            duration = float(str(args.duration).removesuffix("s"))
+        except ValueError:
+            parser.error(f"--duration {args.duration!r}: write seconds, e.g. 5s or 0.5")
     rate_body: dict[str, Any] | None = None
     if args.command == "rate":
         rate_body = _rate_args(parser, args)
@@ -669,7 +691,19 @@ def client(argv: list[str]) -> int:
             parser.error("fault needs --status, --op-error or --latency-ms")
     try:
         c = _Client(args)
-        if args.command == "behavior":
+        if args.command == "job-behavior":
+            if args.clear:
+                c.call("DELETE", "/_sim/job-behaviors")
+                print("cleared all job behaviours")
+                return 0
+            body = {"job": args.job, "version": args.version, "fail": args.fail}
+            if duration is not None:
+                body["duration"] = duration
+            if args.message:
+                body["message"] = args.message
+            rule = c.call("POST", "/_sim/job-behaviors", body)
+            print(f"job behaviour set: {json.dumps(rule)}")
+        elif args.command == "behavior":
             if args.clear:
                 c.call("DELETE", "/_sim/behaviors")
                 print("cleared all behaviours")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gcpsim import control, health, run_v2, sqladmin_v1
+from gcpsim import control, health, jobs_v2, run_v2, sqladmin_v1
 from gcpsim.errors import ApiError
 from gcpsim.sim import Sim
 
@@ -20,6 +20,7 @@ def create_app(sim: Sim) -> FastAPI:
 
     app.include_router(control.router(sim))
     app.include_router(run_v2.router(sim))
+    app.include_router(jobs_v2.router(sim))
     app.include_router(sqladmin_v1.router(sim))
     app.include_router(health.router(sim))
     app.state.sim = sim
