@@ -20,6 +20,9 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | DeleteInstance | DeleteInstanceInput -> OperationResult |
 | ValidateDatabase | ValidateDatabaseInput -> ValidationReport |
 | Notify | NotifyInput -> None |
+| StartHook | StartHookInput -> HookExecution (activities/cloud_run_jobs.py) |
+| ReadHookExecution | ExecutionRef -> HookExecution |
+| CancelHookExecution | ExecutionRef -> HookExecution |
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def all_activities(
 ) -> list[Callable[..., Any]]:
     """Every activity callable, for `Worker(activities=...)`."""
     from activities.cloud_run import CloudRunActivities
+    from activities.cloud_run_jobs import CloudRunJobsActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
     from activities.monitoring import MonitoringActivities
@@ -47,6 +51,7 @@ def all_activities(
     sql = CloudSqlActivities(target_factory)
     mon = MonitoringActivities(target_factory)
     db = DatabaseActivities(target_factory)
+    jobs = CloudRunJobsActivities(target_factory)
     return [
         run.get_service_state,
         run.read_serving,
@@ -63,6 +68,9 @@ def all_activities(
         sql.delete_instance,
         db.validate_database,
         notify,
+        jobs.start_hook,
+        jobs.read_hook_execution,
+        jobs.cancel_hook_execution,
     ]
 
 

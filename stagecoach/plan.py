@@ -14,10 +14,14 @@ from stagecoach.config import (
     run_service_name,
 )
 from stagecoach.freeze import frozen_at
+from stagecoach.hooks import job_id
 from stagecoach.models import (
     DatabaseBinding,
     FreezeOverride,
+    HookPlan,
+    HookStage,
     InstanceRef,
+    JobRef,
     RecoveryInfo,
     ReleaseInput,
     ServicePlan,
@@ -117,6 +121,41 @@ def _plans(
     return plans
 
 
+def hook_plans(cfg: Config, env: str, version: str, stage: HookStage) -> list[HookPlan]:
+    """The environment's hooks of `stage` (its own `release.hooks`, else the top-level ones)."""
+    e = cfg.env(env)
+    hooks = cfg.hooks_for(env)
+    where = f"environments.{env}.release.hooks" if e.release.hooks else "hooks"
+    plans = []
+    for h in hooks.pre_deploy if stage == "pre_deploy" else hooks.post_deploy:
+        if h.uses_database and e.database is None:
+            raise ConfigError(
+                f"{where}.{stage} {h.name!r} has uses_database: true but "
+                f"environments.{env}.database is not set; add the instance"
+            )
+        try:
+            job = job_id(h.name, env)
+        except ValueError as err:
+            raise ConfigError(f"{where}.{stage} {h.name!r}: {err}") from None
+        plans.append(
+            HookPlan(
+                name=h.name,
+                stage=stage,
+                ref=JobRef(target=target_for(cfg), project=e.project, region=e.region, job=job),
+                image=h.image_for(e.project, version),
+                command=h.command,
+                args=h.args,
+                env=h.env,
+                secrets=h.secrets,
+                timeout=h.timeout,
+                task_count=h.task_count,
+                max_retries=h.max_retries,
+                database=database_binding(cfg, env) if h.uses_database else None,
+            )
+        )
+    return plans
+
+
 def _release_input(
     cfg: Config,
     env: str,
@@ -185,6 +224,9 @@ def build_release(
         switch_database=switch_database,
         freeze=e.release.freeze,
         freeze_override=freeze_override,
+        pre_deploy_hooks=hook_plans(cfg, env, version, "pre_deploy"),
+        post_deploy_hooks=hook_plans(cfg, env, version, "post_deploy"),
+        on_post_deploy_failure=cfg.hooks_for(env).on_post_deploy_failure,
     )
 
 

@@ -153,6 +153,30 @@ def database_lines(st: ReleaseStatus) -> list[str]:
     return lines
 
 
+def hook_lines(st: ReleaseStatus) -> list[str]:
+    """One line per hook: job, execution, state, task counts, where its logs are."""
+    lines = []
+    for h in st.hooks:
+        line = f"{h.stage} hook {h.name}: job {h.job}"
+        if h.execution:
+            line += (
+                f", execution {h.execution} {h.state}: {h.succeeded}/{h.task_count} task(s) "
+                f"succeeded, {h.failed} failed"
+            )
+            if h.running:
+                line += f", {h.running} running"
+            if h.cancelled:
+                line += f", {h.cancelled} cancelled"
+        else:
+            line += f" {h.state}"
+        if h.message:
+            line += f" ({h.message})"
+        lines.append(line)
+        if h.log_uri:
+            lines.append(f"  logs: {h.log_uri}")
+    return lines
+
+
 def freeze_lines(st: ReleaseStatus) -> list[str]:
     """A freeze holding the release, and a freeze the release was started through."""
     lines = []
@@ -181,6 +205,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
     parts.extend(Text(line) for line in database_lines(st))
     parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
+    parts.extend(Text(line) for line in hook_lines(st))
 
     table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("service", "state", "stable", "canary"):
@@ -211,6 +236,8 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text(line, style="red"))
     if st.abort_reason:
         parts.append(Text(f"aborted: {st.abort_reason}", style="yellow"))
+    if st.migration_note:
+        parts.append(Text(st.migration_note, style="bold yellow"))
     if st.approvals:
         for a in st.approvals:
             parts.append(
