@@ -39,7 +39,7 @@ from stagecoach.models import (
 
 log = logging.getLogger(__name__)
 
-OPERATION_TIMEOUT = 120.0  # seconds a job create/update operation may take
+OPERATION_TIMEOUT = 90.0  # seconds a job create/update operation may take
 
 
 def _ts(value: Any) -> datetime | None:
@@ -155,6 +155,7 @@ class CloudRunJobsActivities:
         """Create or update the hook's job for this release and run it, once per release."""
         c = self._c(input.hook.ref.target)
         ref = input.hook.ref
+        activity.heartbeat("find")
         try:
             c.jobs.get_job(name=ref.name)
             exists = True
@@ -166,6 +167,7 @@ class CloudRunJobsActivities:
                 log.info("hook %s: found execution %s started before", ref.job, found.name)
                 return execution_result(found, reused=True)
         job = job_for(input)
+        activity.heartbeat("write job")
         if exists:
             job.name = ref.name
             written = c.jobs.update_job(job=job).result(timeout=OPERATION_TIMEOUT)
@@ -177,6 +179,7 @@ class CloudRunJobsActivities:
             except gexc.Conflict:  # created meanwhile: write over it
                 job.name = ref.name
                 written = c.jobs.update_job(job=job).result(timeout=OPERATION_TIMEOUT)
+        activity.heartbeat("run")
         op = c.jobs.run_job(request=run_v2.RunJobRequest(name=ref.name, etag=written.etag))
         ex = op.metadata
         if not ex or not ex.name:  # the operation carries the execution; look it up otherwise

@@ -431,6 +431,9 @@ class ReleaseWorkflow(Visible):
                     StartHookInput(hook=plan, release_id=self.inp.release_id, version=self.version),
                     result_type=HookExecution,
                     start_to_close_timeout=timedelta(minutes=5),
+                    # a worker lost mid-call is noticed in seconds; the retry finds the
+                    # execution the lost attempt started (labelled with the release id)
+                    heartbeat_timeout=timedelta(seconds=20),
                     retry_policy=API_RETRY,
                     summary=f"{what}: run job {plan.ref.job}",
                 )
