@@ -962,6 +962,40 @@ async def release_history_hints(
     return previous_of, exclude
 
 
+async def _migration_note(client: Client, cfg: Config, env: str) -> str:
+    """When the release being rolled back (the newest promoted one) ran a database hook: its
+    schema changes stay; name its pre-deploy backup and the restore command."""
+    wid = release_workflow_id(cfg.app, env)
+    query = f"WorkflowType='Release' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    async for wf in client.list_workflows(query, limit=10):
+        h = client.get_workflow_handle(wid, run_id=wf.run_id, result_type=ReleaseStatus)
+        try:
+            st: ReleaseStatus = await h.result(follow_runs=False)
+        except Exception:
+            continue
+        if st.outcome != Outcome.PROMOTED:
+            continue
+        ran = [
+            x.name
+            for x in st.hooks
+            if x.stage == "pre_deploy" and x.uses_database and x.state == "succeeded"
+        ]
+        if not ran:
+            return ""
+        restore = (
+            f"restore its pre-deploy backup {st.backup_id}: "
+            f"`{STARTER} restore {env} --backup-id {st.backup_id} --yes`"
+            if st.backup_id
+            else f"no pre-deploy backup was taken; pick one with `{STARTER} backups {env}`"
+        )
+        return (
+            f"release {st.version} ran database hook(s) {', '.join(ran)}; rolling traffic back "
+            "does not undo their schema changes. If the previous revisions cannot work with "
+            f"the new schema, {restore}"
+        )
+    return ""
+
+
 async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> int:
 
     client = await async_client(cfg)
@@ -1027,10 +1061,14 @@ async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> 
                 res = await handle.result()
     except WorkflowFailureError as e:
         fail(f"rollback workflow failed: {getattr(e.cause, 'message', None) or e}", EXIT_FAILED)
+    note = await _migration_note(client, cfg, env)
     if json_out:
-        print_json(render.to_json(res.model_dump(mode="json") | {"workflow_id": wid}))
+        extra = {"workflow_id": wid} | ({"migration_note": note} if note else {})
+        print_json(render.to_json(res.model_dump(mode="json") | extra))
     else:
         out.print(render.rollback_table(res, f"Rollback in {env}: {res.outcome.value}"))
+        if note:
+            out.print(note, markup=False, soft_wrap=True, style="bold yellow")
     return EXIT_OK if res.outcome == Outcome.ROLLED_BACK else EXIT_FAILED
 
 
