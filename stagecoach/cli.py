@@ -535,6 +535,9 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
             f"Switch to {inp.recovery.recovery_instance}, the point-in-time recovery of "
             f"{inp.recovery.source_instance} as of {inp.recovery.point_in_time.isoformat()}"
         )
+    for h in inp.pre_deploy_hooks + inp.post_deploy_hooks:
+        db = ", bound to the database" if h.database else ""
+        lines.append(f"Hook {h.stage} {h.name}: Cloud Run job {h.ref.job}, image {h.image}{db}")
     if inp.freeze_override:
         ov = inp.freeze_override
         lines.append(
