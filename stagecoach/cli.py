@@ -548,6 +548,14 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
     return "\n".join(lines)
 
 
+def _memo(inp: ReleaseInput) -> dict[str, str] | None:
+    """What `history` shows beside a release: a freeze it was started through (who, why)."""
+    ov = inp.freeze_override
+    if ov is None:
+        return None
+    return {"note": f"freeze ({ov.window}) overridden by {ov.by}: {ov.reason}"}
+
+
 async def worker_pollers(client: Client, task_queue: str) -> int | None:
     """How many workers polled the task queue recently (None when that cannot be told)."""
     from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -626,6 +634,7 @@ async def _deploy(cfg: Config, inp: ReleaseInput, detach: bool, json_out: bool) 
             ),
             static_summary=f"Release {inp.version} to {inp.env}: {names}",
             static_details=_static_details(cfg, inp),
+            memo=_memo(inp),
         )
     except WorkflowAlreadyStartedError:
         await _conflict(client, inp.env, wid)
@@ -1132,6 +1141,7 @@ async def _history(cfg: Config, env: str, limit: int, json_out: bool) -> int:
                 status=status,
                 started=wf.start_time,
                 closed=wf.close_time,
+                note=str((await wf.memo()).get("note") or ""),
             )
         )
     if json_out:

@@ -295,6 +295,7 @@ class HistoryRow:
     status: str
     started: datetime | None
     closed: datetime | None
+    note: str = ""  # e.g. a freeze overridden to start it (who, why)
 
 
 def _duration(r: HistoryRow) -> str:
@@ -310,18 +311,23 @@ def _duration(r: HistoryRow) -> str:
 
 def history_table(rows: list[HistoryRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("version", "outcome", "phase", "started (UTC)", "took", "run id"):
-        table.add_column(col, no_wrap=col != "run id", overflow="fold")
+    notes = any(r.note for r in rows)
+    cols = ("version", "outcome", "phase", "started (UTC)", "took", "run id")
+    for col in cols + (("note",) if notes else ()):
+        table.add_column(col, no_wrap=col not in ("run id", "note"), overflow="fold")
     for r in rows:
         style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
-        table.add_row(
+        cells: list[str | Text] = [
             r.version or "-",
             Text(r.outcome or r.status, style=style),
             r.phase or "-",
             _time(r.started),
             _duration(r) if r.closed else "running",
             r.run_id,
-        )
+        ]
+        if notes:
+            cells.append(r.note)
+        table.add_row(*cells)
     return table
 
 

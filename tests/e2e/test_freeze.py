@@ -96,6 +96,17 @@ async def test_deploy_inside_a_window_exits_2_then_override_runs_and_records(
     assert "Freeze overridden (quarter-end close" in (await desc.static_details() or "")
     res = await starter(cli_env, "status", "prod", "--config", str(path))
     assert "by e2e-tester: security fix CVE-1" in res.stdout, show(res)
+    for _ in range(50):  # history reads visibility, which may lag the close by a moment
+        res = await starter(cli_env, "history", "prod", "--config", str(path), "--json")
+        rows = json.loads(res.stdout)
+        if rows and rows[0]["outcome"] == "promoted":
+            break
+        await asyncio.sleep(0.2)
+    assert rows[0]["note"] == (
+        "freeze (quarter-end close) overridden by e2e-tester: security fix CVE-1"
+    ), rows
+    res = await starter(cli_env, "history", "prod", "--config", str(path))
+    assert "overridden by e2e-tester" in res.stdout, show(res)
 
 
 async def test_running_release_waits_out_a_window_and_goes_on(
