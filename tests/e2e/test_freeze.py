@@ -162,3 +162,35 @@ async def test_abort_while_frozen_is_not_frozen(
         result: ReleaseStatus = await handle.result()
         assert asyncio.get_running_loop().time() - t0 < 20
     assert result.outcome == Outcome.ABORTED and result.abort_reason == "not today"
+
+
+async def test_window_opening_mid_release_holds_the_next_step_until_it_ends(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    inp = release_input(gcpsim, "staging", "v1.4.2", services=["python-pipeline"])
+    now = datetime.now(UTC)
+    start_at = (now + timedelta(seconds=4)).replace(microsecond=0)
+    end = start_at + timedelta(seconds=7)
+    window = FreezeWindow(start=start_at.strftime(FMT), end=end.strftime(FMT), reason="launch")
+    inp = inp.model_copy(update={"freeze": [window]})
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        st = await wait_for(handle, lambda s: s.phase == Phase.FROZEN, timeout=30)
+        assert st.frozen_reason == "launch"
+        result: ReleaseStatus = await handle.result()
+    assert result.outcome == Outcome.PROMOTED, result.error
+    svc = result.services[0]
+    state = json.loads((gcpsim.state_dir / "state.json").read_text())
+    timeline = state["sim"]["traffic"][f"legal-forms-staging/us-central1/{svc.run_service}"]
+    changes = [
+        at for at, split in timeline if any(r == svc.canary_revision and p for r, p, _ in split)
+    ]
+    # no traffic step inside the window (1 s for an operation requested just before it began)
+    inside = [at for at in changes if start_at.timestamp() + 1 <= at < end.timestamp()]
+    assert not inside, (changes, start_at, end)
+    assert any(at >= end.timestamp() for at in changes)
+    assert canary_history(gcpsim, "legal-forms-staging", svc.run_service, svc.canary_revision) == [
+        10,
+        50,
+        100,
+    ]
