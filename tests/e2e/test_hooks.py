@@ -7,10 +7,13 @@ and completion, revision create times; the executions of the job) and from the d
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -275,8 +278,32 @@ async def test_post_deploy_failure_can_be_report_only(
     assert any("reported only" in e for e in result.events)
 
 
+@contextmanager
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """A Slack-compatible webhook on loopback; yields the JSON bodies it received."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            received.append(json.loads(self.rfile.read(n)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STAGECOACH_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        yield received
+    finally:
+        server.shutdown()
+
+
 async def test_rollback_after_a_migration_names_the_backup_and_a_restore_undoes_it(
-    client: Client, task_queue: str, gcpsim: GcpsimProcess
+    client: Client, task_queue: str, gcpsim: GcpsimProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = gcpsim.cli("behavior", "python-pipeline-staging", "v1.8.0", "--error-rate", "0.3")
     assert res.returncode == 0, res.stderr
@@ -286,9 +313,13 @@ async def test_rollback_after_a_migration_names_the_backup_and_a_restore_undoes_
         pre=[migration("migrate", "0008_split_names")],
         services=["python-pipeline"],
     )
-    async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+    inp = inp.model_copy(update={"notify": True})
+    with webhook(monkeypatch) as received:
+        async with worker(client, task_queue):
+            result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
     assert result.outcome == Outcome.ROLLED_BACK, result.error
+    texts = [json.dumps(b) for b in received]
+    assert any("does not undo" in t and result.backup_id in t for t in texts), texts
     assert "0008_split_names" in migrations(gcpsim)  # the schema outlived the traffic rollback
     note = result.migration_note
     assert "does not undo" in note and "migrate" in note
