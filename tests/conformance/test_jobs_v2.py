@@ -240,3 +240,18 @@ def test_bound_job_migrates_the_database_and_a_restore_undoes_it(
             "SELECT count(*) FROM information_schema.tables WHERE table_name='schema_migrations'"
         )
     assert gone == [[0]]
+
+
+def test_job_behavior_cli_round_trip_and_bad_args(gcpsim: GcpsimProcess) -> None:
+    res = gcpsim.cli("job-behavior", "cli-*", "v9", "--fail", "--duration", "2.5s")
+    assert res.returncode == 0, res.stderr
+    rules = requests.get(f"{gcpsim.url}/_sim/job-behaviors", timeout=10).json()["jobBehaviors"]
+    assert {"job": "cli-*", "version": "v9", "fail": True, "duration": 2.5, "message": ""} in rules
+    for args in (["job-behavior"], ["job-behavior", "j", "v1", "--duration", "soon"]):
+        res = gcpsim.cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+    res = gcpsim.cli("job-behavior", "--clear")
+    assert res.returncode == 0 and "cleared" in res.stdout
+    assert requests.get(f"{gcpsim.url}/_sim/job-behaviors", timeout=10).json() == {
+        "jobBehaviors": []
+    }
