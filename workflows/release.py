@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, Visible, error_message
 
@@ -465,14 +465,21 @@ class ReleaseWorkflow(Visible):
             if self.abort_requested is not None:
                 await self._cancel_hook(plan, hs, ref)
                 self._check_abort()
-            ex = await workflow.execute_local_activity(
-                "ReadHookExecution",
-                ref,
-                result_type=HookExecution,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=API_RETRY,
-                summary=f"{what}: read {hs.execution}",
-            )
+            try:
+                ex = await workflow.execute_local_activity(
+                    "ReadHookExecution",
+                    ref,
+                    result_type=HookExecution,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=API_RETRY,
+                    summary=f"{what}: read {hs.execution}",
+                )
+            # e.g. the execution was deleted: the hook failed. (A local activity's
+            # non-retryable failure can surface as its ApplicationError, unwrapped.)
+            except (ActivityError, ApplicationError) as err:
+                hs.state = "failed"
+                hs.message = f"could not read execution {hs.execution}: {error_message(err)}"
+                break
             self._keep_execution(hs, ex)
         self._event(
             f"{what}: execution {hs.execution} {hs.state}: {hs.succeeded}/{hs.task_count} "

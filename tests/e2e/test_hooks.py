@@ -372,3 +372,24 @@ async def test_worker_restart_mid_hook_neither_loses_nor_repeats_it(
     assert result.hooks[0].state == "succeeded"
     assert len(executions_of(gcpsim, "restart-migrate-staging", inp.release_id)) == 1
     assert "0091_restart" in migrations(gcpsim)
+
+
+async def test_execution_deleted_under_a_hook_fails_the_release_cleanly(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    job_behavior(gcpsim, "gone-migrate-staging", "v1.9.2", "--duration", "60s")
+    inp = hooked(gcpsim, "v1.9.2", pre=[migration("gone-migrate", "0092_gone")])
+    execs, _ = run_clients(gcpsim)
+    async with worker(client, task_queue):
+        handle = await start(client, task_queue, inp)
+        st = await wait_for(handle, lambda s: bool(s.hooks and s.hooks[0].execution))
+        parent = f"projects/{PROJECT}/locations/us-central1/jobs/gone-migrate-staging"
+        await asyncio.to_thread(
+            lambda: execs.delete_execution(
+                name=f"{parent}/executions/{st.hooks[0].execution}"
+            ).result(timeout=30)
+        )
+        result: ReleaseStatus = await handle.result()
+    assert result.outcome == Outcome.FAILED
+    assert "could not read execution" in result.error and "no traffic moved" in result.error
+    assert all(s.state == "pending" for s in result.services)
