@@ -292,7 +292,9 @@ class ReleaseWorkflow(Visible):
             svc.state = "failed" if stop.outcome == Outcome.FAILED else "rolled_back"
             svc.error = str(stop)
             raise
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
+            # a local activity's (ReadCanaryMetrics) non-retryable failure arrives as a bare
+            # ApplicationError: it must stop the service and roll back like any other failure
             svc.state = "failed"
             svc.error = error_message(err)
             raise _Stop(Outcome.FAILED, f"{svc.run_service}: {svc.error}") from err
