@@ -565,6 +565,22 @@ def _print_state(state: dict[str, Any]) -> None:
                         f"errlogs {beh.get('error_log_rate', 0):g}/req")  # fmt: skip
             print(f"      {r['name']:<34} {r['state']:<8} {r['image'].rsplit('/', 1)[-1]:<28} "
                   f"{', '.join(note)}")  # fmt: skip
+    jobs = state.get("jobs", [])
+    if jobs:
+        print(f"Cloud Run jobs ({len(jobs)})")
+    for j in jobs:
+        print(f"  {j['key']}  {j['image'].rsplit('/', 1)[-1]}  "
+              f"executions {j['executionCount']}")  # fmt: skip
+        for e in j["executions"]:
+            more = f"  release {e['release']}" if e["release"] else ""
+            more += f"  db {e['database']}" if e["database"] else ""
+            more += f"  ({e['message']})" if e["message"] else ""
+            print(f"    {e['id']:<34} {e['status']:<10} {e['tasks']} task(s){more}")
+    rules = state.get("job_behaviors", [])
+    if rules:
+        print(f"Job behaviours ({len(rules)})")
+    for r in rules:
+        print(f"  {r['job']} {r['version']}: fail={r['fail']} duration={r['duration']}")
     behaviors = state.get("behaviors", [])
     print(f"Behaviours ({len(behaviors)})")
     for b in behaviors:

@@ -348,6 +348,43 @@ def _finish_op(sim: Sim, d: dict[str, Any], ex: dict[str, Any]) -> None:
         op["error"] = None
 
 
+def summary(sim: Sim, newest: int = 5) -> list[dict[str, Any]]:
+    """Jobs and their newest executions, for `python -m gcpsim show`."""
+    settle(sim)
+    t = now()
+    out = []
+    with sim.store.lock:
+        run = sim.store.section("run")
+        for key, job in sorted(run.get("jobs", {}).items()):
+            execs = sorted(run.get("executions", {}).get(key, {}).values(), key=lambda e: -e["seq"])
+            containers = job["template"].get("template", {}).get("containers") or [{}]
+            out.append(
+                {
+                    "key": key,
+                    "image": containers[0].get("image", ""),
+                    "generation": job["generation"],
+                    "executionCount": job["executionCount"],
+                    "executions": [
+                        {
+                            "id": e["id"],
+                            "status": _status_of(e, t),
+                            "tasks": e["taskCount"],
+                            "release": e["labels"].get("stagecoach-release", ""),
+                            "database": ", ".join(e["connections"]),
+                            "message": e["message"] if _status_of(e, t) == "failed" else "",
+                        }
+                        for e in execs[:newest]
+                    ],
+                }
+            )
+    return out
+
+
+def job_behaviors(sim: Sim) -> list[dict[str, Any]]:
+    with sim.store.lock:
+        return list(sim.store.section("sim").get("jobBehaviors", []))
+
+
 # --------------------------------------------------------------------------- operations
 
 
@@ -644,8 +681,7 @@ def router(sim: Sim) -> APIRouter:
 
     @r.get("/_sim/job-behaviors")
     def list_job_behaviors() -> JSONResponse:
-        with sim.store.lock:
-            return JSONResponse({"jobBehaviors": sim.store.section("sim").get("jobBehaviors", [])})
+        return JSONResponse({"jobBehaviors": job_behaviors(sim)})
 
     @r.post("/_sim/job-behaviors")
     def post_job_behavior(body: dict[str, Any] = Body(...)) -> JSONResponse:

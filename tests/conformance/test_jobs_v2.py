@@ -5,6 +5,7 @@ records its migration in the instance's real Postgres; a restore of an earlier b
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -250,6 +251,13 @@ def test_job_behavior_cli_round_trip_and_bad_args(gcpsim: GcpsimProcess) -> None
     for args in (["job-behavior"], ["job-behavior", "j", "v1", "--duration", "soon"]):
         res = gcpsim.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
+    res = gcpsim.cli("show")
+    assert res.returncode == 0 and "Job behaviours" in res.stdout and "cli-* v9" in res.stdout
+    res = gcpsim.cli("show", "--json")
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert isinstance(shown["jobs"], list)
+    assert any(r["job"] == "cli-*" for r in shown["job_behaviors"])
     res = gcpsim.cli("job-behavior", "--clear")
     assert res.returncode == 0 and "cleared" in res.stdout
     assert requests.get(f"{gcpsim.url}/_sim/job-behaviors", timeout=10).json() == {
