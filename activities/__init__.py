@@ -28,6 +28,9 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
 | DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
 | ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
+| StartHook | StartHookInput -> HookExecution (activities/cloud_run_jobs.py) |
+| ReadHookExecution | ExecutionRef -> HookExecution |
+| CancelHookExecution | ExecutionRef -> HookExecution |
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def all_activities(
     config and approver keys are (default: STAGECOACH_CONFIG or ./deploy.yaml, and
     STAGECOACH_APPROVER_KEYS)."""
     from activities.cloud_run import CloudRunActivities
+    from activities.cloud_run_jobs import CloudRunJobsActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
     from activities.dns import DnsActivities
@@ -68,6 +72,7 @@ def all_activities(
     db = DatabaseActivities(target_factory)
     regional = RegionalActivities(target_factory)
     dns = DnsActivities(target_factory)
+    jobs = CloudRunJobsActivities(target_factory)
     return [
         run.get_service_state,
         run.read_serving,
@@ -95,6 +100,9 @@ def all_activities(
         dns.read_dns,
         dns.move_dns,
         dns.verify_dns,
+        jobs.start_hook,
+        jobs.read_hook_execution,
+        jobs.cancel_hook_execution,
     ]
 
 

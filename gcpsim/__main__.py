@@ -4,6 +4,8 @@
     python -m gcpsim behavior SERVICE VERSION [--error-rate 0.08] [--p95-ms 900]
                               [--error-log-rate 0.2] [--broken] ...
     python -m gcpsim behavior --clear
+    python -m gcpsim job-behavior JOB VERSION [--fail] [--duration 5s] [--message M]
+    python -m gcpsim job-behavior --clear
     python -m gcpsim rate SERVICE [VERSION] RPS       (VERSION defaults to *: the service's total)
     python -m gcpsim rate [--clear [SERVICE [VERSION]]]
     python -m gcpsim metrics [SERVICE] --sample-period 60 --delay 180   (SERVICE defaults to *)
@@ -37,7 +39,7 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "rate", "metrics", "fault", "show", "outage")
+CLIENT_COMMANDS = ("behavior", "job-behavior", "rate", "metrics", "fault", "show", "outage")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1
@@ -380,6 +382,18 @@ def _client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gcpsim", description="Control a running gcpsim.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    jb = sub.add_parser(
+        "job-behavior",
+        parents=[common],
+        help="set how executions of a Cloud Run job at an image version run",
+    )
+    jb.add_argument("job", nargs="?", help="Cloud Run job name or glob (migrate-*)")
+    jb.add_argument("version", nargs="?", help="image version (tag), e.g. v1.2.0, or *")
+    jb.add_argument("--fail", action="store_true", help="the tasks exit non-zero")
+    jb.add_argument("--duration", help="how long the tasks run, e.g. 5s (default 1s)")
+    jb.add_argument("--message", help="the failure message (with --fail)")
+    jb.add_argument("--clear", action="store_true", help="remove every job behaviour")
+
     b = sub.add_parser(
         "behavior",
         parents=[common],
@@ -563,6 +577,22 @@ def _print_state(state: dict[str, Any]) -> None:
                         f"errlogs {beh.get('error_log_rate', 0):g}/req")  # fmt: skip
             print(f"      {r['name']:<34} {r['state']:<8} {r['image'].rsplit('/', 1)[-1]:<28} "
                   f"{', '.join(note)}")  # fmt: skip
+    jobs = state.get("jobs", [])
+    if jobs:
+        print(f"Cloud Run jobs ({len(jobs)})")
+    for j in jobs:
+        print(f"  {j['key']}  {j['image'].rsplit('/', 1)[-1]}  "
+              f"executions {j['executionCount']}")  # fmt: skip
+        for e in j["executions"]:
+            more = f"  release {e['release']}" if e["release"] else ""
+            more += f"  db {e['database']}" if e["database"] else ""
+            more += f"  ({e['message']})" if e["message"] else ""
+            print(f"    {e['id']:<34} {e['status']:<10} {e['tasks']} task(s){more}")
+    rules = state.get("job_behaviors", [])
+    if rules:
+        print(f"Job behaviours ({len(rules)})")
+    for r in rules:
+        print(f"  {r['job']} {r['version']}: fail={r['fail']} duration={r['duration']}")
     behaviors = state.get("behaviors", [])
     print(f"Behaviours ({len(behaviors)})")
     for b in behaviors:
@@ -668,6 +698,14 @@ def client(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.command == "behavior" and not args.clear and not (args.service and args.version):
         parser.error("behavior needs SERVICE and VERSION (or --clear)")
+    if args.command == "job-behavior" and not args.clear and not (args.job and args.version):
+        parser.error("job-behavior needs JOB and VERSION (or --clear)")
+    duration: float | None = None
+    if args.command == "job-behavior" and args.duration:
+        try:
+            duration = float(str(args.duration).removesuffix("s"))
+        except ValueError:
+            parser.error(f"--duration {args.duration!r}: write seconds, e.g. 5s or 0.5")
     rate_body: dict[str, Any] | None = None
     if args.command == "rate":
         rate_body = _rate_args(parser, args)
@@ -681,7 +719,19 @@ def client(argv: list[str]) -> int:
             parser.error("fault needs --status, --op-error or --latency-ms")
     try:
         c = _Client(args)
-        if args.command == "behavior":
+        if args.command == "job-behavior":
+            if args.clear:
+                c.call("DELETE", "/_sim/job-behaviors")
+                print("cleared all job behaviours")
+                return 0
+            body = {"job": args.job, "version": args.version, "fail": args.fail}
+            if duration is not None:
+                body["duration"] = duration
+            if args.message:
+                body["message"] = args.message
+            rule = c.call("POST", "/_sim/job-behaviors", body)
+            print(f"job behaviour set: {json.dumps(rule)}")
+        elif args.command == "behavior":
             if args.clear:
                 c.call("DELETE", "/_sim/behaviors")
                 print("cleared all behaviours")

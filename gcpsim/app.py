@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gcpsim import control, dns_v1, health, iam, outage, run_v2, sqladmin_v1
+from gcpsim import control, dns_v1, health, iam, jobs_v2, outage, run_v2, sqladmin_v1
 from gcpsim.errors import ApiError
 from gcpsim.sim import Sim
 
@@ -21,6 +21,7 @@ def create_app(sim: Sim) -> FastAPI:
     app.include_router(control.router(sim))
     app.include_router(iam.router(sim))  # before run_v2: `services/{s}:testIamPermissions`
     app.include_router(run_v2.router(sim))
+    app.include_router(jobs_v2.router(sim))
     app.include_router(sqladmin_v1.router(sim))
     app.include_router(health.router(sim))
     app.include_router(dns_v1.router(sim))

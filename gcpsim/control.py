@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from gcpsim import behavior, metrics, run_v2, traffic
+from gcpsim import behavior, jobs_v2, metrics, run_v2, traffic
 from gcpsim.sim import Sim
 
 FAULT_KEYS = {"method", "status", "rate", "latency_ms", "times", "op_error", "message"}
@@ -65,6 +65,8 @@ def state(sim: Sim) -> dict[str, Any]:
             "state_dir": str(sim.store.dir),
         },
         "services": run_v2.summary(sim),
+        "jobs": jobs_v2.summary(sim),
+        "job_behaviors": jobs_v2.job_behaviors(sim),
         "behaviors": behavior.behaviors(sim),
         "rates": traffic.rates(sim),
         "metric_timing": metrics.timing_rules(sim),

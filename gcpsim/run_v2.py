@@ -25,7 +25,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -90,6 +90,9 @@ MAX_WAIT_SECONDS = 300.0
 
 _SERVICE_PB = service_types.Service.pb()
 _REVISION_PB = revision_types.Revision.pb()
+# Called before an operation is read: other resources sharing these operations (Cloud Run
+# jobs, gcpsim.jobs_v2) apply what is due first.
+READ_HOOKS: list[Callable[[Sim], None]] = []
 
 
 # --------------------------------------------------------------------------- helpers
@@ -582,13 +585,16 @@ def _revision_view(svc: dict[str, Any], name: str, rev: dict[str, Any]) -> dict[
 
 
 def _op_finished(op: dict[str, Any], t: float) -> bool:
-    return bool(op["done"]) or (op["kind"] in ("delete", "deleteRevision") and t >= op["doneAt"])
+    timed = ("delete", "deleteRevision", "runJob")  # runJob: gcpsim.jobs_v2
+    return bool(op["done"]) or (op["kind"] in timed and t >= op["doneAt"])
 
 
 def _op_view(sim: Sim, run: dict[str, Any], op: dict[str, Any], t: float) -> dict[str, Any]:
     rtype = op["rtype"]
     out: dict[str, Any] = {"name": op["name"]}
     snapshot = op.get("snapshot")
+    if op.get("snapshotRunning") and not _op_finished(op, t):
+        snapshot = op["snapshotRunning"]  # a job execution still running (gcpsim.jobs_v2)
     if not snapshot:
         svc = run.get("services", {}).get(op["service"]) if rtype == SERVICE_TYPE else None
         snapshot = _service_view(sim, svc) if svc else {"name": op["target"]}
@@ -1490,6 +1496,8 @@ def router(sim: Sim) -> APIRouter:
         if op is None or key is None:
             raise ApiError(404, f"Operation '{name}' not found.")
         settle(sim, [key])
+        for hook in READ_HOOKS:
+            hook(sim)
         t = now()
         with sim.store.lock:
             run = sim.store.section("run")

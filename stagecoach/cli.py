@@ -22,7 +22,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -69,7 +69,7 @@ from stagecoach.models import (
     RollbackResult,
     TrafficTarget,
 )
-from stagecoach.plan import build_release, release_workflow_id, service_ref
+from stagecoach.plan import build_release, check_freeze, release_workflow_id, service_ref
 from stagecoach.temporal import TemporalSettings, connect
 
 EXIT_OK = 0
@@ -558,8 +558,25 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
             f"Switch to {inp.recovery.recovery_instance}, the point-in-time recovery of "
             f"{inp.recovery.source_instance} as of {inp.recovery.point_in_time.isoformat()}"
         )
+    for h in inp.pre_deploy_hooks + inp.post_deploy_hooks:
+        db = ", bound to the database" if h.database else ""
+        lines.append(f"Hook {h.stage} {h.name}: Cloud Run job {h.ref.job}, image {h.image}{db}")
+    if inp.freeze_override:
+        ov = inp.freeze_override
+        lines.append(
+            f"Freeze overridden ({ov.window}, until {ov.until:%Y-%m-%d %H:%M:%S} UTC) "
+            f"by {ov.by}: {ov.reason}"
+        )
     lines.append(f"Requested by {inp.requested_by}")
     return "\n".join(lines)
+
+
+def _memo(inp: ReleaseInput) -> dict[str, str] | None:
+    """What `history` shows beside a release: a freeze it was started through (who, why)."""
+    ov = inp.freeze_override
+    if ov is None:
+        return None
+    return {"note": f"freeze ({ov.window}) overridden by {ov.by}: {ov.reason}"}
 
 
 async def worker_pollers(client: Client, task_queue: str) -> int | None:
@@ -643,6 +660,7 @@ async def _deploy(cfg: Config, inp: ReleaseInput, detach: bool, json_out: bool) 
             ),
             static_summary=f"Release {inp.version} to {inp.env}: {names}",
             static_details=_static_details(cfg, inp),
+            memo=_memo(inp),
         )
     except WorkflowAlreadyStartedError:
         await _conflict(client, inp.env, wid)
@@ -713,6 +731,13 @@ def deploy(
             help="Move services that serve from another instance to the configured one.",
         ),
     ] = False,
+    override_freeze: Annotated[
+        bool,
+        typer.Option("--override-freeze", help="Start inside a freeze window (needs --reason)."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the freeze is overridden (recorded).")
+    ] = None,
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -733,6 +758,9 @@ def deploy(
             interval=interval_td,
             requested_by=who(),
             switch_database=switch_database,
+        )
+        inp = check_freeze(
+            inp, datetime.now(UTC), override=override_freeze, reason=reason, by=who()
         )
     except ConfigError as e:
         fail(str(e), EXIT_INPUT)
@@ -1040,6 +1068,40 @@ async def release_history_hints(
     return previous_of, exclude
 
 
+async def _migration_note(client: Client, cfg: Config, env: str) -> str:
+    """When the release being rolled back (the newest promoted one) ran a database hook: its
+    schema changes stay; name its pre-deploy backup and the restore command."""
+    wid = release_workflow_id(cfg.app, env)
+    query = f"WorkflowType='Release' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    async for wf in client.list_workflows(query, limit=10):
+        h = client.get_workflow_handle(wid, run_id=wf.run_id, result_type=ReleaseStatus)
+        try:
+            st: ReleaseStatus = await h.result(follow_runs=False)
+        except Exception:
+            continue
+        if st.outcome != Outcome.PROMOTED:
+            continue
+        ran = [
+            x.name
+            for x in st.hooks
+            if x.stage == "pre_deploy" and x.uses_database and x.state == "succeeded"
+        ]
+        if not ran:
+            return ""
+        restore = (
+            f"restore its pre-deploy backup {st.backup_id}: "
+            f"`{STARTER} restore {env} --backup-id {st.backup_id} --yes`"
+            if st.backup_id
+            else f"no pre-deploy backup was taken; pick one with `{STARTER} backups {env}`"
+        )
+        return (
+            f"release {st.version} ran database hook(s) {', '.join(ran)}; rolling traffic back "
+            "does not undo their schema changes. If the previous revisions cannot work with "
+            f"the new schema, {restore}"
+        )
+    return ""
+
+
 async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> int:
 
     client = await async_client(cfg)
@@ -1105,10 +1167,14 @@ async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> 
                 res = await handle.result()
     except WorkflowFailureError as e:
         fail(f"rollback workflow failed: {getattr(e.cause, 'message', None) or e}", EXIT_FAILED)
+    note = await _migration_note(client, cfg, env)
     if json_out:
-        print_json(render.to_json(res.model_dump(mode="json") | {"workflow_id": wid}))
+        extra = {"workflow_id": wid} | ({"migration_note": note} if note else {})
+        print_json(render.to_json(res.model_dump(mode="json") | extra))
     else:
         out.print(render.rollback_table(res, f"Rollback in {env}: {res.outcome.value}"))
+        if note:
+            out.print(note, markup=False, soft_wrap=True, style="bold yellow")
     return EXIT_OK if res.outcome == Outcome.ROLLED_BACK else EXIT_FAILED
 
 
@@ -1169,6 +1235,7 @@ async def _history(cfg: Config, env: str, limit: int, json_out: bool) -> int:
                 status=status,
                 started=wf.start_time,
                 closed=wf.close_time,
+                note=str((await wf.memo()).get("note") or ""),
             )
         )
     if json_out:

@@ -2,7 +2,8 @@
 
 `Clients(target)` builds, lazily, the Google client libraries the activities use:
 
-- Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST;
+- Cloud Run Admin v2 `ServicesClient` and `RevisionsClient` over REST (and `JobsClient` /
+  `ExecutionsClient` for release hooks);
 - Cloud Monitoring v3 `MetricServiceClient` over gRPC (the simulator serves plaintext gRPC);
 - the Cloud SQL Admin v1 and Cloud DNS v1 discovery clients (googleapiclient), and others the
   doctor reads;
@@ -48,6 +49,8 @@ class Clients:
         self._lock = threading.Lock()
         self._services: run_v2.ServicesClient | None = None
         self._revisions: run_v2.RevisionsClient | None = None
+        self._jobs: run_v2.JobsClient | None = None
+        self._executions: run_v2.ExecutionsClient | None = None
         self._metrics: monitoring_v3.MetricServiceClient | None = None
         self._run_session: Any = None
         self._local = threading.local()
@@ -126,6 +129,20 @@ class Clients:
         op = operations_pb2.Operation()
         json_format.Parse(response.content, op, ignore_unknown_fields=True)
         return op
+
+    @property
+    def jobs(self) -> run_v2.JobsClient:
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = run_v2.JobsClient(**self._run_kwargs())
+            return self._jobs
+
+    @property
+    def executions(self) -> run_v2.ExecutionsClient:
+        with self._lock:
+            if self._executions is None:
+                self._executions = run_v2.ExecutionsClient(**self._run_kwargs())
+            return self._executions
 
     # ------------------------------------------------------------------ Monitoring v3 (gRPC)
 

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from stagecoach.freeze import FreezeWindow
+
 # ASCII digits only, matched whole (`fullmatch`: no trailing newline, no other scripts' digits)
 VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+")
 APPROVER_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._@]{0,63}")
@@ -193,12 +195,66 @@ class Approval(_Strict):
         return self
 
 
+# ------------------------------------------------- release hooks (see stagecoach/hooks.py)
+
+
+class Hook(_Strict):
+    """One job of `hooks.pre_deploy` / `hooks.post_deploy`."""
+
+    name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$")
+    image: str = Field(
+        description="`{project}` and `{version}` are replaced; without `{version}` and without a "
+        "tag, the release's version is the tag (as for services)"
+    )
+    command: list[str] = []
+    args: list[str] = []
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = Field({}, description="env var -> Secret Manager secret name")
+    timeout: Duration = timedelta(minutes=10)
+    uses_database: bool = False
+    task_count: int = Field(1, ge=1, le=100)
+    max_retries: int = Field(0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _timeout_positive(self) -> Hook:
+        if self.timeout <= timedelta(0) or self.timeout > timedelta(hours=24):
+            raise ValueError("timeout must be more than 0s and at most 24h (Cloud Run's limit)")
+        return self
+
+    def image_for(self, project: str, version: str) -> str:
+        image = self.image.replace("{project}", project)
+        if "{version}" in image:
+            return image.replace("{version}", version)
+        last = image.rsplit("/", 1)[-1]
+        return image if (":" in last or "@" in last) else f"{image}:{version}"
+
+
+class Hooks(_Strict):
+    """`hooks:` at the top level, or `environments.<env>.release.hooks` (which replaces it)."""
+
+    pre_deploy: list[Hook] = []
+    post_deploy: list[Hook] = []
+    # a failed post_deploy hook: roll every service back, or only report it (the release is
+    # promoted and says the hook failed)
+    on_post_deploy_failure: Literal["rollback", "report"] = "rollback"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Hooks:
+        names = [h.name for h in self.pre_deploy + self.post_deploy]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"hook names must be unique across pre_deploy and post_deploy: {dup}")
+        return self
+
+
 class ReleasePolicy(_Strict):
     steps: list[Step] = Field(min_length=1)
     interval: Duration = timedelta(seconds=60)
     backup: bool = False
     approval: Approval | None = None
     restore_requires_approval: bool = False
+    freeze: list[FreezeWindow] = []  # stagecoach/freeze.py: no release starts or moves traffic
+    hooks: Hooks | None = None  # replaces the top-level `hooks` for this environment
 
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> ReleasePolicy:
@@ -300,6 +356,8 @@ class Config(_Strict):
     gates: Gates = Gates()
     environments: dict[str, Environment] = Field(min_length=1)
     notifications: Notifications = Notifications()
+    hooks: Hooks = Hooks()
+
     # approver -> Ed25519 public key ("ed25519:<base64>", from `starter.py keys create NAME`):
     # read by the worker only; an approval is verified against its approver's key
     approver_keys: dict[str, str] = {}
@@ -398,6 +456,9 @@ class Config(_Strict):
                 f"unknown environment {name!r}; choose one of {', '.join(self.environments)}"
             )
         return self.environments[name]
+
+    def hooks_for(self, env: str) -> Hooks:
+        return self.env(env).release.hooks or self.hooks
 
     def gates_for(self, env: str) -> Gates:
         return self.env(env).gates or self.gates

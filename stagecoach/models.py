@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from stagecoach.bounds import Name, Text
 from stagecoach.config import Approval, Gates, Sizing, Step
+from stagecoach.freeze import FreezeWindow
 from stagecoach.judge import JudgeState
 
 # --------------------------------------------------------------------------- shared pieces
@@ -27,6 +28,8 @@ class Phase(StrEnum):
     SHIFTING = "shifting"
     BAKING = "baking"
     AWAITING_APPROVAL = "awaiting_approval"
+    FROZEN = "frozen"  # a freeze window holds the next traffic step
+    RUNNING_HOOK = "running_hook"  # a pre_deploy / post_deploy hook (Cloud Run job) runs
     PAUSED = "paused"
     ROLLING_BACK = "rolling_back"
     DONE = "done"
@@ -380,6 +383,97 @@ class NotifyInput(BaseModel):
     # The webhook URL is read by the worker from config/env: never passed through history.
 
 
+# --------------------------------------------------------------------------- release hooks
+
+
+HookStage = Literal["pre_deploy", "post_deploy"]
+
+
+class JobRef(BaseModel):
+    target: Target
+    project: str
+    region: str
+    job: str  # Cloud Run job name, e.g. migrate-prod
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent}/jobs/{self.job}"
+
+
+class HookPlan(BaseModel):
+    """One hook of a release, resolved from the config for one environment."""
+
+    name: str
+    stage: HookStage
+    ref: JobRef
+    image: str
+    command: list[str] = []
+    args: list[str] = []
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}  # env var -> Secret Manager secret name (never a value)
+    timeout: timedelta = timedelta(minutes=10)
+    task_count: int = 1
+    max_retries: int = 0
+    database: DatabaseBinding | None = None  # set for hooks with uses_database
+
+
+class StartHookInput(BaseModel):
+    hook: HookPlan
+    release_id: str  # labels the execution: a retry finds the one it started
+    version: str
+
+
+class ExecutionRef(BaseModel):
+    ref: JobRef
+    execution: str  # short name, e.g. migrate-prod-x7k2p
+
+    @property
+    def name(self) -> str:
+        return f"{self.ref.name}/executions/{self.execution}"
+
+
+class HookExecution(BaseModel):
+    """A hook's Cloud Run job execution as the API reports it."""
+
+    execution: str
+    state: Literal["running", "succeeded", "failed", "cancelled"]
+    task_count: int = 1
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    log_uri: str = ""
+    message: str = ""
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    reused: bool = False  # StartHook found the execution this release had started already
+
+
+class HookStatus(BaseModel):
+    name: str
+    stage: HookStage
+    job: str
+    image: str = ""
+    uses_database: bool = False
+    state: Literal["pending", "running", "succeeded", "failed", "cancelled"] = "pending"
+    execution: str = ""
+    task_count: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    log_uri: str = ""
+    message: str = ""
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
 # --------------------------------------------------------------------------- release workflow
 
 
@@ -427,6 +521,16 @@ class RecoveryInfo(BaseModel):
     workflow_run_id: str = ""  # the PointInTimeRecovery run that made the instance
 
 
+class FreezeOverride(BaseModel):
+    """`deploy --override-freeze --reason R`: who started a release inside a freeze window, why,
+    and which window; the release does not wait for windows before `until`."""
+
+    by: str
+    reason: str
+    window: str  # the window's reason
+    until: datetime  # when that freeze ends (UTC)
+
+
 class ReleaseInput(BaseModel):
     app: str
     env: str
@@ -445,6 +549,11 @@ class ReleaseInput(BaseModel):
     # the release before anything is touched.
     switch_database: bool = False
     recovery: RecoveryInfo | None = None  # set by a point-in-time recovery that switches
+    freeze: list[FreezeWindow] = []  # traffic steps wait while one holds
+    freeze_override: FreezeOverride | None = None
+    pre_deploy_hooks: list[HookPlan] = []  # after the backup, before the first revision
+    post_deploy_hooks: list[HookPlan] = []  # after every service is promoted
+    on_post_deploy_failure: Literal["rollback", "report"] = "rollback"
     # history events after which a bake continues as new: a 48 h bake polled every minute
     # stays bounded (Temporal warns at 10,240 events)
     continue_as_new_after: int = 4000
@@ -514,6 +623,13 @@ class ReleaseStatus(BaseModel):
     events: list[str] = []  # one line per notable event, oldest first (bounded)
     abort_reason: str = ""
     promote_requested: bool = False
+    frozen_until: datetime | None = None  # set while a freeze window holds the next step
+    frozen_reason: str = ""
+    freeze_override: FreezeOverride | None = None
+    hooks: list[HookStatus] = []  # the hooks started so far, in order
+    # set when a release whose pre_deploy hook changed the database is not promoted: a traffic
+    # rollback does not undo schema changes; it names the pre-deploy backup and its restore
+    migration_note: str = ""
     error: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None

@@ -13,9 +13,15 @@ from stagecoach.config import (
     check_version,
     run_service_name,
 )
+from stagecoach.freeze import frozen_at
+from stagecoach.hooks import job_id
 from stagecoach.models import (
     DatabaseBinding,
+    FreezeOverride,
+    HookPlan,
+    HookStage,
     InstanceRef,
+    JobRef,
     RecoveryInfo,
     ReleaseInput,
     ServicePlan,
@@ -116,6 +122,41 @@ def _plans(
     return plans
 
 
+def hook_plans(cfg: Config, env: str, version: str, stage: HookStage) -> list[HookPlan]:
+    """The environment's hooks of `stage` (its own `release.hooks`, else the top-level ones)."""
+    e = cfg.env(env)
+    hooks = cfg.hooks_for(env)
+    where = f"environments.{env}.release.hooks" if e.release.hooks else "hooks"
+    plans = []
+    for h in hooks.pre_deploy if stage == "pre_deploy" else hooks.post_deploy:
+        if h.uses_database and e.database is None:
+            raise ConfigError(
+                f"{where}.{stage} {h.name!r} has uses_database: true but "
+                f"environments.{env}.database is not set; add the instance"
+            )
+        try:
+            job = job_id(h.name, env)
+        except ValueError as err:
+            raise ConfigError(f"{where}.{stage} {h.name!r}: {err}") from None
+        plans.append(
+            HookPlan(
+                name=h.name,
+                stage=stage,
+                ref=JobRef(target=target_for(cfg), project=e.project, region=e.region, job=job),
+                image=h.image_for(e.project, version),
+                command=h.command,
+                args=h.args,
+                env=h.env,
+                secrets=h.secrets,
+                timeout=h.timeout,
+                task_count=h.task_count,
+                max_retries=h.max_retries,
+                database=database_binding(cfg, env) if h.uses_database else None,
+            )
+        )
+    return plans
+
+
 def _release_input(
     cfg: Config,
     env: str,
@@ -160,6 +201,7 @@ def build_release(
     interval: timedelta | None = None,
     requested_by: str = "",
     switch_database: bool = False,
+    freeze_override: FreezeOverride | None = None,
 ) -> ReleaseInput:
     """Validate the request against the config and resolve everything the workflow needs."""
     check_version(version)
@@ -181,6 +223,11 @@ def build_release(
         requested_by=requested_by,
         backup=instance_ref(cfg, env) if e.release.backup else None,
         switch_database=switch_database,
+        freeze=e.release.freeze,
+        freeze_override=freeze_override,
+        pre_deploy_hooks=hook_plans(cfg, env, version, "pre_deploy"),
+        post_deploy_hooks=hook_plans(cfg, env, version, "post_deploy"),
+        on_post_deploy_failure=cfg.hooks_for(env).on_post_deploy_failure,
     )
 
 
@@ -231,3 +278,26 @@ def build_switch_release(
         first = release.steps[0].weight
         release.approval = release.approval.model_copy(update={"before_weight": first})
     return release
+
+
+def check_freeze(
+    inp: ReleaseInput, now: datetime, *, override: bool, reason: str | None, by: str
+) -> ReleaseInput:
+    """`deploy` inside a freeze window: refused (ConfigError, exit 2) naming the window's reason
+    and when it ends, unless overridden with a reason; then the override rides in the input (the
+    release records who and why, and does not wait for that freeze)."""
+    if override and not (reason or "").strip():
+        raise ConfigError("--override-freeze needs --reason R (recorded in the release's history)")
+    freeze = frozen_at(inp.freeze, now)
+    if freeze is None:
+        return inp
+    until = freeze.until.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not override:
+        raise ConfigError(
+            f"{inp.env} is frozen until {until} ({freeze.reason}); deploy after that, or start "
+            "it anyway with --override-freeze --reason R"
+        )
+    ov = FreezeOverride(
+        by=by, reason=(reason or "").strip(), window=freeze.reason, until=freeze.until
+    )
+    return inp.model_copy(update={"freeze_override": ov})

@@ -153,6 +153,44 @@ def database_lines(st: ReleaseStatus) -> list[str]:
     return lines
 
 
+def hook_lines(st: ReleaseStatus) -> list[str]:
+    """One line per hook: job, execution, state, task counts, where its logs are."""
+    lines = []
+    for h in st.hooks:
+        line = f"{h.stage} hook {h.name}: job {h.job}"
+        if h.execution:
+            line += (
+                f", execution {h.execution} {h.state}: {h.succeeded}/{h.task_count} task(s) "
+                f"succeeded, {h.failed} failed"
+            )
+            if h.running:
+                line += f", {h.running} running"
+            if h.cancelled:
+                line += f", {h.cancelled} cancelled"
+        else:
+            line += f" {h.state}"
+        if h.message:
+            line += f" ({h.message})"
+        lines.append(line)
+        if h.log_uri:
+            lines.append(f"  logs: {h.log_uri}")
+    return lines
+
+
+def freeze_lines(st: ReleaseStatus) -> list[str]:
+    """A freeze holding the release, and a freeze the release was started through."""
+    lines = []
+    if st.frozen_until is not None and st.outcome == Outcome.RUNNING:
+        lines.append(f"frozen until {_time(st.frozen_until)}: {st.frozen_reason}")
+    ov = st.freeze_override
+    if ov is not None:
+        lines.append(
+            f"started inside a freeze ({ov.window}, until {_time(ov.until)}) by {ov.by}: "
+            f"{ov.reason}"
+        )
+    return lines
+
+
 def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
@@ -166,6 +204,8 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     if st.backup_id:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
     parts.extend(Text(line) for line in database_lines(st))
+    parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
+    parts.extend(Text(line) for line in hook_lines(st))
 
     table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("service", "state", "stable", "canary"):
@@ -196,6 +236,8 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text(line, style="red"))
     if st.abort_reason:
         parts.append(Text(f"aborted: {st.abort_reason}", style="yellow"))
+    if st.migration_note:
+        parts.append(Text(st.migration_note, style="bold yellow"))
     if st.approvals:
         for a in st.approvals:
             parts.append(
@@ -253,6 +295,7 @@ class HistoryRow:
     status: str
     started: datetime | None
     closed: datetime | None
+    note: str = ""  # e.g. a freeze overridden to start it (who, why)
 
 
 def _duration(r: HistoryRow) -> str:
@@ -268,18 +311,23 @@ def _duration(r: HistoryRow) -> str:
 
 def history_table(rows: list[HistoryRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("version", "outcome", "phase", "started (UTC)", "took", "run id"):
-        table.add_column(col, no_wrap=col != "run id", overflow="fold")
+    notes = any(r.note for r in rows)
+    cols = ("version", "outcome", "phase", "started (UTC)", "took", "run id")
+    for col in cols + (("note",) if notes else ()):
+        table.add_column(col, no_wrap=col not in ("run id", "note"), overflow="fold")
     for r in rows:
         style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
-        table.add_row(
+        cells: list[str | Text] = [
             r.version or "-",
             Text(r.outcome or r.status, style=style),
             r.phase or "-",
             _time(r.started),
             _duration(r) if r.closed else "running",
             r.run_id,
-        )
+        ]
+        if notes:
+            cells.append(r.note)
+        table.add_row(*cells)
     return table
 
 

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.bindings import check_serving
     from stagecoach.bounds import MAX_ERROR, MAX_REJECTED, clip
     from stagecoach.config import ENV_NAME_RE, VERSION_RE
+    from stagecoach.freeze import frozen_at
     from stagecoach.gates import evaluate
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
     from stagecoach.locks import Holder, LocksInput
@@ -52,6 +53,10 @@ with workflow.unsafe.imports_passed_through():
         CanaryMetrics,
         CreateBackupInput,
         CreateRevisionResult,
+        ExecutionRef,
+        HookExecution,
+        HookPlan,
+        HookStatus,
         MetricWindow,
         NotifyInput,
         Outcome,
@@ -72,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         SetTrafficResult,
         SmokeTestInput,
         SmokeTestResult,
+        StartHookInput,
         TrafficTarget,
         Verdict,
     )
@@ -84,6 +90,9 @@ SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge a
 POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy at the start of a run
 SERVICE_LOCK = "service-lock"  # workflow.patched id: the release holds its Cloud Run services
 RECOVERY_VERSION_RE = re.compile(r"recovery-[0-9]{12}")
+FREEZE_WINDOWS = "freeze-windows"  # workflow.patched id: traffic steps wait out freeze windows
+RELEASE_HOOKS = "release-hooks"  # workflow.patched id: pre_deploy / post_deploy Cloud Run jobs
+HOOK_POLL = timedelta(seconds=10)  # longest wait between two reads of a running hook
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
 LONG = timedelta(minutes=20)
@@ -239,6 +248,7 @@ class ReleaseWorkflow(Visible):
         if st.started_at is None:
             st.started_at = workflow.now()
             self._event(f"release {inp.version} to {inp.env} started by {inp.requested_by}")
+            self._record_freeze_override()
             await self._notify("started", f"Release {inp.version} to {inp.env} started")
         self._set_phase(st.phase)
         try:
@@ -252,11 +262,13 @@ class ReleaseWorkflow(Visible):
                 await self._check_serving()
             if inp.backup and not st.backup_id:
                 await self._backup()
+            await self._run_hooks("pre_deploy")
             for plan, svc in zip(inp.services, st.services, strict=True):
                 if svc.state == "promoted":
                     continue
                 st.current_service = svc.name
                 await self._rollout(plan, svc)
+            await self._run_hooks("post_deploy")
             st.outcome = Outcome.PROMOTED
             self._event(f"release {inp.version} promoted")
             await self._notify("promoted", f"Release {inp.version} promoted in {inp.env}")
@@ -266,7 +278,10 @@ class ReleaseWorkflow(Visible):
                 st.abort_reason = str(stop)
             else:
                 st.error = str(stop)
+            self._note_migration()
             await self._compensate()
+            if st.migration_note:
+                await self._notify("rolled_back", st.migration_note)
         except _ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_input = inp.model_copy(update={"resume": st})
@@ -437,6 +452,7 @@ class ReleaseWorkflow(Visible):
                     i = len(steps) - 1  # promote: straight to the last step (approval still holds)
                 if svc.bake_until is None:
                     await self._await_approval(steps[i].weight)
+                    await self._wait_freeze(svc, steps[i].weight)
                     await self._shift(plan, svc, i)
                     bake = timedelta(0) if self.promote_requested else steps[i].bake
                     svc.bake_until = workflow.now() + bake
@@ -449,7 +465,9 @@ class ReleaseWorkflow(Visible):
             svc.state = "failed" if stop.outcome == Outcome.FAILED else "rolled_back"
             svc.error = str(stop)
             raise
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
+            # a local activity's (ReadCanaryMetrics) non-retryable failure arrives as a bare
+            # ApplicationError: it must stop the service and roll back like any other failure
             svc.state = "failed"
             svc.error = error_message(err)
             raise _Stop(Outcome.FAILED, f"{svc.run_service}: {svc.error}") from err
@@ -555,6 +573,235 @@ class ReleaseWorkflow(Visible):
         )
         self.st.awaiting_approval_for = None
         self._check_abort()
+
+    # ------------------------------------------------------------------ release hooks
+
+    def _hook_plans(self, stage: str) -> list[HookPlan]:
+        if stage == "pre_deploy":
+            return self.inp.pre_deploy_hooks
+        return self.inp.post_deploy_hooks
+
+    async def _run_hooks(self, stage: str) -> None:
+        """Run the hooks of `stage` one after another, each once per release (resumable from
+        `st.hooks` after continue-as-new or a worker crash)."""
+        plans = self._hook_plans(stage)
+        if not plans or not workflow.patched(RELEASE_HOOKS):
+            return
+        for plan in plans:
+            hs = next(
+                (h for h in self.st.hooks if h.stage == plan.stage and h.name == plan.name), None
+            )
+            if hs is None:
+                hs = HookStatus(
+                    name=plan.name,
+                    stage=plan.stage,
+                    job=plan.ref.job,
+                    image=plan.image,
+                    uses_database=plan.database is not None,
+                )
+                self.st.hooks.append(hs)
+            if hs.state == "succeeded":
+                continue
+            await self._run_hook(plan, hs)
+            if hs.state != "succeeded":
+                await self._hook_failed(plan, hs)
+
+    def _keep_execution(self, hs: HookStatus, ex: HookExecution) -> None:
+        hs.execution = ex.execution
+        hs.state = ex.state
+        for k in ("task_count", "running", "succeeded", "failed", "cancelled", "retried"):
+            setattr(hs, k, getattr(ex, k))
+        hs.log_uri = ex.log_uri or hs.log_uri
+        hs.message = ex.message
+        hs.started_at = ex.started_at or hs.started_at
+        hs.completed_at = ex.completed_at
+
+    async def _run_hook(self, plan: HookPlan, hs: HookStatus) -> None:
+        what = f"{plan.stage} hook {plan.name}"
+        self._set_phase(Phase.RUNNING_HOOK)
+        self._check_abort()
+        ref = ExecutionRef(ref=plan.ref, execution=hs.execution)
+        if not hs.execution:
+            self._progress(f"{what}: running job {plan.ref.job} ({plan.image})")
+            try:
+                ex: HookExecution = await workflow.execute_activity(
+                    "StartHook",
+                    StartHookInput(hook=plan, release_id=self.inp.release_id, version=self.version),
+                    result_type=HookExecution,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    # a worker lost mid-call is noticed in seconds; the retry finds the
+                    # execution the lost attempt started (labelled with the release id)
+                    heartbeat_timeout=timedelta(seconds=20),
+                    retry_policy=API_RETRY,
+                    summary=f"{what}: run job {plan.ref.job}",
+                )
+            except ActivityError as err:
+                hs.state = "failed"
+                hs.message = f"could not run job {plan.ref.job}: {error_message(err)}"
+                return
+            self._keep_execution(hs, ex)
+            again = " (found the execution this release had started)" if ex.reused else ""
+            self._event(
+                f"{what}: job {plan.ref.job} execution {ex.execution} started, "
+                f"{ex.task_count} task(s){again}; logs: {ex.log_uri}"
+            )
+            ref = ExecutionRef(ref=plan.ref, execution=hs.execution)
+        poll = min(self.inp.interval, HOOK_POLL)
+        while hs.state == "running":
+            if workflow.info().get_current_history_length() > self.inp.continue_as_new_after:
+                raise _ContinueAsNew()
+            self._progress(
+                f"{what}: execution {hs.execution} running, {hs.succeeded}/{hs.task_count} "
+                f"task(s) done, {hs.failed} failed"
+            )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.abort_requested is not None,
+                    timeout=poll,
+                    timeout_summary=f"{what}: next read of {hs.execution}",
+                )
+            if self.abort_requested is not None:
+                await self._cancel_hook(plan, hs, ref)
+                self._check_abort()
+            try:
+                ex = await workflow.execute_local_activity(
+                    "ReadHookExecution",
+                    ref,
+                    result_type=HookExecution,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=API_RETRY,
+                    summary=f"{what}: read {hs.execution}",
+                )
+            # e.g. the execution was deleted: the hook failed. (A local activity's
+            # non-retryable failure can surface as its ApplicationError, unwrapped.)
+            except (ActivityError, ApplicationError) as err:
+                hs.state = "failed"
+                hs.message = f"could not read execution {hs.execution}: {error_message(err)}"
+                break
+            self._keep_execution(hs, ex)
+        self._event(
+            f"{what}: execution {hs.execution} {hs.state}: {hs.succeeded}/{hs.task_count} "
+            f"task(s) succeeded, {hs.failed} failed, {hs.cancelled} cancelled"
+            + (f" ({hs.message})" if hs.message else "")
+        )
+
+    async def _cancel_hook(self, plan: HookPlan, hs: HookStatus, ref: ExecutionRef) -> None:
+        """`abort` during a hook: cancel its execution (and say so) before the rollback."""
+        self._progress(f"{plan.stage} hook {plan.name}: cancelling {hs.execution}")
+        try:
+            ex: HookExecution = await workflow.execute_activity(
+                "CancelHookExecution",
+                ref,
+                result_type=HookExecution,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"{plan.stage} hook {plan.name}: cancel {hs.execution}",
+            )
+            self._keep_execution(hs, ex)
+            self._event(f"{plan.stage} hook {plan.name}: execution {hs.execution} {ex.state}")
+        except ActivityError as err:
+            self._event(
+                f"{plan.stage} hook {plan.name}: cancelling {hs.execution} failed: "
+                f"{error_message(err)}"
+            )
+
+    def _restore_hint(self) -> str:
+        if self.st.backup_id and self.inp.backup is not None:
+            return (
+                f"its pre-deploy backup is {self.st.backup_id} of {self.inp.backup.instance}: "
+                f"`python starter.py restore {self.inp.env} --backup-id {self.st.backup_id} --yes`"
+            )
+        return (
+            f"no pre-deploy backup was taken (environments.{self.inp.env}.release.backup is "
+            "false): find a backup with `python starter.py backups "
+            f"{self.inp.env}` and restore it with `python starter.py restore {self.inp.env} "
+            "--backup-id ID --yes`"
+        )
+
+    async def _hook_failed(self, plan: HookPlan, hs: HookStatus) -> None:
+        why = hs.message or hs.state
+        what = f"{plan.stage} hook {plan.name} {hs.state}"
+        if hs.execution:
+            what += f" (job {plan.ref.job}, execution {hs.execution}: {why}; logs: {hs.log_uri})"
+        else:
+            what += f" ({why})"
+        if plan.stage == "pre_deploy":
+            db = (
+                "It uses the database, which may be partly changed; "
+                if plan.database is not None
+                else ""
+            )
+            raise _Stop(Outcome.FAILED, f"{what}; no traffic moved. {db}{self._restore_hint()}")
+        if self.inp.on_post_deploy_failure == "rollback":
+            raise _Stop(Outcome.ROLLED_BACK, f"{what}; rolling every service back")
+        self._event(f"{what}; reported only (hooks.on_post_deploy_failure: report)")
+        await self._notify("failed", f"Release {self.version} to {self.env}: {what}")
+
+    def _note_migration(self) -> None:
+        """A release not promoted after a pre_deploy hook changed the database: the traffic goes
+        back, the schema does not. Say so, and how to restore (a person decides)."""
+        done = [
+            h.name
+            for h in self.st.hooks
+            if h.stage == "pre_deploy" and h.uses_database and h.state == "succeeded"
+        ]
+        if not done:
+            return
+        self.st.migration_note = (
+            f"Release {self.version} to {self.env} ran database hook(s) {', '.join(done)}; "
+            "rolling traffic back does not undo their schema changes. If the previous revisions "
+            f"cannot work with the new schema, restore the database: {self._restore_hint()}"
+        )
+        self._event(self.st.migration_note)
+
+    # ------------------------------------------------------------------ freeze windows
+
+    def _record_freeze_override(self) -> None:
+        ov = self.inp.freeze_override
+        if ov is None:
+            return
+        self.st.freeze_override = ov
+        self._event(
+            f"freeze ({ov.window}, until {ov.until:%Y-%m-%d %H:%M:%S} UTC) overridden by "
+            f"{ov.by}: {ov.reason}"
+        )
+
+    async def _wait_freeze(self, svc: ServiceStatus, weight: int) -> None:
+        """Before a traffic step: wait while a freeze window holds (phase `frozen`); go on when
+        it ends. `abort` cuts the wait short (rollbacks are never frozen). Pure evaluation on
+        workflow.now(); the override of `deploy --override-freeze` covers its freeze."""
+        if not self.inp.freeze or not workflow.patched(FREEZE_WINDOWS):
+            return
+        while True:
+            self._check_abort()
+            now = workflow.now()
+            ov = self.inp.freeze_override
+            freeze = frozen_at(self.inp.freeze, now)
+            if freeze is None or (ov is not None and freeze.until <= ov.until):
+                break
+            if self.st.frozen_until != freeze.until:
+                self.st.frozen_until = freeze.until
+                self.st.frozen_reason = freeze.reason
+                self._event(
+                    f"{svc.run_service}: frozen before {weight}% until "
+                    f"{freeze.until:%Y-%m-%d %H:%M:%S} UTC: {freeze.reason}"
+                )
+            self._set_phase(Phase.FROZEN)
+            self._progress(
+                f"{svc.run_service}: frozen before {weight}% until "
+                f"{freeze.until:%H:%M:%S} UTC ({freeze.reason})"
+            )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.abort_requested is not None,
+                    timeout=max(freeze.until - now, timedelta(seconds=1)),
+                    timeout_summary=f"frozen until {freeze.until:%Y-%m-%d %H:%M:%S} UTC: "
+                    f"{freeze.reason}",
+                )
+        if self.st.frozen_until is not None:
+            self._event(f"{svc.run_service}: freeze over, going on to {weight}%")
+            self.st.frozen_until = None
+            self.st.frozen_reason = ""
 
     def _approved(self, weight: int) -> bool:
         if self._legacy_policy:

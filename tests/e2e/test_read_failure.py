@@ -1,0 +1,35 @@
+"""A permanent failure of the canary read (Monitoring answers 403) ends the release rolled back
+to the exact previous split, not a failed workflow with the canary left holding traffic.
+
+The read is a local activity, whose non-retryable failure reaches the workflow as a bare
+ApplicationError (not an ActivityError)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+
+from stagecoach.models import Outcome, ReleaseStatus
+from tests.conftest import GcpsimProcess
+from tests.e2e.test_release import live_traffic, release_input, start, worker
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_permanent_metrics_failure_rolls_the_canary_back(
+    client: Client, task_queue: str, gcpsim: GcpsimProcess
+) -> None:
+    service = "python-pipeline-staging"
+    before = live_traffic(gcpsim, "legal-forms-staging", service)
+    res = gcpsim.cli("fault", "monitoring.timeSeries.list", "--status", "403")
+    assert res.returncode == 0, res.stderr
+    try:
+        inp = release_input(gcpsim, "staging", "v3.0.1", ["python-pipeline"])
+        async with worker(client, task_queue):
+            result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+    finally:
+        gcpsim.cli("fault", "--clear")
+    assert result.outcome == Outcome.FAILED
+    assert "PermissionDenied" in result.error or "403" in result.error, result.error
+    assert result.services[0].state == "failed"
+    assert live_traffic(gcpsim, "legal-forms-staging", service) == before
