@@ -70,7 +70,7 @@ from stagecoach.models import (
     TrafficTarget,
 )
 from stagecoach.plan import build_release, release_workflow_id, service_ref
-from stagecoach.temporal import TemporalSettings, connect
+from stagecoach.temporal import TemporalSettings, connect, workflow_result
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -380,7 +380,7 @@ def _nothing_running(
         )
     version = _sa(desc, VERSION) or "the last release"
     ended = desc.status.name.lower() if desc.status else "closed"
-    if desc.status == WorkflowExecutionStatus.COMPLETED:
+    if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         ended = _sa(desc, OUTCOME) or ended
     fail(
         f"no release to {env} is running ({version} ended {ended}); nothing to {what} "
@@ -417,7 +417,7 @@ class Follower:
         handle: WorkflowHandle[Any, ReleaseStatus] = self.client.get_workflow_handle(
             self.wid, result_type=ReleaseStatus
         )
-        result = asyncio.ensure_future(handle.result())
+        result = asyncio.ensure_future(workflow_result(handle))
         live: Live | None = None
         if not self.json_out and out.is_terminal:
             live = Live(console=out, refresh_per_second=4, transient=False)
@@ -435,7 +435,7 @@ class Follower:
                         note(f"Temporal is not answering ({exc.message}); still following...")
                     outage += POLL_SECONDS
                     await asyncio.sleep(POLL_SECONDS)
-                    result = asyncio.ensure_future(handle.result())
+                    result = asyncio.ensure_future(workflow_result(handle))
                     continue
                 st = await self._query(handle)
                 if st is not None:
@@ -788,7 +788,12 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
                 EXIT_UNREACHABLE,
             )
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
-        st = await handle.result()
+        st = await workflow_result(handle)
+    elif desc.status == WorkflowExecutionStatus.FAILED:
+        try:  # a release that did not promote ends failed, its status in the failure
+            st = await workflow_result(handle)
+        except WorkflowFailureError:
+            st = _closed_status(cfg, env, desc)
     else:
         st = _closed_status(cfg, env, desc)
     if json_out:
@@ -1005,13 +1010,16 @@ async def release_history_hints(
     """From the recent completed releases: for each Cloud Run service, which revision each
     promoted canary replaced, and the canaries of releases that were not promoted."""
     wid = release_workflow_id(cfg.app, env)
-    query = f"WorkflowType='Release' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    query = (
+        f"WorkflowType='Release' AND WorkflowId='{wid}' "
+        "AND ExecutionStatus IN ('Completed', 'Failed')"
+    )
     runs = [wf.run_id async for wf in client.list_workflows(query, limit=limit)]
 
     async def result(run_id: str) -> ReleaseStatus | None:
         h = client.get_workflow_handle(wid, run_id=run_id, result_type=ReleaseStatus)
         try:
-            st: ReleaseStatus = await h.result(follow_runs=False)
+            st: ReleaseStatus = await workflow_result(h, follow_runs=False)
             return st
         except Exception:
             return None
@@ -1150,8 +1158,15 @@ async def _history(cfg: Config, env: str, limit: int, json_out: bool) -> int:
         sa = wf.typed_search_attributes
         status = wf.status.name.lower() if wf.status else ""
         outcome = str(sa.get(OUTCOME) or "")
-        if wf.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-            outcome = status  # terminated, failed, continued_as_new...
+        ended_by_outcome = (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+            WorkflowExecutionStatus.FAILED,  # not promoted: its outcome says how
+        )
+        if wf.status not in ended_by_outcome or (
+            wf.status == WorkflowExecutionStatus.FAILED and outcome in ("", "running")
+        ):
+            outcome = status  # terminated, failed before it recorded an outcome, continued...
         rows.append(
             render.HistoryRow(
                 workflow_id=wf.id,

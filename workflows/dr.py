@@ -50,6 +50,7 @@ from workflows.common import (
     Visible,
     decode_abort,
     error_message,
+    fail_with_status,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -71,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         Verification,
     )
     from stagecoach.models import (
+        DR_NOT_SUCCEEDED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -484,6 +486,11 @@ class RestoreWorkflow(_Visible):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()  # the execution ends Cancelled; `status` tells all
+        if st.outcome != DrOutcome.SUCCEEDED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st, f"restore of backup {inp.backup_id} {st.outcome.value}: {why}", DR_NOT_SUCCEEDED
+            )
         return st
 
     # ------------------------------------------------------------------ steps
@@ -933,6 +940,13 @@ class PointInTimeWorkflow(_ScratchWorkflow):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st,
+                f"point-in-time recovery of {st.source_instance} {st.outcome.value}: {why}",
+                DR_NOT_SUCCEEDED,
+            )
         if st.switching:
             assert switch is not None
             self._event(f"handing over to release {switch.version}")
@@ -1079,6 +1093,10 @@ class DrDrillWorkflow(_ScratchWorkflow):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:
+            fail_with_status(
+                st, f"DR drill of {st.source_instance}: {self._summary()}", DR_NOT_SUCCEEDED
+            )
         return st
 
     def _scratch_ref(self) -> InstanceRef:

@@ -33,6 +33,7 @@ from workflows.common import (
     Visible,
     decode_abort,
     error_message,
+    fail_with_status,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
     from stagecoach.locks import Holder, LocksInput
     from stagecoach.models import (
+        RELEASE_NOT_PROMOTED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -279,6 +281,13 @@ class ReleaseWorkflow(Visible):
         self._set_phase(Phase.DONE)
         self._progress(f"{st.outcome.value}: {st.error or st.abort_reason or inp.version}")
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if st.outcome != Outcome.PROMOTED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st,
+                f"release {inp.version} to {inp.env} {st.outcome.value.replace('_', ' ')}: {why}",
+                RELEASE_NOT_PROMOTED,
+            )
         return st
 
     # ------------------------------------------------------------------ steps
