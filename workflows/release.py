@@ -133,11 +133,26 @@ class ReleaseWorkflow(Visible):
 
     # ------------------------------------------------------------------ messages
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description=(
+            "The full release status (JSON, for programs): {app, env, version, phase, outcome, "
+            "progress, backup_id, error, abort_reason, awaiting_approval_for, approvals: [{by, at, "
+            "comment, before_weight}], services: [{name, run_service, state, percent, "
+            "stable_revisions, canary_revision, snapshot, readings: [{at, weight, verdict, "
+            "reasons, ...}]}], events: [...]}. No input."
+        ),
+    )
     def status(self) -> ReleaseStatus:
         return self.st
 
-    @workflow.signal(dynamic=True)
+    @workflow.signal(
+        dynamic=True,
+        description=(
+            'abort: roll back at once, also mid-bake; input {"reason": "bad logs", "by": "NAME"} '
+            "(any payload aborts). Other signal names are ignored."
+        ),
+    )
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` (and any signal no named handler takes). A typed handler would drop a payload
         that does not decode; the emergency brake must never be dropped."""
@@ -153,14 +168,28 @@ class ReleaseWorkflow(Visible):
             by = f" by {inp.by}" if inp.by else ""
             self._event(f"abort requested{by}: {inp.reason}")
 
-    @workflow.signal(name="promote")
+    @workflow.signal(
+        name="promote",
+        description=(
+            "Skip the remaining bake windows and steps once the gates pass (approval still "
+            "holds); on a paused release, the person's override: go on. No input."
+        ),
+    )
     def promote(self) -> None:
         if not self.promote_requested and self.st.outcome == Outcome.RUNNING:
             self.promote_requested = True
             self.st.promote_requested = True
             self._event("promote requested: remaining bake windows skipped once gates pass")
 
-    @workflow.update(name="approve")
+    @workflow.update(
+        name="approve",
+        description=(
+            "Approve the step the release awaits (only then, only by a listed approver with "
+            'proof). Input {"by": "release-manager", "comment": "canary looks good", "proof": '
+            "{workflow_id, run_id, version, step, key, signature}} (`python starter.py approve "
+            "ENV --by NAME --print-payload` prints it). Returns {approved_weight, by}."
+        ),
+    )
     async def approve(self, inp: ApproveInput) -> ApproveResult:
         """Counts only with proof of who sent it (see stagecoach.trust), verified here against
         the worker's policy. A refused attempt is recorded (status, event, log) with the claimed
@@ -552,7 +581,15 @@ class ReleaseWorkflow(Visible):
         self.st.awaiting_approval_for = weight
         self._set_phase(Phase.AWAITING_APPROVAL)
         who = " or ".join(approval.approvers)
-        self._progress(f"awaiting approval by {who} before {weight}%")
+        service = next(
+            (s.run_service for s in self.st.services if s.name == self.st.current_service),
+            "the release",
+        )
+        self._progress(
+            f"WAITING FOR APPROVAL of {service} before {weight}% by {who}: "
+            f"python starter.py approve {self.inp.env} --by NAME --comment '...' "
+            "(or abort to roll back)"
+        )
         self._event(f"awaiting approval by {who} before {weight}%")
         await self._notify(
             "awaiting_approval",
@@ -615,6 +652,10 @@ class ReleaseWorkflow(Visible):
                         or (self.promote_requested and not self._promote_seen)
                     ),
                     timeout=wait,
+                    timeout_summary=(
+                        f"{svc.run_service} at {weight}%: wait for reading "
+                        f"{svc.reading_count + 1} ({int(left.total_seconds())}s of bake left)"
+                    ),
                 )
             self._promote_seen = self.promote_requested
             self._check_abort()
@@ -871,7 +912,17 @@ class ReleaseWorkflow(Visible):
         for plan, svc in reversed(touched):
             self._progress(f"{svc.run_service}: restoring {describe(svc.snapshot)}")
             try:
-                await self._set_traffic(plan, svc.snapshot, "rollback", TRAFFIC_RETRY)
+                await self._set_traffic(
+                    plan,
+                    svc.snapshot,
+                    "rollback",
+                    TRAFFIC_RETRY,
+                    summary=(
+                        f"{plan.ref.service}: rollback to {describe(svc.snapshot)} -- "
+                        f"{self.st.outcome.value.replace('_', ' ')}: "
+                        f"{clip(self.st.error or self.st.abort_reason, 160)}"
+                    ),
+                )
             except ActivityError as err:
                 svc.error = f"rollback failed: {error_message(err)}"
                 self.st.outcome = Outcome.FAILED
@@ -891,7 +942,12 @@ class ReleaseWorkflow(Visible):
     # ------------------------------------------------------------------ helpers
 
     async def _set_traffic(
-        self, plan: ServicePlan, split: list[TrafficTarget], reason: str, retry: RetryPolicy
+        self,
+        plan: ServicePlan,
+        split: list[TrafficTarget],
+        reason: str,
+        retry: RetryPolicy,
+        summary: str = "",
     ) -> SetTrafficResult:
         return await workflow.execute_activity(
             "SetTraffic",
@@ -900,7 +956,7 @@ class ReleaseWorkflow(Visible):
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry,
-            summary=f"{plan.ref.service}: {reason}",
+            summary=summary or f"{plan.ref.service}: {reason} ({describe(split)})",
         )
 
     async def _notify(self, event: str, text: str) -> None:
