@@ -1202,6 +1202,55 @@ def history(
     raise typer.Exit(run(_history(cfg, env, limit, json_out)))
 
 
+# =============================================================================== report
+
+
+@app.command()
+def report(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="Environment.")],
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            metavar="RUN_ID|VERSION",
+            help="Which release: a run id or a version (default: the latest run).",
+        ),
+    ] = None,
+    drill: Annotated[
+        bool, typer.Option("--drill", help="Report the latest DR drill of ENV instead.")
+    ] = False,
+    html_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Where to write the page (default report-...html)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a self-contained HTML report (inline SVG plots, no network needed to open it) of a
+    release: canary vs stable error rate and latency per reading, the traffic steps, the gate
+    limits, decisions and approvals on the timeline, the outcome and why; or of a DR drill,
+    restore or point-in-time recovery (durations vs RTO, data-loss window vs RPO)."""
+    cfg = load(config)
+    check_env(cfg, env)
+
+    async def _go() -> int:
+        from stagecoach.cli_report import write_report
+
+        client = await async_client(cfg)
+        wid = release_workflow_id(cfg.app, env)
+        try:
+            path, what = await write_report(
+                client, cfg, env, release, drill, html_file, web_link(wid)
+            )
+        except ValueError as e:
+            fail(str(e))
+        out.print(f"{what}: report written to {path}", markup=False, soft_wrap=True)
+        return EXIT_OK
+
+    raise typer.Exit(run(_go()))
+
+
 # =============================================================================== local stack
 
 
