@@ -85,6 +85,8 @@ SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge and stagecoach.bake
 POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy at the start of a run
 SERVICE_LOCK = "service-lock"  # workflow.patched id: the release holds its Cloud Run services
+APPROVAL_TIMER = "approval-wait-timer"  # workflow.patched id: the approval wait is a timer
+APPROVAL_REMINDER = timedelta(hours=24)  # one such timer a day while nobody answers
 RECOVERY_VERSION_RE = re.compile(r"recovery-[0-9]{12}")
 MAX_READINGS = 20  # newest readings kept per service (failures are always kept)
 
@@ -596,9 +598,22 @@ class ReleaseWorkflow(Visible):
             f"Release {self.inp.version} to {self.inp.env} awaits approval ({who}) "
             f"before {weight}%",
         )
-        await workflow.wait_condition(
-            lambda: self._approved(weight) or self.abort_requested is not None
-        )
+
+        def answered() -> bool:
+            return self._approved(weight) or self.abort_requested is not None
+
+        if workflow.patched(APPROVAL_TIMER):
+            # a timer whose summary says who is awaited and how to approve: visible in the
+            # Web UI's default page (event history and timeline), not only in User Metadata
+            while not answered():
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        answered,
+                        timeout=APPROVAL_REMINDER,
+                        timeout_summary=clip(self.st.progress, 200),
+                    )
+        else:
+            await workflow.wait_condition(answered)
         self.st.awaiting_approval_for = None
         self._check_abort()
 
