@@ -121,6 +121,13 @@ async def start(client: Client, task_queue: str, inp: ReleaseInput) -> WorkflowH
     )
 
 
+async def record_history(handle: WorkflowHandle, name: str) -> None:
+    """With STAGECOACH_RECORD_HISTORY set: the run's history into tests/replay/histories."""
+    if os.environ.get("STAGECOACH_RECORD_HISTORY"):
+        history = await handle.fetch_history()
+        (ROOT / "tests" / "replay" / "histories" / f"{name}.json").write_text(history.to_json())
+
+
 async def wait_for(
     handle: WorkflowHandle, check: Callable[[ReleaseStatus], bool], timeout: float = 60
 ) -> ReleaseStatus:
@@ -142,10 +149,7 @@ async def test_happy_path_shifts_exactly_10_50_100(
         handle = await start(client, task_queue, inp)
         result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
-    if os.environ.get("STAGECOACH_RECORD_HISTORY"):
-        history = await handle.fetch_history()
-        out = ROOT / "tests" / "replay" / "histories" / "release_staging_promoted.json"
-        out.write_text(history.to_json())
+    await record_history(handle, "release_staging_promoted")
     assert result.phase == Phase.DONE
     for svc in result.services:
         assert svc.state == "promoted"
@@ -181,6 +185,7 @@ async def test_bad_canary_is_rolled_back_to_the_exact_previous_split(
     assert isinstance(cause, ApplicationError) and cause.type == RELEASE_NOT_PROMOTED
     assert cause.non_retryable and "rolled back" in cause.message and "error rate" in cause.message
     assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    await record_history(handle, "release_staging_rolled_back")
     svc = result.services[0]
     fail = [r for r in svc.readings if r.verdict == "fail"]
     assert fail and fail[0].weight == 10
@@ -246,6 +251,7 @@ async def test_approval_is_awaited_refused_for_non_approver_then_granted(
         assert "release-manager" not in str(err.value.cause)  # never lists who may
         await handle.execute_update("approve", await signed_approval(handle, comment="LGTM"))
         result: ReleaseStatus = await workflow_result(handle)
+    await record_history(handle, "release_prod_approved")
     assert result.outcome == Outcome.PROMOTED
     assert [(a.by, a.before_weight, a.comment) for a in result.approvals] == [
         ("release-manager", 100, "LGTM")
