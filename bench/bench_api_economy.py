@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.temporal import workflow_result
 
 METHODS = [
     "run.services.get",
@@ -138,7 +139,7 @@ async def main() -> int:
             arm_counters(sim)
             handle = await common.start_release(client, stack.task_queue, inp)
             approver = asyncio.create_task(common.approve_when_asked(handle))
-            result = await handle.result()
+            result = await workflow_result(handle)
             await approver
             counts = read_counters(sim)
             rows.append((label, result, counts, minimum(inp, result)))

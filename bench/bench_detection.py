@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.temporal import workflow_result
 
 SERVICE = "python-pipeline-staging"
 BAD_ERROR_RATE = 0.5
@@ -87,7 +88,7 @@ async def main() -> int:
             t_bad = time.time()
             common.set_behavior(sim, SERVICE, version, error_rate=BAD_ERROR_RATE)
             t_set = time.time()
-            result = await handle.result()
+            result = await workflow_result(handle)
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"trial {k}: expected a rollback, got {result.outcome}")
             events = await common.release_events(client, handle)

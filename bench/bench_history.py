@@ -38,6 +38,7 @@ import common
 from temporalio.api.enums.v1 import EventType
 
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.temporal import workflow_result
 
 DEFAULT_TARGET = 1_000
 PER_RUN_TARGET = 10_000
@@ -67,7 +68,7 @@ async def run_and_count(
                     await handle.signal("promote")
                     break
             await asyncio.sleep(0.2)
-    result: ReleaseStatus = await handle.result()
+    result: ReleaseStatus = await workflow_result(handle)
     took = time.monotonic() - t0
     await approver
     if result.outcome != Outcome.PROMOTED:

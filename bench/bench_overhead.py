@@ -62,6 +62,7 @@ from stagecoach.models import (
     SmokeTestInput,
 )
 from stagecoach.splits import canary_split, pin_latest
+from stagecoach.temporal import workflow_result
 
 TAG = "canary"
 WEIGHTS = (10, 50, 100)
@@ -160,7 +161,7 @@ async def main() -> int:
             inp = next_input()
             t = time.perf_counter()
             handle = await common.start_release(client, stack.task_queue, inp)
-            result = await handle.result()
+            result = await workflow_result(handle)
             took = time.perf_counter() - t
             if result.outcome != Outcome.PROMOTED:
                 raise RuntimeError(f"release {inp.version}: {result.outcome} {result.error}")

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from stagecoach.models import Outcome
+from stagecoach.temporal import workflow_result
 
 PROJECT = "legal-forms-staging"
 SERVICE = "python-pipeline-staging"
@@ -61,7 +62,7 @@ async def main() -> int:
                 interval=timedelta(seconds=1),
             )
             handle = await common.start_release(client, stack.task_queue, inp)
-            result = await handle.result()
+            result = await workflow_result(handle)
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"release {k}: {result.outcome} {result.error}")
             events = await common.release_events(client, handle)

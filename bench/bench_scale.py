@@ -46,6 +46,7 @@ from google.cloud import run_v2
 
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
 from stagecoach.plan import revision_name
+from stagecoach.temporal import workflow_result
 
 PROJECT = "scale-bench"
 REGION = "us-central1"
@@ -235,7 +236,7 @@ async def run_n(
         async def start(inp: ReleaseInput) -> ReleaseStatus:
             async with sem:
                 handle = await common.start_release(client, stack.task_queue, inp)
-            return await handle.result()
+            return await workflow_result(handle)
 
         results = await asyncio.wait_for(
             asyncio.gather(*(start(inp) for inp in inputs)), timeout=3600

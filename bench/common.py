@@ -63,6 +63,7 @@ from stagecoach.temporal import (  # noqa: E402
     free_port,
     port_open,
     start_dev_server,
+    workflow_result,
 )
 from tests.conftest import GcpsimProcess, start_gcpsim, stop_gcpsim  # noqa: E402
 
@@ -485,7 +486,7 @@ async def run_release(
         except Exception:
             where = "(status unavailable)"
         await disturb()
-    result = await asyncio.wait_for(handle.result(), timeout=timeout)
+    result = await asyncio.wait_for(workflow_result(handle), timeout=timeout)
     finished = time.monotonic()
     await approver
     return ReleaseRun(handle, result, finished, where)

@@ -70,7 +70,7 @@ from stagecoach.models import (
     TrafficTarget,
 )
 from stagecoach.plan import build_release, check_freeze, release_workflow_id, service_ref
-from stagecoach.temporal import TemporalSettings, connect
+from stagecoach.temporal import TemporalSettings, connect, workflow_result
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -380,7 +380,7 @@ def _nothing_running(
         )
     version = _sa(desc, VERSION) or "the last release"
     ended = desc.status.name.lower() if desc.status else "closed"
-    if desc.status == WorkflowExecutionStatus.COMPLETED:
+    if desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         ended = _sa(desc, OUTCOME) or ended
     fail(
         f"no release to {env} is running ({version} ended {ended}); nothing to {what} "
@@ -417,7 +417,7 @@ class Follower:
         handle: WorkflowHandle[Any, ReleaseStatus] = self.client.get_workflow_handle(
             self.wid, result_type=ReleaseStatus
         )
-        result = asyncio.ensure_future(handle.result())
+        result = asyncio.ensure_future(workflow_result(handle))
         live: Live | None = None
         if not self.json_out and out.is_terminal:
             live = Live(console=out, refresh_per_second=4, transient=False)
@@ -435,7 +435,7 @@ class Follower:
                         note(f"Temporal is not answering ({exc.message}); still following...")
                     outage += POLL_SECONDS
                     await asyncio.sleep(POLL_SECONDS)
-                    result = asyncio.ensure_future(handle.result())
+                    result = asyncio.ensure_future(workflow_result(handle))
                     continue
                 st = await self._query(handle)
                 if st is not None:
@@ -823,7 +823,12 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
                 EXIT_UNREACHABLE,
             )
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
-        st = await handle.result()
+        st = await workflow_result(handle)
+    elif desc.status == WorkflowExecutionStatus.FAILED:
+        try:  # a release that did not promote ends failed, its status in the failure
+            st = await workflow_result(handle)
+        except WorkflowFailureError:
+            st = _closed_status(cfg, env, desc)
     else:
         st = _closed_status(cfg, env, desc)
     if json_out:
@@ -1040,13 +1045,16 @@ async def release_history_hints(
     """From the recent completed releases: for each Cloud Run service, which revision each
     promoted canary replaced, and the canaries of releases that were not promoted."""
     wid = release_workflow_id(cfg.app, env)
-    query = f"WorkflowType='Release' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    query = (
+        f"WorkflowType='Release' AND WorkflowId='{wid}' "
+        "AND ExecutionStatus IN ('Completed', 'Failed')"
+    )
     runs = [wf.run_id async for wf in client.list_workflows(query, limit=limit)]
 
     async def result(run_id: str) -> ReleaseStatus | None:
         h = client.get_workflow_handle(wid, run_id=run_id, result_type=ReleaseStatus)
         try:
-            st: ReleaseStatus = await h.result(follow_runs=False)
+            st: ReleaseStatus = await workflow_result(h, follow_runs=False)
             return st
         except Exception:
             return None
@@ -1223,8 +1231,15 @@ async def _history(cfg: Config, env: str, limit: int, json_out: bool) -> int:
         sa = wf.typed_search_attributes
         status = wf.status.name.lower() if wf.status else ""
         outcome = str(sa.get(OUTCOME) or "")
-        if wf.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-            outcome = status  # terminated, failed, continued_as_new...
+        ended_by_outcome = (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+            WorkflowExecutionStatus.FAILED,  # not promoted: its outcome says how
+        )
+        if wf.status not in ended_by_outcome or (
+            wf.status == WorkflowExecutionStatus.FAILED and outcome in ("", "running")
+        ):
+            outcome = status  # terminated, failed before it recorded an outcome, continued...
         rows.append(
             render.HistoryRow(
                 workflow_id=wf.id,
@@ -1259,6 +1274,55 @@ def history(
     cfg = load(config)
     check_env(cfg, env)
     raise typer.Exit(run(_history(cfg, env, limit, json_out)))
+
+
+# =============================================================================== report
+
+
+@app.command()
+def report(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="Environment.")],
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            metavar="RUN_ID|VERSION",
+            help="Which release: a run id or a version (default: the latest run).",
+        ),
+    ] = None,
+    drill: Annotated[
+        bool, typer.Option("--drill", help="Report the latest DR drill of ENV instead.")
+    ] = False,
+    html_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Where to write the page (default report-...html)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a self-contained HTML report (inline SVG plots, no network needed to open it) of a
+    release: canary vs stable error rate and latency per reading, the traffic steps, the gate
+    limits, decisions and approvals on the timeline, the outcome and why; or of a DR drill,
+    restore or point-in-time recovery (durations vs RTO, data-loss window vs RPO)."""
+    cfg = load(config)
+    check_env(cfg, env)
+
+    async def _go() -> int:
+        from stagecoach.cli_report import write_report
+
+        client = await async_client(cfg)
+        wid = release_workflow_id(cfg.app, env)
+        try:
+            path, what = await write_report(
+                client, cfg, env, release, drill, html_file, web_link(wid)
+            )
+        except ValueError as e:
+            fail(str(e))
+        out.print(f"{what}: report written to {path}", markup=False, soft_wrap=True)
+        return EXIT_OK
+
+    raise typer.Exit(run(_go()))
 
 
 # =============================================================================== local stack

@@ -52,6 +52,7 @@ from stagecoach.dr_models import (
 )
 from stagecoach.models import BackupInfo, InstanceRef, ListBackupsInput, ReleaseInput, ServiceRef
 from stagecoach.plan import build_switch_release, instance_ref, release_workflow_id, service_ref
+from stagecoach.temporal import workflow_result
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -257,7 +258,9 @@ async def _follow(handle: Any, result_type: type[T], *, follow_runs: bool = True
     from temporalio.client import WorkflowContinuedAsNewError, WorkflowFailureError
 
     seen = 0
-    result_task = asyncio.ensure_future(handle.result(follow_runs=follow_runs))
+    result_task = asyncio.ensure_future(
+        workflow_result(handle, result_type, follow_runs=follow_runs)
+    )
     try:
         while not result_task.done():
             try:
@@ -347,8 +350,8 @@ async def show_recovery_status(
         RestoreStatus if desc.workflow_type == "Restore" else PointInTimeResult
     )
     handle = client.get_workflow_handle(workflow_id, result_type=result_type)
-    if wait or desc.status == WorkflowExecutionStatus.COMPLETED:
-        st = await handle.result()
+    if wait or desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+        st = await workflow_result(handle, result_type)
     else:
         st = await handle.query("status", result_type=result_type)
     if as_json:
@@ -765,7 +768,7 @@ async def _quiet(handle: Any, result_type: type[T], *, follow_runs: bool = True)
     from temporalio.client import WorkflowFailureError
 
     try:
-        result: T = await handle.result(follow_runs=follow_runs)
+        result: T = await workflow_result(handle, result_type, follow_runs=follow_runs)
         return result
     except WorkflowFailureError as err:
         try:

@@ -43,6 +43,15 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+# A release that did not promote (and a DR workflow that did not succeed) ends as a *failed*
+# workflow execution, so the Web UI's list and page never show it as a success. The failure is
+# an ApplicationError of one of these types whose first detail is the full status (the same
+# object a promoted release returns); `stagecoach.temporal.workflow_result` reads it back.
+RELEASE_NOT_PROMOTED = "ReleaseNotPromoted"
+DR_NOT_SUCCEEDED = "DrNotSucceeded"
+STATUS_FAILURE_TYPES = frozenset({RELEASE_NOT_PROMOTED, DR_NOT_SUCCEEDED})
+
+
 class Target(BaseModel):
     """Where the activities send their API calls (no credentials: the worker has those)."""
 

@@ -14,13 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from temporalio.client import Client
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from stagecoach.models import STATUS_FAILURE_TYPES
 from stagecoach.plan import TASK_QUEUE
+
+T = TypeVar("T")
 
 # Custom search attributes: the Web UI and `starter.py history` filter on these.
 SEARCH_ATTRIBUTES = {
@@ -84,6 +88,44 @@ async def connect(settings: TemporalSettings) -> Client:
         api_key=settings.api_key,
         data_converter=pydantic_data_converter,
     )
+
+
+def status_from_failure(err: WorkflowFailureError, result_type: type[T] | None) -> T | None:
+    """The status a workflow that did not succeed ended with (a release that rolled back, was
+    aborted or failed; a restore, recovery or drill that did not succeed): the first detail of
+    its `ReleaseNotPromoted` / `DrNotSucceeded` failure. None for any other failure."""
+    from temporalio.exceptions import ApplicationError
+
+    cause = err.cause
+    if not (
+        isinstance(cause, ApplicationError)
+        and cause.type in STATUS_FAILURE_TYPES
+        and cause.details
+        and isinstance(result_type, type)
+        and issubclass(result_type, BaseModel)
+    ):
+        return None
+    found: Any = result_type.model_validate(cause.details[0])
+    return found
+
+
+async def workflow_result(
+    handle: WorkflowHandle[Any, T], result_type: type[T] | None = None, *, follow_runs: bool = True
+) -> T:
+    """A workflow's final status, whatever its outcome: what it returned on success, the status
+    its failure carries otherwise (see `status_from_failure`). Every reader of a release's or a
+    DR workflow's result goes through this; other failures raise `WorkflowFailureError`."""
+    try:
+        return await handle.result(follow_runs=follow_runs)
+    except WorkflowFailureError as err:
+        # the handle's own result type when not given (the SDK keeps it private)
+        found = status_from_failure(err, result_type or getattr(handle, "_result_type", None))
+        if found is None:
+            raise
+        return found
+
+
+release_result = workflow_result
 
 
 def workflows() -> list[type]:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
@@ -43,6 +43,9 @@ TRAFFIC_RETRY = RetryPolicy(
 )
 QUICK = timedelta(seconds=60)  # start-to-close of a single API call
 MAX_EVENTS = 100  # event lines kept in a status object (oldest dropped)
+# workflow.patched id: an outcome other than success ends the execution as failed (details: the
+# status), so the Web UI never shows a rolled-back release as Completed
+OUTCOME_AS_FAILURE = "outcome-as-failure"
 
 
 def error_message(err: BaseException) -> str:
@@ -50,6 +53,16 @@ def error_message(err: BaseException) -> str:
     cause = err.cause if isinstance(err, ActivityError) and err.cause else err
     text = getattr(cause, "message", None) or str(cause) or type(cause).__name__
     return clip(text, MAX_ERROR)
+
+
+def fail_with_status(status: Any, message: str, error_type: str) -> None:
+    """End the run as a failed execution whose failure carries `status` (its first detail),
+    for a release that did not promote or a DR workflow that did not succeed. Runs recorded
+    before OUTCOME_AS_FAILURE return the status instead (this returns and the caller does)."""
+    if workflow.patched(OUTCOME_AS_FAILURE):
+        raise ApplicationError(
+            clip(message, MAX_ERROR), status, type=error_type, non_retryable=True
+        )
 
 
 def decode_abort(args: Sequence[RawValue]) -> AbortInput:

@@ -50,6 +50,7 @@ from workflows.common import (
     Visible,
     decode_abort,
     error_message,
+    fail_with_status,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -71,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         Verification,
     )
     from stagecoach.models import (
+        DR_NOT_SUCCEEDED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -294,11 +296,23 @@ class RestoreWorkflow(_Visible):
 
     # ------------------------------------------------------------------ messages
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description=(
+            "The restore's status (JSON): {env, instance, backup_id, phase, outcome, error, "
+            "services: [scaling recorded/resumed], validation, left_in, events}. No input."
+        ),
+    )
     def status(self) -> RestoreStatus:
         return self.st
 
-    @workflow.signal(dynamic=True)
+    @workflow.signal(
+        dynamic=True,
+        description=(
+            "abort: stop and clean up (services resumed, scratch instances deleted); input "
+            '{"reason": "...", "by": "NAME"} (any payload aborts). Other names are ignored.'
+        ),
+    )
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` with any payload (a typed handler would drop what does not decode)."""
         if name == "abort":
@@ -319,7 +333,15 @@ class RestoreWorkflow(_Visible):
         self.abort_requested = inp or AbortInput()
         self._event(f"abort requested: {reason}")
 
-    @workflow.update(name="approve")
+    @workflow.update(
+        name="approve",
+        description=(
+            "Approve the restore (where restore_requires_approval is set; only by a listed "
+            'approver with proof). Input {"by": "release-manager", "comment": "...", "proof": '
+            "{workflow_id, run_id, version, step: 0, key, signature}}. "
+            "Returns {approved_weight, by}."
+        ),
+    )
     async def approve(self, inp: ApproveInput) -> ApproveResult:
         """Counts only with proof of who sent it, judged against the worker's policy (see
         stagecoach.trust; the step is 0); a refused attempt is recorded, then the update fails."""
@@ -484,6 +506,11 @@ class RestoreWorkflow(_Visible):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()  # the execution ends Cancelled; `status` tells all
+        if st.outcome != DrOutcome.SUCCEEDED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st, f"restore of backup {inp.backup_id} {st.outcome.value}: {why}", DR_NOT_SUCCEEDED
+            )
         return st
 
     # ------------------------------------------------------------------ steps
@@ -745,7 +772,13 @@ class _ScratchWorkflow(_Visible):
     abort_requested: AbortInput | None = None
     _body: asyncio.Task[None] | None = None
 
-    @workflow.signal(dynamic=True)
+    @workflow.signal(
+        dynamic=True,
+        description=(
+            "abort: stop and clean up (services resumed, scratch instances deleted); input "
+            '{"reason": "...", "by": "NAME"} (any payload aborts). Other names are ignored.'
+        ),
+    )
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` with any payload (a typed handler would drop what does not decode)."""
         if name == "abort":
@@ -883,7 +916,14 @@ class PointInTimeWorkflow(_ScratchWorkflow):
     def _state(self) -> PointInTimeResult:
         return self.st
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description=(
+            "The point-in-time recovery's status (JSON): {source_instance, recovery_instance, "
+            "point_in_time, phase, outcome, clone_seconds, validation, left_in, events}. No "
+            "input."
+        ),
+    )
     def status(self) -> PointInTimeResult:
         return self.st
 
@@ -933,6 +973,13 @@ class PointInTimeWorkflow(_ScratchWorkflow):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st,
+                f"point-in-time recovery of {st.source_instance} {st.outcome.value}: {why}",
+                DR_NOT_SUCCEEDED,
+            )
         if st.switching:
             assert switch is not None
             self._event(f"handing over to release {switch.version}")
@@ -1041,7 +1088,14 @@ class DrDrillWorkflow(_ScratchWorkflow):
     def _state(self) -> DrillReport:
         return self.st
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description=(
+            "The drill's report (JSON): {source_instance, scratch_instance, backup, phase, "
+            "outcome, tables, restore_seconds vs rto_seconds, data_loss_seconds vs "
+            "rpo_seconds, scratch_deleted, events}. No input."
+        ),
+    )
     def status(self) -> DrillReport:
         return self.st
 
@@ -1079,6 +1133,10 @@ class DrDrillWorkflow(_ScratchWorkflow):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:
+            fail_with_status(
+                st, f"DR drill of {st.source_instance}: {self._summary()}", DR_NOT_SUCCEEDED
+            )
         return st
 
     def _scratch_ref(self) -> InstanceRef:

@@ -20,11 +20,15 @@ class ServiceLockWorkflow:
         self.inp = inp
         self.released = False
 
-    @workflow.query(name="holder")
+    @workflow.query(
+        name="holder", description="Who holds the service (JSON): the holding workflow's id."
+    )
     def holder(self) -> Holder:
         return self.inp.holder
 
-    @workflow.signal(name="release")
+    @workflow.signal(
+        name="release", description="Let the service go (sent by its holder when it ends)."
+    )
     def release(self, workflow_id: str) -> None:
         if workflow_id == self.inp.holder.workflow_id:
             self.released = True

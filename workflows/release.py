@@ -33,6 +33,7 @@ from workflows.common import (
     Visible,
     decode_abort,
     error_message,
+    fail_with_status,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -45,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
     from stagecoach.locks import Holder, LocksInput
     from stagecoach.models import (
+        RELEASE_NOT_PROMOTED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -89,6 +91,8 @@ SNAPSHOT_IN_CREATE = "snapshot-in-create-revision"  # workflow.patched id
 SEQUENTIAL_JUDGE = "sequential-judge"  # workflow.patched id: stagecoach.judge and stagecoach.bake
 POLICY_FROM_WORKER = "policy-from-worker"  # workflow.patched id: LoadPolicy at the start of a run
 SERVICE_LOCK = "service-lock"  # workflow.patched id: the release holds its Cloud Run services
+APPROVAL_TIMER = "approval-wait-timer"  # workflow.patched id: the approval wait is a timer
+APPROVAL_REMINDER = timedelta(hours=24)  # one such timer a day while nobody answers
 RECOVERY_VERSION_RE = re.compile(r"recovery-[0-9]{12}")
 FREEZE_WINDOWS = "freeze-windows"  # workflow.patched id: traffic steps wait out freeze windows
 RELEASE_HOOKS = "release-hooks"  # workflow.patched id: pre_deploy / post_deploy Cloud Run jobs
@@ -140,11 +144,26 @@ class ReleaseWorkflow(Visible):
 
     # ------------------------------------------------------------------ messages
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description=(
+            "The full release status (JSON, for programs): {app, env, version, phase, outcome, "
+            "progress, backup_id, error, abort_reason, awaiting_approval_for, approvals: [{by, at, "
+            "comment, before_weight}], services: [{name, run_service, state, percent, "
+            "stable_revisions, canary_revision, snapshot, readings: [{at, weight, verdict, "
+            "reasons, ...}]}], events: [...]}. No input."
+        ),
+    )
     def status(self) -> ReleaseStatus:
         return self.st
 
-    @workflow.signal(dynamic=True)
+    @workflow.signal(
+        dynamic=True,
+        description=(
+            'abort: roll back at once, also mid-bake; input {"reason": "bad logs", "by": "NAME"} '
+            "(any payload aborts). Other signal names are ignored."
+        ),
+    )
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` (and any signal no named handler takes). A typed handler would drop a payload
         that does not decode; the emergency brake must never be dropped."""
@@ -160,14 +179,28 @@ class ReleaseWorkflow(Visible):
             by = f" by {inp.by}" if inp.by else ""
             self._event(f"abort requested{by}: {inp.reason}")
 
-    @workflow.signal(name="promote")
+    @workflow.signal(
+        name="promote",
+        description=(
+            "Skip the remaining bake windows and steps once the gates pass (approval still "
+            "holds); on a paused release, the person's override: go on. No input."
+        ),
+    )
     def promote(self) -> None:
         if not self.promote_requested and self.st.outcome == Outcome.RUNNING:
             self.promote_requested = True
             self.st.promote_requested = True
             self._event("promote requested: remaining bake windows skipped once gates pass")
 
-    @workflow.update(name="approve")
+    @workflow.update(
+        name="approve",
+        description=(
+            "Approve the step the release awaits (only then, only by a listed approver with "
+            'proof). Input {"by": "release-manager", "comment": "canary looks good", "proof": '
+            "{workflow_id, run_id, version, step, key, signature}} (`python starter.py approve "
+            "ENV --by NAME --print-payload` prints it). Returns {approved_weight, by}."
+        ),
+    )
     async def approve(self, inp: ApproveInput) -> ApproveResult:
         """Counts only with proof of who sent it (see stagecoach.trust), verified here against
         the worker's policy. A refused attempt is recorded (status, event, log) with the claimed
@@ -294,6 +327,13 @@ class ReleaseWorkflow(Visible):
         self._set_phase(Phase.DONE)
         self._progress(f"{st.outcome.value}: {st.error or st.abort_reason or inp.version}")
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if st.outcome != Outcome.PROMOTED:
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st,
+                f"release {inp.version} to {inp.env} {st.outcome.value.replace('_', ' ')}: {why}",
+                RELEASE_NOT_PROMOTED,
+            )
         return st
 
     # ------------------------------------------------------------------ steps
@@ -561,16 +601,37 @@ class ReleaseWorkflow(Visible):
         self.st.awaiting_approval_for = weight
         self._set_phase(Phase.AWAITING_APPROVAL)
         who = " or ".join(approval.approvers)
-        self._progress(f"awaiting approval by {who} before {weight}%")
+        service = next(
+            (s.run_service for s in self.st.services if s.name == self.st.current_service),
+            "the release",
+        )
+        self._progress(
+            f"WAITING FOR APPROVAL of {service} before {weight}% by {who}: "
+            f"python starter.py approve {self.inp.env} --by NAME --comment '...' "
+            "(or abort to roll back)"
+        )
         self._event(f"awaiting approval by {who} before {weight}%")
         await self._notify(
             "awaiting_approval",
             f"Release {self.inp.version} to {self.inp.env} awaits approval ({who}) "
             f"before {weight}%",
         )
-        await workflow.wait_condition(
-            lambda: self._approved(weight) or self.abort_requested is not None
-        )
+
+        def answered() -> bool:
+            return self._approved(weight) or self.abort_requested is not None
+
+        if workflow.patched(APPROVAL_TIMER):
+            # a timer whose summary says who is awaited and how to approve: visible in the
+            # Web UI's default page (event history and timeline), not only in User Metadata
+            while not answered():
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        answered,
+                        timeout=APPROVAL_REMINDER,
+                        timeout_summary=clip(self.st.progress, 200),
+                    )
+        else:
+            await workflow.wait_condition(answered)
         self.st.awaiting_approval_for = None
         self._check_abort()
 
@@ -853,6 +914,10 @@ class ReleaseWorkflow(Visible):
                         or (self.promote_requested and not self._promote_seen)
                     ),
                     timeout=wait,
+                    timeout_summary=(
+                        f"{svc.run_service} at {weight}%: wait for reading "
+                        f"{svc.reading_count + 1} ({int(left.total_seconds())}s of bake left)"
+                    ),
                 )
             self._promote_seen = self.promote_requested
             self._check_abort()
@@ -1114,7 +1179,17 @@ class ReleaseWorkflow(Visible):
         for plan, svc in reversed(touched):
             self._progress(f"{svc.run_service}: restoring {describe(svc.snapshot)}")
             try:
-                await self._set_traffic(plan, svc.snapshot, "rollback", TRAFFIC_RETRY)
+                await self._set_traffic(
+                    plan,
+                    svc.snapshot,
+                    "rollback",
+                    TRAFFIC_RETRY,
+                    summary=(
+                        f"{plan.ref.service}: rollback to {describe(svc.snapshot)} -- "
+                        f"{self.st.outcome.value.replace('_', ' ')}: "
+                        f"{clip(self.st.error or self.st.abort_reason, 160)}"
+                    ),
+                )
             except ActivityError as err:
                 svc.error = f"rollback failed: {error_message(err)}"
                 self.st.outcome = Outcome.FAILED
@@ -1134,7 +1209,12 @@ class ReleaseWorkflow(Visible):
     # ------------------------------------------------------------------ helpers
 
     async def _set_traffic(
-        self, plan: ServicePlan, split: list[TrafficTarget], reason: str, retry: RetryPolicy
+        self,
+        plan: ServicePlan,
+        split: list[TrafficTarget],
+        reason: str,
+        retry: RetryPolicy,
+        summary: str = "",
     ) -> SetTrafficResult:
         return await workflow.execute_activity(
             "SetTraffic",
@@ -1143,7 +1223,7 @@ class ReleaseWorkflow(Visible):
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry,
-            summary=f"{plan.ref.service}: {reason}",
+            summary=summary or f"{plan.ref.service}: {reason} ({describe(split)})",
         )
 
     async def _notify(self, event: str, text: str) -> None:

@@ -78,7 +78,10 @@ class RollbackWorkflow:
         self.results: list[RollbackServiceResult] = []
         self.progress = "starting"
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description="The services rolled back so far (JSON): {services: [...], outcome}.",
+    )
     def status(self) -> RollbackResult:
         return RollbackResult(services=self.results, outcome=Outcome.RUNNING)
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common
 
 from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.temporal import workflow_result
 
 PROJECT = "legal-forms-staging"
 SIM_ARGS = ["--run-op-seconds", "0.3", "--request-rate", "1000"]
@@ -73,7 +74,7 @@ async def main() -> int:
             deadline = time.monotonic() + 300
             while res is None:
                 try:
-                    res = await asyncio.wait_for(handle.result(), timeout=300)
+                    res = await asyncio.wait_for(workflow_result(handle), timeout=300)
                 except Exception as err:  # the result long-poll may break while it restarts
                     if time.monotonic() > deadline:
                         raise

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import common  # noqa: E402
 
 from stagecoach.models import Outcome, Phase, ReleaseInput, ReleaseStatus  # noqa: E402
+from stagecoach.temporal import workflow_result  # noqa: E402
 
 PROJECT = "legal-forms-staging"
 SERVICE = "python-pipeline-staging"
@@ -63,7 +64,7 @@ async def test_worker_sigkill_mid_bake_then_new_worker_promotes(tmp_path: Path) 
         await common.wait_for(handle, baking_at_10, timeout=60)
         stack.kill_worker(signal.SIGKILL)
         stack.start_worker()
-        res = await asyncio.wait_for(handle.result(), timeout=90)
+        res = await asyncio.wait_for(workflow_result(handle), timeout=90)
         assert_promoted_once(stack, inp, res)
 
 
@@ -79,7 +80,7 @@ async def test_temporal_sigkill_mid_bake_then_restart_promotes(tmp_path: Path) -
         res: ReleaseStatus | None = None
         for _ in range(30):  # the result long-poll may break while the server restarts
             try:
-                res = await asyncio.wait_for(handle.result(), timeout=90)
+                res = await asyncio.wait_for(workflow_result(handle), timeout=90)
                 break
             except TimeoutError:
                 raise

@@ -24,7 +24,7 @@ from stagecoach.models import (
     ReleaseInput,
     ReleaseStatus,
 )
-from stagecoach.temporal import build_worker, temporal_binary
+from stagecoach.temporal import build_worker, temporal_binary, workflow_result
 from tests.conftest import GcpsimProcess, worker_config
 from tests.e2e.test_release import canary_history, live_traffic, release_input, start, wait_for
 
@@ -82,7 +82,7 @@ async def test_malformed_abort_still_aborts(
             temporal_address, "workflow", "signal", "--workflow-id", handle.id,
             "--name", "abort", *extra,
         )  # fmt: skip
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 60)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == Outcome.ABORTED
     assert result.abort_reason
     if payload == '"stop it"':
@@ -99,7 +99,7 @@ async def test_a_1mb_abort_reason_ends_the_release_cleanly(
         handle = await baking(client, task_queue, inp)
         huge: dict[str, Any] = {"reason": "r" * MB, "by": "b" * MB}
         await handle.signal("abort", huge)
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 60)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == Outcome.ABORTED
     assert 0 < len(result.abort_reason) <= MAX_TEXT
     assert len(result.model_dump_json()) < 100_000
@@ -142,7 +142,7 @@ async def test_plain_cli_start_with_weakened_policy_still_waits_for_a_valid_appr
             await handle.execute_update("approve", ApproveInput(by="release-manager"))
         assert "no proof" in str(err.value.cause)
         await handle.signal("abort", {"reason": "test over"})
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 60)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == Outcome.ABORTED and result.approvals == []
     assert [r.claimed for r in result.rejected_approvals] == ["release-manager"]
     svc = result.services[0]
@@ -184,7 +184,7 @@ async def test_plain_cli_restore_with_no_approvers_still_waits_for_approval(
         assert st.awaiting_approval, st
         assert all(s.state == "untouched" for s in st.services)
         await handle.signal("abort", "test over")
-        result: RestoreStatus = await asyncio.wait_for(handle.result(), 60)
+        result: RestoreStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == DrOutcome.ABORTED
     assert result.database_state == "untouched"
 
@@ -203,7 +203,7 @@ async def test_non_loopback_simulator_host_is_refused_by_the_worker(
             inp.model_copy(update={"services": services}),
         )  # fmt: skip
         handle = client.get_workflow_handle(wid, result_type=ReleaseStatus)
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 60)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == Outcome.FAILED
     assert "not loopback" in result.error and "refused by the worker's policy" in result.error
     assert result.services[0].canary_revision == ""  # nothing was created anywhere
@@ -219,7 +219,7 @@ async def test_another_project_is_refused_by_the_worker(
     ]
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp.model_copy(update={"services": services}))
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 60)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 60)
     assert result.outcome == Outcome.FAILED
     assert "is not staging's project" in result.error
 
@@ -280,7 +280,7 @@ async def test_forged_replayed_self_and_1mb_approvals_are_refused_and_recorded(
         ok.proof = sign("qa-lead", workflow_id=handle.id, run_id=desc.run_id, version="v1.8.0",
                         step=100, comment=ok.comment)  # fmt: skip
         await handle.execute_update("approve", ok)
-        result: ReleaseStatus = await asyncio.wait_for(handle.result(), 120)
+        result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), 120)
     assert result.outcome == Outcome.PROMOTED, result.error
     got = [(r.claimed, r.authenticated.split(" (")[0]) for r in result.rejected_approvals]
     assert got == [
@@ -311,14 +311,14 @@ async def test_two_configs_releasing_the_same_service_second_is_refused(
     async with worker(client, task_queue):
         h1 = await baking(client, task_queue, first)
         h2 = await start(client, task_queue, second)
-        r2: ReleaseStatus = await asyncio.wait_for(h2.result(), 60)
+        r2: ReleaseStatus = await asyncio.wait_for(workflow_result(h2), 60)
         assert r2.outcome == Outcome.FAILED
         assert "node-server-staging is being released by" in r2.error and h1.id in r2.error
         assert r2.services[0].canary_revision == ""  # refused before anything was touched
         st = await h1.query("status", result_type=ReleaseStatus)
         assert st.outcome == Outcome.RUNNING  # the holder goes on, untouched
         await h1.signal("abort", {"reason": "test over"})
-        r1: ReleaseStatus = await asyncio.wait_for(h1.result(), 60)
+        r1: ReleaseStatus = await asyncio.wait_for(workflow_result(h1), 60)
         assert r1.outcome == Outcome.ABORTED
         lock = await client.get_workflow_handle(lock_id(first.services[0].ref)).describe()
         assert lock.status is not None and lock.status.name == "TERMINATED"  # released

@@ -57,7 +57,7 @@ from stagecoach.models import (
     SetScalingInput,
 )
 from stagecoach.plan import instance_ref, service_ref
-from stagecoach.temporal import build_worker
+from stagecoach.temporal import build_worker, workflow_result
 from tests.conftest import ROOT, GcpsimProcess, signed_approval, worker_config
 
 APP = "legal-forms"
@@ -129,7 +129,7 @@ async def wait_status(
 
 
 async def result(handle: WorkflowHandle[Any, Any], timeout: float = WAIT) -> Any:
-    return await asyncio.wait_for(handle.result(), timeout)
+    return await asyncio.wait_for(workflow_result(handle), timeout)
 
 
 def sqladmin(ref: InstanceRef) -> Any:

@@ -23,6 +23,7 @@ from stagecoach.models import (
     ReleaseStatus,
     Verdict,
 )
+from stagecoach.temporal import workflow_result
 from tests.conftest import GcpsimProcess
 from tests.e2e.test_release import (
     canary_history,
@@ -45,7 +46,7 @@ def ok(result: object) -> None:
 async def release(client: Client, task_queue: str, inp: ReleaseInput) -> ReleaseStatus:
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     return result
 
 
@@ -137,7 +138,7 @@ async def test_very_quiet_canary_is_not_rolled_back_for_lack_of_traffic(
         assert last.verdict == Verdict.INCONCLUSIVE
         assert "need 20" in last.reasons[0] and "detected" in last.reasons[0]
         await handle.signal("promote")
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
     assert any("not enough evidence at 10%" in e for e in result.events)
     # before it called the canary quiet, it checked that the canary can serve at all
@@ -210,7 +211,7 @@ async def test_regression_after_100_percent_is_rolled_back_during_the_watch(
             timeout=90,
         )
         ok(gcpsim.cli("behavior", service, "v2.7.0", "--error-rate", "0.2"))
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ROLLED_BACK, result
     assert "vs baseline" in result.error or "error rate limit" in result.error
     failing = next(r for r in result.services[0].readings if r.verdict == Verdict.FAIL)

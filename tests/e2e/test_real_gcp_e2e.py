@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from stagecoach.cli_dr import drill_input
 from stagecoach.dr_models import DrillReport, DrOutcome
 from stagecoach.plan import instance_ref
+from stagecoach.temporal import workflow_result
 from tests.conftest import GcpsimProcess
 from tests.e2e.test_dr import (
     assert_scratch_gone,
@@ -106,7 +107,7 @@ async def test_internal_service_released_with_its_smoke_route_said_aloud(
     inp = release_input(gcpsim, "dev", "v1.8.0", ["python-pipeline"])
     assert inp.services[0].smoke == "none"
     async with release_worker(client, task_queue):
-        st: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        st: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert st.outcome == Outcome.PROMOTED, st.error
     events = " | ".join(st.events)
     assert "NO smoke test (smoke: none; ingress internal" in events, events

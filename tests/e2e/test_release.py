@@ -17,11 +17,19 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from googleapiclient import discovery
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 
 from gcpsim.store import parse_rfc3339
 from stagecoach.config import Config, GcpsimEndpoint, Step, load_config
 from stagecoach.models import (
+    RELEASE_NOT_PROMOTED,
     AbortInput,
     ApproveInput,
     Outcome,
@@ -30,7 +38,7 @@ from stagecoach.models import (
     ReleaseStatus,
 )
 from stagecoach.plan import build_release
-from stagecoach.temporal import build_worker, temporal_binary
+from stagecoach.temporal import build_worker, temporal_binary, workflow_result
 from tests.conftest import ROOT, GcpsimProcess, signed_approval
 
 pytestmark = pytest.mark.asyncio
@@ -113,6 +121,13 @@ async def start(client: Client, task_queue: str, inp: ReleaseInput) -> WorkflowH
     )
 
 
+async def record_history(handle: WorkflowHandle, name: str) -> None:
+    """With STAGECOACH_RECORD_HISTORY set: the run's history into tests/replay/histories."""
+    if os.environ.get("STAGECOACH_RECORD_HISTORY"):
+        history = await handle.fetch_history()
+        (ROOT / "tests" / "replay" / "histories" / f"{name}.json").write_text(history.to_json())
+
+
 async def wait_for(
     handle: WorkflowHandle, check: Callable[[ReleaseStatus], bool], timeout: float = 60
 ) -> ReleaseStatus:
@@ -132,12 +147,9 @@ async def test_happy_path_shifts_exactly_10_50_100(
     inp = release_input(gcpsim, "staging", "v1.2.0")
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
-    if os.environ.get("STAGECOACH_RECORD_HISTORY"):
-        history = await handle.fetch_history()
-        out = ROOT / "tests" / "replay" / "histories" / "release_staging_promoted.json"
-        out.write_text(history.to_json())
+    await record_history(handle, "release_staging_promoted")
     assert result.phase == Phase.DONE
     for svc in result.services:
         assert svc.state == "promoted"
@@ -162,8 +174,18 @@ async def test_bad_canary_is_rolled_back_to_the_exact_previous_split(
     assert r.returncode == 0, r.stderr
     inp = release_input(gcpsim, "staging", "v1.3.0", ["node-server"])
     async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        handle = await start(client, task_queue, inp)
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ROLLED_BACK
+    # the execution ends Failed (the Web UI never shows it as a success); its failure carries
+    # the status that workflow_result just read
+    with pytest.raises(WorkflowFailureError) as exc:
+        await handle.result()
+    cause = exc.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == RELEASE_NOT_PROMOTED
+    assert cause.non_retryable and "rolled back" in cause.message and "error rate" in cause.message
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    await record_history(handle, "release_staging_rolled_back")
     svc = result.services[0]
     fail = [r for r in svc.readings if r.verdict == "fail"]
     assert fail and fail[0].weight == 10
@@ -184,7 +206,7 @@ async def test_slow_canary_p95_is_rolled_back(
     )
     inp = release_input(gcpsim, "staging", "v1.3.1", ["python-pipeline"])
     async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert result.outcome == Outcome.ROLLED_BACK
     assert "latency" in result.error  # against stable's, and the 10 s p95 limit
     assert live_traffic(gcpsim, "legal-forms-staging", "python-pipeline-staging") == before
@@ -207,7 +229,7 @@ async def test_abort_mid_bake_restores_traffic_at_once(
         handle = await start(client, task_queue, inp)
         await wait_for(handle, lambda st: st.phase == Phase.BAKING)
         await handle.signal("abort", AbortInput(reason="operator saw bad logs"))
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ABORTED
     assert result.abort_reason == "operator saw bad logs"
     assert live_traffic(gcpsim, "legal-forms-staging", "node-server-staging") == before
@@ -228,7 +250,8 @@ async def test_approval_is_awaited_refused_for_non_approver_then_granted(
         assert "is not an approver" in str(err.value.cause)
         assert "release-manager" not in str(err.value.cause)  # never lists who may
         await handle.execute_update("approve", await signed_approval(handle, comment="LGTM"))
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
+    await record_history(handle, "release_prod_approved")
     assert result.outcome == Outcome.PROMOTED
     assert [(a.by, a.before_weight, a.comment) for a in result.approvals] == [
         ("release-manager", 100, "LGTM")
@@ -268,7 +291,7 @@ async def test_second_service_failing_rolls_back_the_first(
     gcpsim.cli("behavior", "node-server-staging", "v1.6.0", "--error-rate", "0.5")
     inp = release_input(gcpsim, "staging", "v1.6.0")
     async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert result.outcome == Outcome.ROLLED_BACK
     pipeline, node = result.services
     assert pipeline.state == "rolled_back" and node.state == "rolled_back"
@@ -291,7 +314,7 @@ async def test_smoke_failure_and_never_ready_revision_move_no_traffic(
     gcpsim.cli("behavior", "node-server-dev", version, flag)
     inp = release_input(gcpsim, "dev", version, ["node-server"])
     async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert result.outcome == Outcome.FAILED
     svc = result.services[0]
     assert svc.state == "failed" and svc.step == -1
@@ -341,7 +364,7 @@ async def test_messages_work_from_the_temporal_cli(
             "workflow", "signal", "--workflow-id", handle.id, "--name", "abort",
             "--input", '{"reason": "from the temporal CLI"}',
         )  # fmt: skip
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ABORTED
     assert result.abort_reason == "from the temporal CLI"
 
@@ -364,7 +387,7 @@ async def test_long_bake_continues_as_new_and_keeps_its_state(
     )
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
         runs = 0
         async for wf in client.list_workflows(f"WorkflowId = '{handle.id}'"):
             runs += 1

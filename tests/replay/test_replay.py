@@ -2,7 +2,8 @@
 
 A change to workflow code that alters the command order breaks these replays; such a change
 goes behind `workflow.patched(...)`. Record a new history with
-`STAGECOACH_RECORD_HISTORY=1 python -m pytest tests/e2e/test_release.py -k happy`.
+`STAGECOACH_RECORD_HISTORY=1 python -m pytest tests/e2e/test_release.py -k 'happy or bad_canary or
+approval_is_awaited'` (promoted, rolled back: ends failed, approved through the approval timer).
 """
 
 from __future__ import annotations
