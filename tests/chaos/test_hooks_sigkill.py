@@ -25,6 +25,7 @@ from google.cloud import run_v2  # noqa: E402
 from stagecoach.config import Hooks  # noqa: E402
 from stagecoach.hooks import LABEL_RELEASE  # noqa: E402
 from stagecoach.models import Outcome, Phase, ReleaseStatus  # noqa: E402
+from stagecoach.temporal import workflow_result  # noqa: E402
 
 PROJECT = "legal-forms-staging"
 JOB = "migrate-staging"
@@ -75,7 +76,7 @@ async def test_worker_sigkill_during_start_hook_runs_the_migration_once(tmp_path
         stack.kill_worker(signal.SIGKILL)
         time.sleep(4)  # the held call goes through: the execution now exists, nobody knows it
         stack.start_worker()
-        res: ReleaseStatus = await asyncio.wait_for(handle.result(), timeout=120)
+        res: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), timeout=120)
 
         assert res.outcome == Outcome.PROMOTED, res.error
         assert res.hooks[0].state == "succeeded"

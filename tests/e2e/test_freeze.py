@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from stagecoach.freeze import FreezeWindow
 from stagecoach.models import AbortInput, Outcome, Phase, ReleaseStatus
+from stagecoach.temporal import workflow_result
 from tests.conftest import GcpsimProcess
 from tests.e2e.test_cli import (
     assert_one_line_error,
@@ -125,7 +126,7 @@ async def test_running_release_waits_out_a_window_and_goes_on(
         assert st.frozen_reason == "game day" and st.frozen_until is not None
         assert svc.percent == 0 and svc.canary_revision  # created and smoke-tested, no traffic
         assert "frozen before 10%" in st.progress
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
     svc = result.services[0]
     assert canary_history(gcpsim, "legal-forms-staging", svc.run_service, svc.canary_revision) == [
@@ -159,7 +160,7 @@ async def test_abort_while_frozen_is_not_frozen(
         await wait_for(handle, lambda s: s.phase == Phase.FROZEN)
         t0 = asyncio.get_running_loop().time()
         await handle.signal("abort", AbortInput(reason="not today"))
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
         assert asyncio.get_running_loop().time() - t0 < 20
     assert result.outcome == Outcome.ABORTED and result.abort_reason == "not today"
 
@@ -177,7 +178,7 @@ async def test_window_opening_mid_release_holds_the_next_step_until_it_ends(
         handle = await start(client, task_queue, inp)
         st = await wait_for(handle, lambda s: s.phase == Phase.FROZEN, timeout=30)
         assert st.frozen_reason == "launch"
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
     svc = result.services[0]
     state = json.loads((gcpsim.state_dir / "state.json").read_text())

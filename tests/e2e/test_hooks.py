@@ -35,6 +35,7 @@ from stagecoach.models import (
     StartHookInput,
 )
 from stagecoach.plan import build_release
+from stagecoach.temporal import workflow_result
 from tests.conformance.sql_helpers import connected, sqladmin, wait_ok
 from tests.conftest import GcpsimProcess
 from tests.e2e.test_release import (
@@ -152,7 +153,7 @@ async def test_pre_deploy_migration_runs_once_after_the_backup_before_any_revisi
         handle = await start(client, task_queue, inp)
         running = await wait_for(handle, lambda s: s.phase == Phase.RUNNING_HOOK)
         assert running.backup_id and all(s.state == "pending" for s in running.services)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
     (hook,) = result.hooks
     assert (hook.stage, hook.job, hook.state) == ("pre_deploy", "migrate-staging", "succeeded")
@@ -225,7 +226,7 @@ async def test_failing_migration_ends_the_release_with_no_traffic_moved(
     inp = hooked(gcpsim, "v1.6.0", pre=[migration("migrate-fail", "0006_broken")])
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.FAILED
     assert result.hooks[0].state == "failed" and result.hooks[0].failed == 1
     assert "relation cases_v2 already exists" in result.error
@@ -248,7 +249,7 @@ async def test_failing_post_deploy_hook_rolls_every_service_back(
     inp = hooked(gcpsim, "v1.7.0", post=[suite])
     async with worker(client, task_queue):
         handle = await start(client, task_queue, inp)
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ROLLED_BACK, result.error
     (hook,) = result.hooks
     assert (hook.stage, hook.state, hook.image) == (
@@ -272,7 +273,7 @@ async def test_post_deploy_failure_can_be_report_only(
     suite = Hook.model_validate({"name": "smoke-suite", "image": "example.com/suite"})
     inp = hooked(gcpsim, "v1.7.1", post=[suite], services=["python-pipeline"], on_post="report")
     async with worker(client, task_queue):
-        result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+        result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert result.outcome == Outcome.PROMOTED
     assert result.hooks[0].state == "failed"
     assert any("reported only" in e for e in result.events)
@@ -316,7 +317,7 @@ async def test_rollback_after_a_migration_names_the_backup_and_a_restore_undoes_
     inp = inp.model_copy(update={"notify": True})
     with webhook(monkeypatch) as received:
         async with worker(client, task_queue):
-            result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+            result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     assert result.outcome == Outcome.ROLLED_BACK, result.error
     texts = [json.dumps(b) for b in received]
     assert any("does not undo" in t and result.backup_id in t for t in texts), texts
@@ -343,7 +344,7 @@ async def test_abort_during_a_hook_cancels_its_execution(
         handle = await start(client, task_queue, inp)
         await wait_for(handle, lambda s: bool(s.hooks and s.hooks[0].execution))
         await handle.signal("abort", AbortInput(reason="wrong migration"))
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.ABORTED and result.abort_reason == "wrong migration"
     (hook,) = result.hooks
     assert hook.state == "cancelled" and hook.cancelled == 1
@@ -367,7 +368,7 @@ async def test_worker_restart_mid_hook_neither_loses_nor_repeats_it(
     # no worker for a while: the execution goes on in Cloud Run
     await asyncio.sleep(3)
     async with worker(client, task_queue):
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.PROMOTED, result.error
     assert result.hooks[0].state == "succeeded"
     assert len(executions_of(gcpsim, "restart-migrate-staging", inp.release_id)) == 1
@@ -389,7 +390,7 @@ async def test_execution_deleted_under_a_hook_fails_the_release_cleanly(
                 name=f"{parent}/executions/{st.hooks[0].execution}"
             ).result(timeout=30)
         )
-        result: ReleaseStatus = await handle.result()
+        result: ReleaseStatus = await workflow_result(handle)
     assert result.outcome == Outcome.FAILED
     assert "could not read execution" in result.error and "no traffic moved" in result.error
     assert all(s.state == "pending" for s in result.services)

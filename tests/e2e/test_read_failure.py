@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import Client
 
 from stagecoach.models import Outcome, ReleaseStatus
+from stagecoach.temporal import workflow_result
 from tests.conftest import GcpsimProcess
 from tests.e2e.test_release import live_traffic, release_input, start, worker
 
@@ -26,7 +27,7 @@ async def test_permanent_metrics_failure_rolls_the_canary_back(
     try:
         inp = release_input(gcpsim, "staging", "v3.0.1", ["python-pipeline"])
         async with worker(client, task_queue):
-            result: ReleaseStatus = await (await start(client, task_queue, inp)).result()
+            result: ReleaseStatus = await workflow_result(await start(client, task_queue, inp))
     finally:
         gcpsim.cli("fault", "--clear")
     assert result.outcome == Outcome.FAILED
