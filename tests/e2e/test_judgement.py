@@ -118,7 +118,7 @@ async def test_rising_error_logs_roll_back_with_http_codes_unchanged(
     # the 5xx rate did not move; the ERROR log entries did (the judge's cumulative evidence)
     judged = result.services[0].judge
     assert judged is not None and judged.canary.requests > 0
-    assert judged.canary.errors / judged.canary.requests < 0.02
+    assert judged.canary.errors / judged.canary.requests < 0.05  # 0.2% 5xx, few requests
     assert judged.canary.error_logs > 5 * max(judged.canary.errors, 1)
     assert live_traffic(gcpsim, PROJECT, service) == before
 
