@@ -607,6 +607,10 @@ def _print_state(state: dict[str, Any]) -> None:
         },
         state.get("metric_timing", []),
     )
+    outages = state.get("outages", [])
+    print(f"Outages ({len(outages)})")
+    for o in outages:
+        print(f"  {o['region']} out since {o['since']}")
     faults = state.get("faults", [])
     print(f"Faults ({len(faults)})")
     for f in faults:

@@ -71,6 +71,7 @@ def state(sim: Sim) -> dict[str, Any]:
         "rates": traffic.rates(sim),
         "metric_timing": metrics.timing_rules(sim),
         "faults": sim.faults.rules(),
+        "outages": list(sim.store.section("sim").get("outages", [])),
         "sql": sql_copy,
     }
 

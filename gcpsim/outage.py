@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse
 
 from gcpsim.errors import ApiError
@@ -89,27 +89,39 @@ def blocked(sim: Sim, method: str, path: str) -> tuple[str, str] | None:
     return None
 
 
+def _unavailable(region: str, style: str) -> JSONResponse:
+    message = (
+        f"The service is currently unavailable in region {region} (simulated regional outage)."
+    )
+    if style == "url":
+        return JSONResponse(
+            {"status": "unavailable", "reason": message, "region": region}, status_code=503
+        )
+    err = ApiError(
+        503, message, reason="regionUnavailable", style="sql" if style == "sql" else "rpc"
+    )
+    return JSONResponse(err.body(), status_code=503)
+
+
+class OutageMiddleware:
+    """Pure ASGI (cheaper than `BaseHTTPMiddleware`): answers 503 for a region that is out."""
+
+    def __init__(self, app: Any, sim: Sim) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            hit = blocked(self.sim, scope["method"], scope["path"])
+            if hit is not None:
+                await _unavailable(*hit)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI, sim: Sim) -> None:
     """The middleware that makes an outage visible, and the `/_sim/outages` control routes."""
-
-    @app.middleware("http")
-    async def _outage(request: Request, call_next: Any) -> Any:
-        hit = blocked(sim, request.method, request.url.path)
-        if hit is None:
-            return await call_next(request)
-        region, style = hit
-        message = (
-            f"The service is currently unavailable in region {region} (simulated regional outage)."
-        )
-        if style == "url":
-            return JSONResponse(
-                {"status": "unavailable", "reason": message, "region": region}, status_code=503
-            )
-        err = ApiError(
-            503, message, reason="regionUnavailable", style="sql" if style == "sql" else "rpc"
-        )
-        return JSONResponse(err.body(), status_code=503)
-
+    app.add_middleware(OutageMiddleware, sim=sim)
     app.include_router(router(sim))
 
 

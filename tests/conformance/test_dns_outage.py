@@ -148,6 +148,7 @@ def test_outage_makes_the_region_unavailable(
     outage: None, clients: Clients, gcpsim: GcpsimProcess
 ) -> None:
     assert "us-central1" in gcpsim.cli("outage").stdout
+    assert "us-central1 out since" in gcpsim.cli("show").stdout
     name = f"projects/{PROD}/locations/us-central1/services/node-server-prod"
     with pytest.raises(gexc.ServiceUnavailable):
         clients.services.get_service(name=name, retry=None)
