@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -153,7 +153,14 @@ def database_lines(st: ReleaseStatus) -> list[str]:
     return lines
 
 
-def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
+def print_release(console: Console, st: ReleaseStatus, ctx: ViewContext) -> None:
+    """The release's panel, then the Web UI link on one line whatever the width (soft-wrapped
+    by the terminal, so it stays clickable and copyable)."""
+    console.print(release_view(st, ctx, with_link=False))
+    console.print(f"Web UI: {ctx.link}", style="blue", soft_wrap=True, markup=False)
+
+
+def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
     head.append(f" of {st.app} to {st.env}   phase ")
@@ -167,19 +174,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
     parts.extend(Text(line) for line in database_lines(st))
 
-    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("service", "state", "stable", "canary"):
-        table.add_column(col, overflow="fold")
-    table.add_column("%", justify="right", no_wrap=True)
-    for svc in st.services:
-        table.add_row(
-            svc.run_service,
-            Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
-            ", ".join(svc.stable_revisions) or "-",
-            svc.canary_revision or "-",
-            str(svc.percent),
-        )
-    parts.append(table)
+    parts.append(ServicesView(st.services))
     for svc in st.services:
         if svc.readings:
             reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
@@ -216,10 +211,46 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text("events", style="bold"))
         for e in st.events[-EVENTS_SHOWN:]:
             parts.append(Text(f"  {e}", style="dim"))
-    parts.append(Text(f"Web UI: {ctx.link}", style="blue"))
     if ctx.note:
         parts.append(Text(ctx.note, style="dim"))
-    return Panel(Group(*parts), title=ctx.workflow_id, title_align="left")
+    panel = Panel(Group(*parts), title=ctx.workflow_id, title_align="left")
+    if not with_link:  # print_release prints it unbroken
+        return panel
+    return Group(panel, Text(f"Web UI: {ctx.link}", style="blue", overflow="fold"))
+
+
+class ServicesView:
+    """The services of a release: a table where names fit on one line each, else (narrow
+    terminals) a block per service, so no service or revision name is broken mid-word."""
+
+    WIDE = 110  # columns from which the table fits the usual names whole
+
+    def __init__(self, services: list[ServiceStatus]) -> None:
+        self.services = services
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= self.WIDE:
+            table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
+            for col in ("service", "state", "stable", "canary"):
+                table.add_column(col, overflow="fold")
+            table.add_column("%", justify="right", no_wrap=True)
+            for svc in self.services:
+                table.add_row(
+                    svc.run_service,
+                    Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
+                    ", ".join(svc.stable_revisions) or "-",
+                    svc.canary_revision or "-",
+                    str(svc.percent),
+                )
+            yield table
+            return
+        for svc in self.services:
+            head = Text(svc.run_service, style="bold")
+            head.append(f"  {svc.state}", style=STATE_STYLE.get(svc.state, ""))
+            head.append(f"  {svc.percent}%")
+            yield head
+            yield Text(f"  stable  {', '.join(svc.stable_revisions) or '-'}")
+            yield Text(f"  canary  {svc.canary_revision or '-'}")
 
 
 def new_events(seen: list[str], events: list[str]) -> list[str]:

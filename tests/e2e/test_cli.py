@@ -430,6 +430,16 @@ async def test_rollback_goes_to_the_revision_that_served_before(
         assert failed["outcome"] == "failed"
         v2 = failed["services"][0]["canary_revision"]
         assert v2 and live_traffic(gcpsim, project, service) == [(v1, 100)]
+        # the execution ended Failed; status and history still tell the whole status
+        res = await starter(cli_env, "status", "dev", "--json")
+        assert res.returncode == 0, show(res)
+        shown = json.loads(res.stdout)
+        assert shown["outcome"] == "failed" and shown["services"][0]["canary_revision"] == v2
+        assert "smoke" in shown["error"]
+        res = await starter(cli_env, "history", "dev", "--json", "--limit", "1")
+        assert res.returncode == 0, show(res)
+        [row] = json.loads(res.stdout)
+        assert (row["status"], row["outcome"], row["version"]) == ("failed", "failed", "v1.7.0")
 
         res = await starter(cli_env, "deploy", "dev", "v1.8.0", *deploy)
         assert res.returncode == 0, show(res)

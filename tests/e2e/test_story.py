@@ -7,6 +7,7 @@ Skipped, saying why, only where Chromium or Playwright is missing locally; CI in
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -96,6 +97,15 @@ async def _text_appears(page: Any, text: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"{text!r} not on {page.url} within {timeout}s; page text:\n{body}")
 
 
+async def shot(page: Any, name: str, full_page: bool = False) -> None:
+    """With STAGECOACH_SCREENSHOTS=DIR: a full-page screenshot there (the README's come from
+    here: `STAGECOACH_SCREENSHOTS=docs python -m pytest tests/e2e/test_story.py`)."""
+    where = os.environ.get("STAGECOACH_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(where) / name), full_page=full_page)
+
+
 async def test_web_ui_and_report_tell_a_rolled_back_release(
     ui_client: Client,
     ui_server: tuple[str, str],
@@ -134,7 +144,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     executor.shutdown(wait=False)
     assert what == "release v1.9.1 to staging: rolled_back"
     ui = ui_server[1]
-    page = await browser.new_page()
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -143,6 +153,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     await page.goto(f"{ui}/namespaces/default/workflows")
     body = await _text_appears(page, wid)
     failed_row = await page.locator("tr", has_text=wid).first.inner_text()
+    await shot(page, "webui-list.png")
     assert "failed" in failed_row.lower() and "completed" not in failed_row.lower(), failed_row
 
     # its page: Failed, the reason, the rollback's summary with the split and why
@@ -151,6 +162,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     assert "failed" in body.lower()
     assert "error rate" in body
     body = await _text_appears(page, "rollback to")
+    await shot(page, "webui-rolled-back.png")
     assert "at 10%: reading 1" in body  # the reading that failed, by its summary
 
     # the report page: plots drawn, the outcome and why, no console errors, no network
@@ -168,7 +180,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     assert box is not None and box["width"] > 300 and box["height"] > 100
     assert errors == []
     assert all(u.startswith("file:") for u in requests), requests
-    await page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    await shot(page, "report.png", full_page=True)
 
 
 async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
@@ -184,11 +196,12 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
         handle = await start(ui_client, task_queue, inp)
         await wait_for(handle, lambda st: st.phase == Phase.AWAITING_APPROVAL, timeout=120)
         desc = await handle.describe()
-        page = await browser.new_page()
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
         ui = ui_server[1]
         await page.goto(f"{ui}/namespaces/default/workflows/{handle.id}/{desc.run_id}/history")
         body = await _text_appears(page, "WAITING FOR APPROVAL")
         assert "python-pipeline-prod before 100%" in body
+        await shot(page, "webui-awaiting-approval.png")
         assert "python starter.py approve prod --by NAME" in body
         # the handlers' descriptions (the UI reads them from __temporal_workflow_metadata)
         meta = str(await handle.query("__temporal_workflow_metadata"))
