@@ -97,11 +97,13 @@ async def _text_appears(page: Any, text: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"{text!r} not on {page.url} within {timeout}s; page text:\n{body}")
 
 
-async def shot(page: Any, name: str, full_page: bool = False) -> None:
+async def shot(page: Any, name: str, full_page: bool = False, at: str = "") -> None:
     """With STAGECOACH_SCREENSHOTS=DIR: a full-page screenshot there (the README's come from
     here: `STAGECOACH_SCREENSHOTS=docs python -m pytest tests/e2e/test_story.py`)."""
     where = os.environ.get("STAGECOACH_SCREENSHOTS")
     if where:
+        if at:  # the part of the page the picture is about
+            await page.get_by_text(at).first.scroll_into_view_if_needed()
         Path(where).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(where) / name), full_page=full_page)
 
@@ -162,7 +164,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     assert "failed" in body.lower()
     assert "error rate" in body
     body = await _text_appears(page, "rollback to")
-    await shot(page, "webui-rolled-back.png")
+    await shot(page, "webui-rolled-back.png", at="rollback to")
     assert "at 10%: reading 1" in body  # the reading that failed, by its summary
 
     # the report page: plots drawn, the outcome and why, no console errors, no network
@@ -201,7 +203,7 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
         await page.goto(f"{ui}/namespaces/default/workflows/{handle.id}/{desc.run_id}/history")
         body = await _text_appears(page, "WAITING FOR APPROVAL")
         assert "python-pipeline-prod before 100%" in body
-        await shot(page, "webui-awaiting-approval.png")
+        await shot(page, "webui-awaiting-approval.png", at="WAITING FOR APPROVAL")
         assert "python starter.py approve prod --by NAME" in body
         # the handlers' descriptions (the UI reads them from __temporal_workflow_metadata)
         meta = str(await handle.query("__temporal_workflow_metadata"))
@@ -219,7 +221,7 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
     assert st.outcome == Outcome.ABORTED
 
 
-def test_report_of_a_status_without_readings_renders() -> None:
+async def test_report_of_a_status_without_readings_renders() -> None:
     cfg = load_config(ROOT / "deploy.yaml")
     page = report.release_report(
         ReleaseStatus(
