@@ -61,6 +61,12 @@ def approve_command(env: str, approvers: list[str] | None = None) -> str:
 def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> dict[str, Any]:
     """The `status --json` / `deploy --json` shape: ReleaseStatus plus where to see it."""
     out: dict[str, Any] = st.model_dump(mode="json")
+    # the events again, structured: ISO 8601 times (the date from the release's start)
+    from stagecoach.report import event_times
+
+    out["timeline"] = [
+        {"at": at.isoformat() if at else None, "event": text} for at, text in event_times(st)
+    ]
     if workflow_id:
         out["workflow_id"] = workflow_id
     if web_ui:
@@ -68,8 +74,14 @@ def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> d
     return out
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # ISO 8601 everywhere, as pydantic's JSON mode writes them
+    return str(value)
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+    return json.dumps(data, indent=2, default=_json_default)
 
 
 # ----------------------------------------------------------------------------- readings

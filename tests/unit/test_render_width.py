@@ -4,6 +4,7 @@ UI link whole on one line (clickable, copyable)."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -51,3 +52,23 @@ def test_names_whole_and_link_on_one_line(width: int) -> None:
         for name in (svc.run_service, svc.canary_revision, *svc.stable_revisions):
             assert any(name in line for line in lines), (name, buf.getvalue())
     assert any(f"Web UI: {LINK}" in line for line in lines), buf.getvalue()
+
+
+def test_json_times_are_iso_8601_and_events_structured() -> None:
+    from datetime import UTC, datetime
+
+    st = status().model_copy(
+        update={
+            "started_at": datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC),
+            "events": ["23:59:59 release v1.3.0 to staging started by e2e", "00:00:01 next day"],
+        }
+    )
+    data = json.loads(render.to_json(render.status_dict(st, "wid", "http://ui")))
+    assert data["started_at"] == "2026-11-30T23:59:58Z"
+    assert data["timeline"] == [
+        {"at": "2026-11-30T23:59:59+00:00", "event": "release v1.3.0 to staging started by e2e"},
+        {"at": "2026-12-01T00:00:01+00:00", "event": "next day"},
+    ]
+    row = render.HistoryRow("wid", "run", "v1", "done", "promoted", "completed",
+                            datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC), None)  # fmt: skip
+    assert json.loads(render.to_json([row.__dict__]))[0]["started"] == "2026-11-30T01:02:03+00:00"
