@@ -234,3 +234,36 @@ async def test_report_of_a_status_without_readings_renders() -> None:
     )
     assert page.startswith("<!DOCTYPE html>") and "no data" in page
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+async def test_drill_report_draws_objectives(browser: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from stagecoach.dr_models import DrillReport, DrillTable, DrOutcome
+
+    at = datetime(2026, 11, 23, 14, 56, 41, tzinfo=UTC)
+    r = DrillReport(
+        app="legal-forms",
+        env="prod",
+        source_instance="legal-forms-db-prod",
+        scratch_instance="legal-forms-db-prod-drill-20261123145641",
+        outcome=DrOutcome.SUCCEEDED,
+        tables=[DrillTable(table="cases", source_rows=674, scratch_rows=24)],
+        restore_seconds=2.8,
+        data_loss_seconds=43200.0,
+        scratch_deleted=True,
+        started_at=at,
+        ended_at=at,
+        events=["14:56:41 DR drill started", "14:56:44 scratch deleted"],
+    )
+    path = tmp_path / "drill.html"
+    path.write_text(report.drill_report(r, workflow_id="dr-drill-legal-forms-prod"))
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(path.as_uri())
+    assert await page.inner_text("#outcome") == "succeeded"
+    body = await page.inner_text("body")
+    assert "2.8 s vs 60.0 min: met" in body and "12.0 h vs 5.0 min: MISSED" in body
+    assert await page.locator("svg.plot rect").count() == 2
+    assert errors == []
