@@ -104,6 +104,9 @@ async def shot(page: Any, name: str, full_page: bool = False, at: str = "") -> N
     if where:
         if at:  # the part of the page the picture is about
             await page.get_by_text(at).first.scroll_into_view_if_needed()
+            await page.evaluate(  # keep the row's start (event type) in the picture
+                "() => document.querySelectorAll('*').forEach(e => { e.scrollLeft = 0 })"
+            )
         Path(where).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(where) / name), full_page=full_page)
 
@@ -146,7 +149,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     executor.shutdown(wait=False)
     assert what == "release v1.9.1 to staging: rolled_back"
     ui = ui_server[1]
-    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    page = await browser.new_page(viewport={"width": 1920, "height": 1000})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -163,8 +166,9 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     body = await _text_appears(page, "rolled back")
     assert "failed" in body.lower()
     assert "error rate" in body
-    body = await _text_appears(page, "rollback to")
-    await shot(page, "webui-rolled-back.png", at="rollback to")
+    body = await _text_appears(page, "rollback, gate failed at 10%: error rate")
+    assert "-> node-server-staging-" in body  # the split it restores
+    await shot(page, "webui-rolled-back.png", at="rollback, gate failed")
     assert "at 10%: reading 1" in body  # the reading that failed, by its summary
 
     # the report page: plots drawn, the outcome and why, no console errors, no network
@@ -198,7 +202,7 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
         handle = await start(ui_client, task_queue, inp)
         await wait_for(handle, lambda st: st.phase == Phase.AWAITING_APPROVAL, timeout=120)
         desc = await handle.describe()
-        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        page = await browser.new_page(viewport={"width": 1920, "height": 1000})
         ui = ui_server[1]
         await page.goto(f"{ui}/namespaces/default/workflows/{handle.id}/{desc.run_id}/history")
         body = await _text_appears(page, "WAITING FOR APPROVAL")
