@@ -399,7 +399,11 @@ async def test_approve_rejected_then_granted(
 
 
 async def test_rollback_goes_to_the_revision_that_served_before(
-    cli_env: dict[str, str], client: Client, task_queue: str, gcpsim: GcpsimProcess
+    cli_env: dict[str, str],
+    client: Client,
+    task_queue: str,
+    gcpsim: GcpsimProcess,
+    tmp_path: Path,
 ) -> None:
     """v1 promoted, v2 failed its smoke test (a newer revision that never served), v3 promoted:
     the rollback sends 100% back to v1's revision -- not v2's, not LATEST."""
@@ -440,6 +444,11 @@ async def test_rollback_goes_to_the_revision_that_served_before(
         assert res.returncode == 0, show(res)
         [row] = json.loads(res.stdout)
         assert (row["status"], row["outcome"], row["version"]) == ("failed", "failed", "v1.7.0")
+        page = tmp_path / "v170.html"
+        res = await starter(cli_env, "report", "dev", "--release", "v1.7.0", "--html", str(page))
+        assert res.returncode == 0, show(res)
+        assert "release v1.7.0 to dev: failed" in res.stdout
+        assert "smoke" in page.read_text() and "<svg" in page.read_text()
 
         res = await starter(cli_env, "deploy", "dev", "v1.8.0", *deploy)
         assert res.returncode == 0, show(res)
