@@ -309,21 +309,53 @@ def _duration(r: HistoryRow) -> str:
     )
 
 
-def history_table(rows: list[HistoryRow], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("version", "outcome", "phase", "started (UTC)", "took", "run id"):
-        table.add_column(col, no_wrap=col != "run id", overflow="fold")
-    for r in rows:
+def history_table(rows: list[HistoryRow], title: str) -> RenderableType:
+    return HistoryView(rows, title)
+
+
+class HistoryView:
+    """Past releases: a table where a row fits on one line, else (narrow terminals) two lines
+    per release. Nothing folds: a run id is copied whole; the phase shows only while a release
+    runs ("running (baking)")."""
+
+    WIDE = 100
+
+    def __init__(self, rows: list[HistoryRow], title: str) -> None:
+        self.rows = rows
+        self.title = title
+
+    @staticmethod
+    def _outcome(r: HistoryRow) -> Text:
         style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
-        table.add_row(
-            r.version or "-",
-            Text(r.outcome or r.status, style=style),
-            r.phase or "-",
-            _time(r.started),
-            _duration(r) if r.closed else "running",
-            r.run_id,
-        )
-    return table
+        outcome = (r.outcome or r.status).replace("_", " ")
+        if r.outcome == "running" and r.phase:
+            outcome += f" ({r.phase.replace('_', ' ')})"
+        return Text(outcome, style=style)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= self.WIDE:
+            table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD)
+            for col in ("version", "outcome", "started (UTC)", "took", "run id"):
+                table.add_column(col, no_wrap=True)
+            for r in self.rows:
+                table.add_row(
+                    r.version or "-",
+                    self._outcome(r),
+                    _time(r.started),
+                    _duration(r) if r.closed else "running",
+                    r.run_id,
+                )
+            yield table
+            return
+        yield Text(self.title, style="italic")
+        for r in self.rows:
+            line = Text(f"{r.version or '-'}  ", style="bold")
+            line.append_text(self._outcome(r))
+            line.append(
+                f"  {_time(r.started)} UTC" + (f"  took {_duration(r)}" if r.closed else "")
+            )
+            yield line
+            yield Text(f"  run {r.run_id}", no_wrap=True, overflow="ignore")
 
 
 def _traffic(t: list[TrafficTarget]) -> str:

@@ -72,3 +72,20 @@ def test_json_times_are_iso_8601_and_events_structured() -> None:
     row = render.HistoryRow("wid", "run", "v1", "done", "promoted", "completed",
                             datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC), None)  # fmt: skip
     assert json.loads(render.to_json([row.__dict__]))[0]["started"] == "2026-11-30T01:02:03+00:00"
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_history_keeps_run_ids_whole(width: int) -> None:
+    from datetime import UTC, datetime
+
+    run_ids = ["01a22af0-b2fe-7f0b-8c14-4762d7ecd5df", "01a22af0-b2fe-7f0b-8c14-4762d7ecd5de"]
+    at = datetime(2026, 11, 30, 5, 32, 27, tzinfo=UTC)
+    rows = [
+        render.HistoryRow("wid", run_ids[0], "v1.9.1", "done", "rolled_back", "failed", at, at),
+        render.HistoryRow("wid", run_ids[1], "v1.10.0", "baking", "running", "running", at, None),
+    ]
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(render.history_table(rows, "t"))
+    text = buf.getvalue()
+    assert all(run_id in text for run_id in run_ids), text
+    assert "rolled back" in text and "running (baking)" in text and "rolled_back" not in text
