@@ -514,7 +514,9 @@ class Follower:
             self._show(final, None)
             ctx = self._final_ctx()
             ctx.show_events = False  # already printed line by line
-            out.print(render.release_view(final, ctx))
+            render.print_release(out, final, ctx)
+        else:
+            out.print(f"Web UI: {self.ctx.link}", style="blue", soft_wrap=True, markup=False)
         style = render.OUTCOME_STYLE.get(final.outcome, "")
         out.print(f"[bold {style}]{render.summary_line(final)}[/]")
 
@@ -834,7 +836,7 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
     if json_out:
         print_json(render.to_json(render.status_dict(st, wid, follower.ctx.link)))
     else:
-        out.print(render.release_view(st, follower._final_ctx()))
+        render.print_release(out, st, follower._final_ctx())
     return EXIT_OK
 
 

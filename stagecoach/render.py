@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -61,6 +61,12 @@ def approve_command(env: str, approvers: list[str] | None = None) -> str:
 def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> dict[str, Any]:
     """The `status --json` / `deploy --json` shape: ReleaseStatus plus where to see it."""
     out: dict[str, Any] = st.model_dump(mode="json")
+    # the events again, structured: ISO 8601 times (the date from the release's start)
+    from stagecoach.report import event_times
+
+    out["timeline"] = [
+        {"at": at.isoformat() if at else None, "event": text} for at, text in event_times(st)
+    ]
     if workflow_id:
         out["workflow_id"] = workflow_id
     if web_ui:
@@ -68,8 +74,14 @@ def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> d
     return out
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # ISO 8601 everywhere, as pydantic's JSON mode writes them
+    return str(value)
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+    return json.dumps(data, indent=2, default=_json_default)
 
 
 # ----------------------------------------------------------------------------- readings
@@ -191,7 +203,14 @@ def freeze_lines(st: ReleaseStatus) -> list[str]:
     return lines
 
 
-def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
+def print_release(console: Console, st: ReleaseStatus, ctx: ViewContext) -> None:
+    """The release's panel, then the Web UI link on one line whatever the width (soft-wrapped
+    by the terminal, so it stays clickable and copyable)."""
+    console.print(release_view(st, ctx, with_link=False))
+    console.print(f"Web UI: {ctx.link}", style="blue", soft_wrap=True, markup=False)
+
+
+def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
     head.append(f" of {st.app} to {st.env}   phase ")
@@ -207,19 +226,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
     parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
     parts.extend(Text(line) for line in hook_lines(st))
 
-    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("service", "state", "stable", "canary"):
-        table.add_column(col, overflow="fold")
-    table.add_column("%", justify="right", no_wrap=True)
-    for svc in st.services:
-        table.add_row(
-            svc.run_service,
-            Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
-            ", ".join(svc.stable_revisions) or "-",
-            svc.canary_revision or "-",
-            str(svc.percent),
-        )
-    parts.append(table)
+    parts.append(ServicesView(st.services))
     for svc in st.services:
         if svc.readings:
             reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
@@ -258,10 +265,46 @@ def release_view(st: ReleaseStatus, ctx: ViewContext) -> RenderableType:
         parts.append(Text("events", style="bold"))
         for e in st.events[-EVENTS_SHOWN:]:
             parts.append(Text(f"  {e}", style="dim"))
-    parts.append(Text(f"Web UI: {ctx.link}", style="blue"))
     if ctx.note:
         parts.append(Text(ctx.note, style="dim"))
-    return Panel(Group(*parts), title=ctx.workflow_id, title_align="left")
+    panel = Panel(Group(*parts), title=ctx.workflow_id, title_align="left")
+    if not with_link:  # print_release prints it unbroken
+        return panel
+    return Group(panel, Text(f"Web UI: {ctx.link}", style="blue", overflow="fold"))
+
+
+class ServicesView:
+    """The services of a release: a table where names fit on one line each, else (narrow
+    terminals) a block per service, so no service or revision name is broken mid-word."""
+
+    WIDE = 110  # columns from which the table fits the usual names whole
+
+    def __init__(self, services: list[ServiceStatus]) -> None:
+        self.services = services
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= self.WIDE:
+            table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
+            for col in ("service", "state", "stable", "canary"):
+                table.add_column(col, overflow="fold")
+            table.add_column("%", justify="right", no_wrap=True)
+            for svc in self.services:
+                table.add_row(
+                    svc.run_service,
+                    Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
+                    ", ".join(svc.stable_revisions) or "-",
+                    svc.canary_revision or "-",
+                    str(svc.percent),
+                )
+            yield table
+            return
+        for svc in self.services:
+            head = Text(svc.run_service, style="bold")
+            head.append(f"  {svc.state}", style=STATE_STYLE.get(svc.state, ""))
+            head.append(f"  {svc.percent}%")
+            yield head
+            yield Text(f"  stable  {', '.join(svc.stable_revisions) or '-'}")
+            yield Text(f"  canary  {svc.canary_revision or '-'}")
 
 
 def new_events(seen: list[str], events: list[str]) -> list[str]:
@@ -309,26 +352,60 @@ def _duration(r: HistoryRow) -> str:
     )
 
 
-def history_table(rows: list[HistoryRow], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    notes = any(r.note for r in rows)
-    cols = ("version", "outcome", "phase", "started (UTC)", "took", "run id")
-    for col in cols + (("note",) if notes else ()):
-        table.add_column(col, no_wrap=col not in ("run id", "note"), overflow="fold")
-    for r in rows:
+def history_table(rows: list[HistoryRow], title: str) -> RenderableType:
+    return HistoryView(rows, title)
+
+
+class HistoryView:
+    """Past releases: a table where a row fits on one line, else (narrow terminals) two lines
+    per release. Nothing folds: a run id is copied whole; the phase shows only while a release
+    runs ("running (baking)")."""
+
+    WIDE = 100
+
+    def __init__(self, rows: list[HistoryRow], title: str) -> None:
+        self.rows = rows
+        self.title = title
+
+    @staticmethod
+    def _outcome(r: HistoryRow) -> Text:
         style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
-        cells: list[str | Text] = [
-            r.version or "-",
-            Text(r.outcome or r.status, style=style),
-            r.phase or "-",
-            _time(r.started),
-            _duration(r) if r.closed else "running",
-            r.run_id,
-        ]
-        if notes:
-            cells.append(r.note)
-        table.add_row(*cells)
-    return table
+        outcome = (r.outcome or r.status).replace("_", " ")
+        if r.outcome == "running" and r.phase:
+            outcome += f" ({r.phase.replace('_', ' ')})"
+        return Text(outcome, style=style)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= self.WIDE:
+            table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD)
+            notes = any(r.note for r in self.rows)
+            cols = ("version", "outcome", "started (UTC)", "took", "run id")
+            for col in cols + (("note",) if notes else ()):
+                table.add_column(col, no_wrap=col != "note", overflow="fold")
+            for r in self.rows:
+                cells: list[str | Text] = [
+                    r.version or "-",
+                    self._outcome(r),
+                    _time(r.started),
+                    _duration(r) if r.closed else "running",
+                    r.run_id,
+                ]
+                if notes:
+                    cells.append(r.note)
+                table.add_row(*cells)
+            yield table
+            return
+        yield Text(self.title, style="italic")
+        for r in self.rows:
+            line = Text(f"{r.version or '-'}  ", style="bold")
+            line.append_text(self._outcome(r))
+            line.append(
+                f"  {_time(r.started)} UTC" + (f"  took {_duration(r)}" if r.closed else "")
+            )
+            yield line
+            yield Text(f"  run {r.run_id}", no_wrap=True, overflow="ignore")
+            if r.note:
+                yield Text(f"  {r.note}")
 
 
 def _traffic(t: list[TrafficTarget]) -> str:

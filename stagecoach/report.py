@@ -142,8 +142,9 @@ def svg_time_plot(plot: TimePlot) -> str:
         )
     for i in range(5):
         t = t0 + timedelta(seconds=span * i / 4)
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(
-            f'<text x="{x(t):.1f}" y="{H - PAD_B + 16}" text-anchor="middle">'
+            f'<text x="{x(t):.1f}" y="{H - PAD_B + 16}" text-anchor="{anchor}">'
             f"{t.astimezone(UTC):%H:%M:%S}</text>"
         )
     parts.append(
@@ -177,10 +178,12 @@ def svg_time_plot(plot: TimePlot) -> str:
             f'<polyline class="series" fill="none" stroke="{s.colour}" stroke-width="2" '
             f'points="{" ".join(pts)}"><title>{_e(s.name)}</title></polyline>'
         )
-        for (t, v), dot in zip(s.points, s.dots, strict=False):
-            if dot:
+        dots = s.dots or ([] if s.step else [""] * len(s.points))
+        for (t, v), dot in zip(s.points, dots, strict=False):
+            if not s.step:  # every reading a point (one reading is no line), verdict coloured
                 parts.append(
-                    f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="4" fill="{dot}">'
+                    f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="{4 if dot else 3}" '
+                    f'fill="{dot or s.colour}">'
                     f"<title>{_e(s.name)} {_e(_t(t))}: {v:g}{_e(plot.unit)}</title></circle>"
                 )
     parts.append("</svg>")

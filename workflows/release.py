@@ -1184,10 +1184,10 @@ class ReleaseWorkflow(Visible):
                     svc.snapshot,
                     "rollback",
                     TRAFFIC_RETRY,
-                    summary=(
-                        f"{plan.ref.service}: rollback to {describe(svc.snapshot)} -- "
-                        f"{self.st.outcome.value.replace('_', ' ')}: "
-                        f"{clip(self.st.error or self.st.abort_reason, 160)}"
+                    summary=_rollback_summary(
+                        plan.ref.service,
+                        self.st.error or f"aborted: {self.st.abort_reason}",
+                        describe(svc.snapshot),
                     ),
                 )
             except ActivityError as err:
@@ -1239,6 +1239,13 @@ class ReleaseWorkflow(Visible):
 
     def _state(self) -> ReleaseStatus:
         return self.st
+
+
+def _rollback_summary(service: str, why: str, split: str) -> str:
+    """The rollback's SetTraffic summary: the reason first (the Web UI's history list shows a
+    summary's start), then the split it restores."""
+    why = why.removeprefix(f"{service}: ")
+    return f"{service}: rollback, {clip(why, 150)} -> {split}"
 
 
 class _ContinueAsNew(Exception):

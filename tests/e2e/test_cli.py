@@ -399,7 +399,11 @@ async def test_approve_rejected_then_granted(
 
 
 async def test_rollback_goes_to_the_revision_that_served_before(
-    cli_env: dict[str, str], client: Client, task_queue: str, gcpsim: GcpsimProcess
+    cli_env: dict[str, str],
+    client: Client,
+    task_queue: str,
+    gcpsim: GcpsimProcess,
+    tmp_path: Path,
 ) -> None:
     """v1 promoted, v2 failed its smoke test (a newer revision that never served), v3 promoted:
     the rollback sends 100% back to v1's revision -- not v2's, not LATEST."""
@@ -430,6 +434,21 @@ async def test_rollback_goes_to_the_revision_that_served_before(
         assert failed["outcome"] == "failed"
         v2 = failed["services"][0]["canary_revision"]
         assert v2 and live_traffic(gcpsim, project, service) == [(v1, 100)]
+        # the execution ended Failed; status and history still tell the whole status
+        res = await starter(cli_env, "status", "dev", "--json")
+        assert res.returncode == 0, show(res)
+        shown = json.loads(res.stdout)
+        assert shown["outcome"] == "failed" and shown["services"][0]["canary_revision"] == v2
+        assert "smoke" in shown["error"]
+        res = await starter(cli_env, "history", "dev", "--json", "--limit", "1")
+        assert res.returncode == 0, show(res)
+        [row] = json.loads(res.stdout)
+        assert (row["status"], row["outcome"], row["version"]) == ("failed", "failed", "v1.7.0")
+        page = tmp_path / "v170.html"
+        res = await starter(cli_env, "report", "dev", "--release", "v1.7.0", "--html", str(page))
+        assert res.returncode == 0, show(res)
+        assert "release v1.7.0 to dev: failed" in res.stdout
+        assert "smoke" in page.read_text() and "<svg" in page.read_text()
 
         res = await starter(cli_env, "deploy", "dev", "v1.8.0", *deploy)
         assert res.returncode == 0, show(res)

@@ -125,7 +125,13 @@ async def record_history(handle: WorkflowHandle, name: str) -> None:
     """With STAGECOACH_RECORD_HISTORY set: the run's history into tests/replay/histories."""
     if os.environ.get("STAGECOACH_RECORD_HISTORY"):
         history = await handle.fetch_history()
-        (ROOT / "tests" / "replay" / "histories" / f"{name}.json").write_text(history.to_json())
+        where = ROOT / "tests" / "replay" / "histories"
+        (where / f"{name}.json").write_text(history.to_json())
+        # the replay needs the workflow id: signed approvals are bound to it
+        ids_file = where / "workflow_ids.json"
+        ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+        ids[name] = handle.id
+        ids_file.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
 
 
 async def wait_for(

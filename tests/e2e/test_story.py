@@ -7,6 +7,7 @@ Skipped, saying why, only where Chromium or Playwright is missing locally; CI in
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -96,6 +97,20 @@ async def _text_appears(page: Any, text: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"{text!r} not on {page.url} within {timeout}s; page text:\n{body}")
 
 
+async def shot(page: Any, name: str, full_page: bool = False, at: str = "") -> None:
+    """With STAGECOACH_SCREENSHOTS=DIR: a full-page screenshot there (the README's come from
+    here: `STAGECOACH_SCREENSHOTS=docs python -m pytest tests/e2e/test_story.py`)."""
+    where = os.environ.get("STAGECOACH_SCREENSHOTS")
+    if where:
+        if at:  # the part of the page the picture is about
+            await page.get_by_text(at).first.scroll_into_view_if_needed()
+            await page.evaluate(  # keep the row's start (event type) in the picture
+                "() => document.querySelectorAll('*').forEach(e => { e.scrollLeft = 0 })"
+            )
+        Path(where).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(where) / name), full_page=full_page)
+
+
 async def test_web_ui_and_report_tell_a_rolled_back_release(
     ui_client: Client,
     ui_server: tuple[str, str],
@@ -134,7 +149,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     executor.shutdown(wait=False)
     assert what == "release v1.9.1 to staging: rolled_back"
     ui = ui_server[1]
-    page = await browser.new_page()
+    page = await browser.new_page(viewport={"width": 1920, "height": 1000})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -143,6 +158,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     await page.goto(f"{ui}/namespaces/default/workflows")
     body = await _text_appears(page, wid)
     failed_row = await page.locator("tr", has_text=wid).first.inner_text()
+    await shot(page, "webui-list.png")
     assert "failed" in failed_row.lower() and "completed" not in failed_row.lower(), failed_row
 
     # its page: Failed, the reason, the rollback's summary with the split and why
@@ -150,7 +166,9 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     body = await _text_appears(page, "rolled back")
     assert "failed" in body.lower()
     assert "error rate" in body
-    body = await _text_appears(page, "rollback to")
+    body = await _text_appears(page, "rollback, gate failed at 10%: error rate")
+    assert "-> node-server-staging-" in body  # the split it restores
+    await shot(page, "webui-rolled-back.png", at="rollback, gate failed")
     assert "at 10%: reading 1" in body  # the reading that failed, by its summary
 
     # the report page: plots drawn, the outcome and why, no console errors, no network
@@ -168,7 +186,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
     assert box is not None and box["width"] > 300 and box["height"] > 100
     assert errors == []
     assert all(u.startswith("file:") for u in requests), requests
-    await page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    await shot(page, "report.png", full_page=True)
 
 
 async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
@@ -184,11 +202,12 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
         handle = await start(ui_client, task_queue, inp)
         await wait_for(handle, lambda st: st.phase == Phase.AWAITING_APPROVAL, timeout=120)
         desc = await handle.describe()
-        page = await browser.new_page()
+        page = await browser.new_page(viewport={"width": 1920, "height": 1000})
         ui = ui_server[1]
         await page.goto(f"{ui}/namespaces/default/workflows/{handle.id}/{desc.run_id}/history")
         body = await _text_appears(page, "WAITING FOR APPROVAL")
         assert "python-pipeline-prod before 100%" in body
+        await shot(page, "webui-awaiting-approval.png", at="WAITING FOR APPROVAL")
         assert "python starter.py approve prod --by NAME" in body
         # the handlers' descriptions (the UI reads them from __temporal_workflow_metadata)
         meta = str(await handle.query("__temporal_workflow_metadata"))
@@ -206,7 +225,7 @@ async def test_web_ui_shows_the_approval_wait_and_message_descriptions(
     assert st.outcome == Outcome.ABORTED
 
 
-def test_report_of_a_status_without_readings_renders() -> None:
+async def test_report_of_a_status_without_readings_renders() -> None:
     cfg = load_config(ROOT / "deploy.yaml")
     page = report.release_report(
         ReleaseStatus(
@@ -219,3 +238,36 @@ def test_report_of_a_status_without_readings_renders() -> None:
     )
     assert page.startswith("<!DOCTYPE html>") and "no data" in page
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+async def test_drill_report_draws_objectives(browser: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from stagecoach.dr_models import DrillReport, DrillTable, DrOutcome
+
+    at = datetime(2026, 11, 23, 14, 56, 41, tzinfo=UTC)
+    r = DrillReport(
+        app="legal-forms",
+        env="prod",
+        source_instance="legal-forms-db-prod",
+        scratch_instance="legal-forms-db-prod-drill-20261123145641",
+        outcome=DrOutcome.SUCCEEDED,
+        tables=[DrillTable(table="cases", source_rows=674, scratch_rows=24)],
+        restore_seconds=2.8,
+        data_loss_seconds=43200.0,
+        scratch_deleted=True,
+        started_at=at,
+        ended_at=at,
+        events=["14:56:41 DR drill started", "14:56:44 scratch deleted"],
+    )
+    path = tmp_path / "drill.html"
+    path.write_text(report.drill_report(r, workflow_id="dr-drill-legal-forms-prod"))
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(path.as_uri())
+    assert await page.inner_text("#outcome") == "succeeded"
+    body = await page.inner_text("body")
+    assert "2.8 s vs 60.0 min: met" in body and "12.0 h vs 5.0 min: MISSED" in body
+    assert await page.locator("svg.plot rect").count() == 2
+    assert errors == []
