@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from gcpsim import control, health, run_v2, sqladmin_v1
 from gcpsim.errors import ApiError
+from gcpsim.guard import LoopbackGuard
 from gcpsim.sim import Sim
 
 
@@ -23,4 +24,5 @@ def create_app(sim: Sim) -> FastAPI:
     app.include_router(sqladmin_v1.router(sim))
     app.include_router(health.router(sim))
     app.state.sim = sim
+    app.add_middleware(LoopbackGuard)  # Host header (DNS rebinding) and cross-origin writes
     return app
