@@ -530,8 +530,10 @@ async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
         COLUMNS="200",
     )
 
-    async def awaiting() -> dict[str, Any]:
+    async def awaiting(running: asyncio.Task[Any] | None = None) -> dict[str, Any]:
         for _ in range(240):
+            if running is not None and running.done():
+                raise AssertionError(show(running.result()))
             res = await starter(env, "status", "prod", "--json")
             if res.returncode == 0:
                 st: dict[str, Any] = json.loads(res.stdout)
@@ -541,10 +543,14 @@ async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
         raise AssertionError("never awaited approval")
 
     try:
+        # the stack first: the status polls below would otherwise race deploy to start it
+        res = await starter(env, "local", "up")
+        assert res.returncode == 0, show(res)
         deploy = asyncio.create_task(
-            starter(env, "deploy", "prod", "v1.2.0", "--bake", "1s", "--interval", "1s")
+            # 6 s windows: the stack's simulator sends a 10% canary ~30 requests (min 20)
+            starter(env, "deploy", "prod", "v1.2.0", "--bake", "6s", "--interval", "6s")
         )
-        await awaiting()
+        await awaiting(deploy)
         res = await starter(
             env, "approve", "prod", "--by", "release-manager", "--comment", "canary looks good"
         )
@@ -559,8 +565,9 @@ async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
 
         # the Web UI / temporal CLI path: the printed payload, sent by the plain temporal CLI
         res = await starter(
-            env, "deploy", "prod", "v1.2.1", "--bake", "1s", "--interval", "1s", "--detach"
-        )
+            env, "deploy", "prod", "v1.2.1", "--services", "python-pipeline",
+            "--bake", "6s", "--interval", "6s", "--detach",
+        )  # fmt: skip
         assert res.returncode == 0, show(res)
         await awaiting()
         res = await starter(env, "approve", "prod", "--by", "release-manager", "--print-payload")
