@@ -196,7 +196,16 @@ async def run_n(
     n: int, work: Path, py_spy: str | None = None
 ) -> dict[str, float | int | bool | str]:
     common.log(f"N={n}: starting a fresh stack in {work}")
-    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+    # the worker's policy allows staging releases only in staging's project: this bench's
+    # services live in their own project, so its worker's config says so
+    work.mkdir(parents=True, exist_ok=True)
+    worker_cfg = work / "worker.yaml"
+    worker_cfg.write_text(
+        common.DEPLOY_YAML.read_text().replace(
+            "project: legal-forms-staging", f"project: {PROJECT}", 1
+        )
+    )
+    with common.Stack(work, gcpsim_args=SIM_ARGS, worker_config=worker_cfg) as stack:
         sim = stack.gcpsim
         assert stack.worker is not None and stack.temporal is not None
         client = await stack.client()

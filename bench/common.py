@@ -209,6 +209,8 @@ class Stack:
     seed: bool = True
     temporal_db: bool = False
     worker_env: dict[str, str] = field(default_factory=dict)
+    # the worker's own config (its policy: environments, projects, approvers); default deploy.yaml
+    worker_config: Path | None = None
     task_queue: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
 
     sim: GcpsimProcess | None = None
@@ -314,7 +316,7 @@ class Stack:
         }
         out = open(self.workdir / "worker.log", "ab")  # noqa: SIM115
         self.worker = subprocess.Popen(
-            [sys.executable, str(WORKER_PY), "--config", str(DEPLOY_YAML)],
+            [sys.executable, str(WORKER_PY), "--config", str(self.worker_config or DEPLOY_YAML)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -193,6 +193,9 @@ def _build_app(sim: Any) -> Any:
         if mod is not None and hasattr(mod, "router"):
             app.include_router(mod.router(sim))
     app.state.sim = sim
+    from gcpsim.guard import LoopbackGuard
+
+    app.add_middleware(LoopbackGuard)
     return app
 
 

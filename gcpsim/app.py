@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from gcpsim import control, dns_v1, health, iam, jobs_v2, outage, run_v2, sqladmin_v1
 from gcpsim.errors import ApiError
+from gcpsim.guard import LoopbackGuard
 from gcpsim.sim import Sim
 
 
@@ -27,4 +28,5 @@ def create_app(sim: Sim) -> FastAPI:
     app.include_router(dns_v1.router(sim))
     outage.install(app, sim)
     app.state.sim = sim
+    app.add_middleware(LoopbackGuard)  # Host header (DNS rebinding) and cross-origin writes
     return app

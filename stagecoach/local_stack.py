@@ -56,14 +56,13 @@ def private_home() -> Path:
 
 
 def _tighten(root: Path) -> None:
-    """Files a stack from before this rule left readable: 0600 files, 0700 directories."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
+    """Files a stack from before this rule left readable: the home's own files 0600 (the
+    Temporal database, logs, records). The home itself is 0700, so nothing below it (gcpsim's
+    state included) is reachable by other users."""
+    for p in root.iterdir():
+        if p.is_file() and not p.is_symlink():
             with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, d), 0o700)
-        for f in filenames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, f), 0o600)
+                os.chmod(p, 0o600)
 
 
 def _private_files() -> None:
@@ -147,8 +146,15 @@ def _write_record(rec: Record) -> None:
 
 
 def _spawn(
-    name: str, cmd: list[str], port: int | None, env: dict[str, str] | None = None
+    name: str,
+    cmd: list[str],
+    port: int | None,
+    env: dict[str, str] | None = None,
+    private: bool = True,
 ) -> tuple[subprocess.Popen[bytes], Record]:
+    """Start a component detached; `private`: its files are created 0600/0700 (umask 077;
+    not gcpsim, whose embedded PostgreSQL runs initdb as another user that must read a file
+    gcpsim writes; its state is private through the 0700 home)."""
     private_home()
     log = home() / f"{name}.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -164,7 +170,7 @@ def _spawn(
             start_new_session=True,  # detached: survives this command and its terminal
             env={**os.environ, **(env or {})},
             cwd=str(Path.cwd()),
-            preexec_fn=_private_files,
+            preexec_fn=_private_files if private else None,
         )
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -292,7 +298,7 @@ class LocalStack:
             "--seed",
             str(self.config_file),
         ]
-        proc, rec = _spawn("gcpsim", cmd, sim.port)
+        proc, rec = _spawn("gcpsim", cmd, sim.port, private=False)
         _wait(proc, rec, self.gcpsim_up, 180)
         self.say(
             f"gcpsim: started (pid {rec.pid}) on {sim.host}:{sim.port} (gRPC {sim.grpc_port}), "

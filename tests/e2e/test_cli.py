@@ -525,3 +525,94 @@ async def test_local_stack_auto_start_status_down(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", t_port)
     res = await starter(env, "local", "status")
     assert res.returncode == 3, show(res)
+
+
+async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
+    tmp_path: Path,
+) -> None:
+    """README's quickstart as written: `deploy prod` in one terminal, `approve prod --by
+    release-manager` in a second; the embedded stack provisioned this user's approver key, so
+    the approval is signed and counts. `--print-payload` gives JSON the plain temporal CLI
+    accepts. Everything under the stack's home is private to its user (0700 / 0600)."""
+    while True:
+        t_port = free_port()
+        if not port_open("127.0.0.1", t_port + 1000):
+            break
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
+    home = tmp_path / "home"
+    env.update(
+        TEMPORAL_ADDRESS=f"127.0.0.1:{t_port}",
+        STAGECOACH_TASK_QUEUE=f"tq-qs-{uuid.uuid4().hex[:6]}",
+        GCPSIM_PORT=str(free_port()),
+        GCPSIM_GRPC_PORT=str(free_port()),
+        STAGECOACH_HOME=str(home),
+        COLUMNS="200",
+    )
+
+    async def awaiting(running: asyncio.Task[Any] | None = None) -> dict[str, Any]:
+        for _ in range(240):
+            if running is not None and running.done():
+                raise AssertionError(show(running.result()))
+            res = await starter(env, "status", "prod", "--json")
+            if res.returncode == 0:
+                st: dict[str, Any] = json.loads(res.stdout)
+                if st["awaiting_approval_for"] is not None:
+                    return st
+            await asyncio.sleep(0.5)
+        raise AssertionError("never awaited approval")
+
+    try:
+        # the stack first: the status polls below would otherwise race deploy to start it
+        res = await starter(env, "local", "up")
+        assert res.returncode == 0, show(res)
+        deploy = asyncio.create_task(
+            # 6 s windows: the stack's simulator sends a 10% canary ~30 requests (min 20)
+            starter(env, "deploy", "prod", "v1.2.0", "--bake", "6s", "--interval", "6s")
+        )
+        await awaiting(deploy)
+        res = await starter(
+            env, "approve", "prod", "--by", "release-manager", "--comment", "canary looks good"
+        )
+        assert res.returncode == 0, show(res)
+        res = await deploy
+        assert res.returncode == 0, show(res)
+        assert "approve prod --by release-manager" in res.stdout + res.stderr
+        res = await starter(env, "status", "prod", "--json")
+        st = json.loads(res.stdout)
+        assert st["outcome"] == "promoted"
+        assert st["approvals"][0]["authenticated"].startswith("release-manager (ed25519 key ")
+
+        # the Web UI / temporal CLI path: the printed payload, sent by the plain temporal CLI
+        res = await starter(
+            env, "deploy", "prod", "v1.2.1", "--services", "python-pipeline",
+            "--bake", "6s", "--interval", "6s", "--detach",
+        )  # fmt: skip
+        assert res.returncode == 0, show(res)
+        await awaiting()
+        res = await starter(env, "approve", "prod", "--by", "release-manager", "--print-payload")
+        assert res.returncode == 0, show(res)
+        payload = json.loads(res.stdout)
+        assert payload["proof"]["signature"] and "PRIVATE" not in res.stdout
+        temporal = str(Path(sys.executable).parent / "temporal")
+        done = subprocess.run(
+            [temporal, "workflow", "update", "execute", "--address", f"127.0.0.1:{t_port}",
+             "--workflow-id", "deploy-legal-forms-prod", "--name", "approve",
+             "--input", res.stdout.strip()],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        res = await starter(env, "status", "prod", "--wait", "--json")
+        assert json.loads(res.stdout)["outcome"] == "promoted", show(res)
+
+        # private: the home (so nothing below it is reachable by other users), the Temporal
+        # database with every history, the logs, the records and the keys
+        assert (home.stat().st_mode & 0o777) == 0o700
+        own = [*home.iterdir(), *(home / "keys").iterdir()]
+        loose = [str(p) for p in own if p.is_file() and p.stat().st_mode & 0o077]
+        assert loose == [], loose
+        assert (home / "keys").stat().st_mode & 0o777 == 0o700
+        assert (home / "keys" / "release-manager.key").exists()
+        assert (home / "temporal.db").exists()
+    finally:
+        res = await starter(env, "local", "down")
+    assert res.returncode == 0, show(res)
