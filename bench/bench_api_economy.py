@@ -16,8 +16,9 @@ polled every 1 s):
 
 Minimum needed, per service: 1 services.get (the live split to restore and the object to update),
 1 services.patch creating the revision plus 1 per traffic change (3 steps, +1 for a rollback),
-1 operation call per patch (a single `operations.wait` long-poll); Monitoring: 2 ListTimeSeries per
-poll (request_count and request_latencies are two metric types, one filter each); Cloud SQL: 1
+1 operation call per patch (a single `operations.wait` long-poll); Monitoring: 3 ListTimeSeries per
+poll (request_count, request_latencies and log_entry_count, the three metric types the canary
+judge reads, one filter each); Cloud SQL: 1
 backupRuns.insert + 1 operations.get (the DONE operation names the backup).
 """
 
@@ -89,7 +90,7 @@ def minimum(inp: ReleaseInput, result: ReleaseStatus) -> dict[str, int]:
     polls = sum(s.reading_count for s in result.services)
     return {
         "run": created + 2 * patches,
-        "monitoring": 2 * polls,
+        "monitoring": 3 * polls,
         "sql": 2 if inp.backup else 0,
     }
 
