@@ -781,11 +781,12 @@ class ReleaseWorkflow(Visible):
 
     async def _hook_failed(self, plan: HookPlan, hs: HookStatus) -> None:
         why = hs.message or hs.state
-        what = f"{plan.stage} hook {plan.name} {hs.state}"
+        head = f"{plan.stage} hook {plan.name} {hs.state}"
         if hs.execution:
-            what += f" (job {plan.ref.job}, execution {hs.execution}: {why}; logs: {hs.log_uri})"
+            detail = f"job {plan.ref.job}, execution {hs.execution}: {why}; logs: {hs.log_uri}"
         else:
-            what += f" ({why})"
+            detail = why
+        what = f"{head} ({detail})"
         if plan.stage == "pre_deploy":
             db = (
                 "It uses the database, which may be partly changed; "
@@ -795,7 +796,9 @@ class ReleaseWorkflow(Visible):
             raise _Stop(Outcome.FAILED, f"{what}; no traffic moved. {db}{self._restore_hint()}")
         if self.inp.on_post_deploy_failure == "rollback":
             raise _Stop(Outcome.ROLLED_BACK, f"{what}; rolling every service back")
-        self._event(f"{what}; reported only (hooks.on_post_deploy_failure: report)")
+        # the decision before the details: an event line is clipped to MAX_LINE and the logs
+        # URL alone is ~300 characters
+        self._event(f"{head}, reported only (hooks.on_post_deploy_failure: report): {detail}")
         await self._notify("failed", f"Release {self.version} to {self.env}: {what}")
 
     def _note_migration(self) -> None:

@@ -70,7 +70,7 @@ async def test_deploy_inside_a_window_exits_2_then_override_runs_and_records(
     assert_one_line_error(res, 2, "--reason")
     assert not await workflow_exists(client, wid)
 
-    async with worker_for(client, task_queue):
+    async with worker_for(client, task_queue, path):
         res = await starter(
             cli_env,
             "deploy",

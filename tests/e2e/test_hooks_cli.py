@@ -71,7 +71,7 @@ async def test_deploy_status_and_rollback_show_the_migration(
         ]
     }
     path = write_config(tmp_path / "deploy.yaml", cfg)
-    async with worker_for(client, task_queue):
+    async with worker_for(client, task_queue, path):
         res = await starter(cli_env, "deploy", "dev", "v2.0.0", "--config", str(path), "--json")
         assert res.returncode == 0, show(res)
         final = json.loads(res.stdout)
