@@ -407,6 +407,20 @@ class PgCluster:
         tmp.chmod(0o600)
         os.replace(tmp, self.meta_path)
 
+    def _write_pwfile(self, pwfile: Path, password: str) -> None:
+        """The superuser password for initdb: 0600 and owned by the user initdb runs as, whatever
+        this process's umask (with 077 a root-owned file was unreadable to initdb; with 022 it
+        was readable by every local user)."""
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        if self._os_user:
+            import pwd
+
+            pw = pwd.getpwnam(self._os_user)
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+
     def _initdb(self, password: str) -> None:
         pwfile = self.home / ".pwfile"
         for attempt in range(3):
@@ -414,8 +428,8 @@ class PgCluster:
                 shutil.rmtree(self.data)
             self._prepare_os_user()  # owns home
             self.data.mkdir(mode=0o700)
-            pwfile.write_text(password + "\n")
-            self._prepare_os_user()  # and data and the pwfile
+            self._write_pwfile(pwfile, password)
+            self._prepare_os_user()  # and data
             try:
                 self._run_as_owner(
                     [str(_bin_dir() / "initdb"), "-D", str(self.data), "-U", SUPERUSER,

@@ -29,6 +29,8 @@ from stagecoach.freeze import FreezeWindow
 VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+")
 APPROVER_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._@]{0,63}")
 PUBLIC_KEY_RE = re.compile(r"ed25519:[A-Za-z0-9+/]{43}=")
+# an environment key is a DNS label (it is part of Cloud Run service names and workflow ids);
+# matched whole with `fullmatch` (a `$` would let "dev\n" through)
 ENV_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 MAX_DURATION = timedelta(days=366)
@@ -40,7 +42,6 @@ MIN_INTERVAL = timedelta(seconds=1)
 # Cloud Run names: a service name is a DNS label of at most 49 characters, and "Combined traffic
 # tag and service name cannot exceed 46 characters" (the tag URL is one DNS label). The longest
 # tag a release sets is workflows.release.CANARY_TAG.
-DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 RUN_SERVICE_MAX = 49
 TAG_PLUS_SERVICE_MAX = 46
 LONGEST_TAG = "canary"
@@ -372,17 +373,6 @@ class Config(_Strict):
                 )
         return self
 
-    @model_validator(mode="after")
-    def _environment_names(self) -> Config:
-        for name in self.environments:
-            if not ENV_NAME_RE.fullmatch(name):
-                raise ValueError(
-                    f"environment name {name[:40]!r} must be lower-case letters, digits and "
-                    "hyphens, starting with a letter (it is part of workflow ids and Cloud Run "
-                    "service names)"
-                )
-        return self
-
     @field_validator("environments")
     @classmethod
     def _names_cloud_run_accepts(
@@ -391,11 +381,13 @@ class Config(_Strict):
         services: list[Service] = info.data.get("services") or []
         longest = max(services, key=lambda s: len(s.name), default=None)
         for env in envs:
-            if not DNS_LABEL_RE.match(env):
+            key = env if len(env) <= 40 else env[:40] + "..."  # messages stay bounded
+            if not ENV_NAME_RE.fullmatch(env):
                 raise ValueError(
-                    f"environments.{env}: an environment key becomes part of Cloud Run service "
-                    "names (<service>-<env>), so it must be a DNS label: lowercase letters, "
-                    "digits and '-', starting with a letter and not ending with '-'"
+                    f"environments.{key}: the environment name becomes part of Cloud Run service "
+                    "names (<service>-<env>) and workflow ids, so it must be a DNS label: "
+                    "lowercase letters, digits and '-', starting with a letter and not ending "
+                    "with '-'"
                 )
             if longest is None:
                 continue
@@ -403,8 +395,9 @@ class Config(_Strict):
             limit = min(RUN_SERVICE_MAX, TAG_PLUS_SERVICE_MAX - len(LONGEST_TAG))
             if len(name) > limit:
                 i = services.index(longest)
+                shown = name if len(name) <= 80 else name[:80] + "..."
                 raise ValueError(
-                    f"environments.{env}: the Cloud Run service name {name!r} "
+                    f"environments.{key}: the Cloud Run service name {shown!r} "
                     f"(services.{i}.name + '-' + environment key) is {len(name)} characters; "
                     f"Cloud Run allows {TAG_PLUS_SERVICE_MAX} for it with the traffic tag "
                     f"{LONGEST_TAG!r}, so at most {limit}: shorten services.{i}.name or the "

@@ -153,8 +153,8 @@ def _spawn(
     private: bool = True,
 ) -> tuple[subprocess.Popen[bytes], Record]:
     """Start a component detached; `private`: its files are created 0600/0700 (umask 077;
-    not gcpsim, whose embedded PostgreSQL runs initdb as another user that must read a file
-    gcpsim writes; its state is private through the 0700 home)."""
+    not gcpsim, whose embedded PostgreSQL runs as another OS user; its state is private
+    through the 0700 home)."""
     private_home()
     log = home() / f"{name}.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

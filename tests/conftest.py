@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -143,6 +144,17 @@ def approver_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["STAGECOACH_KEYS_DIR"] = str(d)
     provision_local(load_config(ROOT / "deploy.yaml"))
     os.environ["STAGECOACH_APPROVER_KEYS"] = str(trusted_file())
+    return d
+
+
+@pytest.fixture
+def own_keys(approver_keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the session's approver keys for a test that creates keys: they stay in it, so
+    no later test finds a key it was never given (e.g. a non-approver's). STAGECOACH_KEYS_DIR
+    points at it for this test; workers still trust the session's public halves."""
+    d = tmp_path / "keys"
+    shutil.copytree(approver_keys, d)
+    monkeypatch.setenv("STAGECOACH_KEYS_DIR", str(d))
     return d
 
 

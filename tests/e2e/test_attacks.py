@@ -228,7 +228,7 @@ async def test_another_project_is_refused_by_the_worker(
 
 
 async def test_forged_replayed_self_and_1mb_approvals_are_refused_and_recorded(
-    client: Client, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
+    client: Client, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path, own_keys: Path
 ) -> None:
     """One prod release waiting for approval, requested by release-manager, on a worker whose
     config forbids self-approval and adds qa-lead as an approver. Refused, each recorded with

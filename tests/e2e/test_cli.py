@@ -350,8 +350,14 @@ async def test_second_deploy_refused_while_one_runs(
 
 
 async def test_approve_rejected_then_granted(
-    cli_env: dict[str, str], client: Client, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
+    cli_env: dict[str, str],
+    client: Client,
+    task_queue: str,
+    gcpsim: GcpsimProcess,
+    tmp_path: Path,
+    own_keys: Path,
 ) -> None:
+    cli_env["STAGECOACH_KEYS_DIR"] = str(own_keys)  # no mallory key, whatever ran before
     app = f"cli{uuid.uuid4().hex[:6]}"
     project = f"{app}-prod"
     create_service(gcpsim, project, "web-prod")

@@ -18,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from stagecoach.temporal import temporal_binary
 from tests.conftest import ROOT, GcpsimProcess
 
 ALL = [
@@ -203,21 +204,15 @@ def test_temporal_namespace_and_search_attributes(
     assert "TEMPORAL_NAMESPACE" in by_name(report)["temporal.namespace"]["fix"]
 
     bare = f"doctor-{uuid.uuid4().hex[:6]}"
-    subprocess.run(
-        [sys.executable, "-c",
-         "import asyncio,sys\n"
-         "from datetime import timedelta\n"
-         "from temporalio.client import Client\n"
-         "from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest\n"
-         "from google.protobuf.duration_pb2 import Duration\n"
-         "async def m():\n"
-         "    c = await Client.connect(sys.argv[1])\n"
-         "    await c.workflow_service.register_namespace(RegisterNamespaceRequest(\n"
-         "        namespace=sys.argv[2],\n"
-         "        workflow_execution_retention_period=Duration(seconds=86400)))\n"
-         "asyncio.run(m())\n", temporal_address, bare],
-        check=True, timeout=60,
+    # the temporal CLI (Go), not a short Python script: the Temporal Python client's native
+    # threads can crash a short-lived interpreter at exit (SIGABRT/SIGSEGV under load,
+    # temporalio/sdk-python#300; starter.py ends with os._exit for that reason)
+    res = subprocess.run(
+        [temporal_binary(), "operator", "namespace", "create", "--address", temporal_address,
+         "--namespace", bare, "--retention", "24h"],
+        timeout=60, capture_output=True, text=True,
     )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
     for _ in range(30):
         code, report, _ = doctor(gcpsim, temporal_address, "staging", TEMPORAL_NAMESPACE=bare)
         if by_name(report)["temporal.namespace"]["ok"]:

@@ -35,6 +35,8 @@ def test_the_longest_tag_checked_is_the_one_a_release_sets() -> None:
         ("Prod", ["environments.Prod:", "DNS label"]),
         ("prod_eu", ["environments.prod_eu:", "DNS label"]),
         ("eu-", ["environments.eu-:", "DNS label"]),
+        ("dev\n", ["environments.dev", "environment name", "DNS label"]),  # matched whole
+        ("x" * 5000, ["environments." + "x" * 40 + "...:", "characters"]),  # bounded message
         # python-pipeline (15) + '-' + 25 = 41 > 46 - len('canary')
         ("europe-west-production-01", ["environments.europe-west-production-01:",
                                        "'python-pipeline-europe-west-production-01'",
@@ -48,6 +50,7 @@ def test_names_cloud_run_refuses_name_the_key(key: str, words: list[str]) -> Non
     for w in words:
         assert w in message, message
     assert "fix that key" in message
+    assert len(message) < 600, message
 
 
 def test_names_at_the_limit_pass() -> None:
