@@ -139,6 +139,9 @@ class FailoverService(BaseModel):
     name: str  # config name
     deploy: DeployServiceInput
     health_path: str = "/"
+    # `services[].smoke`: `tag_url` GETs health_path on the service's URL from the worker;
+    # `none` (e.g. an internal ingress the worker cannot reach) skips it, said in the events
+    smoke: Literal["tag_url", "none"] = "tag_url"
 
 
 class DnsPlan(BaseModel):
@@ -321,6 +324,7 @@ def _services(
             FailoverService(
                 name=svc.name,
                 health_path=svc.health_path,
+                smoke="none" if svc.smoke_route == "none" else "tag_url",
                 deploy=DeployServiceInput(
                     ref=ServiceRef(
                         target=target_for(cfg), project=e.project, region=region, service=run_name

@@ -408,6 +408,12 @@ class FailoverWorkflow(_Visible):
             how = "created" if res.created else "updated" if res.changed else "already serving"
             bound = f", bound to {d.database.instance}" if d.database else ""
             self._event(f"{d.ref.service} in {d.ref.region}: {how}, {res.revision}{bound}")
+            if svc.smoke == "none":
+                self._event(
+                    f"{d.ref.service} in {d.ref.region}: no smoke test (services[].smoke: none; "
+                    "its URL is not reachable from the worker)"
+                )
+                continue
             smoke: SmokeTestResult = await workflow.execute_activity(
                 "SmokeTest",
                 SmokeTestInput(url=res.uri, path=svc.health_path),
