@@ -361,6 +361,35 @@ def _approvers(cfg: Config, env: str) -> list[str]:
     return []
 
 
+def check_failover_region(cfg: Config, env: str, to_region: str) -> None:
+    """The worker's policy (activities/policy.py) allows only the environment's region and its
+    `failover.regions`; the CLI says so before anything starts. (The planners do not check it:
+    the worker's own config decides.)"""
+    allowed = cfg.env(env).failover.regions
+    if to_region not in allowed:
+        raise ConfigError(
+            f"--to-region {to_region[:40]} is not in environments.{env}.failover.regions "
+            f"({', '.join(allowed) or 'none listed'}); the worker's policy refuses other regions: "
+            "add it there (in the worker's config too)"
+        )
+
+
+def check_failover_request(
+    cfg: Config, env: str, to_region: str, source: Literal["backup", "replica"] = "backup"
+) -> None:
+    """What a failover request must satisfy before anything starts (ConfigError otherwise)."""
+    e = cfg.env(env)
+    if to_region == e.region:
+        raise ConfigError(
+            f"--to-region {to_region} is {env}'s own region; name another region to fail over to"
+        )
+    if source == "replica":
+        raise ConfigError(
+            "--from replica is not supported yet (no cross-region read replicas are modelled); "
+            "use --from backup"
+        )
+
+
 def build_failover(
     cfg: Config,
     env: str,
@@ -374,15 +403,7 @@ def build_failover(
 ) -> FailoverInput:
     e = cfg.env(env)
     check_version(version)
-    if to_region == e.region:
-        raise ConfigError(
-            f"--to-region {to_region} is {env}'s own region; name another region to fail over to"
-        )
-    if source == "replica":
-        raise ConfigError(
-            "--from replica is not supported yet (no cross-region read replicas are modelled); "
-            "use --from backup"
-        )
+    check_failover_request(cfg, env, to_region, source)
     primary, verification = _common(cfg, env)
     assert e.database is not None
     new = regional_instance_name(e.database.instance, to_region)
