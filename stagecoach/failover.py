@@ -24,6 +24,7 @@ from stagecoach.models import (
     BackupInfo,
     DatabaseBinding,
     InstanceRef,
+    RejectedApproval,
     ServiceRef,
     Sizing,
     Target,
@@ -209,6 +210,7 @@ class FailoverStatus(BaseModel):
     services: list[DeployServiceResult] = []
     awaiting_approval: bool = False
     approvals: list[ApprovalRecord] = []
+    rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED
     dns_before: list[str] = []
     dns_after: list[str] = []
     dns_moved: bool = False

@@ -87,13 +87,23 @@ async def run_trial(
     killed: list[float] = []
 
     async def approve() -> None:
+        from stagecoach.keys import sign
         from stagecoach.models import ApproveInput
 
         while True:
             try:
                 st = await handle.query("status", result_type=FailoverStatus)
                 if st.awaiting_approval:
-                    await handle.execute_update("approve", ApproveInput(by="release-manager"))
+                    # signed like `starter.py approve`: bound to this run, <mode>:<to_region>,
+                    # step 0 (the worker's policy needs proof)
+                    desc = await handle.describe()
+                    by = "release-manager"
+                    inp = ApproveInput(by=by, comment="drill")
+                    inp.proof = sign(
+                        by, workflow_id=desc.id, run_id=desc.run_id,
+                        version=f"{st.mode}:{st.to_region}", step=0, comment=inp.comment,
+                    )  # fmt: skip
+                    await handle.execute_update("approve", inp)
                     return
                 if st.outcome != DrOutcome.RUNNING:
                     return
