@@ -184,10 +184,12 @@ async def show_status(client: Any, workflow_id: str, desc: Any, as_json: bool, w
     """`starter.py status ENV` while (or after) a failover holds the environment's id."""
     from temporalio.client import WorkflowExecutionStatus
 
+    from stagecoach.temporal import workflow_result
+
     handle = client.get_workflow_handle(workflow_id, result_type=FailoverStatus)
-    if wait or desc.status == WorkflowExecutionStatus.COMPLETED:
-        try:
-            st = await handle.result()
+    if wait or desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+        try:  # a failover that did not succeed ends FAILED, its status in the failure
+            st = await workflow_result(handle, FailoverStatus)
         except Exception:
             st = await handle.query("status", result_type=FailoverStatus)
     else:

@@ -43,7 +43,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.common import API_RETRY, QUICK, error_message
+from workflows.common import API_RETRY, QUICK, error_message, fail_with_status
 from workflows.dr import (
     BACKUP_LIST_LIMIT,
     CLEANUP_DEADLINE,
@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyDnsResult,
     )
     from stagecoach.models import (
+        DR_NOT_SUCCEEDED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -333,6 +334,12 @@ class FailoverWorkflow(_Visible):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:  # a FAILED execution carrying the status
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st, f"{inp.mode} of {inp.env} to {inp.to_region} {st.outcome.value}: {why}",
+                DR_NOT_SUCCEEDED,
+            )  # fmt: skip
         return st
 
     def _should_clean_up(self) -> bool:

@@ -35,6 +35,7 @@ import common
 
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverInput, FailoverStatus, build_failback, build_failover
+from stagecoach.temporal import workflow_result
 
 PROJECT = "legal-forms-prod"
 WID = "deploy-legal-forms-prod"
@@ -122,7 +123,9 @@ async def run_trial(
     if kill_after is not None:
         tasks.append(asyncio.ensure_future(kill()))
     try:
-        st: FailoverStatus = await asyncio.wait_for(handle.result(), timeout=900)
+        st: FailoverStatus = await asyncio.wait_for(
+            workflow_result(handle, FailoverStatus), timeout=900
+        )  # a run that did not succeed ends FAILED, its status in the failure
     finally:
         for t in tasks:
             if not t.done():

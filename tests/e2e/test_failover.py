@@ -25,13 +25,18 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 
 from stagecoach.clients import Clients
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverPhase, FailoverStatus, regional_drill_workflow_id
 from stagecoach.models import ApproveInput, ApproveResult, Target
-from stagecoach.temporal import build_worker
+from stagecoach.temporal import build_worker, workflow_result
 from tests.conftest import (
     ROOT,
     GcpsimProcess,
@@ -207,7 +212,7 @@ async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> 
         assert why in str(refused.value.cause), refused.value.cause
     ok = await starter(env, "approve", "prod", "--by", "release-manager", "--comment", "go")
     assert ok.returncode == 0, show(ok)
-    st: FailoverStatus = await handle.result()
+    st: FailoverStatus = await workflow_result(handle)
     return st
 
 
@@ -276,7 +281,10 @@ async def test_failover_retry_and_failback(
         await wait_for(handle, lambda st: st.awaiting_approval)
         ab = await starter(env_vars, "abort", "prod", "--reason", "rehearsal stopped")
         assert ab.returncode == 0, show(ab)
-        aborted = await handle.result()
+        # a failover that did not succeed ends as a FAILED execution carrying its status
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        aborted = await workflow_result(handle)
         assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
         assert record(sim) == [CENTRAL] and not aborted.dns_moved
 
