@@ -89,15 +89,21 @@ def check_claims(cfg: Config, env: str, claims: list[TargetClaim], source: str) 
                 f"{c.what}: simulator host {c.host[:60]!r} is not loopback; this worker talks to "
                 "gcpsim only on 127.0.0.1 / ::1 / localhost"
             )
-        if c.project != e.project:
+        projects = {e.project}
+        if c.what.startswith("DNS record ") and e.dns is not None and e.dns.zone_project:
+            projects.add(e.dns.zone_project)  # the record's zone may live in another project
+        if c.project not in projects:
             raise _violation(
                 f"{c.what}: project {c.project[:60]!r} is not {env}'s project in this worker's "
                 f"config ({source})"
             )
-        if c.region and c.region != e.region:
+        # the environment's region, plus the regions its failover may use (failover.regions)
+        regions = [e.region, *(r for r in e.failover.regions if r != e.region)]
+        if c.region and c.region not in regions:
             raise _violation(
-                f"{c.what}: region {c.region[:40]!r} is not {env}'s region ({e.region}) in "
-                f"this worker's config"
+                f"{c.what}: region {c.region[:40]!r} is not {env}'s region ({e.region}) or one "
+                f"of its failover.regions ({', '.join(regions[1:]) or 'none'}) in this worker's "
+                "config"
             )
 
 

@@ -3,8 +3,9 @@ Cloud Run service brought up (or adopted) there, and their removal.
 
 Idempotent like every mutating activity: `CreateInstance` adopts an instance that already exists
 in the requested region (a retry, or a retried failover), `DeployService` leaves a service alone
-when it already serves exactly the requested image and database binding from one revision, and
-`DeleteService` / `DeleteInstance` count a missing resource as deleted.
+when it already serves exactly the requested image and database binding from one revision (an
+existing service is changed with the same update-mask patches and `operations.wait` as a
+release's), and `DeleteService` / `DeleteInstance` count a missing resource as deleted.
 """
 
 from __future__ import annotations
@@ -160,10 +161,15 @@ class RegionalActivities:
         serving = self._serves_exactly(svc, input)
         if serving:
             return self._result(svc, input, created=False, changed=False, revision=serving)
+        # an update-mask patch like every Cloud Run change (CloudRunActivities._patch): only the
+        # template fields Stagecoach sets, the traffic and a changed ingress; never the whole
+        # Service read back (the client drops fields it does not know)
         if self._run._revision(ref, input.revision) is None:
-            CloudRunActivities._apply_template(svc, self._template_input(input))
-        svc.traffic = traffic
-        op = services.update_service(service=svc)
+            body, paths = CloudRunActivities._revision_body(svc, self._template_input(input))
+        else:  # the revision exists (an earlier attempt): only the traffic moves to it
+            body, paths = run_v2.Service(etag=svc.etag), ["traffic"]
+        body.traffic = traffic
+        op = self._run._patch(ref, body, paths)
         svc = self._finish(ref, op, {**details, "op": op.operation.name}, input)
         return self._result(svc, input, created=False, changed=True)
 

@@ -879,6 +879,8 @@ async def _approve(cfg: Config, env: str, by: str, comment: str, print_payload: 
     step: int | None = 0
     if desc.workflow_type == "Restore":
         version = f"restore:{st.get('backup_id', '')}"
+    elif desc.workflow_type == "Failover":  # the DNS move to a region
+        version = f"{st.get('mode', '')}:{st.get('to_region', '')}"
     else:
         version, step = str(st.get("version", "")), st.get("awaiting_approval_for")
     approval = cfg.env(env).release.approval

@@ -50,6 +50,8 @@ from stagecoach.failover import (
     build_failback,
     build_failover,
     build_regional_drill,
+    check_failover_region,
+    check_failover_request,
     failover_workflow_id,
     regional_drill_workflow_id,
 )
@@ -182,10 +184,12 @@ async def show_status(client: Any, workflow_id: str, desc: Any, as_json: bool, w
     """`starter.py status ENV` while (or after) a failover holds the environment's id."""
     from temporalio.client import WorkflowExecutionStatus
 
+    from stagecoach.temporal import workflow_result
+
     handle = client.get_workflow_handle(workflow_id, result_type=FailoverStatus)
-    if wait or desc.status == WorkflowExecutionStatus.COMPLETED:
-        try:
-            st = await handle.result()
+    if wait or desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+        try:  # a failover that did not succeed ends FAILED, its status in the failure
+            st = await workflow_result(handle, FailoverStatus)
         except Exception:
             st = await handle.query("status", result_type=FailoverStatus)
     else:
@@ -242,6 +246,12 @@ async def _failover(
         fail(f"--from {source!r}: choose backup or replica", EXIT_BAD_INPUT)
     if not yes:
         fail(f"failover moves {env}'s users to {to_region}; add --yes to confirm", EXIT_BAD_INPUT)
+    # everything the command line alone decides is checked before the stack is touched (a user
+    # error is one line on stderr: nothing started, no stack notes)
+    if version:
+        check_version(version)
+    check_failover_request(cfg, env, to_region, "replica" if source == "replica" else "backup")
+    check_failover_region(cfg, env, to_region)
     client = await async_client(cfg)
     ver, where = await _version(client, cfg, env, version)
     inp = build_failover(
@@ -282,9 +292,13 @@ async def regional_drill(
     """`dr-drill ENV --scenario regional`: scratch copies in another region, always deleted."""
     cfg = load(config)
     e = cfg.env(env)
-    region = to_region or (DEFAULT_DRILL_REGION if e.region != DEFAULT_DRILL_REGION else "")
-    if not region or region == e.region:
+    listed = [r for r in e.failover.regions if r != e.region]
+    region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
+    if region == e.region:
         fail(f"--to-region must name a region other than {e.region}", EXIT_BAD_INPUT)
+    if version:
+        check_version(version)
+    check_failover_region(cfg, env, region)
     client = await async_client(cfg)
     ver, where = await _version(client, cfg, env, version)
     inp = build_regional_drill(

@@ -331,6 +331,10 @@ class Failover(_Strict):
 
     rto: Duration = timedelta(hours=1)  # the brief's recovery time objective
     rpo: Duration = timedelta(minutes=5)  # the brief's recovery point objective
+    # Regions a failover or regional drill may bring the environment up in. The worker's policy
+    # allows the environment's own region plus these, and refuses any other (a config or an
+    # input cannot send the environment's resources to an unlisted region).
+    regions: list[str] = Field(default_factory=list, max_length=20)
 
 
 class Environment(_Strict):

@@ -24,6 +24,7 @@ from stagecoach.models import (
     BackupInfo,
     DatabaseBinding,
     InstanceRef,
+    RejectedApproval,
     ServiceRef,
     Sizing,
     Target,
@@ -139,6 +140,9 @@ class FailoverService(BaseModel):
     name: str  # config name
     deploy: DeployServiceInput
     health_path: str = "/"
+    # `services[].smoke`: `tag_url` GETs health_path on the service's URL from the worker;
+    # `none` (e.g. an internal ingress the worker cannot reach) skips it, said in the events
+    smoke: Literal["tag_url", "none"] = "tag_url"
 
 
 class DnsPlan(BaseModel):
@@ -206,6 +210,7 @@ class FailoverStatus(BaseModel):
     services: list[DeployServiceResult] = []
     awaiting_approval: bool = False
     approvals: list[ApprovalRecord] = []
+    rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED
     dns_before: list[str] = []
     dns_after: list[str] = []
     dns_moved: bool = False
@@ -321,6 +326,7 @@ def _services(
             FailoverService(
                 name=svc.name,
                 health_path=svc.health_path,
+                smoke="none" if svc.smoke_route == "none" else "tag_url",
                 deploy=DeployServiceInput(
                     ref=ServiceRef(
                         target=target_for(cfg), project=e.project, region=region, service=run_name
@@ -357,6 +363,35 @@ def _approvers(cfg: Config, env: str) -> list[str]:
     return []
 
 
+def check_failover_region(cfg: Config, env: str, to_region: str) -> None:
+    """The worker's policy (activities/policy.py) allows only the environment's region and its
+    `failover.regions`; the CLI says so before anything starts. (The planners do not check it:
+    the worker's own config decides.)"""
+    allowed = cfg.env(env).failover.regions
+    if to_region not in allowed:
+        raise ConfigError(
+            f"--to-region {to_region[:40]} is not in environments.{env}.failover.regions "
+            f"({', '.join(allowed) or 'none listed'}); the worker's policy refuses other regions: "
+            "add it there (in the worker's config too)"
+        )
+
+
+def check_failover_request(
+    cfg: Config, env: str, to_region: str, source: Literal["backup", "replica"] = "backup"
+) -> None:
+    """What a failover request must satisfy before anything starts (ConfigError otherwise)."""
+    e = cfg.env(env)
+    if to_region == e.region:
+        raise ConfigError(
+            f"--to-region {to_region} is {env}'s own region; name another region to fail over to"
+        )
+    if source == "replica":
+        raise ConfigError(
+            "--from replica is not supported yet (no cross-region read replicas are modelled); "
+            "use --from backup"
+        )
+
+
 def build_failover(
     cfg: Config,
     env: str,
@@ -370,15 +405,7 @@ def build_failover(
 ) -> FailoverInput:
     e = cfg.env(env)
     check_version(version)
-    if to_region == e.region:
-        raise ConfigError(
-            f"--to-region {to_region} is {env}'s own region; name another region to fail over to"
-        )
-    if source == "replica":
-        raise ConfigError(
-            "--from replica is not supported yet (no cross-region read replicas are modelled); "
-            "use --from backup"
-        )
+    check_failover_request(cfg, env, to_region, source)
     primary, verification = _common(cfg, env)
     assert e.database is not None
     new = regional_instance_name(e.database.instance, to_region)

@@ -179,6 +179,8 @@ async def signed_approval(
     st = await handle.query("status")
     if desc.workflow_type == "Restore":
         version, step = f"restore:{st['backup_id']}", 0
+    elif desc.workflow_type == "Failover":  # the DNS move: bound to <mode>:<to_region>
+        version, step = f"{st['mode']}:{st['to_region']}", 0 if step is None else step
     else:
         version = st["version"]
         step = st["awaiting_approval_for"] if step is None else step

@@ -41,15 +41,16 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.common import API_RETRY, QUICK, error_message
+from workflows.common import API_RETRY, QUICK, error_message, fail_with_status
 from workflows.dr import (
     BACKUP_LIST_LIMIT,
     CLEANUP_DEADLINE,
     CLEANUP_RETRY,
     HEARTBEAT,
     OPERATION,
+    POLICY_FROM_WORKER,
     VALIDATION,
     _Stop,
     _to_completion,
@@ -58,6 +59,8 @@ from workflows.dr import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from stagecoach.bounds import MAX_REJECTED
+    from stagecoach.config import Approval
     from stagecoach.dr_models import DrOutcome
     from stagecoach.failover import (
         CreateInstanceResult,
@@ -74,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyDnsResult,
     )
     from stagecoach.models import (
+        DR_NOT_SUCCEEDED,
         AbortInput,
         ApprovalRecord,
         ApproveInput,
@@ -84,12 +88,14 @@ with workflow.unsafe.imports_passed_through():
         InstanceRef,
         ListBackupsInput,
         OperationResult,
+        RejectedApproval,
         RestoreBackupInput,
         SmokeTestInput,
         SmokeTestResult,
         ValidateDatabaseInput,
         ValidationReport,
     )
+    from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, judge_approval
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
@@ -120,6 +126,7 @@ class FailoverWorkflow(_Visible):
             rto_seconds=inp.rto.total_seconds(),
         )
         self.abort_requested: AbortInput | None = None
+        self.policy: WorkerPolicy | None = None
         self._dns_started = False
         self._instance_requested = False
         self._deploys: list[DeployServiceInput] = []  # requested in the target region
@@ -146,25 +153,128 @@ class FailoverWorkflow(_Visible):
 
     @workflow.update(name="approve")
     async def approve(self, inp: ApproveInput) -> ApproveResult:
-        self.st.approvals.append(
-            ApprovalRecord(by=inp.by, at=workflow.now(), comment=inp.comment, before_weight=0)
+        """Counts only with proof of who sent it, judged against the worker's policy like a
+        restore's (stagecoach.trust): bound to this workflow id and run, the version
+        `<mode>:<to_region>` and step 0. A refused attempt is recorded, then the update fails."""
+        assert self.policy is not None  # awaiting approval implies a loaded policy
+        info = workflow.info()
+        verdict = judge_approval(
+            self.policy,
+            by=inp.by,
+            comment=inp.comment,
+            proof=inp.proof,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            version=self.version,
+            step=0,
+            requested_by=self.inp.requested_by,
         )
-        self._event(f"DNS move approved by {inp.by}: {inp.comment or 'no comment'}")
+        if self.st.approvals:
+            verdict = verdict.model_copy(update={"ok": False, "problem": "already approved"})
+        if not verdict.ok:
+            self.st.rejected_approvals.append(
+                RejectedApproval(
+                    at=workflow.now(),
+                    claimed=inp.by,
+                    authenticated=verdict.authenticated,
+                    reason=verdict.problem,
+                )
+            )
+            del self.st.rejected_approvals[:-MAX_REJECTED]
+            who = verdict.authenticated or "not authenticated"
+            self._event(f"approval REJECTED (claimed {inp.by}, {who}): {verdict.problem}")
+            raise ApplicationError(verdict.problem, type="ApprovalRejected", non_retryable=True)
+        self.st.approvals.append(
+            ApprovalRecord(
+                by=inp.by,
+                at=workflow.now(),
+                comment=inp.comment,
+                before_weight=0,
+                authenticated=verdict.authenticated,
+            )
+        )
+        how = f" ({verdict.authenticated})" if verdict.authenticated else ""
+        self._event(f"DNS move approved by {inp.by}{how}: {inp.comment or 'no comment'}")
         return ApproveResult(approved_weight=0, by=inp.by)
 
     @approve.validator
     def _validate_approve(self, inp: ApproveInput) -> None:
-        if not self.st.awaiting_approval:
+        if not self.st.awaiting_approval or self.policy is None:
             raise ValueError(
                 f"{self.inp.mode} of {self.inp.env} is not awaiting approval "
                 f"(phase {self.st.phase.value})"
             )
         if self.st.approvals:
             raise ValueError("already approved")
-        if inp.by not in self.inp.approvers:
-            raise ValueError(
-                f"{inp.by!r} may not approve; approvers: {', '.join(self.inp.approvers)}"
+
+    def _claims(self) -> list[TargetClaim]:
+        """Every target the input names: the worker checks kind, host, project and region (the
+        target region must be the environment's or one of its `failover.regions`)."""
+        inp = self.inp
+        refs = [inp.source_instance, inp.instance]
+        claims = [
+            TargetClaim(
+                what=f"instance {r.instance}", kind=r.target.kind, host=r.target.host,
+                project=r.project,
             )
+            for r in refs
+        ]  # fmt: skip
+        if inp.create_instance is not None:
+            ci = inp.create_instance
+            claims.append(
+                TargetClaim(
+                    what=f"instance {ci.ref.instance}", kind=ci.ref.target.kind,
+                    host=ci.ref.target.host, project=ci.ref.project, region=ci.region,
+                )
+            )  # fmt: skip
+        for svc in inp.services:
+            r = svc.deploy.ref
+            claims.append(
+                TargetClaim(
+                    what=f"service {r.service}", kind=r.target.kind, host=r.target.host,
+                    project=r.project, region=r.region,
+                )
+            )  # fmt: skip
+        if inp.dns is not None:
+            rec = inp.dns.record
+            claims.append(
+                TargetClaim(
+                    what=f"DNS record {rec.name}", kind=rec.target.kind, host=rec.target.host,
+                    project=rec.project,
+                )
+            )  # fmt: skip
+        return claims
+
+    async def _load_policy(self) -> None:
+        """The worker's policy (approvers, proof, whether the DNS move needs approval) and its
+        check of every target; refused: the run stops before anything is touched."""
+        inp = self.inp
+        if workflow.patched(POLICY_FROM_WORKER):
+            try:
+                self.policy = await workflow.execute_activity(
+                    "LoadPolicy",
+                    LoadPolicyInput(env=inp.env, claims=self._claims()),
+                    result_type=WorkerPolicy,
+                    start_to_close_timeout=QUICK,
+                    retry_policy=API_RETRY,
+                    summary=f"policy for {inp.env}",
+                )
+            except ActivityError as err:
+                raise _Stop(
+                    DrOutcome.FAILED, f"refused by the worker's policy: {error_message(err)}"
+                ) from err
+        else:  # histories from before: the approvers of the input, unverified
+            self.policy = WorkerPolicy(
+                env=inp.env,
+                source="workflow input (legacy)",
+                approval=Approval(approvers=inp.approvers) if inp.approvers else None,
+                restore_requires_approval=bool(inp.approvers),
+                proof="none",
+            )
+
+    def _needs_approval(self) -> bool:
+        p = self.policy
+        return p is not None and p.restore_requires_approval and bool(p.approvers)
 
     # ------------------------------------------------------------------ run
 
@@ -182,12 +292,13 @@ class FailoverWorkflow(_Visible):
         cancelled = False
         try:
             try:
+                await self._load_policy()
                 await self._timed(FailoverPhase.DATABASE, self._database)
                 self._check_abort()
                 await self._timed(FailoverPhase.SERVICES, self._services)
                 self._check_abort()
                 if inp.mode != "drill" and inp.dns is not None:
-                    if inp.approvers:
+                    if self._needs_approval():
                         await self._timed(FailoverPhase.AWAITING_APPROVAL, self._await_approval)
                     self._check_abort()
                     await self._timed(FailoverPhase.DNS, self._dns)
@@ -223,6 +334,12 @@ class FailoverWorkflow(_Visible):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
+        if st.outcome != DrOutcome.SUCCEEDED:  # a FAILED execution carrying the status
+            why = st.error or st.abort_reason or "no reason recorded"
+            fail_with_status(
+                st, f"{inp.mode} of {inp.env} to {inp.to_region} {st.outcome.value}: {why}",
+                DR_NOT_SUCCEEDED,
+            )  # fmt: skip
         return st
 
     def _should_clean_up(self) -> bool:
@@ -408,6 +525,12 @@ class FailoverWorkflow(_Visible):
             how = "created" if res.created else "updated" if res.changed else "already serving"
             bound = f", bound to {d.database.instance}" if d.database else ""
             self._event(f"{d.ref.service} in {d.ref.region}: {how}, {res.revision}{bound}")
+            if svc.smoke == "none":
+                self._event(
+                    f"{d.ref.service} in {d.ref.region}: no smoke test (services[].smoke: none; "
+                    "its URL is not reachable from the worker)"
+                )
+                continue
             smoke: SmokeTestResult = await workflow.execute_activity(
                 "SmokeTest",
                 SmokeTestInput(url=res.uri, path=svc.health_path),
@@ -427,12 +550,12 @@ class FailoverWorkflow(_Visible):
     # ------------------------------------------------------------------ approval and DNS
 
     async def _await_approval(self) -> None:
-        inp = self.inp
-        if not inp.approvers:
+        inp, policy = self.inp, self.policy
+        if policy is None or not self._needs_approval():
             return
         self.st.awaiting_approval = True
         self._set_phase(FailoverPhase.AWAITING_APPROVAL)
-        who = " or ".join(inp.approvers)
+        who = " or ".join(policy.approvers)
         self._progress(f"services ready in {inp.to_region}; awaiting approval by {who} to move DNS")
         self._event(f"awaiting approval by {who} before the DNS move")
         await self._notify(

@@ -35,6 +35,7 @@ import common
 
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverInput, FailoverStatus, build_failback, build_failover
+from stagecoach.temporal import workflow_result
 
 PROJECT = "legal-forms-prod"
 WID = "deploy-legal-forms-prod"
@@ -87,13 +88,23 @@ async def run_trial(
     killed: list[float] = []
 
     async def approve() -> None:
+        from stagecoach.keys import sign
         from stagecoach.models import ApproveInput
 
         while True:
             try:
                 st = await handle.query("status", result_type=FailoverStatus)
                 if st.awaiting_approval:
-                    await handle.execute_update("approve", ApproveInput(by="release-manager"))
+                    # signed like `starter.py approve`: bound to this run, <mode>:<to_region>,
+                    # step 0 (the worker's policy needs proof)
+                    desc = await handle.describe()
+                    by = "release-manager"
+                    inp = ApproveInput(by=by, comment="drill")
+                    inp.proof = sign(
+                        by, workflow_id=desc.id, run_id=desc.run_id,
+                        version=f"{st.mode}:{st.to_region}", step=0, comment=inp.comment,
+                    )  # fmt: skip
+                    await handle.execute_update("approve", inp)
                     return
                 if st.outcome != DrOutcome.RUNNING:
                     return
@@ -112,7 +123,9 @@ async def run_trial(
     if kill_after is not None:
         tasks.append(asyncio.ensure_future(kill()))
     try:
-        st: FailoverStatus = await asyncio.wait_for(handle.result(), timeout=900)
+        st: FailoverStatus = await asyncio.wait_for(
+            workflow_result(handle, FailoverStatus), timeout=900
+        )  # a run that did not succeed ends FAILED, its status in the failure
     finally:
         for t in tasks:
             if not t.done():

@@ -25,14 +25,25 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 
 from stagecoach.clients import Clients
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverPhase, FailoverStatus, regional_drill_workflow_id
-from stagecoach.models import Target
-from stagecoach.temporal import build_worker
-from tests.conftest import ROOT, GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
+from stagecoach.models import ApproveInput, ApproveResult, Target
+from stagecoach.temporal import build_worker, workflow_result
+from tests.conftest import (
+    ROOT,
+    GcpsimProcess,
+    signed_approval,
+    start_seeded_gcpsim,
+    stop_gcpsim,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,6 +76,7 @@ def env_vars(
         GCPSIM_GRPC_PORT=str(sim.grpc_port),
         STAGECOACH_HOME=str(tmp_path / "home"),
         STAGECOACH_USER="e2e-tester",
+        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
         COLUMNS="200",
     )
     return env
@@ -189,9 +201,18 @@ async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> 
     assert "regional failover or failback of prod is running" in deploy.stderr, show(deploy)
     restore = await starter(env, "restore", "prod", "--backup-id", "1", "--yes")
     assert restore.returncode == 2, show(restore)
+    # the DNS move needs a signed approval: a bare name does not count, nor does a signature
+    # for another step (the worker's policy and keys decide, as for a restore)
+    for bad, why in (
+        (ApproveInput(by="release-manager", comment="go"), "no proof"),
+        (await signed_approval(handle, comment="go", step=100), "another release or step"),
+    ):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("approve", bad, result_type=ApproveResult)
+        assert why in str(refused.value.cause), refused.value.cause
     ok = await starter(env, "approve", "prod", "--by", "release-manager", "--comment", "go")
     assert ok.returncode == 0, show(ok)
-    st: FailoverStatus = await handle.result()
+    st: FailoverStatus = await workflow_result(handle)
     return st
 
 
@@ -260,7 +281,10 @@ async def test_failover_retry_and_failback(
         await wait_for(handle, lambda st: st.awaiting_approval)
         ab = await starter(env_vars, "abort", "prod", "--reason", "rehearsal stopped")
         assert ab.returncode == 0, show(ab)
-        aborted = await handle.result()
+        # a failover that did not succeed ends as a FAILED execution carrying its status
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        aborted = await workflow_result(handle)
         assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
         assert record(sim) == [CENTRAL] and not aborted.dns_moved
 
