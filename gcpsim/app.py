@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gcpsim import control, dns_v1, health, iam, jobs_v2, outage, run_v2, sqladmin_v1
+from gcpsim import control, dns_v1, health, iam, jobs_v2, outage, run_v2
+from gcpsim.api import sql_backups, sql_instances, sql_operations
 from gcpsim.errors import ApiError
 from gcpsim.guard import LoopbackGuard
 from gcpsim.sim import Sim
@@ -23,7 +24,9 @@ def create_app(sim: Sim) -> FastAPI:
     app.include_router(iam.router(sim))  # before run_v2: `services/{s}:testIamPermissions`
     app.include_router(run_v2.router(sim))
     app.include_router(jobs_v2.router(sim))
-    app.include_router(sqladmin_v1.router(sim))
+    app.include_router(sql_instances.router)
+    app.include_router(sql_backups.router)
+    app.include_router(sql_operations.router)
     app.include_router(health.router(sim))
     app.include_router(dns_v1.router(sim))
     outage.install(app, sim)

@@ -252,7 +252,7 @@ def _job_view(job: dict[str, Any], execs: dict[str, Any], t: float) -> dict[str,
 def _apply_migration(sim: Sim, ex: dict[str, Any]) -> str | None:
     """Record the execution's migration in every application database of the instances it is
     bound to. Returns an error message, or None."""
-    from gcpsim import sqladmin_v1  # the Cloud SQL side owns the embedded Postgres
+    from gcpsim.model import sql, sql_runtime  # the Cloud SQL side owns the embedded Postgres
 
     version = image_version(ex["image"])
     for c in ex["template"].get("containers") or []:
@@ -262,13 +262,11 @@ def _apply_migration(sim: Sim, ex: dict[str, Any]) -> str | None:
     for conn in ex["connections"]:
         project, _region, instance = [*conn.split(":"), "", ""][:3]
         with sim.store.lock:
-            inst = sqladmin_v1._tbl(sim.store.data, "instances").get(
-                sqladmin_v1._ikey(project, instance)
-            )
+            inst = sql.tbl(sim.store.data, "instances").get(sql.instance_key(project, instance))
             uid = inst["uid"] if inst else None
         if uid is None:
             return f"Cloud SQL instance '{conn}' not found: the task could not connect."
-        cluster = sqladmin_v1._cluster(sim)
+        cluster = sql_runtime.get_cluster(sim)
         dbs = cluster.databases(uid)
         targets = [db for logical, db in dbs.items() if logical != "postgres"] or list(dbs.values())
         for db in targets:

@@ -4,22 +4,24 @@ For every environment: each config service becomes the Cloud Run service `<name>
 environment's project and region, running image version SEED_VERSION with one ready revision
 serving 100%, sized like the environment (or the service override), a `uses_database` service
 bound to the environment's instance as a release binds it (Cloud SQL volume + `connection_env`
-variable, `stagecoach.plan.database_binding`); and, when the Cloud SQL
-module offers `seed_instance`, the environment's database instance with the validation tables;
-and where the environment has `dns`, its Cloud DNS managed zone with the record pointing at the
-environment's region.
+variable `<project>:<region>:<instance>`); the environment's database instance with the
+validation tables; and where the environment has `dns`, its Cloud DNS managed zone with the
+record pointing at the environment's region. The config is read by gcpsim.seedconfig (gcpsim
+imports nothing of the product).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
-from gcpsim import run_v2
+from gcpsim import dns_v1, run_v2
+from gcpsim.model.sql_runtime import seed_instance
+from gcpsim.seedconfig import SeedError, dns_rrdatas, load_seed_config, run_service_name
 from gcpsim.sim import Sim
 
 SEED_VERSION = "v1.1.0"
+
+__all__ = ["SEED_VERSION", "SeedError", "is_empty", "seed_from_config"]
 
 
 def is_empty(sim: Sim) -> bool:
@@ -28,32 +30,20 @@ def is_empty(sim: Sim) -> bool:
         return not sim.store.section("run").get("services")
 
 
-def _sqladmin() -> Any:
-    try:
-        return importlib.import_module("gcpsim.sqladmin_v1")
-    except ImportError:
-        return None
-
-
 def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
     """Create the config's services (and databases); returns what was created, for the log."""
-    from stagecoach.config import load_config, run_service_name
-    from stagecoach.plan import database_binding
-
-    cfg = load_config(path)
-    sqladmin = _sqladmin()
-    seed_instance = getattr(sqladmin, "seed_instance", None) if sqladmin else None
+    cfg = load_seed_config(path)
     created: list[str] = []
-    for env_name, env in cfg.environments.items():
+    for env in cfg.environments:
         for svc in cfg.services:
-            sizing = cfg.sizing_for(env_name, svc.name)
-            name = run_service_name(svc.name, env_name)
+            sizing = svc.sizing or env.sizing
+            name = run_service_name(svc.name, env.name)
             env_vars = dict(svc.env)
             connections: list[str] = []
             if svc.uses_database and env.database is not None:
-                binding = database_binding(cfg, env_name)
-                env_vars[binding.env_var] = binding.connection_name
-                connections.append(binding.connection_name)
+                connection = f"{env.project}:{env.region}:{env.database.instance}"
+                env_vars[cfg.connection_env] = connection
+                connections.append(connection)
             run_v2.seed_service(
                 sim,
                 env.project,
@@ -71,7 +61,7 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 cloud_sql_instances=connections,
             )
             created.append(f"run {env.project}/{env.region}/{name}")
-        if env.database is not None and seed_instance is not None:
+        if env.database is not None:
             seed_instance(
                 sim,
                 env.project,
@@ -79,21 +69,19 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 env.database.instance,
                 env.database.tier,
                 env.database.availability,
-                cfg.database.name,
-                list(cfg.database.validation.tables),
+                cfg.database_name,
+                list(cfg.validation_tables),
                 # production-shaped (REGIONAL) instances are protected, as they should be
                 deletion_protection=env.database.availability == "REGIONAL",
             )
             created.append(f"sql {env.project}/{env.database.instance}")
         if env.dns is not None:
-            from gcpsim import dns_v1
-            from stagecoach.failover import dns_plan
-
-            plan = dns_plan(cfg, env_name, env.region)
-            rec = plan.record
+            rec = env.dns
+            rrdatas = dns_rrdatas(cfg, env, env.region)
+            project = rec.zone_project or env.project
             zone_dns = rec.name.split(".", 1)[1] if rec.name.count(".") > 1 else rec.name
             dns_v1.seed_record(
-                sim, rec.project, rec.zone, zone_dns, rec.name, rec.type, rec.ttl, plan.rrdatas
+                sim, project, rec.managed_zone, zone_dns, rec.name, rec.type, rec.ttl, rrdatas
             )
-            created.append(f"dns {rec.project}/{rec.zone} {rec.name} -> {plan.rrdatas[0]}")
+            created.append(f"dns {project}/{rec.managed_zone} {rec.name} -> {rrdatas[0]}")
     return created

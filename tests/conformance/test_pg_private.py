@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gcpsim.pgdata import OS_USER, PgCluster
+from gcpsim.pg.cluster import PgCluster
+from gcpsim.pg.sql import OS_USER
 from tests.conftest import ROOT
 
 
@@ -40,7 +41,7 @@ def test_initdb_and_start_under_umask_077(tmp_path: Path) -> None:
         "import os, sys\n"
         "from pathlib import Path\n"
         "os.umask(0o077)\n"
-        "from gcpsim.pgdata import PgCluster\n"
+        "from gcpsim.pg.cluster import PgCluster\n"
         "c = PgCluster(Path(sys.argv[1]))\n"
         "try:\n"
         "    c.start()\n"

@@ -6,7 +6,7 @@ The instances are clones of the seeded dev instance, in a project of this module
 seeded instances stay untouched. gcpsim's row writer keeps inserting rows into every running
 instance (about 2 rows/s), like an application would.
 
-Point in time, as gcpsim approximates it (gcpsim/pgdata.py): inserts are exact as of T (by
+Point in time, as gcpsim approximates it (gcpsim/pg/pitr.py): inserts are exact as of T (by
 `created_at`); updates and deletes come from the newest backup or snapshot taken at or before
 T, so a change made after T never shows up in the clone.
 """
@@ -266,14 +266,14 @@ def test_data_survives_a_gcpsim_crash(tmp_path: Path) -> None:
         elif sim.proc.poll() is None:
             stop_gcpsim(sim)
         else:  # gcpsim died and did not come back: stop its Postgres ourselves
-            from gcpsim.pgdata import PgCluster
+            from gcpsim.pg.cluster import PgCluster
 
             PgCluster(state / "pg").stop()
     assert not (state / "pg" / "data" / "postmaster.pid").exists(), "Postgres left running"
 
 
 def test_snapshot_thinning_keeps_recent_and_sparse_old() -> None:
-    from gcpsim.pgdata import thin_snapshots
+    from gcpsim.pg.pitr import thin_snapshots
 
     now = 1_000_000_000.0
     every_10s_for_2_days = [now - i * 10 for i in range(2 * 8640)]
