@@ -13,6 +13,9 @@
     python -m gcpsim fault METHOD --status 503 [--rate 0.2] [--times 2] [--op-error] ...
     python -m gcpsim fault --clear
     python -m gcpsim show [--json]
+    python -m gcpsim outage [REGION] [--clear]
+    python -m gcpsim replica create INSTANCE --region REGION [--name NAME]
+    python -m gcpsim replica
 
 Serving imports the web stack lazily, so the client commands start fast. Exit codes: 0 ok,
 1 failure, 2 bad arguments, 3 the simulator is not running.

@@ -15,6 +15,8 @@ Supported:
 - metric `logging.googleapis.com/log_entry_count` (DELTA INT64, unit "1") with metric labels
   `log` (`run.googleapis.com/requests`, `run.googleapis.com/stderr`, `run.googleapis.com/stdout`)
   and `severity` (INFO, WARNING, ERROR), on the same resource (`gcpsim.metrics`, "Logs").
+- metric `run.googleapis.com/container/instance_count` (gcpsim.instances) and
+  `cloudsql.googleapis.com/database/replication/replica_lag` (gcpsim.api.monitoring_sql).
 - Cloud Monitoring's timing: each service's samples (period P, aligned on epoch multiples of P)
   are visible from P + delay seconds after they start (`gcpsim.metrics.Timing`); reads see only
   visible data, so a point reaching past the newest visible sample holds its visible part, and
@@ -563,10 +565,12 @@ def _set_value(value_pb: Any, vtype: int, v: Value) -> None:
 def list_time_series(sim: Sim, req: Any) -> Any:
     """Answer a ListTimeSeriesRequest (protobuf) with a ListTimeSeriesResponse (protobuf)."""
     from gcpsim import instances  # container/instance_count lives there (issue 9 item 8)
+    from gcpsim.api import monitoring_sql  # Cloud SQL replica_lag
 
-    answered = instances.list_time_series(sim, req)
-    if answered is not None:
-        return answered
+    for other in (instances, monitoring_sql):
+        answered = other.list_time_series(sim, req)
+        if answered is not None:
+            return answered
     q = parse_request(req)
     run_v2.settle(sim)  # apply Cloud Run operations that finished meanwhile (traffic changes)
     series, kind, vtype = compute(sim, q)

@@ -5,7 +5,8 @@ environment's project and region, running image version SEED_VERSION with one re
 serving 100%, sized like the environment (or the service override), a `uses_database` service
 bound to the environment's instance as a release binds it (Cloud SQL volume + `connection_env`
 variable `<project>:<region>:<instance>`); the environment's database instance with the
-validation tables; and where the environment has `dns`, its Cloud DNS managed zone with the
+validation tables (and its read replicas, `database.replicas`, a gcpsim-only key); and where
+the environment has `dns`, its Cloud DNS managed zone with the
 record pointing at the environment's region. The config is read by gcpsim.seedconfig (gcpsim
 imports nothing of the product).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gcpsim import dns_v1, run_v2
-from gcpsim.model.sql_runtime import seed_instance
+from gcpsim.model.sql_runtime import seed_instance, seed_replica
 from gcpsim.seedconfig import SeedError, dns_rrdatas, load_seed_config, run_service_name
 from gcpsim.sim import Sim
 
@@ -75,6 +76,9 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 deletion_protection=env.database.availability == "REGIONAL",
             )
             created.append(f"sql {env.project}/{env.database.instance}")
+            for rep in env.database.replicas:
+                seed_replica(sim, env.project, env.database.instance, rep.instance, rep.region)
+                created.append(f"sql {env.project}/{rep.instance} (replica in {rep.region})")
         if env.dns is not None:
             rec = env.dns
             rrdatas = dns_rrdatas(cfg, env, env.region)

@@ -9,7 +9,8 @@ Keys read (defaults in brackets):
         env {}, secrets {}, sizing {min_instances 0, max_instances 100, memory 512Mi, cpu "1"}
     database: name [app], connection_env [INSTANCE_CONNECTION_NAME], validation.tables []
     environments.<env>: project, region [us-central1], sizing, database {instance,
-        tier [db-f1-micro], availability [ZONAL]}, dns {managed_zone, name, type [CNAME],
+        tier [db-f1-micro], availability [ZONAL], replicas [] of {region,
+        instance [<instance>-replica-<region>]}}, dns {managed_zone, name, type [CNAME],
         ttl [300], zone_project, service, targets {region: [rrdata]}}
 """
 
@@ -52,10 +53,20 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Replica:
+    """A cross-region read replica of the environment's instance (gcpsim-only key: the
+    product's config does not know it yet)."""
+
+    region: str
+    instance: str
+
+
+@dataclass(frozen=True)
 class Database:
     instance: str
     tier: str = "db-f1-micro"
     availability: str = "ZONAL"
+    replicas: list[Replica] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -208,16 +219,31 @@ class _Reader:
             targets={str(r): [str(x) for x in (v or [])] for r, v in targets.items()},
         )
 
+    def replicas(self, value: Any, primary: str, key: str) -> list[Replica]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, "must be a list of {region, instance}")
+        out = []
+        for i, item in enumerate(value):
+            d = self.mapping(item, f"{key}[{i}]")
+            region = self.text(d, "region", f"{key}[{i}]")
+            name = self.text(d, "instance", f"{key}[{i}]", f"{primary}-replica-{region}")
+            out.append(Replica(region=region, instance=name))
+        return out
+
     def environment(self, name: str, value: Any, key: str) -> Environment:
         d = self.mapping(value, key)
         db = d.get("database")
         database = None
         if db is not None:
             dbm = self.mapping(db, f"{key}.database")
+            instance = self.text(dbm, "instance", f"{key}.database")
             database = Database(
-                instance=self.text(dbm, "instance", f"{key}.database"),
+                instance=instance,
                 tier=self.text(dbm, "tier", f"{key}.database", "db-f1-micro"),
                 availability=self.text(dbm, "availability", f"{key}.database", "ZONAL"),
+                replicas=self.replicas(dbm.get("replicas"), instance, f"{key}.database.replicas"),
             )
         return Environment(
             name=name,

@@ -17,6 +17,8 @@ class Settings:
     # Seconds a Cloud Run or Cloud SQL long-running operation takes to finish.
     run_op_seconds: float = 0.3
     sql_op_seconds: float = 1.0
+    # How far a Cloud SQL read replica's data trails its primary (gcpsim.model.sql_replicas).
+    replica_lag_seconds: float = 1.0
     # Synthetic requests per second each service receives, split by its traffic percents.
     request_rate: float = 50.0
     # Cloud Monitoring's timing (gcpsim.metrics.Timing): requests are collected into samples of

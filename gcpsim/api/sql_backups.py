@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query
 
 from gcpsim.api.deps import SimDep
 from gcpsim.api.sql_common import backup_json, list_response, op_json, paginate, read, sql_fault
+from gcpsim.model import sql_replicas
 from gcpsim.model.sql import (
     DONE,
     MSG_BUSY,
@@ -39,6 +40,7 @@ def backup_runs_insert(
         refresh(d)
         inst = get_instance(d, project, instance)
         check_mutable(d, inst)
+        sql_replicas.check_not_replica(inst, "backupRuns.insert")
         op = start_backup(
             sim, d, inst, "ON_DEMAND", str(description) if description else None, None,
             op_error,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gcpsim.model.sql import BASE, DEFAULT_VERSION, DONE, MAX_PAGE, invalid, refresh
+from gcpsim.model.sql_replicas import PRIMARY, is_replica, replica_names
 from gcpsim.model.sql_runtime import get_runtime
 from gcpsim.pg import sql as pgsql
 from gcpsim.sim import Sim
@@ -30,7 +31,7 @@ def instance_json(sim: Sim, inst: dict[str, Any]) -> dict[str, Any]:
         "region": r,
         "gceZone": f"{r}-a",
         "backendType": "SECOND_GEN",
-        "instanceType": "CLOUD_SQL_INSTANCE",
+        "instanceType": inst.get("instanceType") or PRIMARY,
         "connectionName": f"{p}:{r}:{n}",
         "createTime": rfc3339(inst["createTime"]),
         "ipAddresses": [{"type": "PRIMARY", "ipAddress": pgsql.HOST}],
@@ -40,6 +41,14 @@ def instance_json(sim: Sim, inst: dict[str, Any]) -> dict[str, Any]:
     }
     if settings.get("availabilityType") == "REGIONAL":
         out["secondaryGceZone"] = f"{r}-b"
+    if is_replica(inst):
+        out["masterInstanceName"] = inst["masterInstanceName"]
+        out["replicaConfiguration"] = copy.deepcopy(inst["replicaConfiguration"])
+    else:
+        with sim.store.lock:
+            names = replica_names(sim.store.data, inst)
+        if names:
+            out["replicaNames"] = names
     rt = get_runtime(sim)
     if rt.cluster.running:
         info = rt.cluster.connection_info()

@@ -18,6 +18,7 @@ from gcpsim.api.sql_common import (
     sql_fault,
     unknown_fields,
 )
+from gcpsim.model import sql_replicas
 from gcpsim.model.sql import (
     CLONE_CONTEXT_FIELDS,
     DEFAULT_VERSION,
@@ -107,6 +108,15 @@ def instances_insert(
             "and contain only lowercase letters, digits and hyphens."
         )
     region = str(body.get("region") or "us-central1")
+    if body.get("masterInstanceName"):  # a read replica (gcpsim.model.sql_replicas)
+        with sim.store.mutate() as d:
+            refresh(d)
+            op = sql_replicas.insert_replica(sim, d, project, name, region, body, op_error)
+            out = op_json(op)
+        launch(sim, op["name"])
+        return out
+    if body.get("instanceType") == sql_replicas.REPLICA or body.get("replicaConfiguration"):
+        raise invalid("Invalid request: a read replica needs masterInstanceName.")
     user_settings = body.get("settings") or {}
     if not isinstance(user_settings, dict):
         raise invalid("Invalid request: settings must be an object.")
@@ -176,6 +186,7 @@ def instances_delete(sim: SimDep, project: str, instance: str) -> dict[str, Any]
         if inst["settings"].get("deletionProtectionEnabled"):
             # Clones inherit the flag from their source (settings are copied on clone).
             raise sql_error(400, MSG_PROTECTED, "instanceProtected")
+        sql_replicas.check_no_replicas(d, inst)
         data_keys = [b["dataKey"] for b in tbl(d, "backups").values() if b["uid"] == inst["uid"]]
         op = new_op(
             sim, d, project, "DELETE", instance, [key],
@@ -218,6 +229,7 @@ def instances_clone(
         refresh(d)
         src = get_instance(d, project, instance)
         check_mutable(d, src)
+        sql_replicas.check_not_replica(src, "clone")
         dkey = instance_key(dest_project, dest)
         if dkey in tbl(d, "instances"):
             raise sql_error(409, MSG_EXISTS, "instanceAlreadyExists")
@@ -277,6 +289,7 @@ def instances_restore_backup(
         refresh(d)
         target = get_instance(d, project, instance)
         check_mutable(d, target)
+        sql_replicas.check_not_replica(target, "restoreBackup")
         bkey = backup_key(src_project, src_instance, str(ctx["backupRunId"]))
         b = tbl(d, "backups").get(bkey)
         if b is None:
@@ -293,6 +306,21 @@ def instances_restore_backup(
              "resultFor": key, "what": "Restoring the backup"},
             op_error, backupKey=bkey,
         )  # fmt: skip
+        out = op_json(op)
+    launch(sim, op["name"])
+    return out
+
+
+@router.post("/v1/projects/{project}/instances/{instance}/promoteReplica")
+def instances_promote_replica(
+    sim: SimDep, project: str, instance: str, failover: bool = Query(False)
+) -> dict[str, Any]:
+    op_error = sql_fault(sim, "instances.promoteReplica")
+    if failover:
+        raise invalid("Invalid request: gcpsim promotes read replicas; failover is not modelled.")
+    with sim.store.mutate() as d:
+        refresh(d)
+        op = sql_replicas.promote(sim, d, project, instance, op_error)
         out = op_json(op)
     launch(sim, op["name"])
     return out

@@ -13,6 +13,7 @@ from gcpsim.api.sql_common import backup_json, list_response, op_json, paginate,
 from gcpsim.errors import ApiError
 from gcpsim.model.sql import (
     MSG_NO_OPERATION,
+    PRIMARY,
     get_instance,
     instance_key,
     no_instance,
@@ -21,6 +22,7 @@ from gcpsim.model.sql import (
 )
 from gcpsim.model.sql_runtime import get_runtime
 from gcpsim.pg import sql as pgsql
+from gcpsim.store import rfc3339
 
 router = APIRouter()
 
@@ -109,7 +111,12 @@ def sim_summary(sim: SimDep) -> dict[str, Any]:
             "state": inst["state"],
             "uid": inst["uid"],
             "databases": inst.get("databases") or {},
+            "instanceType": inst.get("instanceType") or PRIMARY,
         }
+        if inst.get("masterInstanceName"):
+            entry["masterInstanceName"] = inst["masterInstanceName"]
+        if inst.get("replicatedUpTo") is not None:
+            entry["replicatedUpTo"] = rfc3339(float(inst["replicatedUpTo"]))
         if running and inst["state"] == "RUNNABLE":
             entry["rows"] = rt.cluster.row_stats(inst["uid"])
             entry["pitrSnapshots"] = len(rt.cluster.snapshots(inst["uid"]))

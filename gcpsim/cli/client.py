@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gcpsim.cli import replica
 from gcpsim.cli.common import (
     DEFAULT_PORT,
     DEFAULT_STATE_DIR,
@@ -144,6 +145,8 @@ def _client_parser() -> argparse.ArgumentParser:
     o.add_argument("region", nargs="?", help="region name, e.g. us-central1")
     o.add_argument("--clear", action="store_true", help="end the outage")
 
+    replica.add_parser(sub, common)
+
     s = sub.add_parser("show", parents=[common], help="print services, traffic, behaviours, faults")
     s.add_argument("--json", action="store_true", help="print the raw state as JSON")
     return p  # fmt: skip
@@ -188,6 +191,8 @@ class _Client:
                 message = json.loads(err.read()).get("error", err.reason)
             except (ValueError, AttributeError):
                 message = err.reason
+            if isinstance(message, dict) and isinstance(message.get("message"), str):
+                message = message["message"]  # an API error body (Cloud SQL, Cloud Run)
             if not isinstance(message, str):
                 message = json.dumps(message)
             raise CliError(message, EXIT_USAGE if 400 <= err.code < 500 else EXIT_FAILED) from None
@@ -378,6 +383,8 @@ def client(argv: list[str]) -> int:
     timing_given = args.command == "metrics" and (args.sample_period, args.delay) != (None, None)
     if args.command == "metrics" and args.clear and timing_given:
         parser.error("metrics --clear takes no --sample-period or --delay")
+    if args.command == "replica":
+        replica.check_args(parser, args)
     if args.command == "fault" and not args.clear:
         if not args.method:
             parser.error("fault needs METHOD (or --clear)")
@@ -420,6 +427,8 @@ def client(argv: list[str]) -> int:
             _rate(c, args, rate_body)
         elif args.command == "metrics":
             _metric_timing(c, args)
+        elif args.command == "replica":
+            replica.run(c, args)
         elif args.command == "outage":
             if args.clear:
                 path = f"/_sim/outages/{args.region}" if args.region else "/_sim/outages"

@@ -9,7 +9,9 @@ DEFAULT_PORT = 8780
 DEFAULT_GRPC_PORT = 8781
 DEFAULT_STATE_DIR = ".stagecoach/gcpsim"
 PORTS_FILE = "ports.json"
-CLIENT_COMMANDS = ("behavior", "job-behavior", "rate", "metrics", "fault", "show", "outage")
+CLIENT_COMMANDS = (
+    "behavior", "job-behavior", "rate", "metrics", "fault", "show", "outage", "replica",
+)  # fmt: skip
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 EXIT_FAILED = 1

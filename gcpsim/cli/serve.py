@@ -77,6 +77,12 @@ def serve_parser() -> argparse.ArgumentParser:
         help="seconds a Cloud SQL operation takes (default %(default)s)",
     )
     p.add_argument(
+        "--replica-lag-seconds",
+        type=float,
+        default=1.0,
+        help="how far a Cloud SQL read replica's data trails its primary (default %(default)s)",
+    )
+    p.add_argument(
         "--request-rate",
         type=float,
         default=50.0,
@@ -156,8 +162,10 @@ def serve(argv: list[str]) -> int:
         if args.grpc_port is not None
         else env_int(parser, "GCPSIM_GRPC_PORT", DEFAULT_GRPC_PORT)
     )
-    if args.run_op_seconds < 0 or args.sql_op_seconds < 0 or args.request_rate < 0:
+    if min(args.run_op_seconds, args.sql_op_seconds, args.request_rate) < 0:
         parser.error("--run-op-seconds, --sql-op-seconds and --request-rate must not be negative")
+    if args.replica_lag_seconds < 0:
+        parser.error("--replica-lag-seconds must not be negative")
     from gcpsim.metrics import check_timing
 
     try:
@@ -191,6 +199,7 @@ def serve(argv: list[str]) -> int:
         grpc_port=grpc_port,
         run_op_seconds=args.run_op_seconds,
         sql_op_seconds=args.sql_op_seconds,
+        replica_lag_seconds=args.replica_lag_seconds,
         request_rate=args.request_rate,
         metric_sample_period=args.metric_sample_period,
         metric_delay=args.metric_delay,

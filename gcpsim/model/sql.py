@@ -24,6 +24,8 @@ PENDING, RUNNING, DONE = "PENDING", "RUNNING", "DONE"
 PENDING_FRACTION = 0.2
 MAX_PAGE = 1000
 DEFAULT_VERSION = "POSTGRES_15"
+PRIMARY = "CLOUD_SQL_INSTANCE"
+REPLICA = "READ_REPLICA_INSTANCE"  # see gcpsim.model.sql_replicas
 SEED_BACKUPS = 3
 SEED_ROWS_PER_PHASE = 24
 
@@ -210,7 +212,7 @@ def _on_done(d: dict[str, Any], op: dict[str, Any]) -> None:
             b.setdefault("startTime", op.get("startTime"))
             if failed:
                 b["error"] = op["error"]
-    elif kind in ("CLONE", "CREATE"):
+    elif kind in ("CLONE", "CREATE", "CREATE_REPLICA"):
         dest = instances.get(op.get("destKey") or "")
         if dest is not None and dest["uid"] == op.get("destUid"):
             if failed:
@@ -235,6 +237,14 @@ def _on_done(d: dict[str, Any], op: dict[str, Any]) -> None:
                 b["error"] = op["error"]
             else:
                 del backups[op["backupKey"]]
+    elif kind == "PROMOTE_REPLICA" and inst is not None:
+        inst.pop("promoting", None)
+        if not failed:  # a standalone primary from now on (gcpsim.model.sql_replicas)
+            inst["instanceType"] = PRIMARY
+            inst["promotedFrom"] = inst.pop("masterInstanceName", None)
+            inst.pop("replicaConfiguration", None)
+            inst["promotedAt"] = op["endTime"]
+            inst["etag"] = new_etag()
     elif kind == "UPDATE" and inst is not None and not failed:
         inst["settings"] = deep_merge(inst["settings"], op.get("patch") or {})
         inst["settingsVersion"] = int(inst["settingsVersion"]) + 1

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from gcpsim import outage, run_v2
 from gcpsim.model.sql import (
     DONE,
+    REPLICA,
     SEED_BACKUPS,
     SEED_ROWS_PER_PHASE,
     backup_key,
@@ -49,6 +50,7 @@ from gcpsim.model.sql import (
     start_backup,
     tbl,
 )
+from gcpsim.model.sql_replicas import is_replica, replica_settings, replication_targets
 from gcpsim.pg import sql as pgsql
 from gcpsim.pg.cluster import PgCluster
 from gcpsim.sim import Sim
@@ -69,6 +71,7 @@ class Runtime:
         self.stop_event = threading.Event()
         self.maintenance: threading.Thread | None = None
         self.last_snapshot: dict[str, float] = {}
+        self.replication = threading.Lock()  # a replication tick, or a promotion
 
 
 _RUNTIMES: dict[int, Runtime] = {}
@@ -164,6 +167,7 @@ def _do_work(sim: Sim, op_name: str) -> None:
             return
         work = copy.deepcopy(op["work"])
     databases: dict[str, str] | None = None
+    copied_at: float | None = None
     error: str | None = None
     try:
         cl = get_cluster(sim)
@@ -182,6 +186,12 @@ def _do_work(sim: Sim, op_name: str) -> None:
                 cl.delete_backup(key)
         elif kind == "delete_backup":
             cl.delete_backup(work["dataKey"])
+        elif kind == "create_replica":
+            copied_at = now()  # rows created before this are in the copy (or replayed later)
+            databases = cl.create_replica(work["srcUid"], work["uid"])
+        elif kind == "promote":
+            with rt.replication:  # no replication tick half-way through the promotion
+                databases = cl.promote(work["uid"])
         else:
             raise pgsql.PgError(f"unknown work {kind!r}")
     except Exception as e:
@@ -201,6 +211,8 @@ def _do_work(sim: Sim, op_name: str) -> None:
             inst = tbl(d, "instances").get(work.get("resultFor") or "")
             if inst is not None and inst["uid"] == work["uid"]:
                 inst["databases"] = databases
+                if copied_at is not None:
+                    inst["replicatedUpTo"] = copied_at
 
 
 def _writer_targets(sim: Sim) -> list[str]:
@@ -219,6 +231,8 @@ def _writer_targets(sim: Sim) -> list[str]:
         for i in tbl(sim.store.data, "instances").values():
             if i["state"] != "RUNNABLE" or outage.is_out(sim, i["region"]):
                 continue  # (an application in a region that is out writes nothing)
+            if i.get("instanceType") == REPLICA:
+                continue  # read-only
             if i["project"] in bound:
                 if f"{i['project']}:{i['region']}:{i['name']}" in bound[i["project"]]:
                     out.append(i["uid"])
@@ -292,13 +306,18 @@ def _maintain_once(sim: Sim, rt: Runtime) -> None:
         launch(sim, name)
     for key in drop_backups:
         rt.cluster.delete_backup(key)
+    replicate_once(sim, rt, t)
     interval = pgsql.snapshot_seconds()
     for inst in runnable:
         uid = inst["uid"]
         if rt.stop_event.is_set():
             return
-        if rt.cluster.paused(uid) or not inst.get("databases"):
-            continue
+        if (
+            rt.cluster.paused(uid)
+            or not inst.get("databases")
+            or inst.get("instanceType") == REPLICA
+        ):
+            continue  # (a replica's data is its primary's: no snapshots of its own)
         last = rt.last_snapshot.get(uid)
         if last is None:
             snaps = rt.cluster.snapshots(uid)
@@ -312,6 +331,36 @@ def _maintain_once(sim: Sim, rt: Runtime) -> None:
         except Exception as e:
             log.debug("snapshot of %s: %s", uid, e)
         rt.last_snapshot[uid] = t
+
+
+def replicate_once(sim: Sim, rt: Runtime, t: float) -> None:
+    """Bring every replica up to `t - replica_lag_seconds` (gcpsim.model.sql_replicas):
+    nothing moves while the primary's or the replica's region is out."""
+    lag = max(0.0, float(sim.settings.replica_lag_seconds))
+    with sim.store.lock:
+        pairs = [
+            (key, r["uid"], float(r["replicatedUpTo"]), m["uid"])
+            for key, r, m in replication_targets(sim.store.data)
+            if not outage.is_out(sim, m["region"]) and not outage.is_out(sim, r["region"])
+        ]
+    hi = t - lag
+    for key, uid, upto, primary_uid in pairs:
+        if hi <= upto or rt.stop_event.is_set():
+            continue
+        with rt.replication:
+            with sim.store.lock:  # a promotion may have started meanwhile
+                r = tbl(sim.store.data, "instances").get(key)
+                if r is None or r["uid"] != uid or r.get("promoting") or not is_replica(r):
+                    continue
+            try:
+                rt.cluster.replicate(primary_uid, uid, upto - pgsql.REPLAY_MARGIN_SECONDS, hi)
+            except Exception as e:
+                log.debug("replication into %s: %s", uid, e)
+                continue
+            with sim.store.mutate() as d:
+                r = tbl(d, "instances").get(key)
+                if r is not None and r["uid"] == uid and is_replica(r):
+                    r["replicatedUpTo"] = hi
 
 
 # ---------------------------------------------------------------------------- seeding
@@ -384,3 +433,35 @@ def seed_instance(
                 backupId=bid, backupKey=bkey,
             )  # fmt: skip
             op.update(insertTime=slot, startTime=slot + 1, endTime=slot + 75, status=DONE)
+
+
+def seed_replica(sim: Sim, project: str, primary: str, name: str, region: str) -> None:
+    """Create a RUNNABLE read replica `name` of `primary` in `region` (a live copy, then
+    replicating; gcpsim.model.sql_replicas). Does nothing if `name` exists."""
+    cl = get_cluster(sim)
+    key = instance_key(project, name)
+    with sim.store.mutate() as d:
+        if key in tbl(d, "instances"):
+            return
+        src = tbl(d, "instances")[instance_key(project, primary)]
+        settings = replica_settings(src, region, {})
+        inst = new_instance(
+            d, project, name, region, settings, "PENDING_CREATE", now(), src["databaseVersion"]
+        )
+        inst.update(
+            instanceType=REPLICA,
+            masterInstanceName=primary,
+            replicaConfiguration={"kind": "sql#replicaConfiguration", "failoverTarget": False},
+        )
+        uid, src_uid = inst["uid"], src["uid"]
+    copied_at = now()
+    try:
+        dbs = cl.create_replica(src_uid, uid)
+    except Exception:
+        with sim.store.mutate() as d:
+            tbl(d, "instances").pop(key, None)
+        cl.drop_instance(uid)
+        raise
+    with sim.store.mutate() as d:
+        inst = tbl(d, "instances")[key]
+        inst.update(state="RUNNABLE", databases=dbs, replicatedUpTo=copied_at)

@@ -1,5 +1,6 @@
 """PgCluster: the embedded server with every data operation the Cloud SQL API layer uses
-(instances, rows, images, point in time, the row writer, housekeeping). See gcpsim.pg."""
+(instances, rows, images, point in time, read replicas, the row writer, housekeeping).
+See gcpsim.pg."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC
 from typing import Any
 
-from gcpsim.pg.pitr import PgPitr
+from gcpsim.pg.replication import PgReplication
 from gcpsim.pg.sql import (
     GENERIC_DDL,
     REFERENCE_DDL,
@@ -23,7 +24,7 @@ from gcpsim.pg.sql import (
 from gcpsim.pg.writer import RowWriter
 
 
-class PgCluster(PgPitr):
+class PgCluster(PgReplication):
     """The embedded Postgres server under `root` and every data operation on it."""
 
     # ------------------------------------------------------------------ instances
