@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gcpsim import dns_v1, run_v2
+from gcpsim.model import dns, run_queries
 from gcpsim.model.sql_runtime import seed_instance, seed_replica
 from gcpsim.seedconfig import SeedError, dns_rrdatas, load_seed_config, run_service_name
 from gcpsim.sim import Sim
@@ -45,7 +45,7 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
                 connection = f"{env.project}:{env.region}:{env.database.instance}"
                 env_vars[cfg.connection_env] = connection
                 connections.append(connection)
-            run_v2.seed_service(
+            run_queries.seed_service(
                 sim,
                 env.project,
                 env.region,
@@ -84,7 +84,7 @@ def seed_from_config(sim: Sim, path: str | Path) -> list[str]:
             rrdatas = dns_rrdatas(cfg, env, env.region)
             project = rec.zone_project or env.project
             zone_dns = rec.name.split(".", 1)[1] if rec.name.count(".") > 1 else rec.name
-            dns_v1.seed_record(
+            dns.seed_record(
                 sim, project, rec.managed_zone, zone_dns, rec.name, rec.type, rec.ttl, rrdatas
             )
             created.append(f"dns {project}/{rec.managed_zone} {rec.name} -> {rrdatas[0]}")

@@ -21,10 +21,11 @@ class Settings:
     replica_lag_seconds: float = 1.0
     # Synthetic requests per second each service receives, split by its traffic percents.
     request_rate: float = 50.0
-    # Cloud Monitoring's timing (gcpsim.metrics.Timing): requests are collected into samples of
-    # this many seconds, and a sample becomes visible this many seconds after it ends. Real
-    # Cloud Run: 60 s and up to 180 s. 1 and 0 (the defaults) mean live: a second's requests
-    # are visible while it runs. Timing rules set at run time override these per service.
+    # Cloud Monitoring's timing (gcpsim.model.metrics.Timing): requests are collected into
+    # samples of this many seconds, and a sample becomes visible this many seconds after it
+    # ends. Real Cloud Run: 60 s and up to 180 s. 1 and 0 (the defaults) mean live: a
+    # second's requests are visible while it runs. Timing rules set at run time override
+    # these per service.
     metric_sample_period: int = 1
     metric_delay: float = 0.0
     seed: int = 0

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gcpsim import outage
+from gcpsim.api.monitoring_query import DOUBLE, GAUGE, Reducer, ResponsePb, parse_filter, ts_ns
+from gcpsim.api.monitoring_series import set_ts
+from gcpsim.errors import ApiError
+from gcpsim.model import outage
 from gcpsim.model.sql import tbl
 from gcpsim.model.sql_replicas import is_replica, replication_lag
 from gcpsim.sim import Sim
@@ -47,19 +50,18 @@ def replica_lags(sim: Sim, project: str) -> list[tuple[dict[str, str], float]]:
 
 def list_time_series(sim: Sim, req: Any) -> Any | None:
     """The ListTimeSeriesResponse for a request about REPLICA_LAG; None for other metrics."""
-    from gcpsim import monitoring_v3 as mon
 
-    flt = mon.parse_filter(req.filter)
+    flt = parse_filter(req.filter)
     if flt.metric_types() != [REPLICA_LAG]:
         return None
     project = req.name.removeprefix("projects/")
     if not req.interval.HasField("end_time"):
-        raise mon.ApiError(400, "Field interval.endTime is required.")
-    end_ns = mon._ts_ns(req.interval.end_time)
-    start_ns = mon._ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
+        raise ApiError(400, "Field interval.endTime is required.")
+    end_ns = ts_ns(req.interval.end_time)
+    start_ns = ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
     start_ns = start_ns or end_ns
     agg = req.aggregation
-    period = mon._ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
+    period = ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
     period = max(period, NS)
     end_ns = min(end_ns, int(now() * NS))
     series = [
@@ -67,22 +69,22 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
         for res, lag in replica_lags(sim, project)
         if flt.accepts_type("resource.type", RESOURCE_TYPE) and flt.accepts("resource", res)
     ]
-    reducer = mon.Reducer(agg.cross_series_reducer).name
+    reducer = Reducer(agg.cross_series_reducer).name
     if reducer != "REDUCE_NONE" and series:
         series = [({"project_id": project}, max(lag for _, lag in series))]
-    resp = mon.ResponsePb(unit="s")
+    resp = ResponsePb(unit="s")
     for res, lag in series:
         ts = resp.time_series.add()
         ts.metric.type = REPLICA_LAG
         ts.resource.type = RESOURCE_TYPE
         ts.resource.labels.update(res)
-        ts.metric_kind = mon.GAUGE
-        ts.value_type = mon.DOUBLE
+        ts.metric_kind = GAUGE
+        ts.value_type = DOUBLE
         t = end_ns
         while t > start_ns or t == end_ns:  # newest first, one point per period
             p = ts.points.add()
-            mon._set_ts(p.interval.end_time, t)
-            mon._set_ts(p.interval.start_time, t)
+            set_ts(p.interval.end_time, t)
+            set_ts(p.interval.start_time, t)
             p.value.double_value = float(lag)
             t -= period
     return resp

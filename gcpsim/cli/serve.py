@@ -166,7 +166,7 @@ def serve(argv: list[str]) -> int:
         parser.error("--run-op-seconds, --sql-op-seconds and --request-rate must not be negative")
     if args.replica_lag_seconds < 0:
         parser.error("--replica-lag-seconds must not be negative")
-    from gcpsim.metrics import check_timing
+    from gcpsim.model.metrics import check_timing
 
     try:
         check_timing(args.metric_sample_period, args.metric_delay)
@@ -206,7 +206,7 @@ def serve(argv: list[str]) -> int:
         seed=args.seed_value,
     )
     sim = Sim.open(state_dir, settings, reset=args.reset)
-    from gcpsim import monitoring_v3
+    from gcpsim.api import monitoring
     from gcpsim.model import sql_runtime
 
     grpc_server: Any = None
@@ -224,7 +224,7 @@ def serve(argv: list[str]) -> int:
             except SeedError as err:
                 raise CliError(f"--seed: {err}", EXIT_USAGE) from None
         try:
-            grpc_server, settings.grpc_port = monitoring_v3.serve(sim, grpc_port)
+            grpc_server, settings.grpc_port = monitoring.serve(sim, grpc_port)
         except RuntimeError as err:
             raise CliError(f"{err}; pass --grpc-port 0 for a free port") from None
         return _run_http(sim, sock, state_dir, phase)

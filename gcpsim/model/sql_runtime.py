@@ -34,7 +34,7 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 
-from gcpsim import outage, run_v2
+from gcpsim.model import outage, run_queries
 from gcpsim.model.sql import (
     DONE,
     REPLICA,
@@ -225,7 +225,7 @@ def _writer_targets(sim: Sim) -> list[str]:
     Elsewhere: seeded and inserted instances (`appWriter`). A clone (drill scratch, recovery
     instance nobody was switched to) has no application connected, so the writer leaves it alone
     and its newest row says exactly how old its data is."""
-    bound = run_v2.bound_connections(sim)
+    bound = run_queries.bound_connections(sim)
     with sim.store.lock:
         out = []
         for i in tbl(sim.store.data, "instances").values():

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcpsim import metrics, monitoring_v3, traffic
-from gcpsim.behavior import set_behavior
+from gcpsim.api import monitoring, monitoring_query
 from gcpsim.errors import ApiError
+from gcpsim.model import metrics, metrics_dist, traffic
+from gcpsim.model.behavior import set_behavior
 from gcpsim.sim import Settings, Sim
 
 T0 = 1_700_000_000.0  # a fixed past instant: the model is given `now` explicitly
@@ -247,23 +248,23 @@ def test_repeated_reads_give_the_same_numbers(tmp_path: Path) -> None:
 
 
 def test_distribution_merge_and_percentile() -> None:
-    d = metrics.Dist()
+    d = metrics_dist.Dist()
     for v in (0.5, 1.0, 10.0, 100.0, 1e12):
         d.add_value(v)
     assert d.count == 5
-    assert d.buckets[0] == 1 and d.buckets[metrics.OVERFLOW] == 1
-    lo, hi = metrics.bucket_bounds(metrics.bucket_index(10.0))
+    assert d.buckets[0] == 1 and d.buckets[metrics_dist.OVERFLOW] == 1
+    lo, hi = metrics_dist.bucket_bounds(metrics_dist.bucket_index(10.0))
     assert lo <= 10.0 < hi
-    m = metrics.Dist().merge(d).merge(d)
+    m = metrics_dist.Dist().merge(d).merge(d)
     assert m.count == 10 and m.mean == pytest.approx(d.mean)
     assert m.sum_of_squared_deviation == pytest.approx(2 * d.sum_of_squared_deviation)
-    assert m.percentile(100) == metrics.bucket_bounds(metrics.OVERFLOW)[0]
-    assert metrics.Dist().percentile(95) == 0.0
+    assert m.percentile(100) == metrics_dist.bucket_bounds(metrics_dist.OVERFLOW)[0]
+    assert metrics_dist.Dist().percentile(95) == 0.0
 
 
 @given(st.floats(min_value=1e-3, max_value=1e9))
 def test_bucket_index_brackets_the_value(value: float) -> None:
-    lo, hi = metrics.bucket_bounds(metrics.bucket_index(value))
+    lo, hi = metrics_dist.bucket_bounds(metrics_dist.bucket_index(value))
     assert lo <= value < hi
 
 
@@ -271,7 +272,7 @@ def test_bucket_index_brackets_the_value(value: float) -> None:
 
 
 def request(**kw: Any) -> Any:
-    return monitoring_v3.RequestPb(**kw)
+    return monitoring_query.RequestPb(**kw)
 
 
 def query(sim: Sim, flt: str, start: float, end: float, **agg: Any) -> Any:
@@ -285,7 +286,7 @@ def query(sim: Sim, flt: str, start: float, end: float, **agg: Any) -> Any:
             req.aggregation.group_by_fields.extend(v)
         else:
             setattr(req.aggregation, k, v)
-    return monitoring_v3.list_time_series(sim, req)
+    return monitoring.list_time_series(sim, req)
 
 
 COUNT = 'metric.type = "run.googleapis.com/request_count"'
@@ -315,13 +316,13 @@ def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sim:
 )
 def test_bad_filters_are_invalid_argument(flt: str) -> None:
     with pytest.raises(ApiError) as e:
-        monitoring_v3.parse_filter(flt)
+        monitoring_query.parse_filter(flt)
     assert e.value.status == 400 and e.value.rpc_status == "INVALID_ARGUMENT"
     assert "Field filter had an invalid value" in e.value.message
 
 
 def test_filter_grammar() -> None:
-    f = monitoring_v3.parse_filter(
+    f = monitoring_query.parse_filter(
         'metric.type = "run.googleapis.com/request_count" AND resource.type="cloud_run_revision"'
         ' AND resource.label.service_name = "a \\"b\\"" AND metric.labels.response_code != "200"'
         ' and project = "p"'
@@ -359,7 +360,7 @@ def test_revision_filter_and_response_code_class(live: Sim) -> None:
     for ts in resp.time_series:
         assert ts.resource.labels["revision_name"] == "svc-00002"
         assert ts.metric.labels["response_code"] == "200"
-        assert set(ts.resource.labels) == set(monitoring_v3.RESOURCE_LABELS)
+        assert set(ts.resource.labels) == set(monitoring_query.RESOURCE_LABELS)
         starts = [p.interval.start_time.seconds for p in ts.points]
         assert starts == sorted(starts, reverse=True)
 
@@ -370,12 +371,12 @@ def test_latency_percentile_and_distribution(live: Sim) -> None:
     p95 = query(live, flt, NOW - 600, NOW, alignment_period=600, per_series_aligner=1,
                 cross_series_reducer=10)  # fmt: skip
     (ts,) = p95.time_series
-    assert ts.value_type == monitoring_v3.DOUBLE and ts.metric_kind == monitoring_v3.GAUGE
+    assert ts.value_type == monitoring_query.DOUBLE and ts.metric_kind == monitoring_query.GAUGE
     assert ts.points[0].value.double_value == pytest.approx(300, rel=0.1)
     dist = query(live, flt, NOW - 600, NOW, alignment_period=600, per_series_aligner=1,
                  cross_series_reducer=4)  # fmt: skip
     (ts,) = dist.time_series
-    assert dist.unit == "ms" and ts.value_type == monitoring_v3.DISTRIBUTION
+    assert dist.unit == "ms" and ts.value_type == monitoring_query.DISTRIBUTION
     d = ts.points[0].value.distribution_value
     assert sum(d.bucket_counts) == d.count > 2000
     assert d.bucket_options.exponential_buckets.num_finite_buckets == 64
@@ -393,7 +394,7 @@ def test_headers_view_paging_and_empty_results(live: Sim) -> None:
     req.aggregation.per_series_aligner = 1
     seen = 0
     while True:
-        page = monitoring_v3.list_time_series(live, req)
+        page = monitoring.list_time_series(live, req)
         assert all(not ts.points for ts in page.time_series)
         seen += len(page.time_series)
         if not page.next_page_token:
@@ -566,13 +567,13 @@ def test_request_log_has_one_entry_per_request_by_severity(sim: Sim) -> None:
     logs = log_totals(sim, T0, T0 + 300)
     reqs = metrics.summarize(sim, KEY, T0, T0 + 300, now=NOW)
     for rev, s in reqs.items():
-        by = {sev: n for (log, sev), n in logs[rev].items() if log == metrics.REQUEST_LOG}
+        by = {sev: n for (log, sev), n in logs[rev].items() if log == metrics_dist.REQUEST_LOG}
         assert by["ERROR"] == s.errors
         assert by["WARNING"] == s.codes[404].count
         assert by["INFO"] == s.codes[200].count
-        info = logs[rev][(metrics.STDOUT_LOG, "INFO")]
-        assert poisson_ok(info, metrics.APP_INFO_LOGS_PER_REQUEST * s.requests)
-        app_errors = logs[rev].get((metrics.STDERR_LOG, "ERROR"), 0)
+        info = logs[rev][(metrics_dist.STDOUT_LOG, "INFO")]
+        assert poisson_ok(info, metrics_dist.APP_INFO_LOGS_PER_REQUEST * s.requests)
+        app_errors = logs[rev].get((metrics_dist.STDERR_LOG, "ERROR"), 0)
         assert poisson_ok(app_errors, 0.001 * s.requests)  # the default error_log_rate
 
 
@@ -585,12 +586,12 @@ def test_error_log_rate_raises_error_logs_but_not_error_codes(sim: Sim) -> None:
     after = log_totals(sim, T0, T0 + 300)
     assert after_req == before_req  # the requests and their codes are unchanged
     n = after_req["svc-00002"].requests
-    assert poisson_ok(after["svc-00002"][(metrics.STDERR_LOG, "ERROR")], 0.2 * n)
-    assert before["svc-00002"].get((metrics.STDERR_LOG, "ERROR"), 0) < 0.01 * n
+    assert poisson_ok(after["svc-00002"][(metrics_dist.STDERR_LOG, "ERROR")], 0.2 * n)
+    assert before["svc-00002"].get((metrics_dist.STDERR_LOG, "ERROR"), 0) < 0.01 * n
     assert after["svc-00001"] == before["svc-00001"]  # the stable revision is untouched
     for rev in after:
-        same = {k: v for k, v in after[rev].items() if k[0] == metrics.REQUEST_LOG}
-        assert same == {k: v for k, v in before[rev].items() if k[0] == metrics.REQUEST_LOG}
+        same = {k: v for k, v in after[rev].items() if k[0] == metrics_dist.REQUEST_LOG}
+        assert same == {k: v for k, v in before[rev].items() if k[0] == metrics_dist.REQUEST_LOG}
     metrics._log_cache.clear()
     assert log_totals(sim, T0, T0 + 300) == after  # deterministic
 
@@ -608,7 +609,7 @@ def test_log_entry_count_query(live: Sim) -> None:
     for ts in resp.time_series:
         assert ts.metric.type == "logging.googleapis.com/log_entry_count"
         assert ts.resource.type == "cloud_run_revision"
-        assert ts.metric_kind == monitoring_v3.DELTA and ts.value_type == monitoring_v3.INT64
+        assert ts.metric_kind == monitoring_query.DELTA and ts.value_type == monitoring_query.INT64
         assert set(ts.resource.labels) == {"project_id", "revision_name"}
         assert set(ts.metric.labels) == {"severity"}
         key = (ts.resource.labels["revision_name"], ts.metric.labels["severity"])
@@ -630,7 +631,7 @@ def test_log_entry_count_query(live: Sim) -> None:
         "svc-00001", "svc-00002",
     }  # fmt: skip
     for ts in only.time_series:
-        assert set(ts.resource.labels) == set(monitoring_v3.RESOURCE_LABELS)
+        assert set(ts.resource.labels) == set(monitoring_query.RESOURCE_LABELS)
         assert dict(ts.metric.labels) == {"log": "run.googleapis.com/stderr", "severity": "ERROR"}
     other = query(live, f'{LOGS} AND resource.labels.location = "europe-west1"', NOW - 60, NOW)
     assert not other.time_series
@@ -654,12 +655,12 @@ def test_large_latency_histograms_are_not_overdispersed() -> None:
     import random
     import statistics
 
-    from gcpsim.metrics import SAMPLE_CAP, _latencies, lognormal_params
+    from gcpsim.model.metrics_dist import SAMPLE_CAP, latencies, lognormal_params
 
     mu, sigma = lognormal_params(40.0, 120.0)
     n = 5 * SAMPLE_CAP
     rng = random.Random(11)
-    draws = [_latencies(rng, n, mu, sigma) for _ in range(400)]
+    draws = [latencies(rng, n, mu, sigma) for _ in range(400)]
     assert all(sum(d.buckets.values()) == n == d.count for d in draws)
     busiest = max(draws[0].buckets, key=lambda b: draws[0].buckets[b])
     counts = [d.buckets.get(busiest, 0) for d in draws]

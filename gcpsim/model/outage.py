@@ -13,6 +13,8 @@ While a region is out, as a real regional outage would look to a client:
   simulated application stops writing rows into instances in REGION.
 
 Outages live in the store (`sim.outages`), so they survive a restart of gcpsim.
+
+The middleware and the `/_sim/outages` routes: gcpsim.api.outage.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI
-from fastapi.responses import JSONResponse
-
-from gcpsim.errors import ApiError
 from gcpsim.sim import Sim
 from gcpsim.store import now, rfc3339
 
 _RUN = re.compile(r"^/v2/projects/[^/]+/locations/([^/]+)(/|$)")
+
+
 _URL = re.compile(r"^/_url/[^/]+/([^/]+)(/|$)")
+
+
 _SQL = re.compile(r"^/v1/projects/([^/]+)/instances/([^/:]+)(/.*)?$")
+
+
 _BACKUP_READ = re.compile(r"^/backupRuns(/[^/]+)?$")
 
 
@@ -62,7 +66,7 @@ def clear(sim: Sim, region: str | None = None) -> int:
         return len(before) - len(kept)
 
 
-def _instance_region(sim: Sim, project: str, instance: str) -> str | None:
+def instance_region(sim: Sim, project: str, instance: str) -> str | None:
     with sim.store.lock:
         inst = sim.store.data.get("sql", {}).get("instances", {}).get(f"{project}/{instance}")
         return str(inst["region"]) if inst else None
@@ -83,72 +87,7 @@ def blocked(sim: Sim, method: str, path: str) -> tuple[str, str] | None:
         rest = m.group(3) or ""
         if method == "GET" and _BACKUP_READ.match(rest):
             return None  # backups are multi-regional: still listable and restorable
-        region = _instance_region(sim, m.group(1), m.group(2))
+        region = instance_region(sim, m.group(1), m.group(2))
         if region is not None and is_out(sim, region):
             return region, "sql"
     return None
-
-
-def _unavailable(region: str, style: str) -> JSONResponse:
-    message = (
-        f"The service is currently unavailable in region {region} (simulated regional outage)."
-    )
-    if style == "url":
-        return JSONResponse(
-            {"status": "unavailable", "reason": message, "region": region}, status_code=503
-        )
-    err = ApiError(
-        503, message, reason="regionUnavailable", style="sql" if style == "sql" else "rpc"
-    )
-    return JSONResponse(err.body(), status_code=503)
-
-
-class OutageMiddleware:
-    """Pure ASGI (cheaper than `BaseHTTPMiddleware`): answers 503 for a region that is out."""
-
-    def __init__(self, app: Any, sim: Sim) -> None:
-        self.app = app
-        self.sim = sim
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            hit = blocked(self.sim, scope["method"], scope["path"])
-            if hit is not None:
-                await _unavailable(*hit)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def install(app: FastAPI, sim: Sim) -> None:
-    """The middleware that makes an outage visible, and the `/_sim/outages` control routes."""
-    app.add_middleware(OutageMiddleware, sim=sim)
-    app.include_router(router(sim))
-
-
-def router(sim: Sim) -> APIRouter:
-    r = APIRouter(prefix="/_sim", include_in_schema=False)
-
-    @r.get("/outages")
-    def list_outages() -> JSONResponse:
-        with sim.store.lock:
-            return JSONResponse(list(sim.store.section("sim").get("outages", [])))
-
-    @r.post("/outages")
-    def add_outage(body: dict[str, Any] = Body(...)) -> JSONResponse:
-        region = str(body.get("region") or "").strip()
-        if not re.match(r"^[a-z]+-[a-z]+\d+$", region):
-            return JSONResponse(
-                {"error": f"region {region!r} is not a region name like us-central1"},
-                status_code=400,
-            )
-        return JSONResponse(set_out(sim, region))
-
-    @r.delete("/outages")
-    def clear_outages() -> JSONResponse:
-        return JSONResponse({"cleared": clear(sim)})
-
-    @r.delete("/outages/{region}")
-    def clear_outage(region: str) -> JSONResponse:
-        return JSONResponse({"cleared": clear(sim, region)})
-
-    return r

@@ -15,8 +15,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gcpsim import run_v2, traffic
-from gcpsim.behavior import behavior_for, image_version
+from gcpsim.api.monitoring_query import (
+    GAUGE,
+    INT64,
+    RESOURCE_TYPE,
+    Reducer,
+    ResponsePb,
+    parse_filter,
+    ts_ns,
+)
+from gcpsim.api.monitoring_series import set_ts
+from gcpsim.errors import ApiError
+from gcpsim.model import run as run_model
+from gcpsim.model import traffic
+from gcpsim.model.behavior import behavior_for, image_version
 from gcpsim.sim import Sim
 from gcpsim.store import now
 
@@ -27,14 +39,14 @@ NS = 1_000_000_000
 
 def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:
     """(resource labels, active, idle, at max) of every revision that has instances."""
-    run_v2.settle(sim)
+    run_model.settle(sim)
     out = []
     with sim.store.lock:
         run = sim.store.section("run")
         for key, svc in run.get("services", {}).items():
             revs = run.get("revisions", {}).get(key, {})
-            shares = {rev: pct for rev, pct, _ in run_v2._split_from_statuses(svc, revs)}
-            for rev in run_v2._warm_revisions(svc, revs):
+            shares = {rev: pct for rev, pct, _ in run_model.split_from_statuses(svc, revs)}
+            for rev in run_model.warm_revisions(svc, revs):
                 template = revs[rev]["template"]
                 scaling = template.get("scaling") or {}
                 low = int(scaling.get("minInstanceCount") or 0)
@@ -58,19 +70,18 @@ def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:
 
 def list_time_series(sim: Sim, req: Any) -> Any | None:
     """The ListTimeSeriesResponse for a request about INSTANCE_COUNT; None for other metrics."""
-    from gcpsim import monitoring_v3 as mon
 
-    flt = mon.parse_filter(req.filter)
+    flt = parse_filter(req.filter)
     if flt.metric_types() != [INSTANCE_COUNT]:
         return None
     project = req.name.removeprefix("projects/")
-    end_ns = mon._ts_ns(req.interval.end_time) if req.interval.HasField("end_time") else 0
+    end_ns = ts_ns(req.interval.end_time) if req.interval.HasField("end_time") else 0
     if not end_ns:
-        raise mon.ApiError(400, "Field interval.endTime is required.")
-    start_ns = mon._ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
+        raise ApiError(400, "Field interval.endTime is required.")
+    start_ns = ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
     start_ns = start_ns or end_ns
     agg = req.aggregation
-    period = mon._ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
+    period = ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
     end_ns = min(end_ns, int(now() * NS))
     series: list[tuple[dict[str, str], dict[str, str], int]] = []
     for res, active, idle, _ in revision_instances(sim):
@@ -79,23 +90,23 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
         for state, value in (("active", active), ("idle", idle)):
             if flt.accepts("metric", {"state": state}):
                 series.append((res, {"state": state}, value))
-    reducer = mon.Reducer(agg.cross_series_reducer).name
+    reducer = Reducer(agg.cross_series_reducer).name
     if reducer != "REDUCE_NONE" and series:
         series = [({"project_id": project}, {}, sum(v for _, _, v in series))]
-    resp = mon.ResponsePb(unit="1")
+    resp = ResponsePb(unit="1")
     for res, met, value in series:
         ts = resp.time_series.add()
         ts.metric.type = INSTANCE_COUNT
         ts.metric.labels.update(met)
-        ts.resource.type = mon.RESOURCE_TYPE
+        ts.resource.type = RESOURCE_TYPE
         ts.resource.labels.update(res)
-        ts.metric_kind = mon.GAUGE
-        ts.value_type = mon.INT64
+        ts.metric_kind = GAUGE
+        ts.value_type = INT64
         t = end_ns
         while t > start_ns or t == end_ns:  # newest first, one point per period
             p = ts.points.add()
-            mon._set_ts(p.interval.end_time, t)
-            mon._set_ts(p.interval.start_time, t)
+            set_ts(p.interval.end_time, t)
+            set_ts(p.interval.start_time, t)
             p.value.int64_value = value
             t -= period
     return resp
