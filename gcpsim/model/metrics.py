@@ -64,9 +64,9 @@ from gcpsim.model.metrics_dist import (
     BucketStats,
     LogCounts,
     Summary,
-    _poisson,
     draw_bucket,
     lognormal_params,
+    poisson,
     request_severity,
 )
 from gcpsim.sim import Sim
@@ -136,8 +136,8 @@ def _log_counts(
             out[sk] = out.get(sk, 0) + count
             n += count
     rng = random.Random((_stream(seed, key + "#logs", revision) << 40) | bucket)
-    errors = _poisson(rng, max(error_log_rate, 0.0) * n)
-    infos = _poisson(rng, APP_INFO_LOGS_PER_REQUEST * n)
+    errors = poisson(rng, max(error_log_rate, 0.0) * n)
+    infos = poisson(rng, APP_INFO_LOGS_PER_REQUEST * n)
     if errors:
         out[(STDERR_LOG, "ERROR")] = errors
     if infos:

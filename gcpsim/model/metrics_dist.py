@@ -186,7 +186,7 @@ class Summary:
         return out
 
 
-def _poisson(rng: random.Random, lam: float) -> int:
+def poisson(rng: random.Random, lam: float) -> int:
     if lam <= 0:
         return 0
     if lam < 30:
@@ -281,7 +281,7 @@ def latencies(rng: random.Random, count: int, mu: float, sigma: float) -> Dist:
 
 
 def draw_bucket(rng: random.Random, lam: float, er: float, mu: float, sigma: float) -> BucketStats:
-    n = _poisson(rng, lam)
+    n = poisson(rng, lam)
     if n == 0:
         return {}
     e5 = _binomial(rng, n, er)
