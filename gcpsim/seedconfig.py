@@ -122,6 +122,11 @@ class SeedConfig:
         return public[-1] if public else None
 
 
+def default_replica_name(primary: str, region: str) -> str:
+    """A read replica's name when none is given (seed key, `python -m gcpsim replica create`)."""
+    return f"{primary}-replica-{region}"
+
+
 def run_service_name(service: str, env: str) -> str:
     return f"{service}-{env}"
 
@@ -228,7 +233,7 @@ class _Reader:
         for i, item in enumerate(value):
             d = self.mapping(item, f"{key}[{i}]")
             region = self.text(d, "region", f"{key}[{i}]")
-            name = self.text(d, "instance", f"{key}[{i}]", f"{primary}-replica-{region}")
+            name = self.text(d, "instance", f"{key}[{i}]", default_replica_name(primary, region))
             out.append(Replica(region=region, instance=name))
         return out
 

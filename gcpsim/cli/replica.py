@@ -5,7 +5,8 @@
 
 `create` goes through the simulator's Cloud SQL Admin v1 API (`instances.insert` with
 `masterInstanceName`, as a real client would) and waits for the CREATE_REPLICA operation;
-the default name is `<INSTANCE>-replica-<REGION>` (gcpsim.model.sql_replicas).
+the default name is `<INSTANCE>-replica-<REGION>` (gcpsim.seedconfig.default_replica_name;
+the replica model: gcpsim.model.sql_replicas).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from typing import Any, Protocol
 
 from gcpsim.cli.common import EXIT_FAILED, EXIT_USAGE, CliError
+from gcpsim.seedconfig import default_replica_name
 
 WAIT_SECONDS = 300.0
 
@@ -69,7 +71,7 @@ def run(c: Caller, args: argparse.Namespace) -> None:
         projects = ", ".join(sorted(i["project"] for i in matches))
         raise CliError(f"{args.instance!r} exists in {projects}: pass --project", EXIT_USAGE)
     project = matches[0]["project"]
-    name = args.name or f"{args.instance}-replica-{args.region}"
+    name = args.name or default_replica_name(args.instance, args.region)
     op = c.call(
         "POST",
         f"/v1/projects/{project}/instances",

@@ -63,10 +63,6 @@ def is_replica(inst: dict[str, Any]) -> bool:
     return inst.get("instanceType") == REPLICA
 
 
-def default_replica_name(primary: str, region: str) -> str:
-    return f"{primary}-replica-{region}"
-
-
 def parse_master(project: str, value: str) -> tuple[str, str]:
     """`name` or `project:name` -> (project, name)."""
     if ":" in value:

@@ -344,6 +344,7 @@ def replicate_once(sim: Sim, rt: Runtime, t: float) -> None:
             if not outage.is_out(sim, m["region"]) and not outage.is_out(sim, r["region"])
         ]
     hi = t - lag
+    done: list[tuple[str, str]] = []
     for key, uid, upto, primary_uid in pairs:
         if hi <= upto or rt.stop_event.is_set():
             continue
@@ -357,7 +358,10 @@ def replicate_once(sim: Sim, rt: Runtime, t: float) -> None:
             except Exception as e:
                 log.debug("replication into %s: %s", uid, e)
                 continue
-            with sim.store.mutate() as d:
+            done.append((key, uid))
+    if done:
+        with sim.store.mutate() as d:
+            for key, uid in done:
                 r = tbl(d, "instances").get(key)
                 if r is not None and r["uid"] == uid and is_replica(r):
                     r["replicatedUpTo"] = hi
