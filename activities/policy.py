@@ -22,7 +22,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from stagecoach.config import PUBLIC_KEY_RE, Config, ConfigError, config_path, load_config
-from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, is_loopback
+from stagecoach.contract import Activity
+from stagecoach.payloads.policy import Approval, LoadPolicyInput, TargetClaim, WorkerPolicy
+from stagecoach.trust import is_loopback
 
 KEYS_ENV = "STAGECOACH_APPROVER_KEYS"
 MAX_KEYS_FILE = 64 * 1024
@@ -71,7 +73,7 @@ def policy_for(cfg: Config, env: str, keys: dict[str, str], source: str) -> Work
     return WorkerPolicy(
         env=env,
         source=source,
-        approval=release.approval,
+        approval=Approval.model_validate(release.approval) if release.approval else None,
         restore_requires_approval=release.restore_requires_approval,
         proof=release.approval.proof if release.approval else "signature",
         forbid_self_approval=bool(release.approval and release.approval.forbid_self_approval),
@@ -125,6 +127,6 @@ class PolicyActivities:
         check_claims(cfg, env, claims, src)
         return policy
 
-    @activity.defn(name="LoadPolicy")
+    @activity.defn(name=Activity.LOAD_POLICY)
     def load_policy(self, inp: LoadPolicyInput) -> WorkerPolicy:
         return self.load(inp.env, inp.claims)

@@ -71,3 +71,38 @@ class FreezeOverride(Payload):
     reason: str
     window: str  # the window's reason
     until: datetime  # when that freeze ends (UTC)
+
+
+# --------------------------------------------------------------------------- the worker's policy
+
+
+class TargetClaim(Payload):
+    """Where an input says a workflow will send API calls; the worker checks each claim."""
+
+    what: str  # for the message, e.g. "service node-server-prod"
+    kind: str
+    host: str = ""
+    project: str
+    region: str = ""  # "" for a Cloud SQL instance (no region in its reference)
+
+
+class LoadPolicyInput(Payload):
+    env: str
+    claims: list[TargetClaim] = []
+
+
+class WorkerPolicy(Payload):
+    """What the worker enforces for one environment (the `LoadPolicy` activity's result; see
+    stagecoach.trust). Its approval is the payload twin of the worker config's."""
+
+    env: str
+    source: str  # the worker's config file (and key file), for the record
+    approval: Approval | None = None  # release approval
+    restore_requires_approval: bool = False
+    proof: Literal["signature", "none"] = "signature"
+    forbid_self_approval: bool = False
+    keys: dict[str, str] = {}  # approver -> "ed25519:<base64 public key>" (approvers only)
+
+    @property
+    def approvers(self) -> list[str]:
+        return list(self.approval.approvers) if self.approval else []
