@@ -27,77 +27,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities import all_activities
 from stagecoach import config, freeze
 from stagecoach.contract import STATUS_FAILURE_TYPES, Activity, Message, WorkflowType
+from stagecoach.payloads import (
+    common,
+    dr,
+    failover,
+    hooks,
+    locks,
+    monitoring,
+    policy,
+    release,
+    run,
+    sql,
+)
 from stagecoach.payloads.base import Payload
-from stagecoach.payloads.common import (
-    AbortInput,
-    ApproveInput,
-    ApproveResult,
-    NotifyInput,
-    ServiceRef,
-)
-from stagecoach.payloads.dr import (
-    BackupInput,
-    BackupResult,
-    DrillInput,
-    DrillReport,
-    PointInTimeInput,
-    PointInTimeResult,
-    RestoreInput,
-    RestoreStatus,
-)
-from stagecoach.payloads.failover import (
-    CreateInstanceInput,
-    CreateInstanceResult,
-    DeleteServiceInput,
-    DeployServiceInput,
-    DeployServiceResult,
-    FailoverInput,
-    FailoverStatus,
-    MoveDnsInput,
-    MoveDnsResult,
-    ReadDnsInput,
-    VerifyDnsInput,
-    VerifyDnsResult,
-)
-from stagecoach.payloads.hooks import ExecutionRef, HookExecution, StartHookInput
-from stagecoach.payloads.locks import LocksInput, ServiceLockInput
-from stagecoach.payloads.monitoring import CanaryMetrics, ReadCanaryMetricsInput
-from stagecoach.payloads.policy import LoadPolicyInput, WorkerPolicy
-from stagecoach.payloads.release import (
-    ReleaseInput,
-    ReleaseStatus,
-    RollbackInput,
-    RollbackResult,
-)
-from stagecoach.payloads.run import (
-    CreateRevisionInput,
-    CreateRevisionResult,
-    FindPreviousRevisionInput,
-    PreviousRevision,
-    ReadServingInput,
-    RevisionHealth,
-    RevisionHealthInput,
-    ServiceState,
-    ServingRevision,
-    SetScalingInput,
-    SetTrafficInput,
-    SetTrafficResult,
-    SmokeTestInput,
-    SmokeTestResult,
-)
-from stagecoach.payloads.sql import (
-    BackupInfo,
-    CloneInstanceInput,
-    CreateBackupInput,
-    DeleteInstanceInput,
-    ListBackupsInput,
-    OperationResult,
-    RecoveryWindow,
-    RecoveryWindowInput,
-    RestoreBackupInput,
-    ValidateDatabaseInput,
-    ValidationReport,
-)
 
 HERE = Path(__file__).parent / "histories"
 HISTORIES = sorted(p for p in HERE.glob("*.json") if p.name != "workflow_ids.json")
@@ -105,50 +47,52 @@ CONVERTER = pydantic_data_converter.payload_converter
 
 # workflow type -> (input, result or failure status)
 WORKFLOWS: dict[str, tuple[type, Any]] = {
-    WorkflowType.RELEASE: (ReleaseInput, ReleaseStatus),
-    WorkflowType.ROLLBACK: (RollbackInput, RollbackResult),
-    WorkflowType.BACKUP: (BackupInput, BackupResult),
-    WorkflowType.RESTORE: (RestoreInput, RestoreStatus),
-    WorkflowType.POINT_IN_TIME_RECOVERY: (PointInTimeInput, PointInTimeResult),
-    WorkflowType.DR_DRILL: (DrillInput, DrillReport),
-    WorkflowType.FAILOVER: (FailoverInput, FailoverStatus),
-    WorkflowType.SERVICE_LOCK: (ServiceLockInput, str),
+    WorkflowType.RELEASE: (release.ReleaseInput, release.ReleaseStatus),
+    WorkflowType.ROLLBACK: (release.RollbackInput, release.RollbackResult),
+    WorkflowType.BACKUP: (dr.BackupInput, dr.BackupResult),
+    WorkflowType.RESTORE: (dr.RestoreInput, dr.RestoreStatus),
+    WorkflowType.POINT_IN_TIME_RECOVERY: (dr.PointInTimeInput, dr.PointInTimeResult),
+    WorkflowType.DR_DRILL: (dr.DrillInput, dr.DrillReport),
+    WorkflowType.FAILOVER: (failover.FailoverInput, failover.FailoverStatus),
+    WorkflowType.SERVICE_LOCK: (locks.ServiceLockInput, str),
 }
 # activity type -> (input, result)
 ACTIVITIES: dict[str, tuple[type, Any]] = {
-    Activity.GET_SERVICE_STATE: (ServiceRef, ServiceState),
-    Activity.READ_SERVING: (ReadServingInput, list[ServingRevision]),
-    Activity.CREATE_REVISION: (CreateRevisionInput, CreateRevisionResult),
-    Activity.SET_TRAFFIC: (SetTrafficInput, SetTrafficResult),
-    Activity.SET_SCALING: (SetScalingInput, ServiceState),
-    Activity.FIND_PREVIOUS_REVISION: (FindPreviousRevisionInput, PreviousRevision),
-    Activity.SMOKE_TEST: (SmokeTestInput, SmokeTestResult),
-    Activity.CHECK_REVISION_HEALTH: (RevisionHealthInput, RevisionHealth),
-    Activity.READ_CANARY_METRICS: (ReadCanaryMetricsInput, CanaryMetrics),
-    Activity.CREATE_BACKUP: (CreateBackupInput, BackupInfo),
-    Activity.LIST_BACKUPS: (ListBackupsInput, list[BackupInfo]),
-    Activity.RESTORE_BACKUP: (RestoreBackupInput, OperationResult),
-    Activity.READ_RECOVERY_WINDOW: (RecoveryWindowInput, RecoveryWindow),
-    Activity.CLONE_INSTANCE: (CloneInstanceInput, OperationResult),
-    Activity.DELETE_INSTANCE: (DeleteInstanceInput, OperationResult),
-    Activity.VALIDATE_DATABASE: (ValidateDatabaseInput, ValidationReport),
-    Activity.NOTIFY: (NotifyInput, type(None)),
-    Activity.LOAD_POLICY: (LoadPolicyInput, WorkerPolicy),
-    Activity.ACQUIRE_SERVICE_LOCKS: (LocksInput, list[str]),
-    Activity.RELEASE_SERVICE_LOCKS: (LocksInput, type(None)),
-    Activity.CREATE_INSTANCE: (CreateInstanceInput, CreateInstanceResult),
-    Activity.DEPLOY_SERVICE: (DeployServiceInput, DeployServiceResult),
-    Activity.DELETE_SERVICE: (DeleteServiceInput, bool),
-    Activity.READ_DNS: (ReadDnsInput, list[str]),
-    Activity.MOVE_DNS: (MoveDnsInput, MoveDnsResult),
-    Activity.VERIFY_DNS: (VerifyDnsInput, VerifyDnsResult),
-    Activity.START_HOOK: (StartHookInput, HookExecution),
-    Activity.READ_HOOK_EXECUTION: (ExecutionRef, HookExecution),
-    Activity.CANCEL_HOOK_EXECUTION: (ExecutionRef, HookExecution),
+    Activity.GET_SERVICE_STATE: (common.ServiceRef, run.ServiceState),
+    Activity.READ_SERVING: (run.ReadServingInput, list[run.ServingRevision]),
+    Activity.CREATE_REVISION: (run.CreateRevisionInput, run.CreateRevisionResult),
+    Activity.SET_TRAFFIC: (run.SetTrafficInput, run.SetTrafficResult),
+    Activity.SET_SCALING: (run.SetScalingInput, run.ServiceState),
+    Activity.FIND_PREVIOUS_REVISION: (run.FindPreviousRevisionInput, run.PreviousRevision),
+    Activity.SMOKE_TEST: (run.SmokeTestInput, run.SmokeTestResult),
+    Activity.CHECK_REVISION_HEALTH: (run.RevisionHealthInput, run.RevisionHealth),
+    Activity.READ_CANARY_METRICS: (monitoring.ReadCanaryMetricsInput, monitoring.CanaryMetrics),
+    Activity.CREATE_BACKUP: (sql.CreateBackupInput, sql.BackupInfo),
+    Activity.LIST_BACKUPS: (sql.ListBackupsInput, list[sql.BackupInfo]),
+    Activity.RESTORE_BACKUP: (sql.RestoreBackupInput, sql.OperationResult),
+    Activity.READ_RECOVERY_WINDOW: (sql.RecoveryWindowInput, sql.RecoveryWindow),
+    Activity.CLONE_INSTANCE: (sql.CloneInstanceInput, sql.OperationResult),
+    Activity.DELETE_INSTANCE: (sql.DeleteInstanceInput, sql.OperationResult),
+    Activity.VALIDATE_DATABASE: (sql.ValidateDatabaseInput, sql.ValidationReport),
+    Activity.NOTIFY: (common.NotifyInput, type(None)),
+    Activity.LOAD_POLICY: (policy.LoadPolicyInput, policy.WorkerPolicy),
+    Activity.ACQUIRE_SERVICE_LOCKS: (locks.LocksInput, list[str]),
+    Activity.RELEASE_SERVICE_LOCKS: (locks.LocksInput, type(None)),
+    Activity.CREATE_INSTANCE: (failover.CreateInstanceInput, failover.CreateInstanceResult),
+    Activity.DEPLOY_SERVICE: (failover.DeployServiceInput, failover.DeployServiceResult),
+    Activity.DELETE_SERVICE: (failover.DeleteServiceInput, bool),
+    Activity.READ_DNS: (failover.ReadDnsInput, list[str]),
+    Activity.MOVE_DNS: (failover.MoveDnsInput, failover.MoveDnsResult),
+    Activity.VERIFY_DNS: (failover.VerifyDnsInput, failover.VerifyDnsResult),
+    Activity.START_HOOK: (hooks.StartHookInput, hooks.HookExecution),
+    Activity.READ_HOOK_EXECUTION: (hooks.ExecutionRef, hooks.HookExecution),
+    Activity.CANCEL_HOOK_EXECUTION: (hooks.ExecutionRef, hooks.HookExecution),
 }
 # update / signal name -> argument type (and the update's result type)
-UPDATES: dict[str, tuple[type, type]] = {Message.APPROVE: (ApproveInput, ApproveResult)}
-SIGNALS: dict[str, type] = {Message.ABORT: AbortInput}
+UPDATES: dict[str, tuple[type, type]] = {
+    Message.APPROVE: (common.ApproveInput, common.ApproveResult)
+}
+SIGNALS: dict[str, type] = {Message.ABORT: common.AbortInput}
 
 
 @dataclass
@@ -192,7 +136,7 @@ def _recorded(history: WorkflowHistory) -> Iterator[Recorded]:
         elif e.HasField("workflow_execution_update_completed_event_attributes"):
             o = e.workflow_execution_update_completed_event_attributes.outcome
             for p in o.success.payloads:
-                yield Recorded(f"{at} update result", p, ApproveResult)
+                yield Recorded(f"{at} update result", p, common.ApproveResult)
         elif e.HasField("workflow_execution_signaled_event_attributes"):
             g = e.workflow_execution_signaled_event_attributes
             if g.signal_name in SIGNALS:
@@ -310,9 +254,9 @@ def test_an_input_a_stricter_config_refuses_still_decodes() -> None:
     ]
     data["services"][0]["sizing"] |= {"min_instances": 9, "max_instances": 2}
     # the config refuses each of these ...
-    policy = {"steps": data["steps"], "approval": data["approval"]}
+    release_policy = {"steps": data["steps"], "approval": data["approval"]}
     for model, value in (
-        (config.ReleasePolicy, policy),
+        (config.ReleasePolicy, release_policy),
         (config.Gates, data["gates"]),
         (config.Approval, data["approval"]),
         (freeze.FreezeWindow, data["freeze"][0]),
@@ -321,7 +265,7 @@ def test_an_input_a_stricter_config_refuses_still_decodes() -> None:
         with pytest.raises(ValidationError):
             model.model_validate(value)
     # ... the payload takes them as recorded
-    inp = _decode(_payload(data), ReleaseInput)
+    inp = _decode(_payload(data), release.ReleaseInput)
     assert [s.weight for s in inp.steps] == [50, 20]
     assert inp.steps[0].bake == timedelta(minutes=1)
     assert (inp.gates.healthy_error_rate, inp.gates.min_requests) == (0.5, -1)
@@ -336,7 +280,7 @@ def test_a_config_key_renamed_or_dropped_does_not_matter_to_a_recorded_input() -
     data = _release_input()
     data["gates"]["retired_gate"] = 3
     del data["gates"]["max_extensions"]
-    inp = _decode(_payload(data), ReleaseInput)
+    inp = _decode(_payload(data), release.ReleaseInput)
     assert inp.gates.max_extensions == 3
     assert not hasattr(inp.gates, "retired_gate")
 
@@ -348,7 +292,7 @@ def test_durations_written_as_in_deploy_yaml_decode() -> None:
     data["steps"] = [{"weight": 10, "bake": "90s"}, {"weight": 100}]
     data["interval"] = "PT30S"
     data["gates"]["max_p95_latency"] = "250ms"
-    inp = _decode(_payload(data), ReleaseInput)
+    inp = _decode(_payload(data), release.ReleaseInput)
     assert inp.steps[0].bake == timedelta(seconds=90)
     assert inp.gates.max_p95_latency == timedelta(milliseconds=250)
 
@@ -356,7 +300,6 @@ def test_durations_written_as_in_deploy_yaml_decode() -> None:
 def test_a_config_model_converts_to_its_payload_twin() -> None:
     """stagecoach.plan converts config to payload; the twins share field names and defaults."""
     from stagecoach import plan
-    from stagecoach.payloads import policy
 
     for cfg_model, twin in (
         (config.Gates(), policy.Gates),
