@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stagecoach.clients import Clients, clients_for
-from stagecoach.models import Target
+from stagecoach.payloads.common import Target
 
 if TYPE_CHECKING:
     from activities.policy import PolicySource

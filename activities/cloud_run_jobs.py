@@ -25,17 +25,13 @@ from google.cloud import run_v2
 from google.protobuf import duration_pb2
 from temporalio import activity
 
-from activities.cloud_run import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME, short_name
+from activities.cloud_run_convert import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME, short_name
 from activities.errors import api_errors
 from stagecoach.clients import Clients, clients_for
+from stagecoach.contract import Activity
 from stagecoach.hooks import LABEL_HOOK, LABEL_RELEASE, LABEL_VERSION, label_value
-from stagecoach.models import (
-    ExecutionRef,
-    HookExecution,
-    HookPlan,
-    StartHookInput,
-    Target,
-)
+from stagecoach.payloads.common import Target
+from stagecoach.payloads.hooks import ExecutionRef, HookExecution, HookPlan, StartHookInput
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +145,7 @@ class CloudRunJobsActivities:
                 return ex
         return None
 
-    @activity.defn(name="StartHook")
+    @activity.defn(name=Activity.START_HOOK)
     @api_errors
     def start_hook(self, input: StartHookInput) -> HookExecution:
         """Create or update the hook's job for this release and run it, once per release."""
@@ -189,13 +185,13 @@ class CloudRunJobsActivities:
         log.info("hook %s: started execution %s", ref.job, ex.name)
         return execution_result(ex)
 
-    @activity.defn(name="ReadHookExecution")
+    @activity.defn(name=Activity.READ_HOOK_EXECUTION)
     @api_errors
     def read_hook_execution(self, input: ExecutionRef) -> HookExecution:
         ex = self._c(input.ref.target).executions.get_execution(name=input.name)
         return execution_result(ex)
 
-    @activity.defn(name="CancelHookExecution")
+    @activity.defn(name=Activity.CANCEL_HOOK_EXECUTION)
     @api_errors
     def cancel_hook_execution(self, input: ExecutionRef) -> HookExecution:
         c = self._c(input.ref.target)

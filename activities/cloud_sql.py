@@ -20,18 +20,18 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent, transient
 from stagecoach.clients import Clients, clients_for
-from stagecoach.models import (
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import InstanceRef, Target
+from stagecoach.payloads.sql import (
     BackupInfo,
     CloneInstanceInput,
     CreateBackupInput,
     DeleteInstanceInput,
-    InstanceRef,
     ListBackupsInput,
     OperationResult,
     RecoveryWindow,
     RecoveryWindowInput,
     RestoreBackupInput,
-    Target,
 )
 
 # googleapiclient retries (>= 500, 429, connection errors) for reads only: a retried POST could
@@ -49,10 +49,12 @@ CREATED_NAME = re.compile(r"-(drill-\d{14}|recovery-\d{12})$")
 
 
 def parse_time(value: str | None) -> datetime | None:
+    """An API timestamp (RFC 3339, `Z` or an offset) -> aware datetime; None when absent or
+    unreadable. A timestamp without an offset is taken as UTC."""
     if not value:
         return None
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(value)
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -242,7 +244,7 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ CreateBackup
 
-    @activity.defn(name="CreateBackup")
+    @activity.defn(name=Activity.CREATE_BACKUP)
     @api_errors
     def create_backup(self, input: CreateBackupInput) -> BackupInfo:
         """An on-demand backup described `input.description`, waited for until SUCCESSFUL.
@@ -285,7 +287,7 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ ListBackups
 
-    @activity.defn(name="ListBackups")
+    @activity.defn(name=Activity.LIST_BACKUPS)
     @api_errors
     def list_backups(self, input: ListBackupsInput) -> list[BackupInfo]:
         """Backup runs of the instance, newest first (at most `input.limit`)."""
@@ -293,7 +295,7 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ RestoreBackup
 
-    @activity.defn(name="RestoreBackup")
+    @activity.defn(name=Activity.RESTORE_BACKUP)
     @api_errors
     def restore_backup(self, input: RestoreBackupInput) -> OperationResult:
         """Overwrite `input.ref.instance` with backup run `input.backup_id` of `source_instance`.
@@ -332,7 +334,7 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ ReadRecoveryWindow
 
-    @activity.defn(name="ReadRecoveryWindow")
+    @activity.defn(name=Activity.READ_RECOVERY_WINDOW)
     @api_errors
     def read_recovery_window(self, input: RecoveryWindowInput) -> RecoveryWindow:
         """Whether point-in-time recovery is on, the transaction-log retention and the
@@ -385,7 +387,7 @@ class CloudSqlActivities:
 
     # ------------------------------------------------------------------ CloneInstance
 
-    @activity.defn(name="CloneInstance")
+    @activity.defn(name=Activity.CLONE_INSTANCE)
     @api_errors
     def clone_instance(self, input: CloneInstanceInput) -> OperationResult:
         """Create `input.destination` as a clone of `input.ref.instance`.
@@ -468,7 +470,7 @@ class CloudSqlActivities:
         )
         self._wait_op(ref, str(op["name"]), {**details, "unprotect": op["name"]})
 
-    @activity.defn(name="DeleteInstance")
+    @activity.defn(name=Activity.DELETE_INSTANCE)
     @api_errors
     def delete_instance(self, input: DeleteInstanceInput) -> OperationResult:
         """Delete the instance; one that is already gone (404) counts as deleted."""

@@ -26,12 +26,9 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent, transient
 from stagecoach.clients import Clients, clients_for
-from stagecoach.models import (
-    TableCount,
-    Target,
-    ValidateDatabaseInput,
-    ValidationReport,
-)
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import Target
+from stagecoach.payloads.sql import TableCount, ValidateDatabaseInput, ValidationReport
 
 USER_ENV = "STAGECOACH_DB_USER"
 PASSWORD_ENV = "STAGECOACH_DB_PASSWORD"
@@ -142,7 +139,7 @@ class DatabaseActivities:
             finally:
                 conn.close()
 
-    @activity.defn(name="ValidateDatabase")
+    @activity.defn(name=Activity.VALIDATE_DATABASE)
     @api_errors
     def validate_database(self, input: ValidateDatabaseInput) -> ValidationReport:
         """Row count and newest `timestamp_column` of each table; problems listed, not raised."""

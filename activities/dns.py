@@ -21,7 +21,9 @@ from temporalio import activity
 
 from activities.errors import api_errors, transient
 from stagecoach.clients import Clients, clients_for
-from stagecoach.failover import (
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import Target
+from stagecoach.payloads.failover import (
     DnsRecordRef,
     MoveDnsInput,
     MoveDnsResult,
@@ -29,7 +31,6 @@ from stagecoach.failover import (
     VerifyDnsInput,
     VerifyDnsResult,
 )
-from stagecoach.models import Target
 
 READ_RETRIES = 3
 CHANGE_DEADLINE_SECONDS = 30 * 60
@@ -83,14 +84,14 @@ class DnsActivities:
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
-    @activity.defn(name="ReadDns")
+    @activity.defn(name=Activity.READ_DNS)
     @api_errors
     def read_dns(self, input: ReadDnsInput) -> list[str]:
         """The record's data now ([] when the record does not exist)."""
         rrset = self._get(input.record)
         return list(rrset.get("rrdatas", [])) if rrset else []
 
-    @activity.defn(name="MoveDns")
+    @activity.defn(name=Activity.MOVE_DNS)
     @api_errors
     def move_dns(self, input: MoveDnsInput) -> MoveDnsResult:
         """Point the record at `input.rrdatas` (one change: delete the old set, add the new one)
@@ -140,7 +141,7 @@ class DnsActivities:
             seconds=round(time.time() - started, 3),
         )  # fmt: skip
 
-    @activity.defn(name="VerifyDns")
+    @activity.defn(name=Activity.VERIFY_DNS)
     def verify_dns(self, input: VerifyDnsInput) -> VerifyDnsResult:
         """The name answers with the record's new data and from `input.region`: on gcpsim its
         resolver follows the record to the Cloud Run service it names, whose URL must answer

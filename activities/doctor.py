@@ -37,8 +37,10 @@ from googleapiclient.errors import HttpError
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
+from activities.cloud_sql import parse_time
 from stagecoach.clients import clients_for
-from stagecoach.models import InstanceRef, RecoveryWindowInput, ServiceRef, Target
+from stagecoach.payloads.common import InstanceRef, ServiceRef, Target
+from stagecoach.payloads.sql import RecoveryWindowInput
 
 APIS = ["run.googleapis.com", "sqladmin.googleapis.com", "monitoring.googleapis.com"]
 # Cloud Run, tested on each service: read it, change traffic/scaling/template, read revisions
@@ -414,7 +416,7 @@ class Doctor:
         if not good:
             self._add("backup", False, f"no SUCCESSFUL backup of {self.instance}", take)
             return
-        newest = max(datetime.fromisoformat(str(r["endTime"]).replace("Z", "+00:00")) for r in good)
+        newest = max(t for r in good if (t := parse_time(str(r["endTime"]))) is not None)
         age = datetime.now(UTC) - newest
         hours = age.total_seconds() / 3600
         ok = age <= self.max_backup_age

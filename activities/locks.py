@@ -10,7 +10,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from stagecoach.locks import Holder, LocksInput, ServiceLockInput, lock_id
+from stagecoach.contract import Activity, WorkflowType
+from stagecoach.locks import lock_id
+from stagecoach.payloads.locks import Holder, LocksInput, ServiceLockInput
 
 MEMO_KEY = "holder"
 
@@ -50,7 +52,7 @@ async def _end(lid: str, why: str) -> None:
             raise
 
 
-@activity.defn(name="AcquireServiceLocks")
+@activity.defn(name=Activity.ACQUIRE_SERVICE_LOCKS)
 async def acquire_service_locks(inp: LocksInput) -> list[str]:
     """Hold every service of the release, or none: a service held by another running release
     refuses the whole request, naming the holder. Held already by this holder (a retry, a
@@ -63,7 +65,7 @@ async def acquire_service_locks(inp: LocksInput) -> list[str]:
         for _ in range(3):
             try:
                 await client.start_workflow(
-                    "ServiceLock",
+                    WorkflowType.SERVICE_LOCK,
                     ServiceLockInput(service=ref.name, holder=inp.holder),
                     id=lid,
                     task_queue=activity.info().task_queue,
@@ -98,7 +100,7 @@ async def acquire_service_locks(inp: LocksInput) -> list[str]:
     return got
 
 
-@activity.defn(name="ReleaseServiceLocks")
+@activity.defn(name=Activity.RELEASE_SERVICE_LOCKS)
 async def release_service_locks(inp: LocksInput) -> None:
     """End this holder's locks (a lock held by anyone else is left alone)."""
     for ref in inp.services:

@@ -28,6 +28,7 @@ from temporalio import activity
 
 from activities.errors import api_errors
 from stagecoach.clients import Clients, clients_for
+from stagecoach.contract import Activity
 from stagecoach.distribution import (
     BucketOptions,
     bucket_bounds,
@@ -36,13 +37,8 @@ from stagecoach.distribution import (
     num_buckets,
     percentile,
 )
-from stagecoach.models import (
-    CanaryMetrics,
-    MetricWindow,
-    ReadCanaryMetricsInput,
-    ServiceRef,
-    Target,
-)
+from stagecoach.payloads.common import ServiceRef, Target
+from stagecoach.payloads.monitoring import CanaryMetrics, MetricWindow, ReadCanaryMetricsInput
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
@@ -133,7 +129,7 @@ class MonitoringActivities:
         )
         return self._clients(ref.target).metrics.list_time_series(request=request)
 
-    @activity.defn(name="ReadCanaryMetrics")
+    @activity.defn(name=Activity.READ_CANARY_METRICS)
     @api_errors
     def read_canary_metrics(self, input: ReadCanaryMetricsInput) -> CanaryMetrics:
         """Canary and stable over a window: requests, 5xx, p95, latency buckets, ERROR logs.

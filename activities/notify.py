@@ -14,7 +14,8 @@ import time
 import requests
 from temporalio import activity
 
-from stagecoach.models import NotifyInput
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import NotifyInput
 
 WEBHOOK_ENV = "STAGECOACH_WEBHOOK_URL"
 ATTEMPTS = 3
@@ -35,7 +36,7 @@ def message_text(input: NotifyInput) -> str:
     return f"{_PREFIX.get(input.event, '')} {input.text}".strip()
 
 
-@activity.defn(name="Notify")
+@activity.defn(name=Activity.NOTIFY)
 def notify(input: NotifyInput) -> None:
     """Post the notification; never raises for a webhook failure."""
     url = os.environ.get(WEBHOOK_ENV, "").strip()

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from stagecoach import trust
 from stagecoach.config import PUBLIC_KEY_RE, Config, ConfigError, config_path, load_config
-from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, is_loopback
+from stagecoach.contract import Activity
+from stagecoach.payloads.policy import Approval, LoadPolicyInput, TargetClaim, WorkerPolicy
+from stagecoach.trust import is_loopback
 
 KEYS_ENV = "STAGECOACH_APPROVER_KEYS"
 MAX_KEYS_FILE = 64 * 1024
@@ -71,7 +75,7 @@ def policy_for(cfg: Config, env: str, keys: dict[str, str], source: str) -> Work
     return WorkerPolicy(
         env=env,
         source=source,
-        approval=release.approval,
+        approval=Approval.model_validate(release.approval) if release.approval else None,
         restore_requires_approval=release.restore_requires_approval,
         proof=release.approval.proof if release.approval else "signature",
         forbid_self_approval=bool(release.approval and release.approval.forbid_self_approval),
@@ -79,7 +83,11 @@ def policy_for(cfg: Config, env: str, keys: dict[str, str], source: str) -> Work
     )
 
 
-def check_claims(cfg: Config, env: str, claims: list[TargetClaim], source: str) -> None:
+# stagecoach.trust still defines its own TargetClaim (same fields) until it imports the payload's
+Claim = TargetClaim | trust.TargetClaim
+
+
+def check_claims(cfg: Config, env: str, claims: Sequence[Claim], source: str) -> None:
     e = cfg.env(env)
     for c in claims:
         if c.kind != cfg.target:
@@ -111,7 +119,7 @@ class PolicyActivities:
     def __init__(self, source: PolicySource | None = None) -> None:
         self.source = source or PolicySource.from_env()
 
-    def load(self, env: str, claims: list[TargetClaim]) -> WorkerPolicy:
+    def load(self, env: str, claims: Sequence[Claim]) -> WorkerPolicy:
         src = str(self.source.config)
         try:
             cfg = load_config(self.source.config)
@@ -125,6 +133,6 @@ class PolicyActivities:
         check_claims(cfg, env, claims, src)
         return policy
 
-    @activity.defn(name="LoadPolicy")
+    @activity.defn(name=Activity.LOAD_POLICY)
     def load_policy(self, inp: LoadPolicyInput) -> WorkerPolicy:
         return self.load(inp.env, inp.claims)

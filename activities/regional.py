@@ -19,33 +19,35 @@ from google.cloud import run_v2
 from googleapiclient.errors import HttpError
 from temporalio import activity
 
-from activities.cloud_run import CloudRunActivities, bound_connection, short_name
+from activities.cloud_run_convert import REVISION, bound_connection, short_name
+from activities.cloud_run_ops import CloudRunOperations
+from activities.cloud_run_revisions import RevisionCreation
 from activities.cloud_sql import CloudSqlActivities
 from activities.errors import api_errors, permanent
 from stagecoach.clients import Clients, clients_for
-from stagecoach.failover import (
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import Target
+from stagecoach.payloads.failover import (
     CreateInstanceInput,
     CreateInstanceResult,
     DeleteServiceInput,
     DeployServiceInput,
     DeployServiceResult,
 )
-from stagecoach.models import CreateRevisionInput, Target
-
-_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+from stagecoach.payloads.run import CreateRevisionInput
 
 
-class RegionalActivities:
-    """Cloud SQL instance creation and Cloud Run service deployment in a chosen region."""
+class RegionalActivities(CloudRunOperations):
+    """Cloud SQL instance creation and Cloud Run service deployment in a chosen region (the
+    Cloud Run reads, patches and operations are CloudRunOperations', like a release's)."""
 
     def __init__(self, clients: Callable[[Target], Clients] = clients_for) -> None:
-        self._clients = clients
+        super().__init__(clients)
         self._sqlacts = CloudSqlActivities(clients)
-        self._run = CloudRunActivities(clients)
 
     # ------------------------------------------------------------------ CreateInstance
 
-    @activity.defn(name="CreateInstance")
+    @activity.defn(name=Activity.CREATE_INSTANCE)
     @api_errors
     def create_instance(self, input: CreateInstanceInput) -> CreateInstanceResult:
         """Create the instance in `input.region` with the tier and availability, waited until
@@ -111,10 +113,10 @@ class RegionalActivities:
         if len(traffic) != 1 or traffic[0].percent != 100:
             return ""
         t = traffic[0]
-        name = short_name(t.revision) if t.type_ == _REVISION else short_name(
+        name = short_name(t.revision) if t.type_ == REVISION else short_name(
             svc.latest_ready_revision
         )  # fmt: skip
-        rev = self._run._revision(input.ref, name) if name else None
+        rev = self._revision(input.ref, name) if name else None
         if rev is None or not rev.containers or rev.containers[0].image != input.image:
             return ""
         env_var = input.database.env_var if input.database else ""
@@ -128,7 +130,7 @@ class RegionalActivities:
             vpc_connector=input.vpc_connector, database=input.database,
         )  # fmt: skip
 
-    @activity.defn(name="DeployService")
+    @activity.defn(name=Activity.DEPLOY_SERVICE)
     @api_errors
     def deploy_service(self, input: DeployServiceInput) -> DeployServiceResult:
         """Make the service in `input.ref.region` serve `input.image` at 100% from revision
@@ -142,11 +144,11 @@ class RegionalActivities:
         except gexc.NotFound:
             svc = None
         if svc is not None and svc.reconciling:
-            svc = self._run._wait_reconciled(ref, details)
-        traffic = [run_v2.TrafficTarget(type_=_REVISION, revision=input.revision, percent=100)]
+            svc = self._wait_reconciled(ref, details)
+        traffic = [run_v2.TrafficTarget(type_=REVISION, revision=input.revision, percent=100)]
         if svc is None:
             new = run_v2.Service(template=run_v2.RevisionTemplate())
-            CloudRunActivities._apply_template(new, self._template_input(input))
+            RevisionCreation._apply_template(new, self._template_input(input))
             new.traffic = traffic
             try:
                 op = services.create_service(
@@ -161,15 +163,15 @@ class RegionalActivities:
         serving = self._serves_exactly(svc, input)
         if serving:
             return self._result(svc, input, created=False, changed=False, revision=serving)
-        # an update-mask patch like every Cloud Run change (CloudRunActivities._patch): only the
+        # an update-mask patch like every Cloud Run change (RevisionCreation._patch): only the
         # template fields Stagecoach sets, the traffic and a changed ingress; never the whole
         # Service read back (the client drops fields it does not know)
-        if self._run._revision(ref, input.revision) is None:
-            body, paths = CloudRunActivities._revision_body(svc, self._template_input(input))
+        if self._revision(ref, input.revision) is None:
+            body, paths = RevisionCreation._revision_body(svc, self._template_input(input))
         else:  # the revision exists (an earlier attempt): only the traffic moves to it
             body, paths = run_v2.Service(etag=svc.etag), ["traffic"]
         body.traffic = traffic
-        op = self._run._patch(ref, body, paths)
+        op = self._patch(ref, body, paths)
         svc = self._finish(ref, op, {**details, "op": op.operation.name}, input)
         return self._result(svc, input, created=False, changed=True)
 
@@ -177,9 +179,9 @@ class RegionalActivities:
         self, ref: Any, op: Any, details: dict[str, Any], input: DeployServiceInput
     ) -> run_v2.Service:
         try:
-            return self._run._wait(ref, op.operation.name, details)
+            return self._wait(ref, op.operation.name, details)
         except gexc.GoogleAPICallError as exc:
-            rev = self._run._revision(ref, input.revision)
+            rev = self._revision(ref, input.revision)
             if rev is not None:
                 raise permanent(
                     f"revision {input.revision} of {ref.service} in {ref.region} did not become "
@@ -205,7 +207,7 @@ class RegionalActivities:
 
     # ------------------------------------------------------------------ DeleteService
 
-    @activity.defn(name="DeleteService")
+    @activity.defn(name=Activity.DELETE_SERVICE)
     @api_errors
     def delete_service(self, input: DeleteServiceInput) -> bool:
         """Delete the service; True when it existed. Waited until it is gone."""
@@ -215,5 +217,5 @@ class RegionalActivities:
             op = services.delete_service(name=ref.name)
         except gexc.NotFound:
             return False
-        self._run._wait(ref, op.operation.name, {"delete": ref.service})
+        self._wait(ref, op.operation.name, {"delete": ref.service})
         return True

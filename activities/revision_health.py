@@ -26,7 +26,9 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent
 from stagecoach.clients import Clients, clients_for
-from stagecoach.models import RevisionHealth, RevisionHealthInput, Target
+from stagecoach.contract import Activity
+from stagecoach.payloads.common import Target
+from stagecoach.payloads.run import RevisionHealth, RevisionHealthInput
 
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 PERIOD = timedelta(seconds=60)  # the real API's minimum alignment period
@@ -71,7 +73,7 @@ class RevisionHealthActivities:
             return None, "no instance_count samples yet (metrics are up to 3 minutes late)"
         return newest[1], ""
 
-    @activity.defn(name="CheckRevisionHealth")
+    @activity.defn(name=Activity.CHECK_REVISION_HEALTH)
     @api_errors
     def check_revision_health(self, input: RevisionHealthInput) -> RevisionHealth:
         """Readiness and instance count of one revision; `can_serve` False means few requests

@@ -14,7 +14,8 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent
 from stagecoach.clients import clients_for
-from stagecoach.models import FindPreviousRevisionInput, PreviousRevision
+from stagecoach.contract import Activity
+from stagecoach.payloads.run import FindPreviousRevisionInput, PreviousRevision
 
 _SUCCEEDED = run_v2.Condition.State.CONDITION_SUCCEEDED
 
@@ -84,7 +85,7 @@ def _is_ready(rev: run_v2.Revision) -> bool:
     return False
 
 
-@activity.defn(name="FindPreviousRevision")
+@activity.defn(name=Activity.FIND_PREVIOUS_REVISION)
 @api_errors
 def find_previous_revision(input: FindPreviousRevisionInput) -> PreviousRevision:
     """List the service's revisions and pick the one to roll back to (see `choose_previous`)."""

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import requests
 from temporalio import activity
 
-from stagecoach.models import SmokeTestInput, SmokeTestResult
+from stagecoach.contract import Activity
+from stagecoach.payloads.run import SmokeTestInput, SmokeTestResult
 
 BACKOFF_SECONDS = 0.5
 MAX_DETAIL = 300
@@ -45,7 +46,7 @@ def smoke_url(url: str, path: str) -> str:
     return url.rstrip("/") + "/" + path.lstrip("/")
 
 
-@activity.defn(name="SmokeTest")
+@activity.defn(name=Activity.SMOKE_TEST)
 def smoke_test(input: SmokeTestInput) -> SmokeTestResult:
     """GET `input.url` + `input.path`; ok when the answer is 2xx/3xx."""
     if not input.url:

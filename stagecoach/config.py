@@ -179,6 +179,10 @@ class Step(_Strict):
 
 
 class Approval(_Strict):
+    # also built from a release input's approval (stagecoach.payloads.policy.Approval, the same
+    # fields): the worker policy of a release recorded before the worker's own policy existed
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
+
     before_weight: int = Field(100, ge=1, le=100)
     approvers: list[str] = Field(min_length=1)
     # signature: an approval counts only with an Ed25519 signature by the approver's key (public

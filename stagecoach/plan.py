@@ -1,39 +1,51 @@
-"""From config + command-line request to workflow inputs (pure; no I/O)."""
+"""From config + command-line request to workflow inputs (pure; no I/O).
+
+The config models (stagecoach.config) validate what a person writes; a workflow input carries
+their payload twins (stagecoach.payloads.policy): `as_payload` converts, here and only here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from stagecoach.config import (
     MIN_INTERVAL,
     Config,
     ConfigError,
-    Step,
     check_version,
     run_service_name,
 )
+from stagecoach.contract import TASK_QUEUE as TASK_QUEUE
+from stagecoach.contract import release_workflow_id as release_workflow_id
 from stagecoach.freeze import frozen_at
 from stagecoach.hooks import job_id
-from stagecoach.models import (
-    DatabaseBinding,
+from stagecoach.payloads.base import Payload
+from stagecoach.payloads.common import DatabaseBinding, InstanceRef, ServiceRef, Target
+from stagecoach.payloads.hooks import HookPlan, HookStage, JobRef
+from stagecoach.payloads.policy import (
+    Approval,
     FreezeOverride,
-    HookPlan,
-    HookStage,
-    InstanceRef,
-    JobRef,
-    RecoveryInfo,
-    ReleaseInput,
-    ServicePlan,
-    ServiceRef,
-    Target,
+    FreezeWindow,
+    Gates,
+    Sizing,
+    Step,
 )
+from stagecoach.payloads.release import RecoveryInfo, ReleaseInput, ServicePlan
 
-TASK_QUEUE = "stagecoach"
+P = TypeVar("P", bound=Payload)
 
 
-def release_workflow_id(app: str, env: str) -> str:
-    return f"deploy-{app}-{env}"
+def as_payload(cls: type[P], model: BaseModel) -> P:
+    """A config model as the payload model `cls` of the same shape (what a workflow carries)."""
+    return cls.model_validate(model.model_dump())
+
+
+def as_payloads(cls: type[P], models: Iterable[BaseModel]) -> list[P]:
+    return [as_payload(cls, m) for m in models]
 
 
 def target_for(cfg: Config) -> Target:
@@ -111,7 +123,7 @@ def _plans(
                 revision=revision_name(run_name, version, release_id),
                 health_path=svc.health_path,
                 smoke=svc.smoke_route,
-                sizing=cfg.sizing_for(env, svc.name),
+                sizing=as_payload(Sizing, cfg.sizing_for(env, svc.name)),
                 env=svc.env,
                 secrets=svc.secrets,
                 ingress=svc.ingress,
@@ -172,9 +184,9 @@ def _release_input(
     e = cfg.env(env)
     if interval is not None and interval < MIN_INTERVAL:
         raise ConfigError("--interval must be at least 1s (Temporal timers fire no faster)")
-    steps = e.release.steps
+    steps = as_payloads(Step, e.release.steps)
     if bake is not None:
-        steps = [Step(weight=s.weight, bake=bake if s.weight < 100 else s.bake) for s in steps]
+        steps = [s if s.weight == 100 else s.model_copy(update={"bake": bake}) for s in steps]
     return ReleaseInput(
         app=cfg.app,
         env=env,
@@ -183,8 +195,8 @@ def _release_input(
         services=plans,
         steps=steps,
         interval=interval or e.release.interval,
-        gates=cfg.gates_for(env),
-        approval=e.release.approval,
+        gates=as_payload(Gates, cfg.gates_for(env)),
+        approval=as_payload(Approval, e.release.approval) if e.release.approval else None,
         notify=bool(cfg.notifications.webhook_url),
         **fields,
     )
@@ -223,7 +235,7 @@ def build_release(
         requested_by=requested_by,
         backup=instance_ref(cfg, env) if e.release.backup else None,
         switch_database=switch_database,
-        freeze=e.release.freeze,
+        freeze=as_payloads(FreezeWindow, e.release.freeze),
         freeze_override=freeze_override,
         pre_deploy_hooks=hook_plans(cfg, env, version, "pre_deploy"),
         post_deploy_hooks=hook_plans(cfg, env, version, "post_deploy"),

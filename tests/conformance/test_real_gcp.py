@@ -24,20 +24,19 @@ from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
 from activities.revision_health import RevisionHealthActivities
 from stagecoach.clients import clients_for
-from stagecoach.config import Sizing
-from stagecoach.models import (
-    CloneInstanceInput,
-    CreateBackupInput,
+from stagecoach.payloads.common import InstanceRef, ServiceRef, Target, TrafficTarget
+from stagecoach.payloads.policy import Sizing
+from stagecoach.payloads.run import (
     CreateRevisionInput,
-    DeleteInstanceInput,
-    InstanceRef,
-    RecoveryWindowInput,
     RevisionHealthInput,
-    ServiceRef,
     SetScalingInput,
     SetTrafficInput,
-    Target,
-    TrafficTarget,
+)
+from stagecoach.payloads.sql import (
+    CloneInstanceInput,
+    CreateBackupInput,
+    DeleteInstanceInput,
+    RecoveryWindowInput,
 )
 from tests.conformance.sql_helpers import sqladmin
 from tests.conftest import GcpsimProcess

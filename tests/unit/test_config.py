@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from stagecoach.config import ConfigError, load_config, parse_config
+from stagecoach.payloads.base import Payload
 from stagecoach.plan import build_release
 from tests.conftest import ROOT
 
@@ -74,6 +75,30 @@ def test_release_request_is_validated_before_anything_starts() -> None:
     inp = build_release(cfg, "prod", "v1.2.0", "abcde", bake=timedelta(seconds=5))
     assert [s.bake for s in inp.steps] == [timedelta(seconds=5)] * 2 + [timedelta(0)]
     assert inp.services[0].revision == "python-pipeline-prod-v1-2-0-abcde"
+
+
+def test_a_release_input_carries_payloads_not_config_models() -> None:
+    """The config validates; the workflow input holds the payload twins (stagecoach.payloads),
+    with the same values, so a later config schema never has to decode a running release."""
+    data = shipped()
+    data["environments"]["prod"]["release"]["freeze"] = [
+        {"start": "Fri 15:00", "end": "Mon 08:00", "reason": "weekend"}
+    ]
+    cfg = parse_config(data)
+    inp = build_release(cfg, "prod", "v1.2.0", "abcde")
+    prod = cfg.env("prod").release
+    assert inp.approval is not None and prod.approval is not None
+    pairs = [
+        (inp.gates, cfg.gates_for("prod")),
+        (inp.approval, prod.approval),
+        (inp.services[0].sizing, cfg.sizing_for("prod", inp.services[0].name)),
+        *zip(inp.steps, prod.steps, strict=True),
+        *zip(inp.freeze, prod.freeze, strict=True),
+    ]
+    for payload, config_model in pairs:
+        assert isinstance(payload, Payload), type(payload)
+        assert type(payload).__name__ == type(config_model).__name__
+        assert payload.model_dump() == config_model.model_dump()
 
 
 @pytest.mark.parametrize(

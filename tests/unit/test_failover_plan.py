@@ -9,14 +9,15 @@ import pytest
 import yaml
 
 from stagecoach.config import ConfigError, load_config, parse_config
-from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import (
-    FailoverStatus,
     build_failback,
     build_failover,
     build_regional_drill,
     dns_plan,
 )
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.failover import FailoverStatus
+from stagecoach.payloads.policy import Sizing
 from tests.conftest import ROOT
 
 
@@ -37,6 +38,7 @@ def test_failover_input_from_the_shipped_config() -> None:
     )  # fmt: skip
     assert [s.name for s in inp.services] == ["python-pipeline", "node-server"]
     node = inp.services[1].deploy
+    assert type(node.sizing) is Sizing  # the payload, not the config model
     assert node.ref.region == "us-east1" and node.ref.service == "node-server-prod"
     assert node.image.endswith("/node-server:v1.2.0")
     assert node.database is not None
@@ -65,7 +67,7 @@ def test_failback_reverses_the_failover_whatever_the_config_says() -> None:
     last = FailoverStatus(
         app="legal-forms", env="prod", from_region="us-central1", to_region="us-east1",
         version="v1.2.0", instance="legal-forms-db-prod-us-east1",
-        source_instance="legal-forms-db-prod", outcome=DrOutcome.SUCCEEDED,
+        source_instance="legal-forms-db-prod", outcome=Outcome.SUCCEEDED,
     )  # fmt: skip
     # the team followed the next steps: the config now names the secondary
     data["environments"]["prod"]["region"] = "us-east1"
