@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from stagecoach.config import Gates
+from stagecoach.config import Gates as ConfigGates
+from stagecoach.payloads.policy import Gates as PayloadGates
+
+# The gates as configured (deploy.yaml) or as carried in a workflow's input: the same fields.
+Gates = ConfigGates | PayloadGates
 
 GCP_DELAY = timedelta(seconds=180)  # Cloud Run metrics become visible up to 180 s late
 GCP_ALIGNMENT = timedelta(seconds=60)  # ... sampled every 60 s (the API's minimum period)

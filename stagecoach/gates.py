@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from stagecoach.config import Gates
+from stagecoach.bake import Gates
 from stagecoach.models import GateResult, MetricWindow, Verdict
 
 Z_ONE_SIDED_95 = 1.6448536269514722

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from stagecoach.config import Gates
+from stagecoach.bake import Gates
 from stagecoach.dr_models import DrillReport, DrOutcome, PointInTimeResult, RestoreStatus
 from stagecoach.models import ApprovalRecord, Outcome, Reading, ReleaseStatus, ServiceStatus
 
