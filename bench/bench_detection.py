@@ -29,6 +29,7 @@ import time
 from datetime import timedelta
 
 from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome, Phase, ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.gcpsim import set_behavior
@@ -43,7 +44,11 @@ BAD_ERROR_RATE = 0.5
 def first_failing_read(markers: list[LocalActivity], after: float) -> float | None:
     """Completion time of the first ReadCanaryMetrics that finished after `after`."""
     for m in markers:
-        if m.type == "ReadCanaryMetrics" and m.completed is not None and m.completed > after:
+        if (
+            m.type == contract.Activity.READ_CANARY_METRICS
+            and m.completed is not None
+            and m.completed > after
+        ):
             return m.completed
     return None
 

@@ -34,6 +34,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 
 from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.histories import run_histories
@@ -65,7 +66,7 @@ async def run_and_count(
                     last_log = time.monotonic()
                     common.log(f"  {done} polls at 50% so far")
                 if done >= promote_after_polls_at_50:
-                    await handle.signal("promote")
+                    await handle.signal(contract.Message.PROMOTE)
                     break
             await asyncio.sleep(0.2)
     result: ReleaseStatus = await workflow_result(handle)

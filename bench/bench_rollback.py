@@ -25,6 +25,7 @@ import sys
 from datetime import timedelta
 
 from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome
 from stagecoach.temporal import workflow_result
 from testing.cloudrun import live_split
@@ -67,7 +68,11 @@ async def main() -> int:
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"release {k}: {result.outcome} {result.error}")
             events = await release_events(client, handle)
-            reads = [m for m in local_activities(events) if m.type == "ReadCanaryMetrics"]
+            reads = [
+                m
+                for m in local_activities(events)
+                if m.type == contract.Activity.READ_CANARY_METRICS
+            ]
             t_verdict = reads[-1].completed
             rb = rollback_calls(events)
             assert t_verdict is not None and len(rb) == 1, (t_verdict, rb)

@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from bench import common
+from stagecoach import contract
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverInput, FailoverStatus, build_failback, build_failover
 from stagecoach.temporal import workflow_result
@@ -37,7 +38,7 @@ from testing.cloudsql import sqladmin
 from testing.stack import Stack
 
 PROJECT = "legal-forms-prod"
-WID = "deploy-legal-forms-prod"
+WID = contract.environment_workflow_id("legal-forms", "prod")
 RECORD = "app.legal-forms.example."
 SIM_ARGS = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "200"]
 
@@ -82,7 +83,11 @@ async def run_trial(
     stack: Stack, client: Any, inp: FailoverInput, kill_after: float | None
 ) -> tuple[FailoverStatus, float | None]:
     handle = await client.start_workflow(
-        "Failover", inp, id=WID, task_queue=stack.task_queue, result_type=FailoverStatus
+        contract.WorkflowType.FAILOVER,
+        inp,
+        id=WID,
+        task_queue=stack.task_queue,
+        result_type=FailoverStatus,
     )
     killed: list[float] = []
 
@@ -92,7 +97,7 @@ async def run_trial(
 
         while True:
             try:
-                st = await handle.query("status", result_type=FailoverStatus)
+                st = await handle.query(contract.Message.STATUS, result_type=FailoverStatus)
                 if st.awaiting_approval:
                     # signed like `starter.py approve`: bound to this run, <mode>:<to_region>,
                     # step 0 (the worker's policy needs proof)
@@ -103,7 +108,7 @@ async def run_trial(
                         by, workflow_id=desc.id, run_id=desc.run_id,
                         version=f"{st.mode}:{st.to_region}", step=0, comment=inp.comment,
                     )  # fmt: skip
-                    await handle.execute_update("approve", inp)
+                    await handle.execute_update(contract.Message.APPROVE, inp)
                     return
                 if st.outcome != DrOutcome.RUNNING:
                     return

@@ -242,7 +242,7 @@ async def test_on_failure_pause_then_abort_rolls_back(client: Client, task_queue
     inp = release([(10, 30), (100, 0)], on_failure="pause")
     async with running(client, task_queue, cloud, "on_failure_pause_abort", inp) as handle:
         await wait_for(handle, paused)
-        await handle.signal("abort", AbortInput(reason="bad logs", by="oncall"))
+        await handle.signal(contract.Message.ABORT, AbortInput(reason="bad logs", by="oncall"))
         res = await finish(handle, "on_failure_pause_abort")
     assert res.outcome == Outcome.ABORTED and res.abort_reason == "bad logs"
     assert cloud.traffic == [("step 1: 10%", 10), ("rollback", 0)]
