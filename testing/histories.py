@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from stagecoach import contract
 from stagecoach.models import ReleaseStatus
@@ -156,13 +156,20 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
         ids_file.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
 
 
-async def replays(handle: WorkflowHandle[Any, Any]) -> None:
-    """The run's recorded history replays on today's workflows without non-determinism."""
+async def replays(
+    handle: WorkflowHandle[Any, Any], workflows: Sequence[type] | None = None
+) -> WorkflowHistory:
+    """The run's history replays on today's `workflows` (default: every workflow the worker
+    registers) without non-determinism; returns that history."""
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
-    from stagecoach.temporal import workflows
+    from stagecoach.temporal import workflows as registered
 
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
+    replayer = Replayer(
+        workflows=list(workflows or registered()), data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{handle.id} does not replay: {result.replay_failure}"
+    return history

@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from stagecoach import contract
 from stagecoach.config import Step, load_config
@@ -54,6 +53,7 @@ from stagecoach.models import (
 from stagecoach.plan import build_release
 from stagecoach.temporal import workflow_result
 from stagecoach.trust import LoadPolicyInput, WorkerPolicy
+from testing.histories import replays
 from testing.paths import DEPLOY_YAML, HISTORIES
 from testing.releases import wait_for
 from workflows.release import ReleaseWorkflow
@@ -194,10 +194,7 @@ async def running(
 async def finish(handle: WorkflowHandle[Any, ReleaseStatus], branch: str) -> ReleaseStatus:
     """The release's end status; its history replays, and is kept as bake_<branch>.json."""
     result: ReleaseStatus = await asyncio.wait_for(workflow_result(handle), timeout=120)
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=[ReleaseWorkflow], data_converter=pydantic_data_converter)
-    replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert replay.replay_failure is None, replay.replay_failure
+    history = await replays(handle, [ReleaseWorkflow])
     path = HISTORIES / f"bake_{branch}.json"
     if os.environ.get("STAGECOACH_RECORD_HISTORY") or not path.exists():
         path.write_text(history.to_json())
