@@ -88,7 +88,7 @@ async def main() -> int:
                 svc = st.services[0]
                 return st.phase == Phase.BAKING and svc.percent == 10 and svc.reading_count >= 1
 
-            await wait_for(handle, baking, timeout=120)
+            await wait_for(handle, baking, timeout=120, every=0.05)
             await asyncio.sleep(rng.uniform(0, interval))
             t_bad = time.time()
             set_behavior(sim, SERVICE, version, error_rate=BAD_ERROR_RATE)

@@ -61,7 +61,7 @@ async def main() -> int:
                 svc = st.services[0]
                 return st.phase == Phase.BAKING and svc.percent == 10 and svc.reading_count >= 1
 
-            await wait_for(handle, baking, timeout=120)
+            await wait_for(handle, baking, timeout=120, every=0.05)
             stack.stop_temporal(sig)
             t_down = time.monotonic()
             common.log(f"trial {k + 1}: Temporal dev server stopped with SIG{name} mid-bake")
