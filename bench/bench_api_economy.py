@@ -1,6 +1,6 @@
 """API economy: Cloud Run, Cloud SQL and Monitoring calls per release against the minimum needed.
 
-    .venv/bin/python bench/bench_api_economy.py [--quick]
+    python -m bench.bench_api_economy [--quick]
 
 gcpsim has no call counter, so the bench makes one out of its fault rules, server side: for every
 API method it adds a rule that adds 1 ms of latency and may fire 10^9 times (`times`); gcpsim
@@ -27,15 +27,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
-
+from bench import common
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
+from testing.gcpsim import GcpsimProcess, add_fault, clear_faults, set_behavior, sim_call
+from testing.releases import approve_when_asked, release_input, start_release
+from testing.stack import Stack
 
 METHODS = [
     "run.services.get",
@@ -66,14 +65,14 @@ METHODS = [
 TIMES = 10**9
 
 
-def arm_counters(sim: common.GcpsimProcess) -> None:
-    common.clear_faults(sim)
+def arm_counters(sim: GcpsimProcess) -> None:
+    clear_faults(sim)
     for m in METHODS:
-        common.add_fault(sim, m, latency_ms=1, times=TIMES)
+        add_fault(sim, m, latency_ms=1, times=TIMES)
 
 
-def read_counters(sim: common.GcpsimProcess) -> dict[str, int]:
-    rules = common.sim_call(sim, "GET", "/_sim/faults")["faults"]
+def read_counters(sim: GcpsimProcess) -> dict[str, int]:
+    rules = sim_call(sim, "GET", "/_sim/faults")["faults"]
     left = {r["method"]: int(r["times"]) for r in rules}
     return {m: TIMES - left.get(m, 0) for m in METHODS if TIMES - left.get(m, 0)}
 
@@ -109,24 +108,24 @@ async def main() -> int:
 
     sim_args = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "2000"]
     rows: list[tuple[str, ReleaseStatus, dict[str, int], dict[str, int]]] = []
-    with common.Stack(work, gcpsim_args=sim_args) as stack:
+    with Stack(work, gcpsim_args=sim_args) as stack:
         sim = stack.gcpsim
         client = await stack.client()
         cfg = stack.config()
         bake, every = timedelta(seconds=5), timedelta(seconds=1)
-        common.set_behavior(sim, "python-pipeline-staging", "v9.9.9", error_rate=0.5)
+        set_behavior(sim, "python-pipeline-staging", "v9.9.9", error_rate=0.5)
         cases: list[tuple[str, ReleaseInput]] = [
             (
                 "staging promoted",
-                common.release_input(cfg, "staging", "v9.0.0", bake=bake, interval=every),
+                release_input(cfg, "staging", "v9.0.0", bake=bake, interval=every),
             ),
             (
                 "prod promoted",
-                common.release_input(cfg, "prod", "v9.0.0", bake=bake, interval=every),
+                release_input(cfg, "prod", "v9.0.0", bake=bake, interval=every),
             ),
             (
                 "staging rolled back",
-                common.release_input(
+                release_input(
                     cfg,
                     "staging",
                     "v9.9.9",
@@ -138,14 +137,14 @@ async def main() -> int:
         ]
         for label, inp in cases:
             arm_counters(sim)
-            handle = await common.start_release(client, stack.task_queue, inp)
-            approver = asyncio.create_task(common.approve_when_asked(handle))
+            handle = await start_release(client, stack.task_queue, inp)
+            approver = asyncio.create_task(approve_when_asked(handle))
             result = await workflow_result(handle)
             await approver
             counts = read_counters(sim)
             rows.append((label, result, counts, minimum(inp, result)))
             common.log(f"{label}: {result.outcome.value}; {counts}")
-        common.clear_faults(sim)
+        clear_faults(sim)
 
     print()
     print(f"machine: {common.machine()}")

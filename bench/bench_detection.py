@@ -1,6 +1,6 @@
 """Detection latency: a canary turns bad mid-bake; time until the rollback starts.
 
-    .venv/bin/python bench/bench_detection.py [--trials 20] [--interval 5] [--quick]
+    python -m bench.bench_detection [--trials 20] [--interval 5] [--quick]
 
 Each trial releases python-pipeline to staging (steps 10/50/100, the 10% step baking 10 minutes,
 poll interval `--interval`). Once the canary has passed at least one reading, the bench waits a
@@ -27,23 +27,28 @@ import random
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
-
+from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome, Phase, ReleaseStatus
 from stagecoach.temporal import workflow_result
+from testing.gcpsim import set_behavior
+from testing.histories import LocalActivity, local_activities, release_events, rollback_calls
+from testing.releases import release_input, start_release, wait_for
+from testing.stack import Stack
 
 SERVICE = "python-pipeline-staging"
 BAD_ERROR_RATE = 0.5
 
 
-def first_failing_read(markers: list[common.LocalActivity], after: float) -> float | None:
+def first_failing_read(markers: list[LocalActivity], after: float) -> float | None:
     """Completion time of the first ReadCanaryMetrics that finished after `after`."""
     for m in markers:
-        if m.type == "ReadCanaryMetrics" and m.completed is not None and m.completed > after:
+        if (
+            m.type == contract.Activity.READ_CANARY_METRICS
+            and m.completed is not None
+            and m.completed > after
+        ):
             return m.completed
     return None
 
@@ -63,13 +68,13 @@ async def main() -> int:
     latencies: list[float] = []
     waits: list[float] = []
     reactions: list[float] = []
-    with common.Stack(work, gcpsim_args=sim_args) as stack:
+    with Stack(work, gcpsim_args=sim_args) as stack:
         sim = stack.gcpsim
         client = await stack.client()
         cfg = stack.config()
         for k in range(trials):
             version = f"v4.0.{k}"
-            inp = common.release_input(
+            inp = release_input(
                 cfg,
                 "staging",
                 version,
@@ -77,26 +82,26 @@ async def main() -> int:
                 steps=[(10, 600), (50, 600), (100, 0)],
                 interval=timedelta(seconds=interval),
             )
-            handle = await common.start_release(client, stack.task_queue, inp)
+            handle = await start_release(client, stack.task_queue, inp)
 
             def baking(st: ReleaseStatus) -> bool:
                 svc = st.services[0]
                 return st.phase == Phase.BAKING and svc.percent == 10 and svc.reading_count >= 1
 
-            await common.wait_for(handle, baking, timeout=120)
+            await wait_for(handle, baking, timeout=120, every=0.05)
             await asyncio.sleep(rng.uniform(0, interval))
             t_bad = time.time()
-            common.set_behavior(sim, SERVICE, version, error_rate=BAD_ERROR_RATE)
+            set_behavior(sim, SERVICE, version, error_rate=BAD_ERROR_RATE)
             t_set = time.time()
             result = await workflow_result(handle)
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"trial {k}: expected a rollback, got {result.outcome}")
-            events = await common.release_events(client, handle)
-            rollback = common.rollback_calls(events)
+            events = await release_events(client, handle)
+            rollback = rollback_calls(events)
             if len(rollback) != 1:
                 raise RuntimeError(f"trial {k}: {len(rollback)} rollback SetTraffic activities")
             t_rollback = rollback[0].scheduled
-            t_read = first_failing_read(common.local_activities(events), t_set)
+            t_read = first_failing_read(local_activities(events), t_set)
             latency = t_rollback - t_bad
             latencies.append(latency)
             if t_read is not None:

@@ -1,12 +1,12 @@
 """Benchmark gcpsim through the real Google client libraries (a script, not a test).
 
-Starts a seeded gcpsim on free ports (tests/conftest.py's `start_gcpsim`), then measures:
+Starts a seeded gcpsim on free ports (testing/gcpsim.py's `start_gcpsim`), then measures:
 - the latency (median, p95) of run_v2 `get_service` (REST) and Monitoring `list_time_series`
   (gRPC; request_count of one service over the last 5 minutes, ALIGN_DELTA + REDUCE_SUM grouped
   by response_code_class, the shape of a canary gate reading), N calls each after a warm-up;
 - the calls/s sustained by 50 concurrent client threads sharing one client, per call type.
 
-    .venv/bin/python bench/bench_gcpsim.py [--calls 300] [--threads 50] [--seconds 5]
+    python -m bench.bench_gcpsim [--calls 300] [--threads 50] [--seconds 5]
 
 Target: median latency < 5 ms. The last line is the headline figure.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -23,18 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-from google.api_core.client_options import ClientOptions  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
-from google.cloud import monitoring_v3, run_v2  # noqa: E402
-from google.cloud.monitoring_v3.services.metric_service.transports import (  # noqa: E402
+import grpc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3, run_v2
+from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcTransport,
 )
 
-from tests.conftest import start_gcpsim, stop_gcpsim  # noqa: E402
+from testing.gcpsim import start_gcpsim, stop_gcpsim
+from testing.paths import DEPLOY_YAML
 
 PROJECT, LOCATION, SERVICE = "legal-forms-dev", "us-central1", "node-server-dev"
 TARGET_MS = 5.0
@@ -89,7 +86,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gcpsim-bench-") as tmp:
         state = Path(tmp) / "state"
         state.mkdir()
-        sim = start_gcpsim(state, "--reset", "--seed", str(ROOT / "deploy.yaml"))
+        sim = start_gcpsim(state, "--reset", "--seed", str(DEPLOY_YAML))
         try:
             services = run_v2.ServicesClient(
                 credentials=AnonymousCredentials(),

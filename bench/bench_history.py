@@ -1,6 +1,6 @@
 """History size: Temporal history events per release, counted across continue-as-new runs.
 
-    .venv/bin/python bench/bench_history.py [--polls 2880] [--quick]
+    python -m bench.bench_history [--polls 2880] [--quick]
 
 Two releases to prod (pre-deploy backup, canary 10 -> 50 -> 100, approval before 100%, granted
 by this script as soon as it is asked), time scaled down so that the number of metric polls is
@@ -29,33 +29,34 @@ import collections
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 from temporalio.api.enums.v1 import EventType
 
+from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
+from testing.histories import run_histories
+from testing.releases import approve_when_asked, release_input, start_release, status
+from testing.stack import Stack
 
 DEFAULT_TARGET = 1_000
 PER_RUN_TARGET = 10_000
 
 
 async def run_and_count(
-    stack: common.Stack, inp: ReleaseInput, promote_after_polls_at_50: int | None = None
+    stack: Stack, inp: ReleaseInput, promote_after_polls_at_50: int | None = None
 ) -> dict[str, Any]:
     client = await stack.client()
-    handle = await common.start_release(client, stack.task_queue, inp)
-    approver = asyncio.create_task(common.approve_when_asked(handle))
+    handle = await start_release(client, stack.task_queue, inp)
+    approver = asyncio.create_task(approve_when_asked(handle))
     t0 = time.monotonic()
     if promote_after_polls_at_50 is not None:
         base: int | None = None
         last_log = 0.0
         while True:
-            st = await common.status(handle)
+            st = await status(handle)
             svc = st.services[0]
             if base is None and svc.percent == 50:
                 base = sum(1 for r in svc.readings if r.weight == 10)
@@ -65,7 +66,7 @@ async def run_and_count(
                     last_log = time.monotonic()
                     common.log(f"  {done} polls at 50% so far")
                 if done >= promote_after_polls_at_50:
-                    await handle.signal("promote")
+                    await handle.signal(contract.Message.PROMOTE)
                     break
             await asyncio.sleep(0.2)
     result: ReleaseStatus = await workflow_result(handle)
@@ -73,7 +74,7 @@ async def run_and_count(
     await approver
     if result.outcome != Outcome.PROMOTED:
         raise RuntimeError(f"{inp.version}: {result.outcome} {result.error}")
-    hists = await common.run_histories(client, handle.id, handle.result_run_id or "")
+    hists = await run_histories(client, handle.id, handle.result_run_id or "")
     per_run = [len(h.events) for h in hists]
     kinds: collections.Counter[str] = collections.Counter()
     for h in hists:
@@ -127,9 +128,9 @@ async def main() -> int:
     polls = 720 if args.quick else args.polls
 
     sim_args = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "2000"]
-    with common.Stack(work, gcpsim_args=sim_args) as stack:
+    with Stack(work, gcpsim_args=sim_args) as stack:
         cfg = stack.config()
-        default_inp = common.release_input(
+        default_inp = release_input(
             cfg, "prod", "v7.0.0", bake=timedelta(seconds=5), interval=timedelta(seconds=1)
         )
         common.log("default prod release (2 services, 5 polls per step)")
@@ -137,7 +138,7 @@ async def main() -> int:
         show("default prod release", default)
 
         # 10%: 5 polls (a 5 min bake at 60 s, scaled like the rest); 50%: the 48 h bake
-        long_inp = common.release_input(
+        long_inp = release_input(
             cfg,
             "prod",
             "v7.1.0",

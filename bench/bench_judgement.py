@@ -1,7 +1,7 @@
 """Canary judgement: false rollbacks, detections and readings to detection of three judges on the
 same simulated releases.
 
-    python bench/bench_judgement.py [--releases 1000] [--seed 1] [--quick] [--only NAME]
+    python -m bench.bench_judgement [--releases 1000] [--seed 1] [--quick] [--only NAME]
 
 Each simulated release is one service through the prod steps of deploy.yaml (10% baking 5 min,
 50% baking 5 min, then 100%), read every 60 s. Traffic is shaped like production: request counts

@@ -1,6 +1,6 @@
 """Overhead ratio: the same release through Stagecoach and through a straight Python script.
 
-    .venv/bin/python bench/bench_overhead.py [--pairs 10] [--op-seconds 1.0] [--quick]
+    python -m bench.bench_overhead [--pairs 10] [--op-seconds 1.0] [--quick]
 
 The release: staging, 2 services (python-pipeline, then node-server), steps 10/50/100, zero bake
 (so no metric reads), gcpsim with `--op-seconds` Cloud Run operations (default 1 s; real Cloud Run
@@ -33,12 +33,8 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import requests
 from google.api_core import operation as lro
 from google.cloud import run_v2
@@ -52,6 +48,7 @@ from activities.cloud_run import (
     traffic_to_api,
 )
 from activities.smoke import smoke_test, smoke_url
+from bench import common
 from stagecoach.models import (
     CreateRevisionInput,
     Outcome,
@@ -63,6 +60,10 @@ from stagecoach.models import (
 )
 from stagecoach.splits import canary_split, pin_latest
 from stagecoach.temporal import workflow_result
+from testing.cloudrun import run_services
+from testing.gcpsim import add_fault
+from testing.releases import release_input, start_release
+from testing.stack import Stack
 
 TAG = "canary"
 WEIGHTS = (10, 50, 100)
@@ -141,26 +142,24 @@ async def main() -> int:
 
     common.log(f"work dir {work}")
     sim_args = ["--run-op-seconds", str(args.op_seconds)]
-    with common.Stack(work, gcpsim_args=sim_args) as stack:
+    with Stack(work, gcpsim_args=sim_args) as stack:
         sim = stack.gcpsim
         client = await stack.client()
         cfg = stack.config()
-        services = common.run_services(sim)
-        common.add_fault(sim, "*", latency_ms=LATENCY_MS)
+        services = run_services(sim)
+        add_fault(sim, "*", latency_ms=LATENCY_MS)
 
         n = 0
 
         def next_input() -> ReleaseInput:
             nonlocal n
             n += 1
-            return common.release_input(
-                cfg, "staging", f"v3.{n // 100}.{n % 100}", bake=timedelta(0)
-            )
+            return release_input(cfg, "staging", f"v3.{n // 100}.{n % 100}", bake=timedelta(0))
 
         async def stagecoach() -> float:
             inp = next_input()
             t = time.perf_counter()
-            handle = await common.start_release(client, stack.task_queue, inp)
+            handle = await start_release(client, stack.task_queue, inp)
             result = await workflow_result(handle)
             took = time.perf_counter() - t
             if result.outcome != Outcome.PROMOTED:

@@ -1,6 +1,6 @@
 """Rollback latency: from the failed verdict to 100% back on the stable revision in gcpsim.
 
-    .venv/bin/python bench/bench_rollback.py [--rollbacks 50] [--quick]
+    python -m bench.bench_rollback [--rollbacks 50] [--quick]
 
 gcpsim runs with fast Cloud Run operations (`--run-op-seconds 0.05`: a traffic change takes
 effect 50 ms after the PATCH; real Cloud Run takes seconds, which no orchestrator can shorten)
@@ -23,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
-
+from bench import common
+from stagecoach import contract
 from stagecoach.models import Outcome
 from stagecoach.temporal import workflow_result
+from testing.cloudrun import live_split
+from testing.gcpsim import set_behavior, sim_state, timeline
+from testing.histories import local_activities, release_events, rollback_calls
+from testing.releases import release_input, start_release
+from testing.stack import Stack
 
 PROJECT = "legal-forms-staging"
 SERVICE = "python-pipeline-staging"
@@ -46,14 +48,14 @@ async def main() -> int:
     scheduled: list[float] = []
     started: list[float] = []
     completed: list[float] = []
-    with common.Stack(work, gcpsim_args=sim_args) as stack:
+    with Stack(work, gcpsim_args=sim_args) as stack:
         sim = stack.gcpsim
         client = await stack.client()
         cfg = stack.config()
-        common.set_behavior(sim, SERVICE, VERSION, error_rate=0.5)
+        set_behavior(sim, SERVICE, VERSION, error_rate=0.5)
         for k in range(n):
-            before = common.live_split(sim, PROJECT, SERVICE)
-            inp = common.release_input(
+            before = live_split(sim, PROJECT, SERVICE)
+            inp = release_input(
                 cfg,
                 "staging",
                 VERSION,
@@ -61,20 +63,24 @@ async def main() -> int:
                 steps=[(10, 60), (50, 60), (100, 0)],
                 interval=timedelta(seconds=1),
             )
-            handle = await common.start_release(client, stack.task_queue, inp)
+            handle = await start_release(client, stack.task_queue, inp)
             result = await workflow_result(handle)
             if result.outcome != Outcome.ROLLED_BACK:
                 raise RuntimeError(f"release {k}: {result.outcome} {result.error}")
-            events = await common.release_events(client, handle)
-            reads = [m for m in common.local_activities(events) if m.type == "ReadCanaryMetrics"]
+            events = await release_events(client, handle)
+            reads = [
+                m
+                for m in local_activities(events)
+                if m.type == contract.Activity.READ_CANARY_METRICS
+            ]
             t_verdict = reads[-1].completed
-            rb = common.rollback_calls(events)
+            rb = rollback_calls(events)
             assert t_verdict is not None and len(rb) == 1, (t_verdict, rb)
-            tl = common.timeline(common.sim_state(sim), PROJECT, SERVICE)
+            tl = timeline(sim_state(sim), PROJECT, SERVICE)
             back = [at for at, split in tl if at >= t_verdict and sorted(split) == before]
             if not back:
                 raise RuntimeError(f"release {k}: gcpsim never served {before} again: {tl[-3:]}")
-            after = common.live_split(sim, PROJECT, SERVICE)
+            after = live_split(sim, PROJECT, SERVICE)
             if after != before:
                 raise RuntimeError(f"release {k}: traffic {after}, expected {before}")
             restored.append(back[0] - t_verdict)

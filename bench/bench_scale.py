@@ -1,6 +1,6 @@
 """Scale: N concurrent releases of distinct services on one worker and the dev server.
 
-    .venv/bin/python bench/bench_scale.py [--n 50 200 500] [--quick]
+    python -m bench.bench_scale [--n 50 200 500] [--quick]
 
 For each N, a fresh stack (gcpsim, in-memory Temporal dev server, one `python worker.py` process
 with its default settings) and N services created through the real run_v2 client
@@ -38,15 +38,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import psutil
 from google.cloud import run_v2
 
+from bench import common
 from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
 from stagecoach.plan import revision_name
 from stagecoach.temporal import workflow_result
+from testing.cloudrun import run_services, service_name
+from testing.gcpsim import canary_history, sim_state, timeline
+from testing.paths import DEPLOY_YAML
+from testing.releases import release_input, start_release
+from testing.stack import Stack
 
 PROJECT = "scale-bench"
 REGION = "us-central1"
@@ -201,21 +204,19 @@ async def run_n(
     work.mkdir(parents=True, exist_ok=True)
     worker_cfg = work / "worker.yaml"
     worker_cfg.write_text(
-        common.DEPLOY_YAML.read_text().replace(
-            "project: legal-forms-staging", f"project: {PROJECT}", 1
-        )
+        DEPLOY_YAML.read_text().replace("project: legal-forms-staging", f"project: {PROJECT}", 1)
     )
-    with common.Stack(work, gcpsim_args=SIM_ARGS, worker_config=worker_cfg) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS, worker_config=worker_cfg) as stack:
         sim = stack.gcpsim
         assert stack.worker is not None and stack.temporal is not None
         client = await stack.client()
-        services = common.run_services(sim)
+        services = run_services(sim)
         names = [f"svc-{i:04d}" for i in range(n)]
         t = time.monotonic()
         create_services(services, names)
         common.log(f"N={n}: {n} services created in {time.monotonic() - t:.1f}s")
         version = "v2.0.0"
-        template = common.release_input(
+        template = release_input(
             stack.config(),
             "staging",
             version,
@@ -234,8 +235,8 @@ async def run_n(
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         sampler = Sampler(
             stack.worker.pid,
-            common.run_services(sim),
-            common.service_name("legal-forms-dev", "node-server-dev"),
+            run_services(sim),
+            service_name("legal-forms-dev", "node-server-dev"),
         )
         sampler.start()
         profiler = start_profile(py_spy, sim.proc.pid, work / "gcpsim.pyspy") if py_spy else None
@@ -244,7 +245,7 @@ async def run_n(
 
         async def start(inp: ReleaseInput) -> ReleaseStatus:
             async with sem:
-                handle = await common.start_release(client, stack.task_queue, inp)
+                handle = await start_release(client, stack.task_queue, inp)
             return await workflow_result(handle)
 
         results = await asyncio.wait_for(
@@ -256,7 +257,7 @@ async def run_n(
             stop_profile(profiler)
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
 
-        state = common.sim_state(sim)
+        state = sim_state(sim)
         state_mb = (sim.state_dir / "state.json").stat().st_size / 2**20
         bad: list[str] = []
         for inp, res in zip(inputs, results, strict=True):
@@ -264,8 +265,8 @@ async def run_n(
             if res.outcome != Outcome.PROMOTED:
                 bad.append(f"{plan.ref.service}: {res.outcome.value} {res.error}")
                 continue
-            tl = common.timeline(state, PROJECT, plan.ref.service)
-            hist = common.canary_history(tl, plan.revision)
+            tl = timeline(state, PROJECT, plan.ref.service)
+            hist = canary_history(tl, plan.revision)
             if hist != [10, 50, 100] or tl[-1][1] != [(plan.revision, 100)]:
                 bad.append(f"{plan.ref.service}: history {hist}, final {tl[-1][1]}")
         durations = [

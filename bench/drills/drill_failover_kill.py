@@ -1,6 +1,6 @@
 """Fault drill: SIGKILL the worker at random points of a regional failover (and failback).
 
-    .venv/bin/python bench/drills/drill_failover_kill.py [--kills 6] [--quick]
+    python -m bench.drills.drill_failover_kill [--kills 6] [--quick]
 
 Trials alternate: a failover of prod to us-east1 with us-central1 out (`outage us-central1`),
 then a failback to us-central1 with the outage cleared, each approved by the drill as soon as it
@@ -24,21 +24,21 @@ import random
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import common
-
+from bench import common
+from stagecoach import contract
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import FailoverInput, FailoverStatus, build_failback, build_failover
 from stagecoach.temporal import workflow_result
+from testing.cloudrun import run_services
+from testing.cloudsql import sqladmin
+from testing.stack import Stack
 
 PROJECT = "legal-forms-prod"
-WID = "deploy-legal-forms-prod"
+WID = contract.environment_workflow_id("legal-forms", "prod")
 RECORD = "app.legal-forms.example."
 SIM_ARGS = ["--run-op-seconds", "0.3", "--sql-op-seconds", "1.0", "--request-rate", "200"]
 
@@ -80,10 +80,14 @@ class Monitor:
 
 
 async def run_trial(
-    stack: common.Stack, client: Any, inp: FailoverInput, kill_after: float | None
+    stack: Stack, client: Any, inp: FailoverInput, kill_after: float | None
 ) -> tuple[FailoverStatus, float | None]:
     handle = await client.start_workflow(
-        "Failover", inp, id=WID, task_queue=stack.task_queue, result_type=FailoverStatus
+        contract.WorkflowType.FAILOVER,
+        inp,
+        id=WID,
+        task_queue=stack.task_queue,
+        result_type=FailoverStatus,
     )
     killed: list[float] = []
 
@@ -93,7 +97,7 @@ async def run_trial(
 
         while True:
             try:
-                st = await handle.query("status", result_type=FailoverStatus)
+                st = await handle.query(contract.Message.STATUS, result_type=FailoverStatus)
                 if st.awaiting_approval:
                     # signed like `starter.py approve`: bound to this run, <mode>:<to_region>,
                     # step 0 (the worker's policy needs proof)
@@ -104,7 +108,7 @@ async def run_trial(
                         by, workflow_id=desc.id, run_id=desc.run_id,
                         version=f"{st.mode}:{st.to_region}", step=0, comment=inp.comment,
                     )  # fmt: skip
-                    await handle.execute_update("approve", inp)
+                    await handle.execute_update(contract.Message.APPROVE, inp)
                     return
                 if st.outcome != DrOutcome.RUNNING:
                     return
@@ -133,7 +137,7 @@ async def run_trial(
     return st, (time.monotonic() - killed[0]) if killed else None
 
 
-def check(stack: common.Stack, st: FailoverStatus, before: list[str]) -> list[str]:
+def check(stack: Stack, st: FailoverStatus, before: list[str]) -> list[str]:
     problems = []
     sim = stack.gcpsim
     ans = resolve(sim) or {}
@@ -145,11 +149,11 @@ def check(stack: common.Stack, st: FailoverStatus, before: list[str]) -> list[st
             problems.append(f"succeeded but {run['service']} in {st.to_region} does not answer")
     elif ans.get("rrdatas") != before:
         problems.append(f"{st.outcome.value} with the record moved: {ans.get('rrdatas')}")
-    services = common.run_services(sim)
+    services = run_services(sim)
     east = [s.name for s in services.list_services(parent=f"projects/{PROJECT}/locations/us-east1")]
     if len(east) != len(set(east)) or len(east) > 2:
         problems.append(f"services in us-east1: {east}")
-    items = common.sqladmin(sim).instances().list(project=PROJECT).execute().get("items", [])
+    items = sqladmin(sim.url).instances().list(project=PROJECT).execute().get("items", [])
     names = [i["name"] for i in items]
     if names.count("legal-forms-db-prod-us-east1") > 1:
         problems.append(f"instances: {names}")
@@ -166,7 +170,7 @@ async def main() -> int:
     recover: list[float] = []
     undisturbed = 0
     started = time.monotonic()
-    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS) as stack:
         client = await stack.client()
         cfg = stack.config()
         sim = stack.gcpsim

@@ -1,6 +1,6 @@
 """Fault drill: gcpsim answers 503 or 429 on 20% of API calls and adds 200 ms to every call.
 
-    .venv/bin/python bench/drills/drill_flaky_api.py [--releases 6] [--quick]
+    python -m bench.drills.drill_flaky_api [--releases 6] [--quick]
 
 gcpsim fault rules (every API method: Cloud Run, Cloud SQL, Monitoring):
     *  latency 200 ms (every call)
@@ -21,50 +21,51 @@ import asyncio
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import common
-from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
 from temporalio.api.enums.v1 import EventType
 
+from bench import common
+from bench.drills.drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
 from stagecoach.models import Outcome
+from testing.gcpsim import GcpsimProcess, add_fault, clear_faults, sim_call
+from testing.histories import local_activities, release_events
+from testing.releases import release_input, run_release
+from testing.stack import Stack
 
 
-def arm(sim: common.GcpsimProcess) -> None:
-    common.add_fault(sim, "*", latency_ms=200)
-    common.add_fault(sim, "*", status=503, rate=0.1)
-    common.add_fault(sim, "*", status=429, rate=0.1112)
+def arm(sim: GcpsimProcess) -> None:
+    add_fault(sim, "*", latency_ms=200)
+    add_fault(sim, "*", status=503, rate=0.1)
+    add_fault(sim, "*", status=429, rate=0.1112)
 
 
 async def main() -> int:
     _, work, n = common.counted_args(__doc__, "drill-flaky-api-", "releases", 6, quick=2)
 
     rows: list[tuple[str, str, float, int, int, list[str]]] = []
-    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS) as stack:
         sim = stack.gcpsim
         client = await stack.client()
         cfg = stack.config()
         for k in range(n):
-            inp = common.release_input(
+            inp = release_input(
                 cfg, "prod", f"v8.2.{k}", bake=timedelta(seconds=3), interval=timedelta(seconds=1)
             )
             before, revs_before = common.snapshot(stack, inp, PROJECT)  # own reads: no faults
             arm(sim)
             t = time.monotonic()
-            run = await common.run_release(client, stack.task_queue, inp, timeout=900)
+            run = await run_release(client, stack.task_queue, inp, timeout=900)
             res, handle, took = run.result, run.handle, run.finished - t
-            events = await common.release_events(client, handle)
+            events = await release_events(client, handle)
             retries = sum(
                 e.activity_task_started_event_attributes.attempt - 1
                 for e in events
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
             )
-            la_retries = sum(m.attempt - 1 for m in common.local_activities(events))
-            armed = len(common.sim_call(sim, "GET", "/_sim/faults")["faults"])
+            la_retries = sum(m.attempt - 1 for m in local_activities(events))
+            armed = len(sim_call(sim, "GET", "/_sim/faults")["faults"])
             assert armed == 3, "fault rules went missing"
-            common.clear_faults(sim)  # the checks read gcpsim without faults
+            clear_faults(sim)  # the checks read gcpsim without faults
             problems = common.check_release(stack, inp, res, before, revs_before, PROJECT, INSTANCE)
             if res.outcome != Outcome.PROMOTED:
                 problems.append(f"outcome {res.outcome.value}: {res.error}")

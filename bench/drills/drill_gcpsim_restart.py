@@ -1,6 +1,6 @@
 """Fault drill: restart gcpsim (the Google APIs) in the middle of a release.
 
-    .venv/bin/python bench/drills/drill_gcpsim_restart.py [--restarts 6] [--quick]
+    python -m bench.drills.drill_gcpsim_restart [--restarts 6] [--quick]
 
 Each trial is a prod release of both services (pre-deploy backup, canary 10/50/100 with 3 s bakes
 polled every 1 s, approval before 100% granted by the drill). At a random point, uniform over the
@@ -24,25 +24,25 @@ import signal
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import common
-from drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
-
+from bench import common
+from bench.drills.drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
 from stagecoach.models import ReleaseInput
+from testing.cloudrun import run_services
+from testing.cloudsql import sqladmin
+from testing.releases import release_input, undisturbed_span
+from testing.stack import Stack
 
 
-def extra_checks(stack: common.Stack, inp: ReleaseInput) -> list[str]:
+def extra_checks(stack: Stack, inp: ReleaseInput) -> list[str]:
     problems = []
-    services = common.run_services(stack.gcpsim)
+    services = run_services(stack.gcpsim)
     for plan in inp.services:
         svc = services.get_service(name=plan.ref.name)
         if svc.reconciling:
             problems.append(f"{plan.ref.service}: still reconciling")
     if inp.backup is not None:
-        sql = common.sqladmin(stack.gcpsim)
+        sql = sqladmin(stack.gcpsim.url)
         runs = sql.backupRuns().list(project=PROJECT, instance=INSTANCE).execute()
         mine = [
             r
@@ -62,12 +62,12 @@ async def main() -> int:
 
     tally = common.DrillTally(trials)
     downtimes: list[float] = []
-    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS) as stack:
         client = await stack.client()
         cfg = stack.config()
 
         def new_input(k: int) -> ReleaseInput:
-            return common.release_input(
+            return release_input(
                 cfg, "prod", f"v8.3.{k}", bake=timedelta(seconds=3), interval=timedelta(seconds=1)
             )
 
@@ -79,7 +79,7 @@ async def main() -> int:
             stack.start_gcpsim(reset=False)
             downtimes.append(time.monotonic() - t_down)
 
-        span = await common.undisturbed_span(client, stack.task_queue, new_input(0))
+        span = await undisturbed_span(client, stack.task_queue, new_input(0))
         common.log(f"undisturbed release: {span:.1f}s; restart points uniform in [0, {span:.1f}s)")
 
         for k in range(1, trials + 1):

@@ -1,6 +1,6 @@
 """Fault drill: restart the Temporal dev server (persistent database) in the middle of a bake.
 
-    .venv/bin/python bench/drills/drill_temporal_restart.py [--quick]
+    python -m bench.drills.drill_temporal_restart [--quick]
 
 The dev server runs with `--db-filename` (sqlite on disk). Each trial is a staging release of both
 services (steps 10/50/100, 20 s bake at 10% and 5 s at 50%, poll interval 2 s). Once the first
@@ -20,14 +20,12 @@ import signal
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import common
-
+from bench import common
 from stagecoach.models import Outcome, Phase, ReleaseStatus
 from stagecoach.temporal import workflow_result
+from testing.releases import release_input, start_release, wait_for
+from testing.stack import Stack
 
 PROJECT = "legal-forms-staging"
 SIM_ARGS = ["--run-op-seconds", "0.3", "--request-rate", "1000"]
@@ -44,12 +42,12 @@ async def main() -> int:
     sigs = ["KILL"] if args.quick else args.signals
 
     results: list[tuple[str, str, float, list[str]]] = []
-    with common.Stack(work, gcpsim_args=SIM_ARGS, temporal_db=True) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS, temporal_db=True) as stack:
         client = await stack.client()
         cfg = stack.config()
         for k, name in enumerate(sigs):
             sig = getattr(signal, f"SIG{name}")
-            inp = common.release_input(
+            inp = release_input(
                 cfg,
                 "staging",
                 f"v8.1.{k}",
@@ -57,13 +55,13 @@ async def main() -> int:
                 interval=timedelta(seconds=2),
             )
             before, revs_before = common.snapshot(stack, inp, PROJECT)
-            handle = await common.start_release(client, stack.task_queue, inp)
+            handle = await start_release(client, stack.task_queue, inp)
 
             def baking(st: ReleaseStatus) -> bool:
                 svc = st.services[0]
                 return st.phase == Phase.BAKING and svc.percent == 10 and svc.reading_count >= 1
 
-            await common.wait_for(handle, baking, timeout=120)
+            await wait_for(handle, baking, timeout=120, every=0.05)
             stack.stop_temporal(sig)
             t_down = time.monotonic()
             common.log(f"trial {k + 1}: Temporal dev server stopped with SIG{name} mid-bake")

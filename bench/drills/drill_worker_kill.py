@@ -1,6 +1,6 @@
 """Fault drill: SIGKILL the worker at random points of a release, start a new worker.
 
-    .venv/bin/python bench/drills/drill_worker_kill.py [--kills 20] [--quick]
+    python -m bench.drills.drill_worker_kill [--kills 20] [--quick]
 
 Each trial is a new prod release of both services (pre-deploy backup, canary 10/50/100 with 3 s
 bakes polled every 1 s, approval before 100% granted by the drill). After a random delay, uniform
@@ -25,13 +25,11 @@ import signal
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import common
-
+from bench import common
 from stagecoach.models import ReleaseInput
+from testing.releases import release_input, undisturbed_span
+from testing.stack import Stack
 
 PROJECT = "legal-forms-prod"
 INSTANCE = "legal-forms-db-prod"
@@ -48,12 +46,12 @@ async def main() -> int:
     recover: list[float] = []
     killed_at: list[float] = []
     started = time.monotonic()
-    with common.Stack(work, gcpsim_args=SIM_ARGS) as stack:
+    with Stack(work, gcpsim_args=SIM_ARGS) as stack:
         client = await stack.client()
         cfg = stack.config()
 
         def new_input(k: int) -> ReleaseInput:
-            return common.release_input(
+            return release_input(
                 cfg,
                 "prod",
                 f"v8.0.{k}",
@@ -68,7 +66,7 @@ async def main() -> int:
             stack.start_worker()
 
         # an undisturbed release: how long one takes, so kill points cover all of it
-        span = await common.undisturbed_span(client, stack.task_queue, new_input(0))
+        span = await undisturbed_span(client, stack.task_queue, new_input(0))
         common.log(f"undisturbed release: {span:.1f}s; kill points uniform in [0, {span:.1f}s)")
 
         for k in range(1, kills + 1):

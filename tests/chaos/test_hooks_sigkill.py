@@ -1,5 +1,5 @@
 """A worker SIGKILL during a release hook neither loses nor repeats it (the harness of
-bench/common.py: gcpsim, a Temporal dev server and `python worker.py` as separate processes).
+testing/stack.py: gcpsim, a Temporal dev server and `python worker.py` as separate processes).
 
 The worker dies while StartHook's `:run` request is in flight (held by a latency fault, so the
 execution is created after the worker is gone); a new worker's retry finds that execution by
@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2
 
-import common  # noqa: E402
-from google.api_core.client_options import ClientOptions  # noqa: E402
-from google.auth.credentials import AnonymousCredentials  # noqa: E402
-from google.cloud import run_v2  # noqa: E402
-
-from stagecoach.config import Hooks  # noqa: E402
-from stagecoach.hooks import LABEL_RELEASE  # noqa: E402
-from stagecoach.models import Outcome, Phase, ReleaseStatus  # noqa: E402
-from stagecoach.temporal import workflow_result  # noqa: E402
+from stagecoach.config import Hooks
+from stagecoach.hooks import LABEL_RELEASE
+from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.temporal import workflow_result
+from testing.gcpsim import sim_call
+from testing.releases import release_input, start_release, wait_for
+from testing.stack import Stack
 
 PROJECT = "legal-forms-staging"
 JOB = "migrate-staging"
@@ -33,7 +31,7 @@ SIM_ARGS = ["--run-op-seconds", "0.2", "--request-rate", "1000"]
 
 
 async def test_worker_sigkill_during_start_hook_runs_the_migration_once(tmp_path: Path) -> None:
-    with common.Stack(tmp_path / "stack", gcpsim_args=SIM_ARGS) as stack:
+    with Stack(tmp_path / "stack", gcpsim_args=SIM_ARGS) as stack:
         client = await stack.client()
         cfg = stack.config()
         env = cfg.environments["staging"]
@@ -51,23 +49,23 @@ async def test_worker_sigkill_during_start_hook_runs_the_migration_once(tmp_path
         )
         release = env.release.model_copy(update={"hooks": hooks})
         envs = {**cfg.environments, "staging": env.model_copy(update={"release": release})}
-        inp = common.release_input(
+        inp = release_input(
             cfg.model_copy(update={"environments": envs}),
             "staging",
             "v9.1.0",
             services=["python-pipeline"],
             steps=[(10, 2), (100, 0)],
         )
-        common.sim_call(
+        sim_call(
             stack.gcpsim, "POST", "/_sim/job-behaviors",
             {"job": JOB, "version": "v9.1.0", "duration": 2},
         )  # fmt: skip
-        common.sim_call(
+        sim_call(
             stack.gcpsim, "POST", "/_sim/faults",
             {"method": "run.jobs.run", "latency_ms": 4000, "times": 1},
         )  # fmt: skip
-        handle = await common.start_release(client, stack.task_queue, inp)
-        await common.wait_for(
+        handle = await start_release(client, stack.task_queue, inp)
+        await wait_for(
             handle,
             lambda st: st.phase == Phase.RUNNING_HOOK and not st.hooks[0].execution,
             timeout=60,

@@ -6,28 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2
 from googleapiclient import discovery
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowFailureError,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError
 
 from gcpsim.store import parse_rfc3339
-from stagecoach.config import Config, GcpsimEndpoint, Step, load_config
+from stagecoach.config import Step
 from stagecoach.models import (
     RELEASE_NOT_PROMOTED,
     AbortInput,
@@ -37,9 +31,17 @@ from stagecoach.models import (
     ReleaseInput,
     ReleaseStatus,
 )
-from stagecoach.plan import build_release
-from stagecoach.temporal import build_worker, temporal_binary, workflow_result
-from tests.conftest import ROOT, GcpsimProcess, signed_approval
+from stagecoach.temporal import temporal_binary, workflow_result
+from testing.cloudrun import live_traffic
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.gcpsim import served_percents as canary_history
+from testing.histories import record_history
+from testing.releases import release_input as shared_release_input
+from testing.releases import signed_approval, wait_for, worker
+from testing.releases import start_release as start
+
+# the helpers of this module that others import from it (they live in testing/)
+__all__ = ["canary_history", "config_for", "live_traffic", "start", "wait_for", "worker"]
 
 pytestmark = pytest.mark.asyncio
 
@@ -50,107 +52,20 @@ TESTS_FALSE_ROLLBACK_RATE = 1e-4
 INTERVAL = timedelta(seconds=2)
 
 
-def config_for(sim: GcpsimProcess) -> Config:
-    cfg = load_config(ROOT / "deploy.yaml")
-    return cfg.model_copy(update={"gcpsim": GcpsimEndpoint(port=sim.port, grpc_port=sim.grpc_port)})
-
-
 def release_input(
     sim: GcpsimProcess, env: str, version: str, services: list[str] | None = None, **gates: object
 ) -> ReleaseInput:
-    cfg = config_for(sim)
-    inp = build_release(
-        cfg,
-        env,
-        version,
-        secrets.token_hex(3)[:5],
-        services=services,
-        bake=BAKE,
-        interval=INTERVAL,
-        requested_by="e2e",
-    )
-    # The judge may roll back a canary no worse than stable with probability false_rollback_rate
-    # (1% by default, for a release); tests that are not about the judgement run it at 1e-4 so
-    # that the suite's few dozen releases do not flake on it. tests/e2e/test_judgement.py passes
-    # the default level.
-    gates = {"false_rollback_rate": TESTS_FALSE_ROLLBACK_RATE, **gates}
-    return inp.model_copy(update={"gates": inp.gates.model_copy(update=gates)})
+    """deploy.yaml's release of `version` to `env` on this gcpsim, with the e2e bake and interval.
 
-
-def run_client(sim: GcpsimProcess) -> run_v2.ServicesClient:
-    return run_v2.ServicesClient(
-        credentials=AnonymousCredentials(),
-        transport="rest",
-        client_options=ClientOptions(api_endpoint=sim.url),
-    )
-
-
-def live_traffic(sim: GcpsimProcess, project: str, service: str) -> list[tuple[str, int, str]]:
-    """The service's traffic, LATEST resolved to the revision it routes to right now.
-
-    Stagecoach restores a LATEST entry as that explicit revision: once a new revision exists,
-    LATEST would mean the new one."""
-    svc = run_client(sim).get_service(
-        name=f"projects/{project}/locations/us-central1/services/{service}"
-    )
-    latest = svc.latest_ready_revision.rsplit("/", 1)[-1]
-    return [(t.revision or latest, t.percent, t.tag) for t in svc.traffic]
-
-
-def canary_history(sim: GcpsimProcess, project: str, service: str, revision: str) -> list[int]:
-    """Percents gcpsim served to `revision`, in order, from its traffic timeline."""
-    state = json.loads((sim.state_dir / "state.json").read_text())
-    timeline = state["sim"]["traffic"][f"{project}/us-central1/{service}"]
-    percents: list[int] = []
-    for _at, split in timeline:
-        pct = sum(p for rev, p, _img in split if rev == revision)
-        if pct and (not percents or percents[-1] != pct):
-            percents.append(pct)
-    return percents
-
-
-@asynccontextmanager
-async def worker(client: Client, task_queue: str) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue)
-    async with w:
-        yield
-    executor.shutdown(wait=False)
-
-
-async def start(client: Client, task_queue: str, inp: ReleaseInput) -> WorkflowHandle:
-    return await client.start_workflow(
-        "Release",
-        inp,
-        id=f"deploy-{inp.app}-{inp.env}-{secrets.token_hex(4)}",
-        task_queue=task_queue,
-        result_type=ReleaseStatus,
-    )
-
-
-async def record_history(handle: WorkflowHandle, name: str) -> None:
-    """With STAGECOACH_RECORD_HISTORY set: the run's history into tests/replay/histories."""
-    if os.environ.get("STAGECOACH_RECORD_HISTORY"):
-        history = await handle.fetch_history()
-        where = ROOT / "tests" / "replay" / "histories"
-        (where / f"{name}.json").write_text(history.to_json())
-        # the replay needs the workflow id: signed approvals are bound to it
-        ids_file = where / "workflow_ids.json"
-        ids = json.loads(ids_file.read_text()) if ids_file.exists() else {}
-        ids[name] = handle.id
-        ids_file.write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
-
-
-async def wait_for(
-    handle: WorkflowHandle, check: Callable[[ReleaseStatus], bool], timeout: float = 60
-) -> ReleaseStatus:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        st: ReleaseStatus = await handle.query("status", result_type=ReleaseStatus)
-        if check(st):
-            return st
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"condition not reached in {timeout}s; last status {st}")
+    The judge may roll back a canary no worse than stable with probability false_rollback_rate
+    (1% by default, for a release); tests that are not about the judgement run it at 1e-4 so
+    that the suite's few dozen releases do not flake on it. tests/e2e/test_judgement.py passes
+    the default level."""
+    overrides: dict[str, Any] = {"false_rollback_rate": TESTS_FALSE_ROLLBACK_RATE, **gates}
+    return shared_release_input(
+        config_for(sim), env, version, services=services, bake=BAKE, interval=INTERVAL,
+        requested_by="e2e", **overrides,
+    )  # fmt: skip
 
 
 async def test_happy_path_shifts_exactly_10_50_100(

@@ -1,0 +1,1 @@
+"""Fault drills: `python -m bench.drills.<drill>` from the repository root."""
