@@ -8,8 +8,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from gcpsim.model.sql import BASE, DEFAULT_VERSION, DONE, MAX_PAGE, invalid, refresh
-from gcpsim.model.sql_replicas import PRIMARY, is_replica, replica_names
+from gcpsim.model.sql import BASE, DEFAULT_VERSION, DONE, MAX_PAGE, PRIMARY, invalid, refresh
+from gcpsim.model.sql_replicas import is_replica, replica_names
 from gcpsim.model.sql_runtime import get_runtime
 from gcpsim.pg import sql as pgsql
 from gcpsim.sim import Sim

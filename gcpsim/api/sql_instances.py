@@ -28,6 +28,7 @@ from gcpsim.model.sql import (
     MSG_NO_BACKUP,
     MSG_PROTECTED,
     NAME_RE,
+    REPLICA,
     RESTORE_CONTEXT_FIELDS,
     backup_key,
     busy,
@@ -115,7 +116,7 @@ def instances_insert(
             out = op_json(op)
         launch(sim, op["name"])
         return out
-    if body.get("instanceType") == sql_replicas.REPLICA or body.get("replicaConfiguration"):
+    if body.get("instanceType") == REPLICA or body.get("replicaConfiguration"):
         raise invalid("Invalid request: a read replica needs masterInstanceName.")
     user_settings = body.get("settings") or {}
     if not isinstance(user_settings, dict):

@@ -41,7 +41,6 @@ from typing import Any
 from gcpsim.model.sql import (
     DONE,
     MSG_EXISTS,
-    PRIMARY,
     REPLICA,
     check_mutable,
     get_instance,
@@ -55,7 +54,6 @@ from gcpsim.model.sql import (
 from gcpsim.sim import Sim
 from gcpsim.store import now
 
-__all__ = ["PRIMARY", "REPLICA"]
 REPLICA_CONFIG_FIELDS = {"kind", "failoverTarget", "cascadableReplica"}
 
 
