@@ -25,6 +25,7 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | LoadPolicy | LoadPolicyInput -> WorkerPolicy (activities/policy.py: the worker's own policy) |
 | AcquireServiceLocks / ReleaseServiceLocks | LocksInput -> lock ids / None (activities/locks.py) |
 | CreateInstance | CreateInstanceInput -> CreateInstanceResult (activities/regional.py) |
+| PromoteReplica | PromoteReplicaInput -> PromoteReplicaResult (activities/replicas.py) |
 | DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
 | DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
 | ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
@@ -62,6 +63,7 @@ def all_activities(
     from activities.notify import notify
     from activities.policy import PolicyActivities
     from activities.regional import RegionalActivities
+    from activities.replicas import ReplicaActivities
     from activities.revision_health import RevisionHealthActivities
     from activities.revisions import find_previous_revision
     from activities.smoke import smoke_test
@@ -95,6 +97,7 @@ def all_activities(
         acquire_service_locks,
         release_service_locks,
         regional.create_instance,
+        ReplicaActivities(target_factory).promote_replica,
         regional.deploy_service,
         regional.delete_service,
         dns.read_dns,

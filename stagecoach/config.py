@@ -282,10 +282,34 @@ class ReleasePolicy(_Strict):
         return self
 
 
+class Replica(_Strict):
+    """`environments.<env>.database.replicas[]`: a cross-region read replica of the environment's
+    instance, which `failover --from replica` promotes (better RPO than a backup)."""
+
+    region: str = Field(pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    instance: str | None = Field(None, pattern=r"^[a-z]([-a-z0-9]{0,95}[a-z0-9])?$")
+
+
 class DatabaseInstance(_Strict):
     instance: str
     tier: str = "db-f1-micro"
     availability: Literal["ZONAL", "REGIONAL"] = "ZONAL"
+    replicas: list[Replica] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _one_replica_per_region(self) -> DatabaseInstance:
+        regions = [r.region for r in self.replicas]
+        for region in regions:
+            if regions.count(region) > 1:
+                raise ValueError(f"replicas: two replicas in {region}; keep one per region")
+        return self
+
+    def replica_in(self, region: str) -> str | None:
+        """The name of the read replica in `region` (default `<instance>-replica-<region>`)."""
+        for r in self.replicas:
+            if r.region == region:
+                return r.instance or f"{self.instance}-replica-{region}"
+        return None
 
 
 class Validation(_Strict):

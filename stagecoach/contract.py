@@ -63,6 +63,7 @@ class Activity:
     ACQUIRE_SERVICE_LOCKS: Final = "AcquireServiceLocks"
     RELEASE_SERVICE_LOCKS: Final = "ReleaseServiceLocks"
     CREATE_INSTANCE: Final = "CreateInstance"
+    PROMOTE_REPLICA: Final = "PromoteReplica"
     DEPLOY_SERVICE: Final = "DeployService"
     DELETE_SERVICE: Final = "DeleteService"
     READ_DNS: Final = "ReadDns"

@@ -212,10 +212,14 @@ def check_failover_request(
             f"--to-region {to_region} is {env}'s own region; name another region to fail over to"
         )
     if source == "replica":
-        raise ConfigError(
-            "--from replica is not supported yet (no cross-region read replicas are modelled); "
-            "use --from backup"
-        )
+        db = e.database
+        if db is None:
+            raise ConfigError(f"environments.{env}.database is not set; add its instance name")
+        if db.replica_in(to_region) is None:
+            raise ConfigError(
+                f"environments.{env}.database.replicas has no read replica in {to_region}; add "
+                f"`- region: {to_region}` there (and create the replica), or use --from backup"
+            )
 
 
 def _input(cfg: Config, env: str, requested_by: str, **fields: Any) -> FailoverInput:
@@ -266,7 +270,14 @@ def build_failover(
     check_version(version)
     check_failover_request(cfg, env, to_region, source)
     primary = instance_ref(cfg, env)
-    new = regional_instance_name(primary.instance, to_region)
+    replica = e.database.replica_in(to_region) if e.database and source == "replica" else None
+    if replica is not None:
+        # --from replica: the services are bound to the promoted replica; nothing is created
+        new = replica
+        database: dict[str, Any] = {"instance": primary.model_copy(update={"instance": new})}
+    else:
+        new = regional_instance_name(primary.instance, to_region)
+        database = _created(cfg, env, primary, new, to_region)
     return _input(
         cfg,
         env,
@@ -278,7 +289,7 @@ def build_failover(
         version_source=version_source,
         source=source,
         source_instance=primary,
-        **_created(cfg, env, primary, new, to_region),
+        **database,
         services=_services(cfg, env, to_region, version, new, "fo"),
         dns=dns_plan(cfg, env, to_region),
         approvers=_approvers(cfg, env),

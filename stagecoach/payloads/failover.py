@@ -46,6 +46,25 @@ class CreateInstanceResult(Payload):
     seconds: float = 0.0
 
 
+class PromoteReplicaInput(Payload):
+    """Promote the cross-region read replica `ref` (in `region`) to a standalone primary."""
+
+    ref: InstanceRef
+    region: str
+    primary: str = ""  # the instance it replicates (never "adopted" as a promoted replica)
+
+
+class PromoteReplicaResult(Payload):
+    instance: str
+    region: str
+    promoted: bool  # False: it was a standalone primary already (an earlier attempt promoted it)
+    # The replication lag Cloud Monitoring reported just before the promotion (the data-loss
+    # window the replica had then), and when; None when no sample was found.
+    lag_seconds: float | None = None
+    lag_at: datetime | None = None
+    seconds: float = 0.0
+
+
 class DeployServiceInput(Payload):
     """Make `ref` (a Cloud Run service in its region) serve `image` at 100% from one revision
     with this configuration, creating the service when missing."""
@@ -174,7 +193,8 @@ class FailoverStatus(Payload):
     to_region: str
     version: str
     instance: str = ""  # the instance the services are bound to in to_region
-    source_instance: str = ""  # whose backup was restored into it
+    source_instance: str = ""  # whose backup was restored into it (or whose replica was promoted)
+    replica_lag_seconds: float | None = None  # --from replica: the lag reported before promoting
     phase: Phase = Phase.PLANNING
     outcome: Outcome = Outcome.RUNNING
     backup: BackupInfo | None = None
