@@ -9,7 +9,7 @@ import json
 import pytest
 from rich.console import Console
 
-from stagecoach import render
+from stagecoach.cli import render
 from stagecoach.models import Outcome, Phase, ReleaseStatus, ServiceStatus
 
 LINK = (

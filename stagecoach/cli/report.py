@@ -1,19 +1,37 @@
-"""`starter.py report ENV [--release RUN_ID|VERSION] [--drill] [--html FILE]`: find the run, read
-its final (or live) status and the gates it ran with, and write the page `stagecoach.report`
-renders. Imported by the `report` command in stagecoach/cli.py."""
+"""`report ENV [--release RUN_ID|VERSION] [--drill] [--html FILE]`: find the run, read its final
+(or live) status and the gates it ran with, and write the page `stagecoach.report` renders."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
-from stagecoach import report
+from stagecoach import report as pages
+from stagecoach.cli.app import (
+    EXIT_OK,
+    ConfigOpt,
+    app,
+    async_client,
+    check_env,
+    fail,
+    load,
+    out,
+    run,
+    web_link,
+)
 from stagecoach.config import VERSION_RE, Config, Gates
+from stagecoach.contract import (
+    ENVIRONMENT,
+    VERSION,
+    Message,
+    WorkflowType,
+    release_workflow_id,
+)
 from stagecoach.dr_models import DrillReport, PointInTimeResult, RestoreStatus
 from stagecoach.models import ReleaseInput, ReleaseStatus
-from stagecoach.plan import release_workflow_id
 from stagecoach.temporal import workflow_result
 
 
@@ -27,7 +45,7 @@ async def final_status(client: Client, workflow_id: str, run_id: str, result_typ
             return await workflow_result(handle, result_type, follow_runs=False)
         except WorkflowFailureError:
             pass
-    return await handle.query("status", result_type=result_type)
+    return await handle.query(Message.STATUS, result_type=result_type)
 
 
 async def release_gates(client: Client, workflow_id: str, run_id: str) -> Gates | None:
@@ -65,18 +83,18 @@ async def write_report(
     safe_env = env.replace("'", "\\'")
     if drill:
         found = await find_run(
-            client, f"WorkflowType='DrDrill' AND StagecoachEnvironment='{safe_env}'"
+            client, f"WorkflowType='{WorkflowType.DR_DRILL}' AND {ENVIRONMENT.name}='{safe_env}'"
         )
         if found is None:
             raise ValueError(f"no DR drill of {env} has run yet (run `dr-drill {env}`)")
         wid, run_id, _ = found
         r: DrillReport = await final_status(client, wid, run_id, DrillReport)
         path = out or Path(f"report-{cfg.app}-{env}-drill.html")
-        path.write_text(report.drill_report(r, workflow_id=wid), encoding="utf-8")
+        path.write_text(pages.drill_report(r, workflow_id=wid), encoding="utf-8")
         return path, f"DR drill of {r.source_instance}: {r.outcome.value}"
     wid = release_workflow_id(cfg.app, env)
     if release and VERSION_RE.fullmatch(release):
-        query = f"WorkflowId='{wid}' AND StagecoachVersion='{release}'"
+        query = f"WorkflowId='{wid}' AND {VERSION.name}='{release}'"
         found = await find_run(client, query)
         if found is None:
             raise ValueError(f"no release {release} to {env} found (see `history {env}`)")
@@ -91,17 +109,67 @@ async def write_report(
         if found is None:
             raise ValueError(f"no release to {env} has run yet")
     wid, run_id, kind = found
-    if kind in ("Restore", "PointInTimeRecovery"):
-        rtype: Any = RestoreStatus if kind == "Restore" else PointInTimeResult
+    if kind in (WorkflowType.RESTORE, WorkflowType.POINT_IN_TIME_RECOVERY):
+        rtype: Any = RestoreStatus if kind == WorkflowType.RESTORE else PointInTimeResult
         rec = await final_status(client, wid, run_id, rtype)
         path = out or Path(f"report-{cfg.app}-{env}-{kind.lower()}.html")
-        path.write_text(report.recovery_report(rec, workflow_id=wid), encoding="utf-8")
+        path.write_text(pages.recovery_report(rec, workflow_id=wid), encoding="utf-8")
         return path, f"{kind} in {env}: {rec.outcome.value}"
     st: ReleaseStatus = await final_status(client, wid, run_id, ReleaseStatus)
     gates = await release_gates(client, wid, run_id)
     if gates is None:
         gates = cfg.gates_for(env)
-    page = report.release_report(st, gates, workflow_id=wid, run_id=run_id, link=link)
+    page = pages.release_report(st, gates, workflow_id=wid, run_id=run_id, link=link)
     path = out or Path(f"report-{cfg.app}-{env}-{st.version}.html")
     path.write_text(page, encoding="utf-8")
     return path, f"release {st.version} to {env}: {st.outcome.value}"
+
+
+# =============================================================================== report
+
+
+@app.command()
+def report(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="Environment.")],
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            metavar="RUN_ID|VERSION",
+            help="Which release: a run id or a version (default: the latest run).",
+        ),
+    ] = None,
+    drill: Annotated[
+        bool, typer.Option("--drill", help="Report the latest DR drill of ENV instead.")
+    ] = False,
+    html_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="FILE", help="Where to write the page (default report-...html)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a self-contained HTML report (inline SVG plots, no network needed to open it) of a
+    release: canary vs stable error rate and latency per reading, the traffic steps, the gate
+    limits, decisions and approvals on the timeline, the outcome and why; or of a DR drill,
+    restore or point-in-time recovery (durations vs RTO, data-loss window vs RPO)."""
+    cfg = load(config)
+    check_env(cfg, env)
+
+    async def _go() -> int:
+        client = await async_client(cfg)
+        wid = release_workflow_id(cfg.app, env)
+        try:
+            path, what = await write_report(
+                client, cfg, env, release, drill, html_file, web_link(wid)
+            )
+        except ValueError as e:
+            fail(str(e))
+        out.print(f"{what}: report written to {path}", markup=False, soft_wrap=True)
+        return EXIT_OK
+
+    raise typer.Exit(run(_go()))
+
+
+# =============================================================================== local stack
