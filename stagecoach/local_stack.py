@@ -1,6 +1,6 @@
 """Moved to `stagecoach.localstack`; this name stays only until stagecoach/keys.py imports
-`home` from there (then delete this file)."""
+`home` from `stagecoach.localstack.paths` (then delete this file)."""
 
-from stagecoach.localstack import home
+from stagecoach.localstack.paths import home
 
 __all__ = ["home"]

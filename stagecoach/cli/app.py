@@ -164,7 +164,12 @@ def check_env(cfg: Config, env: str) -> None:
 
 
 def settings() -> TemporalSettings:
-    return TemporalSettings.from_env()
+    """The Temporal client settings (`TemporalSettings.from_env`: Temporal's own environment
+    variables and config-file profiles); a config file that cannot be used exits 2."""
+    try:
+        return TemporalSettings.from_env()
+    except ValueError as e:
+        fail(f"{e}; fix the file TEMPORAL_CONFIG_FILE names or TEMPORAL_PROFILE", EXIT_INPUT)
 
 
 def ensure_stack(cfg: Config) -> None:

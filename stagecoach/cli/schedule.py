@@ -267,12 +267,8 @@ async def _schedule_delete(schedule_id: str) -> int:
 
 def _started_ids(desc: ScheduleDescription) -> list[str]:
     """The workflow ids a schedule started (recent and running), oldest first."""
-    ids = [
-        a.action.workflow_id
-        for a in desc.info.recent_actions
-        if isinstance(a.action, ScheduleActionExecutionStartWorkflow)
-    ]
-    return ids + [r.workflow_id for r in desc.info.running_actions]
+    actions = [a.action for a in desc.info.recent_actions] + list(desc.info.running_actions)
+    return [a.workflow_id for a in actions if isinstance(a, ScheduleActionExecutionStartWorkflow)]
 
 
 async def _schedule_trigger(schedule_id: str, wait: bool, as_json: bool) -> int:

@@ -245,6 +245,40 @@ async def test_temporal_unreachable_exits_3(cli_env: dict[str, str], tmp_path: P
     assert not port_open("127.0.0.1", port)
 
 
+async def test_temporal_settings_from_a_cli_profile(
+    cli_env: dict[str, str], temporal_address: str, tmp_path: Path
+) -> None:
+    """Temporal's own client config (temporalio.envconfig): a profile of TEMPORAL_CONFIG_FILE
+    picked by TEMPORAL_PROFILE reaches the server; an unknown profile is one line, exit 2."""
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(f'[profile.e2e]\naddress = "{temporal_address}"\nnamespace = "default"\n')
+    env = {k: v for k, v in cli_env.items() if k != "TEMPORAL_ADDRESS"}
+    env.update(TEMPORAL_CONFIG_FILE=str(toml), TEMPORAL_PROFILE="e2e")
+    res = await starter(env, "history", "dev", "--json")
+    assert res.returncode == 0, show(res)
+    assert isinstance(json.loads(res.stdout), list)
+    res = await starter({**env, "TEMPORAL_PROFILE": "nope"}, "history", "dev")
+    assert_one_line_error(res, 2, "'nope'", "TEMPORAL_PROFILE")
+
+
+async def test_schedule_cron_refused_by_temporal_exits_2(
+    cli_env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """The cron is Temporal's to validate: a field it refuses is one line naming the fix, and
+    no schedule exists afterwards."""
+    app = f"cron-{uuid.uuid4().hex[:6]}"
+    data = yaml.safe_load((ROOT / "deploy.yaml").read_text())
+    data["app"] = app
+    cfg = str(write_config(tmp_path / "deploy.yaml", data))
+    res = await starter(
+        cli_env, "schedule", "dr-drill", "dev", "--cron", "61 3 * * *", "--config", cfg
+    )
+    assert_one_line_error(res, 2, "'61 3 * * *'", "Minute", "0 3 1-7 * SUN")
+    with pytest.raises(RPCError) as missing:
+        await client.get_schedule_handle(f"dr-drill-{app}-dev").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+
 # ----------------------------------------------------------------------------- releases
 
 
