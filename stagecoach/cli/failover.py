@@ -41,6 +41,7 @@ from stagecoach.cli.app import (
     who,
 )
 from stagecoach.cli.follow import follow_events
+from stagecoach.cli.render import iso, words
 from stagecoach.cli.render_dr import dump, print_lines
 from stagecoach.config import Config, check_version
 from stagecoach.contract import (
@@ -88,7 +89,7 @@ async def last_promoted_version(client: Client, cfg: Config, env: str) -> tuple[
             newest = (started, version)
     if newest is None:
         return None
-    return newest[1], f"release {newest[1]} promoted {newest[0]:%Y-%m-%d %H:%M} UTC"
+    return newest[1], f"release {newest[1]} promoted {iso(newest[0])}"
 
 
 async def _version(client: Client, cfg: Config, env: str, given: str | None) -> tuple[str, str]:
@@ -144,10 +145,10 @@ def report_lines(st: FailoverStatus) -> list[str]:
     what = {"failover": "Failover", "failback": "Failback", "drill": "Regional DR drill"}[st.mode]
     lines = [
         f"{what} of {st.app} {st.env}: {st.from_region} -> {st.to_region}   "
-        f"outcome {st.outcome.value}   images {st.version}"
+        f"{words(st.outcome.value)}   images {st.version}"
     ]
     if st.backup is not None:
-        when = f"{st.backup.enqueued_time:%Y-%m-%d %H:%M:%S} UTC" if st.backup.enqueued_time else ""
+        when = iso(st.backup.enqueued_time) if st.backup.enqueued_time else ""
         lines.append(
             f"database   {st.instance} ({st.to_region}) <- backup {st.backup.id} "
             f"({st.backup.type} {when}) of {st.source_instance}"

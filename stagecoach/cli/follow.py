@@ -31,6 +31,7 @@ from stagecoach.cli.app import (
     print_json,
     web_link,
 )
+from stagecoach.cli.schemas import status_output, to_json
 from stagecoach.config import Config
 from stagecoach.contract import Message, release_workflow_id
 from stagecoach.models import Outcome, Phase, ReleaseStatus
@@ -137,8 +138,10 @@ async def follow_events(
 
 
 class Follower:
-    """Poll the `status` query every second and show it (live panel on a terminal, new events as
-    plain lines otherwise, nothing with --json) until the workflow result arrives."""
+    """Follow a release until it ends. Each event is printed once, as it arrives, with its full
+    time (the whole story stays in the scrollback); on a terminal one compact live line below
+    them says what happens now. At the end: the release's panel and a one-line summary. With
+    --json: nothing until the end, then the final status."""
 
     def __init__(self, client: Client, cfg: Config, env: str, json_out: bool, note_: str = ""):
         self.client = client
@@ -155,7 +158,7 @@ class Follower:
             note=note_,
         )
         self.last: ReleaseStatus | None = None
-        self._events: list[str] = []  # the events already printed (plain output)
+        self._events: list[str] = []  # the events already printed
         self._approval_shown = False
 
     async def follow(self) -> tuple[ReleaseStatus, int]:
@@ -164,7 +167,7 @@ class Follower:
         )
         live: Live | None = None
         if not self.json_out and out.is_terminal:
-            live = Live(console=out, refresh_per_second=4, transient=False)
+            live = Live(console=out, refresh_per_second=4, transient=True)
             live.start()
         try:
             try:
@@ -172,12 +175,10 @@ class Follower:
             except WorkflowFailureError as e:
                 final = self._failed(e)
             self.last = final
-            if live is not None:
-                live.update(render.release_view(final, self._final_ctx()))
         finally:
             if live is not None:
                 live.stop()
-        self._finish(final, live is not None)
+        self._finish(final)
         return final, EXIT_OK if final.outcome == Outcome.PROMOTED else EXIT_FAILED
 
     def _final_ctx(self) -> render.ViewContext:
@@ -192,11 +193,8 @@ class Follower:
         self.last = st
         if self.json_out:
             return
-        if live is not None:
-            live.update(render.release_view(st, self.ctx))
-            return
-        for e in render.new_events(self._events, st.events):
-            out.print(e, markup=False, soft_wrap=True)
+        for line in render.new_event_lines(self._events, st):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         self._events = list(st.events)
         if st.awaiting_approval_for is None:
             self._approval_shown = False
@@ -207,6 +205,8 @@ class Follower:
                 markup=False,
                 soft_wrap=True,
             )
+        if live is not None:
+            live.update(render.live_line(st, self.ctx.note))
 
     def _failed(self, e: WorkflowFailureError) -> ReleaseStatus:
         cause = e.cause
@@ -220,16 +220,13 @@ class Follower:
             }
         )
 
-    def _finish(self, final: ReleaseStatus, was_live: bool) -> None:
+    def _finish(self, final: ReleaseStatus) -> None:
         if self.json_out:
-            print_json(render.to_json(render.status_dict(final, self.wid, self.ctx.link)))
+            print_json(to_json(status_output(final, self.wid, self.ctx.link)))
             return
-        if not was_live:
-            self._show(final, None)
-            ctx = self._final_ctx()
-            ctx.show_events = False  # already printed line by line
-            render.print_release(out, final, ctx)
-        else:
-            out.print(f"Web UI: {self.ctx.link}", style="blue", soft_wrap=True, markup=False)
+        self._show(final, None)  # the last events
+        ctx = self._final_ctx()
+        ctx.show_events = False  # printed line by line above
+        render.print_release(out, final, ctx)
         style = render.OUTCOME_STYLE.get(final.outcome, "")
-        out.print(f"[bold {style}]{render.summary_line(final)}[/]")
+        out.print(render.summary_line(final), style=f"bold {style}", markup=False, soft_wrap=True)

@@ -23,6 +23,7 @@ from stagecoach.cli.app import (
     print_json,
     settings,
 )
+from stagecoach.cli.schemas import ComponentOutput, to_json
 from stagecoach.localstack import LocalStack, StackError, home, stop_all, ui_url
 
 local_app = typer.Typer(
@@ -66,7 +67,7 @@ def local_status(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
     cfg = load(config)
     rows = LocalStack(cfg, loaded_config_file(), settings()).status()
     if json_out:
-        print_json(render.to_json([r.__dict__ for r in rows]))
+        print_json(to_json([ComponentOutput(**r.__dict__).model_dump(mode="json") for r in rows]))
     else:
         out.print(render.stack_table(rows))
     raise typer.Exit(EXIT_OK if all(r.healthy for r in rows) else EXIT_UNREACHABLE)

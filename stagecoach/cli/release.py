@@ -48,6 +48,7 @@ from stagecoach.cli.app import (
     who,
 )
 from stagecoach.cli.follow import Follower, query_status
+from stagecoach.cli.schemas import DeployStarted, status_output, to_json
 from stagecoach.config import Config, ConfigError, format_duration
 from stagecoach.contract import Message, WorkflowType, release_workflow_id
 from stagecoach.models import (
@@ -141,18 +142,15 @@ async def _deploy(cfg: Config, inp: ReleaseInput, detach: bool, json_out: bool) 
     link = web_link(wid)
     if detach:
         if json_out:
-            print_json(
-                render.to_json(
-                    {
-                        "workflow_id": wid,
-                        "run_id": handle.result_run_id,
-                        "release_id": inp.release_id,
-                        "version": inp.version,
-                        "env": inp.env,
-                        "web_ui": link,
-                    }
-                )
+            started = DeployStarted(
+                workflow_id=wid,
+                run_id=handle.result_run_id,
+                release_id=inp.release_id,
+                version=inp.version,
+                env=inp.env,
+                web_ui=link,
             )
+            print_json(started.model_dump_json(indent=2))
         else:
             out.print(
                 f"Started release {inp.version} to {inp.env} as {wid} "
@@ -307,7 +305,7 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
     else:
         st = _closed_status(cfg, env, desc)
     if json_out:
-        print_json(render.to_json(render.status_dict(st, wid, follower.ctx.link)))
+        print_json(to_json(status_output(st, wid, follower.ctx.link)))
     else:
         render.print_release(out, st, follower._final_ctx())
     return EXIT_OK

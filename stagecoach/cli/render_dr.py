@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from rich.table import Table
 
 from stagecoach.cli.app import out
+from stagecoach.cli.render import iso, words
 from stagecoach.dr_models import DrillReport, PointInTimeResult, RestoreStatus
 from stagecoach.models import BackupInfo
 
@@ -21,7 +22,8 @@ def dump(model: BaseModel | list[Any] | dict[str, Any]) -> str:
 
 
 def utc_time(dt: datetime | None) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+    """ISO 8601, UTC, to the second (as every time the CLI prints)."""
+    return iso(dt)
 
 
 def seconds(x: float | None) -> str:
@@ -47,7 +49,8 @@ def backups_table(backups: list[BackupInfo], title: str) -> Table:
 
 def restore_summary(st: RestoreStatus) -> list[str]:
     lines = [
-        f"restore of backup {st.backup_id} into {st.instance} ({st.env}): {st.outcome.value}",
+        f"restore of backup {st.backup_id} into {st.instance} ({st.env}): "
+        + words(st.outcome.value),
     ]
     if st.error or st.abort_reason:
         lines.append(f"  reason: {st.error or st.abort_reason}")
@@ -68,7 +71,7 @@ def restore_summary(st: RestoreStatus) -> list[str]:
 def pitr_summary(st: PointInTimeResult) -> list[str]:
     lines = [
         f"point-in-time recovery of {st.source_instance} at {utc_time(st.point_in_time)} into "
-        f"{st.recovery_instance}: {st.outcome.value}"
+        f"{st.recovery_instance}: {words(st.outcome.value)}"
     ]
     if st.error or st.abort_reason:
         lines.append(f"  reason: {st.error or st.abort_reason}")
@@ -85,7 +88,7 @@ def drill_view(r: DrillReport) -> list[Any]:
     """The drill report as printed (a table and summary lines)."""
     b = r.backup
     head = (
-        f"DR drill {r.env}: {r.outcome.value} -- backup {b.id if b else '-'} "
+        f"DR drill {r.env}: {words(r.outcome.value)} -- backup {b.id if b else '-'} "
         f"({b.type if b else '-'}, {utc_time(b.enqueued_time) if b else '-'}) "
         f"of {r.source_instance} "
         f"restored into {r.scratch_instance}"

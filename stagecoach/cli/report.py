@@ -22,6 +22,7 @@ from stagecoach.cli.app import (
     run,
     web_link,
 )
+from stagecoach.cli.render import words
 from stagecoach.config import VERSION_RE, Config, Gates
 from stagecoach.contract import (
     ENVIRONMENT,
@@ -91,7 +92,7 @@ async def write_report(
         r: DrillReport = await final_status(client, wid, run_id, DrillReport)
         path = out or Path(f"report-{cfg.app}-{env}-drill.html")
         path.write_text(pages.drill_report(r, workflow_id=wid), encoding="utf-8")
-        return path, f"DR drill of {r.source_instance}: {r.outcome.value}"
+        return path, f"DR drill of {r.source_instance}: {words(r.outcome.value)}"
     wid = release_workflow_id(cfg.app, env)
     if release and VERSION_RE.fullmatch(release):
         query = f"WorkflowId='{wid}' AND {VERSION.name}='{release}'"
@@ -114,7 +115,7 @@ async def write_report(
         rec = await final_status(client, wid, run_id, rtype)
         path = out or Path(f"report-{cfg.app}-{env}-{kind.lower()}.html")
         path.write_text(pages.recovery_report(rec, workflow_id=wid), encoding="utf-8")
-        return path, f"{kind} in {env}: {rec.outcome.value}"
+        return path, f"{kind} in {env}: {words(rec.outcome.value)}"
     st: ReleaseStatus = await final_status(client, wid, run_id, ReleaseStatus)
     gates = await release_gates(client, wid, run_id)
     if gates is None:
@@ -122,7 +123,7 @@ async def write_report(
     page = pages.release_report(st, gates, workflow_id=wid, run_id=run_id, link=link)
     path = out or Path(f"report-{cfg.app}-{env}-{st.version}.html")
     path.write_text(page, encoding="utf-8")
-    return path, f"release {st.version} to {env}: {st.outcome.value}"
+    return path, f"release {st.version} to {env}: {words(st.outcome.value)}"
 
 
 # =============================================================================== report

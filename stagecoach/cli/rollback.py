@@ -34,6 +34,7 @@ from stagecoach.cli.app import (
     web_link,
     who,
 )
+from stagecoach.cli.schemas import RollbackOutput
 from stagecoach.config import Config, ConfigError
 from stagecoach.contract import WorkflowType, release_workflow_id, rollback_workflow_id
 from stagecoach.models import (
@@ -188,10 +189,12 @@ async def _rollback(cfg: Config, env: str, names: list[str], json_out: bool) -> 
         fail(f"rollback workflow failed: {getattr(e.cause, 'message', None) or e}", EXIT_FAILED)
     migration = await _migration_note(client, cfg, env)
     if json_out:
-        extra = {"workflow_id": wid} | ({"migration_note": migration} if migration else {})
-        print_json(render.to_json(res.model_dump(mode="json") | extra))
+        output = RollbackOutput(**res.model_dump(), workflow_id=wid, migration_note=migration)
+        print_json(output.model_dump_json(indent=2))
     else:
-        out.print(render.rollback_table(res, f"Rollback in {env}: {res.outcome.value}"))
+        out.print(
+            render.rollback_table(res, f"Rollback in {env}: {render.words(res.outcome.value)}")
+        )
         if migration:
             out.print(migration, markup=False, soft_wrap=True, style="bold yellow")
     return EXIT_OK if res.outcome == Outcome.ROLLED_BACK else EXIT_FAILED

@@ -12,7 +12,6 @@ refuses exits 2 naming the fix.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -49,7 +48,9 @@ from stagecoach.cli.app import (
 )
 from stagecoach.cli.dr import drill_exit, drill_input
 from stagecoach.cli.follow import follow_events
+from stagecoach.cli.render import iso
 from stagecoach.cli.render_dr import utc_time
+from stagecoach.cli.schemas import ScheduleEntry, to_json
 from stagecoach.contract import WorkflowType, drill_schedule_id, drill_workflow_id
 from stagecoach.dr_models import DrillReport
 
@@ -205,39 +206,36 @@ def _spec_text(spec: Any) -> str:
 
 async def _schedule_list(as_json: bool) -> int:
     client = await async_client()
-    rows: list[dict[str, Any]] = []
+    rows: list[ScheduleEntry] = []
     async for entry in await client.list_schedules():
         info = entry.info
         sched = entry.schedule
         recent = info.recent_actions[-1] if info and info.recent_actions else None
         rows.append(
-            {
-                "id": entry.id,
-                "workflow_type": getattr(getattr(sched, "action", None), "workflow", "")
-                if sched
-                else "",
-                "spec": _spec_text(sched.spec) if sched else "",
-                "paused": bool(sched and sched.state.paused),
-                "next": [t.isoformat() for t in (info.next_action_times[:3] if info else [])],
-                "last": recent.started_at.isoformat() if recent else None,
-            }
+            ScheduleEntry(
+                id=entry.id,
+                workflow_type=str(getattr(getattr(sched, "action", None), "workflow", "") or ""),
+                spec=_spec_text(sched.spec) if sched else "",
+                paused=bool(sched and sched.state.paused),
+                next=list(info.next_action_times[:3]) if info else [],
+                last=recent.started_at if recent else None,
+            )
         )
-    rows.sort(key=lambda r: str(r["id"]))
+    rows.sort(key=lambda r: r.id)
     if as_json:
-        print_json(json.dumps(rows))
+        print_json(to_json([r.model_dump(mode="json") for r in rows]))
         return EXIT_OK
     table = Table(title="schedules")
     for col in ("id", "workflow", "spec (UTC)", "paused", "next run", "last run"):
         table.add_column(col)
     for r in rows:
-        nxt = r["next"][0] if r["next"] else "-"
         table.add_row(
-            str(r["id"]),
-            str(r["workflow_type"]),
-            str(r["spec"]),
-            "yes" if r["paused"] else "no",
-            str(nxt),
-            str(r["last"] or "-"),
+            r.id,
+            r.workflow_type,
+            r.spec,
+            "yes" if r.paused else "no",
+            iso(r.next[0] if r.next else None),
+            iso(r.last),
         )
     out.print(table)
     return EXIT_OK
