@@ -225,8 +225,4 @@ class Follower:
             print_json(to_json(status_output(final, self.wid, self.ctx.link)))
             return
         self._show(final, None)  # the last events
-        ctx = self._final_ctx()
-        ctx.show_events = False  # printed line by line above
-        render.print_release(out, final, ctx)
-        style = render.OUTCOME_STYLE.get(final.outcome, "")
-        out.print(render.summary_line(final), style=f"bold {style}", markup=False, soft_wrap=True)
+        render.print_finished(out, final, self.ctx)

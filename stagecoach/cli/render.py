@@ -4,7 +4,7 @@ Pure functions from models to rich renderables or strings (no I/O, no Temporal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from rich.text import Text
 from stagecoach.cli.schemas import HistoryEntry
 from stagecoach.models import (
     Outcome,
+    Phase,
     Reading,
     ReleaseStatus,
     RollbackResult,
@@ -201,7 +202,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
     parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
     parts.extend(Text(line) for line in hook_lines(st))
 
-    parts.append(ServicesView(st.services))
+    parts.append(ServicesView(st))
     for svc in st.services:
         if svc.readings:
             reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
@@ -248,14 +249,27 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
     return Group(panel, Text(f"Web UI: {ctx.link}", style="blue", overflow="fold"))
 
 
+def service_state(st: ReleaseStatus, svc: ServiceStatus) -> str:
+    """A service's state in words; the service the release is at says what it waits for
+    (baking, awaiting approval, frozen, paused) rather than "shifting" for all of them."""
+    at_it = st.outcome == Outcome.RUNNING and st.current_service in (svc.name, svc.run_service)
+    if svc.state == "shifting" and at_it:
+        if st.awaiting_approval_for is not None:
+            return "awaiting approval"
+        if st.phase in (Phase.BAKING, Phase.FROZEN, Phase.PAUSED):
+            return words(st.phase.value)
+    return words(svc.state)
+
+
 class ServicesView:
     """The services of a release: a table where names fit on one line each, else (narrow
     terminals) a block per service, so no service or revision name is broken mid-word."""
 
     WIDE = 110  # columns from which the table fits the usual names whole
 
-    def __init__(self, services: list[ServiceStatus]) -> None:
-        self.services = services
+    def __init__(self, st: ReleaseStatus) -> None:
+        self.st = st
+        self.services = st.services
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if options.max_width >= self.WIDE:
@@ -266,7 +280,7 @@ class ServicesView:
             for svc in self.services:
                 table.add_row(
                     svc.run_service,
-                    Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
+                    Text(service_state(self.st, svc), style=STATE_STYLE.get(svc.state, "")),
                     ", ".join(svc.stable_revisions) or "-",
                     svc.canary_revision or "-",
                     str(svc.percent),
@@ -275,7 +289,7 @@ class ServicesView:
             return
         for svc in self.services:
             head = Text(svc.run_service, style="bold")
-            head.append(f"  {svc.state}", style=STATE_STYLE.get(svc.state, ""))
+            head.append(f"  {service_state(self.st, svc)}", style=STATE_STYLE.get(svc.state, ""))
             head.append(f"  {svc.percent}%")
             yield head
             yield Text(f"  stable  {', '.join(svc.stable_revisions) or '-'}")
@@ -289,6 +303,14 @@ def new_events(seen: list[str], events: list[str]) -> list[str]:
         if seen[-k:] == events[:k]:
             return events[k:]
     return events
+
+
+def print_finished(console: Console, st: ReleaseStatus, ctx: ViewContext) -> None:
+    """What follows a release's events once it ended: its panel (without the events, printed
+    above it already), the Web UI link, and one summary line."""
+    print_release(console, st, replace(ctx, show_events=False, note=""))
+    style = OUTCOME_STYLE.get(st.outcome, "")
+    console.print(summary_line(st), style=f"bold {style}", markup=False, soft_wrap=True)
 
 
 def summary_line(st: ReleaseStatus) -> str:

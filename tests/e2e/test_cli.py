@@ -27,6 +27,7 @@ from google.cloud import run_v2
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
 from stagecoach.models import Target
 from stagecoach.temporal import build_worker, free_port, port_open
@@ -72,6 +73,12 @@ async def starter(
         text=True,
         timeout=timeout,
     )
+
+
+def output(res: subprocess.CompletedProcess[str], command: str) -> Any:
+    """A command's --json output, checked against its documented schema (docs/schemas/)."""
+    schemas.validate(command, res.stdout)
+    return json.loads(res.stdout)
 
 
 def show(res: subprocess.CompletedProcess[str]) -> str:
@@ -290,9 +297,12 @@ async def test_deploy_json_promoted_then_status_and_history(
             cli_env, "deploy", "dev", "v1.2.0", "--bake", "1s", "--interval", "1s", "--json"
         )
         assert res.returncode == 0, show(res)
-        final = json.loads(res.stdout)
+        final = output(res, "deploy")
         assert final["outcome"] == "promoted"
         assert final["phase"] == "done"
+        times = [final["started_at"], final["ended_at"], *(e["at"] for e in final["events"])]
+        assert all(t.endswith("Z") for t in times), times  # ISO 8601, UTC
+        assert "started by e2e-tester" in final["events"][0]["text"]
         assert final["version"] == "v1.2.0"
         assert final["workflow_id"] == f"deploy-{APP}-dev"
         assert [s["run_service"] for s in final["services"]] == [
@@ -313,7 +323,7 @@ async def test_deploy_json_promoted_then_status_and_history(
 
         res = await starter(cli_env, "status", "dev", "--json")
         assert res.returncode == 0, show(res)
-        st = json.loads(res.stdout)
+        st = output(res, "status")
         for key in ("phase", "version", "outcome", "backup_id", "services"):
             assert key in st, key
         assert (st["phase"], st["version"], st["outcome"]) == ("done", "v1.2.0", "promoted")
@@ -333,7 +343,7 @@ async def test_deploy_json_promoted_then_status_and_history(
     for _ in range(50):
         res = await starter(cli_env, "history", "dev", "--json")
         assert res.returncode == 0, show(res)
-        rows = json.loads(res.stdout)
+        rows = output(res, "history")
         if any(r["version"] == "v1.2.0" and r["outcome"] == "promoted" for r in rows):
             break
         await asyncio.sleep(0.2)
@@ -470,20 +480,21 @@ async def test_rollback_goes_to_the_revision_that_served_before(
                 timeout=10,
             ).raise_for_status()
         assert res.returncode == 1, show(res)
-        failed = json.loads(res.stdout)
+        failed = output(res, "deploy")
         assert failed["outcome"] == "failed"
         v2 = failed["services"][0]["canary_revision"]
         assert v2 and live_traffic(gcpsim, project, service) == [(v1, 100)]
         # the execution ended Failed; status and history still tell the whole status
         res = await starter(cli_env, "status", "dev", "--json")
         assert res.returncode == 0, show(res)
-        shown = json.loads(res.stdout)
+        shown = output(res, "status")
         assert shown["outcome"] == "failed" and shown["services"][0]["canary_revision"] == v2
         assert "smoke" in shown["error"]
         res = await starter(cli_env, "history", "dev", "--json", "--limit", "1")
         assert res.returncode == 0, show(res)
-        [row] = json.loads(res.stdout)
+        [row] = output(res, "history")
         assert (row["status"], row["outcome"], row["version"]) == ("failed", "failed", "v1.7.0")
+        assert "smoke" in row["reason"] and row["duration_seconds"] > 0
         page = tmp_path / "v170.html"
         res = await starter(cli_env, "report", "dev", "--release", "v1.7.0", "--html", str(page))
         assert res.returncode == 0, show(res)
@@ -498,7 +509,7 @@ async def test_rollback_goes_to_the_revision_that_served_before(
         pipeline = live_traffic(gcpsim, project, "python-pipeline-dev")
         res = await starter(cli_env, "rollback", "dev", "--service", "node-server", "--json")
         assert res.returncode == 0, show(res)
-        result = json.loads(res.stdout)
+        result = output(res, "rollback")
         assert result["outcome"] == "rolled_back"
         [svc] = result["services"]
         assert svc["service"] == service and svc["error"] == "" and svc["changed"]
@@ -555,7 +566,7 @@ async def test_local_stack_auto_start_status_down(tmp_path: Path) -> None:
 
         res = await starter(env, "local", "status", "--json")
         assert res.returncode == 0, show(res)
-        rows = {r["name"]: r for r in json.loads(res.stdout)}
+        rows = {r["name"]: r for r in output(res, "local-status")}
         assert set(rows) == {"temporal", "gcpsim", "worker"}
         assert all(r["healthy"] and r["pid"] for r in rows.values()), rows
     finally:
