@@ -36,6 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from stagecoach import contract
 from stagecoach.cli import render
+from stagecoach.cli.render import STARTER
 from stagecoach.config import Config, ConfigError, config_path, load_config, parse_duration
 from stagecoach.localstack import LOCAL_HOSTS, LocalStack, StackError, ui_url
 from stagecoach.temporal import TemporalSettings, connect
@@ -48,7 +49,6 @@ EXIT_UNREACHABLE = 3
 POLL_SECONDS = 1.0
 FOLLOW_OUTAGE_SECONDS = 300.0  # how long following outlasts a Temporal outage before exit 3
 RETRYABLE_RPC = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
-STARTER = "python starter.py"
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -4,8 +4,10 @@ Pure functions from models to rich renderables or strings (no I/O, no Temporal).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -26,6 +28,10 @@ from stagecoach.models import (
 )
 from stagecoach.report import event_times
 from stagecoach.splits import describe
+
+# How the program was started, for the commands messages suggest: `python starter.py` in a
+# checkout, else the installed `stagecoach` script.
+STARTER = "python starter.py" if Path(sys.argv[0]).name == "starter.py" else "stagecoach"
 
 OUTCOME_STYLE = {
     Outcome.RUNNING: "cyan",
@@ -53,7 +59,7 @@ def workflow_link(ui: str, namespace: str, workflow_id: str) -> str:
 
 def approve_command(env: str, approvers: list[str] | None = None) -> str:
     who = approvers[0] if approvers and len(approvers) == 1 else "NAME"
-    return f"python starter.py approve {env} --by {who}"
+    return f"{STARTER} approve {env} --by {who}"
 
 
 # ----------------------------------------------------------------------------- readings
