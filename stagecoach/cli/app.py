@@ -260,8 +260,8 @@ def _rpc_failure(e: RPCError) -> NoReturn:
     if e.status == RPCStatusCode.INVALID_ARGUMENT and "Stagecoach" in e.message:
         fail(
             f"Temporal at {s.address} does not know Stagecoach's search attributes ({e.message});"
-            " register StagecoachEnvironment, StagecoachVersion, StagecoachPhase and "
-            "StagecoachOutcome as Keyword with `temporal operator search-attribute create "
+            f" register {', '.join(contract.SEARCH_ATTRIBUTES)} as Keyword with "
+            "`temporal operator search-attribute create "
             "--name NAME --type Keyword` (docker-compose.temporal.yml and `local up` do it)",
             EXIT_INPUT,
         )
