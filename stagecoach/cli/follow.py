@@ -104,10 +104,9 @@ class EventPrinter:
         self.seen: list[str] = []
 
     def show(self, st: Any) -> None:
-        events = [str(e) for e in getattr(st, "events", [])]
-        for line in render.new_events(self.seen, events):
+        for line in render.new_event_lines(self.seen, st):
             out.print(f"{self.indent}{line}", markup=False, highlight=False, soft_wrap=True)
-        self.seen = events
+        self.seen = list(st.events)
 
 
 async def follow_events(
@@ -158,7 +157,7 @@ class Follower:
             note=note_,
         )
         self.last: ReleaseStatus | None = None
-        self._events: list[str] = []  # the events already printed
+        self._printer = EventPrinter()
         self._approval_shown = False
 
     async def follow(self) -> tuple[ReleaseStatus, int]:
@@ -193,9 +192,7 @@ class Follower:
         self.last = st
         if self.json_out:
             return
-        for line in render.new_event_lines(self._events, st):
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
-        self._events = list(st.events)
+        self._printer.show(st)
         if st.awaiting_approval_for is None:
             self._approval_shown = False
         elif not self._approval_shown:

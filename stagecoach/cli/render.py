@@ -324,14 +324,19 @@ def summary_line(st: ReleaseStatus) -> str:
     return f"Release {st.version} to {st.env}: {words(st.outcome.value)}"
 
 
-def event_lines(st: ReleaseStatus) -> list[str]:
-    """The status's events with their full times (ISO 8601, UTC), one line each."""
+def event_lines(st: ReleaseStatus | Any) -> list[str]:
+    """The events of a status (a release's or a DR workflow's: `events` "HH:MM:SS text" and
+    `started_at`) with their full times (ISO 8601, UTC), one line each."""
+    if not isinstance(st, ReleaseStatus):  # the same two fields, read the same way
+        st = ReleaseStatus.model_construct(
+            app="", env="", version="", events=list(st.events), started_at=st.started_at
+        )
     return [f"{iso(at)}  {text}" if at else text for at, text in event_times(st)]
 
 
-def new_event_lines(seen: list[str], st: ReleaseStatus) -> list[str]:
+def new_event_lines(seen: list[str], st: ReleaseStatus | Any) -> list[str]:
     """The events of `st` not printed yet (`seen`: the raw events printed), with full times."""
-    new = new_events(seen, st.events)
+    new = new_events(seen, list(st.events))
     return event_lines(st)[len(st.events) - len(new) :] if new else []
 
 

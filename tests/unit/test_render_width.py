@@ -20,6 +20,7 @@ from rich.console import Console
 
 from stagecoach.cli import render, schemas
 from stagecoach.cli.schemas import HistoryEntry
+from stagecoach.dr_models import RestoreStatus
 from stagecoach.models import (
     ApprovalRecord,
     Outcome,
@@ -297,6 +298,24 @@ def test_names_whole_links_on_one_line_iso_times_no_enum_names(kind: str, width:
     assert "2026-11-30T23:58:01Z" in text
     for enum_name in ("rolled_back", "awaiting_approval", "smoke_tested"):
         assert enum_name not in text, text
+
+
+def test_dr_events_get_their_full_times_too() -> None:
+    """A restore's events ("HH:MM:SS text", as every workflow writes them) print like a
+    release's: with the date from its start, the next day after midnight."""
+    st = RestoreStatus(
+        app="legal-forms",
+        env="dev",
+        instance="legal-forms-dev",
+        backup_id="17",
+        started_at=T0,
+        events=["23:58:30 draining node-server-dev", "00:02:00 restore done"],
+    )
+    assert render.event_lines(st) == [
+        "2026-11-30T23:58:30Z  draining node-server-dev",
+        "2026-12-01T00:02:00Z  restore done",
+    ]
+    assert render.new_event_lines(st.events[:1], st) == ["2026-12-01T00:02:00Z  restore done"]
 
 
 def test_a_reason_is_printed_once_at_the_end_of_a_deploy() -> None:
