@@ -371,6 +371,24 @@ def nothing_running(
 # =============================================================================== starting
 
 
+async def started_input(
+    client: Client, workflow_id: str, run_id: str, input_type: type[T]
+) -> T | None:
+    """The input a run was started with (its first history event), or None when it is not an
+    `input_type` (a recovery's input that continued as new into a release, ...)."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    async for event in handle.fetch_history_events():
+        attrs = event.workflow_execution_started_event_attributes
+        if not attrs.input.payloads:
+            return None
+        try:
+            [inp] = await client.data_converter.decode(attrs.input.payloads, [input_type])
+        except Exception:
+            return None
+        return inp if isinstance(inp, input_type) else None
+    return None
+
+
 def detached(env: str, what: str = "release") -> NoReturn:
     note(
         f"\nDetached: the {what} goes on in Temporal. Follow it with "

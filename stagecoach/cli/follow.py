@@ -142,7 +142,15 @@ class Follower:
     them says what happens now. At the end: the release's panel and a one-line summary. With
     --json: nothing until the end, then the final status."""
 
-    def __init__(self, client: Client, cfg: Config, env: str, json_out: bool, note_: str = ""):
+    def __init__(
+        self,
+        client: Client,
+        cfg: Config,
+        env: str,
+        json_out: bool,
+        note_: str = "",
+        images: dict[str, str] | None = None,
+    ):
         self.client = client
         self.cfg = cfg
         self.env = env
@@ -157,6 +165,7 @@ class Follower:
             note=note_,
         )
         self.last: ReleaseStatus | None = None
+        self.images = images or {}  # each service's image from the release's input (--json)
         self._printer = EventPrinter()
         self._approval_shown = False
 
@@ -219,7 +228,7 @@ class Follower:
 
     def _finish(self, final: ReleaseStatus) -> None:
         if self.json_out:
-            print_json(to_json(status_output(final, self.wid, self.ctx.link)))
+            print_json(to_json(status_output(final, self.wid, self.ctx.link, self.images)))
             return
         self._show(final, None)  # the last events
         render.print_finished(out, final, self.ctx)

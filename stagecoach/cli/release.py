@@ -44,6 +44,7 @@ from stagecoach.cli.app import (
     sa,
     services_opt,
     start,
+    started_input,
     web_link,
     who,
 )
@@ -105,6 +106,11 @@ def _static_details(cfg: Config, inp: ReleaseInput) -> str:
         )
     lines.append(f"Requested by {inp.requested_by}")
     return "\n".join(lines)
+
+
+def _images(inp: ReleaseInput | None) -> dict[str, str]:
+    """Each service's image as planned ("" for a release that keeps the serving image)."""
+    return {p.name: p.image for p in inp.services if p.image} if inp is not None else {}
 
 
 def _memo(inp: ReleaseInput) -> dict[str, str] | None:
@@ -170,7 +176,12 @@ async def _deploy(cfg: Config, inp: ReleaseInput, detach: bool, json_out: bool) 
             soft_wrap=True,
         )
     follower = Follower(
-        client, cfg, inp.env, json_out, note_="Ctrl-C detaches; the release goes on."
+        client,
+        cfg,
+        inp.env,
+        json_out,
+        note_="Ctrl-C detaches; the release goes on.",
+        images=_images(inp),
     )
     _final, code = await follower.follow()
     return code
@@ -276,8 +287,16 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
         return await failover.show_status(client, wid, desc, json_out, wait)
     if desc.workflow_type != WorkflowType.RELEASE:  # a restore holds the environment's workflow id
         return await dr.show_recovery_status(client, wid, desc, json_out, wait)
+    images: dict[str, str] = {}
+    if json_out:  # the images the status does not name yet: from the release's input
+        images = _images(await started_input(client, wid, desc.run_id, ReleaseInput))
     follower = Follower(
-        client, cfg, env, json_out, note_="Ctrl-C stops watching; the release goes on."
+        client,
+        cfg,
+        env,
+        json_out,
+        note_="Ctrl-C stops watching; the release goes on.",
+        images=images,
     )
     if wait:
         _final, code = await follower.follow()
@@ -291,8 +310,8 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
         if st is None:
             fail(
                 f"release {sa(desc, contract.VERSION)} to {env} is running but no worker "
-                "answered its "
-                f"status query; start one (`python worker.py` or `{STARTER} local up`)",
+                "answered its status query; start one "
+                f"(`python worker.py` or `{STARTER} local up`)",
                 EXIT_UNREACHABLE,
             )
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
@@ -305,7 +324,7 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
     else:
         st = _closed_status(cfg, env, desc)
     if json_out:
-        print_json(to_json(status_output(st, wid, follower.ctx.link)))
+        print_json(to_json(status_output(st, wid, follower.ctx.link, images)))
     else:
         render.print_release(out, st, follower._final_ctx())
     return EXIT_OK

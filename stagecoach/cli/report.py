@@ -20,6 +20,7 @@ from stagecoach.cli.app import (
     load,
     out,
     run,
+    started_input,
     web_link,
 )
 from stagecoach.cli.render import words
@@ -51,17 +52,8 @@ async def final_status(client: Client, workflow_id: str, run_id: str, result_typ
 
 async def release_gates(client: Client, workflow_id: str, run_id: str) -> Gates | None:
     """The gates the run was started with (its input in the first history event)."""
-    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-    async for event in handle.fetch_history_events():
-        attrs = event.workflow_execution_started_event_attributes
-        if not attrs.input.payloads:
-            return None
-        try:
-            [inp] = await client.data_converter.decode(attrs.input.payloads, [ReleaseInput])
-        except Exception:  # a restore's input that continued as new into a release, ...
-            return None
-        return inp.gates if isinstance(inp, ReleaseInput) else None
-    return None
+    inp = await started_input(client, workflow_id, run_id, ReleaseInput)
+    return inp.gates if inp is not None else None
 
 
 async def find_run(client: Client, query: str) -> tuple[str, str, str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -171,14 +172,18 @@ def dump(model: BaseModel) -> str:
     return model.model_dump_json(indent=2)
 
 
-def status_output(st: ReleaseStatus, workflow_id: str, web_ui: str) -> dict[str, Any]:
-    """A release's `ReleaseStatusOutput` as JSON-ready data."""
+def status_output(
+    st: ReleaseStatus, workflow_id: str, web_ui: str, images: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A release's `ReleaseStatusOutput` as JSON-ready data. `images`: each service's image
+    from the release's input, for those the status does not name yet."""
     data: dict[str, Any] = st.model_dump(mode="json")
     data["events"] = [
         Event(at=at, text=text).model_dump(mode="json") for at, text in event_times(st)
     ]
     for svc in data["services"]:
-        if not svc.get("image"):
+        svc["image"] = svc.get("image") or (images or {}).get(svc["name"], "")
+        if not svc["image"]:
             del svc["image"]
     data["workflow_id"] = workflow_id
     data["web_ui"] = web_ui

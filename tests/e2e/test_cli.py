@@ -303,6 +303,8 @@ async def test_deploy_json_promoted_then_status_and_history(
         times = [final["started_at"], final["ended_at"], *(e["at"] for e in final["events"])]
         assert all(t.endswith("Z") for t in times), times  # ISO 8601, UTC
         assert "started by e2e-tester" in final["events"][0]["text"]
+        # every service names its image (from the plan when the status has not read it)
+        assert all(s["image"].endswith(":v1.2.0") for s in final["services"]), final["services"]
         assert final["version"] == "v1.2.0"
         assert final["workflow_id"] == f"deploy-{APP}-dev"
         assert [s["run_service"] for s in final["services"]] == [
@@ -324,6 +326,7 @@ async def test_deploy_json_promoted_then_status_and_history(
         res = await starter(cli_env, "status", "dev", "--json")
         assert res.returncode == 0, show(res)
         st = output(res, "status")
+        assert [s["image"] for s in st["services"]] == [s["image"] for s in final["services"]]
         for key in ("phase", "version", "outcome", "backup_id", "services"):
             assert key in st, key
         assert (st["phase"], st["version"], st["outcome"]) == ("done", "v1.2.0", "promoted")
