@@ -432,40 +432,61 @@ async def warn_if_no_worker(client: Client, what: str = "workflow") -> None:
 
 # What runs under an id, in words; the environment's id (`contract.environment_workflow_id`) is
 # held by a release, a restore, a point-in-time recovery, a failover or a failback.
-_RUNNING = {
+_HOLDING = {
     contract.WorkflowType.RESTORE: "a restore of {env}'s database",
     contract.WorkflowType.POINT_IN_TIME_RECOVERY: "a point-in-time recovery of {env}'s database",
     contract.WorkflowType.FAILOVER: "a regional failover or failback of {env}",
-    contract.WorkflowType.DR_DRILL: "a DR drill of {env}",
-    contract.WorkflowType.BACKUP: "a backup of {env}'s database",
-    contract.WorkflowType.ROLLBACK: "a rollback in {env}",
 }
-_HOLD_THE_ENVIRONMENT = (
-    contract.WorkflowType.RELEASE,
-    contract.WorkflowType.RESTORE,
-    contract.WorkflowType.POINT_IN_TIME_RECOVERY,
-    contract.WorkflowType.FAILOVER,
-)
+_RUNNING = {
+    contract.WorkflowType.RELEASE: "a release is running in {env}",
+    contract.WorkflowType.RESTORE: "a restore is running in {env}",
+    contract.WorkflowType.POINT_IN_TIME_RECOVERY: "a point-in-time recovery is running in {env}",
+    contract.WorkflowType.FAILOVER: "a regional failover or failback of {env} is running",
+}
 
 
 async def conflict(client: Client, env: str, wid: str, what: str) -> NoReturn:
-    """Exit 2: `what` (e.g. "the release v1.2.0") cannot start because `wid` is running; name what
-    runs there and how to see or stop it."""
+    """Exit 2: `what` ("release v1.2.0", "restore backup 17 into ...") cannot start because `wid`
+    is running; name what runs there and how to see or stop it."""
     desc = await describe(client, wid)
     kind = desc.workflow_type if desc is not None else ""
-    if kind == contract.WorkflowType.RELEASE:
-        assert desc is not None
-        version, phase = sa(desc, contract.VERSION), sa(desc, contract.PHASE)
-        running = f"release {version + ' ' if version else ''}to {env}"
-        where = f"{wid}, phase {phase}" if phase else wid
+    see = f"see it with `{STARTER} status {env}` or stop it with `{STARTER} abort {env}`"
+    if what.startswith("release "):  # a deploy
+        if desc is not None and kind in _HOLDING:
+            fail(
+                f"{_HOLDING[kind].format(env=env)} is running ({wid}); releases and restores of "
+                f"one environment never overlap: see `{STARTER} status {env}`, wait for it or "
+                f"stop it with `{STARTER} abort {env}`, then deploy again"
+            )
+        version = sa(desc, contract.VERSION) if desc else ""
+        phase = sa(desc, contract.PHASE) if desc else ""
+        fail(
+            f"release {version + ' ' if version else ''}to {env} is already running ({wid}"
+            + (f", phase {phase}" if phase else "")
+            + f"); {see}, then deploy again"
+        )
+    if kind in _RUNNING:
+        running = _RUNNING[kind].format(env=env)
+        hint = (
+            see
+            if kind != contract.WorkflowType.FAILOVER
+            else (
+                f"see `{STARTER} status {env}`; wait for it or stop it (before its DNS move) with "
+                f"`{STARTER} abort {env}`"
+            )
+        )
     else:
-        running = _RUNNING.get(kind, f"a {kind or 'workflow'}").format(env=env)
-        where = wid
-    if kind in _HOLD_THE_ENVIRONMENT:
-        hint = f"see it with `{STARTER} status {env}` or stop it with `{STARTER} abort {env}`"
-    else:
-        hint = f"wait for it (Web UI: {web_link(wid)})"
-    fail(f"{running} is already running ({where}), so {what} cannot start; {hint}, then try again")
+        name = {
+            contract.WorkflowType.ROLLBACK: "rollback",
+            contract.WorkflowType.DR_DRILL: "DR drill",
+            contract.WorkflowType.BACKUP: "backup",
+        }.get(kind, kind or "workflow")
+        running = f"a {name} is already running in {env}"
+        hint = (
+            f"wait for it (Web UI: {web_link(wid)}) or cancel it with "
+            f"`temporal workflow cancel -w {wid}`"
+        )
+    fail(f"refused: {running} (workflow {wid}), so {what} cannot start; {hint}")
 
 
 async def start(
