@@ -200,7 +200,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
     state = st.phase if st.outcome == Outcome.RUNNING else st.outcome
     head.append(words(state.value), style=f"bold {OUTCOME_STYLE.get(st.outcome, '')}")
     parts: list[RenderableType] = [head]
-    if st.progress:
+    if st.progress and st.outcome == Outcome.RUNNING:  # once it ended, the reason says it
         parts.append(Text(st.progress, style="italic"))
     if st.backup_id:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
@@ -217,9 +217,13 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
             for line in svc.readings[-1].evidence:
                 # the judge's cumulative evidence, one test a line (what, evidence, bar)
                 parts.append(Text(f"  {line}", style="red" if "FAILS" in line else "dim"))
+    # the reason once: a service's error only when it says more than the release's
+    said = [x for x in (st.error, st.abort_reason) if x]
     errors = [st.error] if st.error else []
     errors += [
-        f"{s.run_service}: {s.error}" for s in st.services if s.error and s.error not in st.error
+        f"{s.run_service}: {s.error}"
+        for s in st.services
+        if s.error and not any(s.error in x for x in said)
     ]
     for line in errors:
         parts.append(Text(line, style="red"))
@@ -342,7 +346,7 @@ def new_event_lines(seen: list[str], st: ReleaseStatus | Any) -> list[str]:
 
 def live_line(st: ReleaseStatus, note: str = "") -> RenderableType:
     """The one line a terminal shows below the events while a release runs."""
-    line = Text("... ", style="cyan")
+    line = Text("... ", style="cyan", no_wrap=True, overflow="ellipsis")
     line.append(st.progress or words(st.phase.value))
     serving = [f"{s.run_service} {s.percent}%" for s in st.services if s.state == "shifting"]
     if serving:

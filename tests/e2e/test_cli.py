@@ -631,6 +631,12 @@ async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
         res = await deploy
         assert res.returncode == 0, show(res)
         assert "approve prod --by release-manager" in res.stdout + res.stderr
+        # the whole story stays in the output: each event once, with its full time (ISO 8601,
+        # UTC), from the first ("started by") to the summary line at the end
+        lines = res.stdout.splitlines()
+        started = [x for x in lines if "started by" in x]
+        assert len(started) == 1 and started[0][:20].endswith("Z"), show(res)
+        assert lines[-1] == "Release v1.2.0 to prod: promoted", show(res)
         res = await starter(env, "status", "prod", "--json")
         st = json.loads(res.stdout)
         assert st["outcome"] == "promoted"

@@ -88,13 +88,19 @@ def rolled_back() -> ReleaseStatus:
         evidence=["error rate: canary 12.1% vs stable 0.4% FAILS (bar 5%)"],
     )
     svc = st.services[1].model_copy(
-        update={"state": "rolled_back", "percent": 0, "readings": [reading], "reading_count": 3}
+        update={
+            "state": "rolled_back",
+            "percent": 0,
+            "readings": [reading],
+            "reading_count": 3,
+            "error": "error rate 12.10% > 5.00% at 10%",  # said by the release's error too
+        }
     )
     return st.model_copy(
         update={
             "phase": Phase.DONE,
             "outcome": Outcome.ROLLED_BACK,
-            "progress": "",
+            "progress": "node-server-staging: traffic restored",  # stale once it ended
             "services": [st.services[0], svc],
             "error": "node-server-staging: error rate 12.10% > 5.00% at 10%",
             "ended_at": datetime(2026, 12, 1, 0, 1, 10, tzinfo=UTC),
