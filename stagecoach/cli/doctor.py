@@ -10,7 +10,6 @@ Exit 0 every check passed, 1 a check failed, 2 bad input (config, environment), 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -28,9 +27,11 @@ from stagecoach.cli.app import (
     fail,
     load,
     out,
+    print_json,
     settings,
     watch,
 )
+from stagecoach.cli.schemas import Check, DoctorReport
 from stagecoach.config import parse_duration
 
 DEFAULT_MAX_BACKUP_AGE = timedelta(hours=26)  # daily automated backups, plus their window
@@ -139,17 +140,13 @@ async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: st
     unreachable = unreachable or t_unreachable
     failed = [c for c in checks if not c.ok]
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "env": env,
-                    "ok": not failed and not unreachable,
-                    "unreachable": unreachable,
-                    "checks": [c.model_dump() for c in checks],
-                },
-                indent=2,
-            )
+        report = DoctorReport(
+            env=env,
+            ok=not failed and not unreachable,
+            unreachable=unreachable,
+            checks=[Check(**c.model_dump()) for c in checks],
         )
+        print_json(report.model_dump_json(indent=2))
     else:
         out.print(f"doctor {cfg.app} {env} ({cfg.target}, project {e.project})", markup=False)
         for c in checks:
