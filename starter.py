@@ -1,6 +1,7 @@
-"""Stagecoach command line: `python starter.py --help` (see stagecoach/cli.py)."""
+"""Stagecoach command line: `python starter.py --help`, the same program as `stagecoach --help`
+(see stagecoach/cli/)."""
 
-from stagecoach.cli import app
+from stagecoach.cli.main import main
 
 if __name__ == "__main__":
-    app()
+    main()

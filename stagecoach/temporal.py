@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,48 +19,49 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientConnectConfig
 from temporalio.worker import Worker
 
-from stagecoach.models import STATUS_FAILURE_TYPES
-from stagecoach.plan import TASK_QUEUE
+from stagecoach.contract import SEARCH_ATTRIBUTES, STATUS_FAILURE_TYPES, TASK_QUEUE
 
 T = TypeVar("T")
 
-# Custom search attributes: the Web UI and `starter.py history` filter on these.
-SEARCH_ATTRIBUTES = {
-    "StagecoachEnvironment": "Keyword",
-    "StagecoachVersion": "Keyword",
-    "StagecoachPhase": "Keyword",
-    "StagecoachOutcome": "Keyword",
-}
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+DEFAULT_NAMESPACE = "default"
 
 
 @dataclass(frozen=True)
 class TemporalSettings:
-    """Where the Temporal service is. Secrets (API key, TLS key) come from the environment."""
+    """Where the Temporal service is and how to reach it, and the task queue."""
 
-    address: str = "127.0.0.1:7233"
-    namespace: str = "default"
+    address: str = DEFAULT_ADDRESS
+    namespace: str = DEFAULT_NAMESPACE
     task_queue: str = TASK_QUEUE
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_ca: str | None = None
     api_key: str | None = None
+    tls: ClientConfigTLS | None = None
+    grpc_meta: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> TemporalSettings:
-        """Temporal's own env conventions: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TemporalSettings:
+        """Temporal's own client configuration (`temporalio.envconfig`, as the `temporal` CLI
+        reads it): the profile TEMPORAL_PROFILE (default "default") of the config file
+        TEMPORAL_CONFIG_FILE (default ~/.config/temporalio/temporal.toml) when there is one,
+        overridden by TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS,
         TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
-        TEMPORAL_TLS_SERVER_CA_CERT_PATH."""
-        e = os.environ
+        TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_GRPC_META_*. The task
+        queue: STAGECOACH_TASK_QUEUE. ValueError: an unreadable or invalid config file."""
+        env = os.environ if environ is None else environ
+        try:
+            profile = ClientConfigProfile.load(override_env_vars=dict(env))
+        except Exception as e:  # the native loader's error: a bad TOML file, an unknown profile
+            raise ValueError(f"Temporal client configuration: {e}") from e
         return cls(
-            address=e.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            namespace=e.get("TEMPORAL_NAMESPACE", "default"),
-            task_queue=e.get("STAGECOACH_TASK_QUEUE", TASK_QUEUE),
-            tls_cert=e.get("TEMPORAL_TLS_CLIENT_CERT_PATH"),
-            tls_key=e.get("TEMPORAL_TLS_CLIENT_KEY_PATH"),
-            tls_ca=e.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
-            api_key=e.get("TEMPORAL_API_KEY"),
+            address=profile.address or DEFAULT_ADDRESS,
+            namespace=profile.namespace or DEFAULT_NAMESPACE,
+            task_queue=env.get("STAGECOACH_TASK_QUEUE") or TASK_QUEUE,
+            api_key=profile.api_key,
+            tls=profile.tls,
+            grpc_meta=dict(profile.grpc_meta),
         )
 
     @property
@@ -68,26 +69,20 @@ class TemporalSettings:
         host = self.address.rsplit(":", 1)[0]
         return host in ("127.0.0.1", "localhost", "[::1]") and not self.api_key
 
+    def connect_config(self) -> ClientConnectConfig:
+        """`Client.connect` keyword arguments (TLS files are read here: OSError if missing)."""
+        profile = ClientConfigProfile(
+            address=self.address,
+            namespace=self.namespace,
+            api_key=self.api_key,
+            tls=self.tls,
+            grpc_meta=self.grpc_meta,
+        )
+        return profile.to_client_connect_config()
+
 
 async def connect(settings: TemporalSettings) -> Client:
-    from temporalio.service import TLSConfig
-
-    tls: bool | TLSConfig = False
-    if settings.tls_cert or settings.tls_ca:
-        tls = TLSConfig(
-            client_cert=Path(settings.tls_cert).read_bytes() if settings.tls_cert else None,
-            client_private_key=Path(settings.tls_key).read_bytes() if settings.tls_key else None,
-            server_root_ca_cert=Path(settings.tls_ca).read_bytes() if settings.tls_ca else None,
-        )
-    elif settings.api_key:
-        tls = True
-    return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
-        tls=tls,
-        api_key=settings.api_key,
-        data_converter=pydantic_data_converter,
-    )
+    return await Client.connect(**settings.connect_config(), data_converter=pydantic_data_converter)
 
 
 def status_from_failure(err: WorkflowFailureError, result_type: type[T] | None) -> T | None:
@@ -125,26 +120,29 @@ async def workflow_result(
         return found
 
 
-release_result = workflow_result
-
-
 def workflows() -> list[type]:
+    """Every workflow the worker runs."""
+    from workflows.dr import (
+        BackupWorkflow,
+        DrDrillWorkflow,
+        PointInTimeWorkflow,
+        RestoreWorkflow,
+    )
+    from workflows.failover import FailoverWorkflow
     from workflows.lock import ServiceLockWorkflow
     from workflows.release import ReleaseWorkflow
+    from workflows.rollback import RollbackWorkflow
 
-    found: list[type] = [ReleaseWorkflow, ServiceLockWorkflow]
-    for mod, names in (
-        ("workflows.rollback", ["RollbackWorkflow"]),
-        ("workflows.dr", ["BackupWorkflow", "RestoreWorkflow", "PointInTimeWorkflow",
-                          "DrDrillWorkflow"]),
-        ("workflows.failover", ["FailoverWorkflow"]),
-    ):  # fmt: skip
-        try:
-            module = __import__(mod, fromlist=names)
-        except ModuleNotFoundError:
-            continue
-        found.extend(getattr(module, n) for n in names if hasattr(module, n))
-    return found
+    return [
+        ReleaseWorkflow,
+        ServiceLockWorkflow,
+        RollbackWorkflow,
+        BackupWorkflow,
+        RestoreWorkflow,
+        PointInTimeWorkflow,
+        DrDrillWorkflow,
+        FailoverWorkflow,
+    ]
 
 
 def build_worker(

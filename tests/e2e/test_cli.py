@@ -27,6 +27,7 @@ from google.cloud import run_v2
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
 from stagecoach.models import Target
 from stagecoach.temporal import build_worker, free_port, port_open
@@ -72,6 +73,12 @@ async def starter(
         text=True,
         timeout=timeout,
     )
+
+
+def output(res: subprocess.CompletedProcess[str], command: str) -> Any:
+    """A command's --json output, checked against its documented schema (docs/schemas/)."""
+    schemas.validate(command, res.stdout)
+    return json.loads(res.stdout)
 
 
 def show(res: subprocess.CompletedProcess[str]) -> str:
@@ -245,6 +252,40 @@ async def test_temporal_unreachable_exits_3(cli_env: dict[str, str], tmp_path: P
     assert not port_open("127.0.0.1", port)
 
 
+async def test_temporal_settings_from_a_cli_profile(
+    cli_env: dict[str, str], temporal_address: str, tmp_path: Path
+) -> None:
+    """Temporal's own client config (temporalio.envconfig): a profile of TEMPORAL_CONFIG_FILE
+    picked by TEMPORAL_PROFILE reaches the server; an unknown profile is one line, exit 2."""
+    toml = tmp_path / "temporal.toml"
+    toml.write_text(f'[profile.e2e]\naddress = "{temporal_address}"\nnamespace = "default"\n')
+    env = {k: v for k, v in cli_env.items() if k != "TEMPORAL_ADDRESS"}
+    env.update(TEMPORAL_CONFIG_FILE=str(toml), TEMPORAL_PROFILE="e2e")
+    res = await starter(env, "history", "dev", "--json")
+    assert res.returncode == 0, show(res)
+    assert isinstance(json.loads(res.stdout), list)
+    res = await starter({**env, "TEMPORAL_PROFILE": "nope"}, "history", "dev")
+    assert_one_line_error(res, 2, "'nope'", "TEMPORAL_PROFILE")
+
+
+async def test_schedule_cron_refused_by_temporal_exits_2(
+    cli_env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
+    """The cron is Temporal's to validate: a field it refuses is one line naming the fix, and
+    no schedule exists afterwards."""
+    app = f"cron-{uuid.uuid4().hex[:6]}"
+    data = yaml.safe_load((ROOT / "deploy.yaml").read_text())
+    data["app"] = app
+    cfg = str(write_config(tmp_path / "deploy.yaml", data))
+    res = await starter(
+        cli_env, "schedule", "dr-drill", "dev", "--cron", "61 3 * * *", "--config", cfg
+    )
+    assert_one_line_error(res, 2, "'61 3 * * *'", "Minute", "0 3 1-7 * SUN")
+    with pytest.raises(RPCError) as missing:
+        await client.get_schedule_handle(f"dr-drill-{app}-dev").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+
 # ----------------------------------------------------------------------------- releases
 
 
@@ -256,9 +297,14 @@ async def test_deploy_json_promoted_then_status_and_history(
             cli_env, "deploy", "dev", "v1.2.0", "--bake", "1s", "--interval", "1s", "--json"
         )
         assert res.returncode == 0, show(res)
-        final = json.loads(res.stdout)
+        final = output(res, "deploy")
         assert final["outcome"] == "promoted"
         assert final["phase"] == "done"
+        times = [final["started_at"], final["ended_at"], *(e["at"] for e in final["events"])]
+        assert all(t.endswith("Z") for t in times), times  # ISO 8601, UTC
+        assert "started by e2e-tester" in final["events"][0]["text"]
+        # every service names its image (from the plan when the status has not read it)
+        assert all(s["image"].endswith(":v1.2.0") for s in final["services"]), final["services"]
         assert final["version"] == "v1.2.0"
         assert final["workflow_id"] == f"deploy-{APP}-dev"
         assert [s["run_service"] for s in final["services"]] == [
@@ -279,7 +325,8 @@ async def test_deploy_json_promoted_then_status_and_history(
 
         res = await starter(cli_env, "status", "dev", "--json")
         assert res.returncode == 0, show(res)
-        st = json.loads(res.stdout)
+        st = output(res, "status")
+        assert [s["image"] for s in st["services"]] == [s["image"] for s in final["services"]]
         for key in ("phase", "version", "outcome", "backup_id", "services"):
             assert key in st, key
         assert (st["phase"], st["version"], st["outcome"]) == ("done", "v1.2.0", "promoted")
@@ -299,7 +346,7 @@ async def test_deploy_json_promoted_then_status_and_history(
     for _ in range(50):
         res = await starter(cli_env, "history", "dev", "--json")
         assert res.returncode == 0, show(res)
-        rows = json.loads(res.stdout)
+        rows = output(res, "history")
         if any(r["version"] == "v1.2.0" and r["outcome"] == "promoted" for r in rows):
             break
         await asyncio.sleep(0.2)
@@ -436,20 +483,21 @@ async def test_rollback_goes_to_the_revision_that_served_before(
                 timeout=10,
             ).raise_for_status()
         assert res.returncode == 1, show(res)
-        failed = json.loads(res.stdout)
+        failed = output(res, "deploy")
         assert failed["outcome"] == "failed"
         v2 = failed["services"][0]["canary_revision"]
         assert v2 and live_traffic(gcpsim, project, service) == [(v1, 100)]
         # the execution ended Failed; status and history still tell the whole status
         res = await starter(cli_env, "status", "dev", "--json")
         assert res.returncode == 0, show(res)
-        shown = json.loads(res.stdout)
+        shown = output(res, "status")
         assert shown["outcome"] == "failed" and shown["services"][0]["canary_revision"] == v2
         assert "smoke" in shown["error"]
         res = await starter(cli_env, "history", "dev", "--json", "--limit", "1")
         assert res.returncode == 0, show(res)
-        [row] = json.loads(res.stdout)
+        [row] = output(res, "history")
         assert (row["status"], row["outcome"], row["version"]) == ("failed", "failed", "v1.7.0")
+        assert "smoke" in row["reason"] and row["duration_seconds"] > 0
         page = tmp_path / "v170.html"
         res = await starter(cli_env, "report", "dev", "--release", "v1.7.0", "--html", str(page))
         assert res.returncode == 0, show(res)
@@ -464,7 +512,7 @@ async def test_rollback_goes_to_the_revision_that_served_before(
         pipeline = live_traffic(gcpsim, project, "python-pipeline-dev")
         res = await starter(cli_env, "rollback", "dev", "--service", "node-server", "--json")
         assert res.returncode == 0, show(res)
-        result = json.loads(res.stdout)
+        result = output(res, "rollback")
         assert result["outcome"] == "rolled_back"
         [svc] = result["services"]
         assert svc["service"] == service and svc["error"] == "" and svc["changed"]
@@ -521,7 +569,7 @@ async def test_local_stack_auto_start_status_down(tmp_path: Path) -> None:
 
         res = await starter(env, "local", "status", "--json")
         assert res.returncode == 0, show(res)
-        rows = {r["name"]: r for r in json.loads(res.stdout)}
+        rows = {r["name"]: r for r in output(res, "local-status")}
         assert set(rows) == {"temporal", "gcpsim", "worker"}
         assert all(r["healthy"] and r["pid"] for r in rows.values()), rows
     finally:
@@ -583,6 +631,12 @@ async def test_quickstart_approval_on_the_embedded_stack_and_private_files(
         res = await deploy
         assert res.returncode == 0, show(res)
         assert "approve prod --by release-manager" in res.stdout + res.stderr
+        # the whole story stays in the output: each event once, with its full time (ISO 8601,
+        # UTC), from the first ("started by") to the summary line at the end
+        lines = res.stdout.splitlines()
+        started = [x for x in lines if "started by" in x]
+        assert len(started) == 1 and started[0][:20].endswith("Z"), show(res)
+        assert lines[-1] == "Release v1.2.0 to prod: promoted", show(res)
         res = await starter(env, "status", "prod", "--json")
         st = json.loads(res.stdout)
         assert st["outcome"] == "promoted"

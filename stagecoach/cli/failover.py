@@ -1,9 +1,9 @@
-"""Regional failover commands of `starter.py` (DR Scenario 3; `register(app)` adds them).
+"""Regional failover commands (DR Scenario 3).
 
-    starter.py failover ENV --to-region REGION --yes [--from backup|replica] [--version V]
-                        [--cleanup] [--detach] [--json]
-    starter.py failback ENV --yes [--detach] [--json]
-    starter.py dr-drill ENV --scenario regional [--to-region REGION] [--version V]   (cli_dr)
+    failover ENV --to-region REGION --yes [--from backup|replica] [--version V]
+             [--cleanup] [--detach] [--json]
+    failback ENV --yes [--detach] [--json]
+    dr-drill ENV --scenario regional [--to-region REGION] [--version V]   (the command: dr.py)
 
 Exit codes as every command: 0 done, 1 failed / aborted / cancelled, 2 bad input or a conflict
 (nothing started), 3 Temporal or the simulator unreachable.
@@ -17,32 +17,41 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 
-from stagecoach.cli_dr import (
-    EXIT_BAD_INPUT,
+from stagecoach.cli.app import (
     EXIT_FAILED,
+    EXIT_INPUT,
     EXIT_OK,
     STARTER,
     ConfigOpt,
     DetachOpt,
     JsonOpt,
-    _dump,
-    _follow,
-    _print_json,
-    _print_lines,
-    _quiet,
-    _start,
-    _user,
+    app,
     async_client,
-    console,
     fail,
     load,
-    run,
+    out,
+    print_json,
+    start,
+    watch,
+    who,
 )
+from stagecoach.cli.follow import follow_events
+from stagecoach.cli.render import iso, words
+from stagecoach.cli.render_dr import dump, print_lines
 from stagecoach.config import Config, check_version
+from stagecoach.contract import (
+    OUTCOME,
+    VERSION,
+    Message,
+    WorkflowType,
+    environment_workflow_id,
+    regional_drill_workflow_id,
+)
 from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import (
     FailoverInput,
@@ -52,9 +61,8 @@ from stagecoach.failover import (
     build_regional_drill,
     check_failover_region,
     check_failover_request,
-    failover_workflow_id,
-    regional_drill_workflow_id,
 )
+from stagecoach.temporal import workflow_result
 
 DEFAULT_DRILL_REGION = "us-east1"
 
@@ -62,13 +70,12 @@ DEFAULT_DRILL_REGION = "us-east1"
 # ----------------------------------------------------------------------------- what to run
 
 
-async def last_promoted_version(client: Any, cfg: Config, env: str) -> tuple[str, str] | None:
+async def last_promoted_version(client: Client, cfg: Config, env: str) -> tuple[str, str] | None:
     """(version, description) of the newest promoted release of ENV recorded in Temporal."""
-    from workflows.common import OUTCOME, VERSION
-
-    wid = failover_workflow_id(cfg.app, env)
+    wid = environment_workflow_id(cfg.app, env)
     query = (
-        f"WorkflowType='Release' AND WorkflowId='{wid}' AND StagecoachOutcome='promoted' "
+        f"WorkflowType='{WorkflowType.RELEASE}' AND WorkflowId='{wid}' "
+        f"AND {OUTCOME.name}='promoted' "
         "AND ExecutionStatus='Completed'"
     )
     newest: tuple[datetime, str] | None = None
@@ -82,10 +89,10 @@ async def last_promoted_version(client: Any, cfg: Config, env: str) -> tuple[str
             newest = (started, version)
     if newest is None:
         return None
-    return newest[1], f"release {newest[1]} promoted {newest[0]:%Y-%m-%d %H:%M} UTC"
+    return newest[1], f"release {newest[1]} promoted {iso(newest[0])}"
 
 
-async def _version(client: Any, cfg: Config, env: str, given: str | None) -> tuple[str, str]:
+async def _version(client: Client, cfg: Config, env: str, given: str | None) -> tuple[str, str]:
     if given:
         return check_version(given), "--version"
     found = await last_promoted_version(client, cfg, env)
@@ -93,15 +100,18 @@ async def _version(client: Any, cfg: Config, env: str, given: str | None) -> tup
         fail(
             f"no promoted release of {env} is recorded in Temporal, so the images to run are "
             "unknown; pass --version vX.Y.Z (the version that served before the outage)",
-            EXIT_BAD_INPUT,
+            EXIT_INPUT,
         )
     return found
 
 
-async def last_failover(client: Any, cfg: Config, env: str) -> FailoverStatus | None:
+async def last_failover(client: Client, cfg: Config, env: str) -> FailoverStatus | None:
     """The newest failover of ENV that succeeded, unless a failback followed it."""
-    wid = failover_workflow_id(cfg.app, env)
-    query = f"WorkflowType='Failover' AND WorkflowId='{wid}' AND ExecutionStatus='Completed'"
+    wid = environment_workflow_id(cfg.app, env)
+    query = (
+        f"WorkflowType='{WorkflowType.FAILOVER}' AND WorkflowId='{wid}' "
+        "AND ExecutionStatus='Completed'"
+    )
     newest: FailoverStatus | None = None
     async for wf in client.list_workflows(query, limit=50):
         handle = client.get_workflow_handle(wid, run_id=wf.run_id, result_type=FailoverStatus)
@@ -135,10 +145,10 @@ def report_lines(st: FailoverStatus) -> list[str]:
     what = {"failover": "Failover", "failback": "Failback", "drill": "Regional DR drill"}[st.mode]
     lines = [
         f"{what} of {st.app} {st.env}: {st.from_region} -> {st.to_region}   "
-        f"outcome {st.outcome.value}   images {st.version}"
+        f"{words(st.outcome.value)}   images {st.version}"
     ]
     if st.backup is not None:
-        when = f"{st.backup.enqueued_time:%Y-%m-%d %H:%M:%S} UTC" if st.backup.enqueued_time else ""
+        when = iso(st.backup.enqueued_time) if st.backup.enqueued_time else ""
         lines.append(
             f"database   {st.instance} ({st.to_region}) <- backup {st.backup.id} "
             f"({st.backup.type} {when}) of {st.source_instance}"
@@ -174,31 +184,29 @@ def report_lines(st: FailoverStatus) -> list[str]:
 
 def _exit(st: FailoverStatus, as_json: bool) -> int:
     if as_json:
-        _print_json(_dump(st))
+        print_json(dump(st))
     else:
-        _print_lines(list(report_lines(st)))
+        print_lines(list(report_lines(st)))
     return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
 
 
-async def show_status(client: Any, workflow_id: str, desc: Any, as_json: bool, wait: bool) -> int:
+async def show_status(
+    client: Client, workflow_id: str, desc: WorkflowExecutionDescription, as_json: bool, wait: bool
+) -> int:
     """`starter.py status ENV` while (or after) a failover holds the environment's id."""
-    from temporalio.client import WorkflowExecutionStatus
-
-    from stagecoach.temporal import workflow_result
-
     handle = client.get_workflow_handle(workflow_id, result_type=FailoverStatus)
     if wait or desc.status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         try:  # a failover that did not succeed ends FAILED, its status in the failure
             st = await workflow_result(handle, FailoverStatus)
         except Exception:
-            st = await handle.query("status", result_type=FailoverStatus)
+            st = await handle.query(Message.STATUS, result_type=FailoverStatus)
     else:
-        st = await handle.query("status", result_type=FailoverStatus)
+        st = await handle.query(Message.STATUS, result_type=FailoverStatus)
     if st.outcome == DrOutcome.RUNNING:
         if as_json:
-            _print_json(_dump(st))
+            print_json(dump(st))
         else:
-            _print_lines([*report_lines(st), f"now        {st.progress}"])
+            print_lines([*report_lines(st), f"now        {st.progress}"])
         return EXIT_OK
     return _exit(st, as_json)
 
@@ -207,13 +215,22 @@ async def show_status(client: Any, workflow_id: str, desc: Any, as_json: bool, w
 
 
 async def _go(
-    client: Any, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
+    client: Client, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
 ) -> int:
-    handle = await _start(client, "Failover", inp, wid, inp.env, what, FailoverStatus)
+    handle = await start(
+        client,
+        WorkflowType.FAILOVER,
+        inp,
+        workflow_id=wid,
+        env=inp.env,
+        what=what,
+        result_type=FailoverStatus,
+        static_summary=what,
+    )
     if not as_json:
-        console.print(f"{what}, workflow {wid}", markup=False, highlight=False)
+        out.print(f"{what}, workflow {wid}", markup=False, highlight=False)
         if inp.approvers and inp.mode != "drill":
-            console.print(
+            out.print(
                 f"  the DNS move waits for approval: {STARTER} approve {inp.env} --by NAME "
                 f"({', '.join(inp.approvers)})",
                 markup=False,
@@ -221,9 +238,9 @@ async def _go(
             )
     if detach:
         if as_json:
-            _print_json(json.dumps({"workflow_id": wid, "run_id": handle.result_run_id}))
+            print_json(json.dumps({"workflow_id": wid, "run_id": handle.result_run_id}))
         return EXIT_OK
-    st: FailoverStatus = await (_quiet if as_json else _follow)(handle, FailoverStatus)
+    st = await follow_events(handle, FailoverStatus, quiet=as_json)
     return _exit(st, as_json)
 
 
@@ -241,11 +258,11 @@ async def _failover(
     cfg = load(config)
     cfg.env(env)
     if not to_region:
-        fail("failover needs --to-region REGION (the region to bring ENV up in)", EXIT_BAD_INPUT)
+        fail("failover needs --to-region REGION (the region to bring ENV up in)", EXIT_INPUT)
     if source not in ("backup", "replica"):
-        fail(f"--from {source!r}: choose backup or replica", EXIT_BAD_INPUT)
+        fail(f"--from {source!r}: choose backup or replica", EXIT_INPUT)
     if not yes:
-        fail(f"failover moves {env}'s users to {to_region}; add --yes to confirm", EXIT_BAD_INPUT)
+        fail(f"failover moves {env}'s users to {to_region}; add --yes to confirm", EXIT_INPUT)
     # everything the command line alone decides is checked before the stack is touched (a user
     # error is one line on stderr: nothing started, no stack notes)
     if version:
@@ -257,28 +274,28 @@ async def _failover(
     inp = build_failover(
         cfg, env, to_region, ver, where,
         source="replica" if source == "replica" else "backup",
-        cleanup_on_failure=cleanup, requested_by=_user(),
+        cleanup_on_failure=cleanup, requested_by=who(),
     )  # fmt: skip
     what = f"failover of {env} to {to_region} (images {ver}: {where})"
-    return await _go(client, inp, failover_workflow_id(cfg.app, env), what, detach, as_json)
+    return await _go(client, inp, environment_workflow_id(cfg.app, env), what, detach, as_json)
 
 
 async def _failback(env: str, yes: bool, config: str | None, detach: bool, as_json: bool) -> int:
     cfg = load(config)
     cfg.env(env)
     if not yes:
-        fail(f"failback moves {env}'s users back; add --yes to confirm", EXIT_BAD_INPUT)
+        fail(f"failback moves {env}'s users back; add --yes to confirm", EXIT_INPUT)
     client = await async_client(cfg)
     last = await last_failover(client, cfg, env)
     if last is None:
         fail(
             f"no completed failover of {env} to fail back from (the newest is a failback, or "
             f"none succeeded); see `{STARTER} status {env}`",
-            EXIT_BAD_INPUT,
+            EXIT_INPUT,
         )
-    inp = build_failback(cfg, env, last, requested_by=_user())
+    inp = build_failback(cfg, env, last, requested_by=who())
     what = f"failback of {env} from {last.to_region} to {last.from_region}"
-    return await _go(client, inp, failover_workflow_id(cfg.app, env), what, detach, as_json)
+    return await _go(client, inp, environment_workflow_id(cfg.app, env), what, detach, as_json)
 
 
 async def regional_drill(
@@ -295,71 +312,61 @@ async def regional_drill(
     listed = [r for r in e.failover.regions if r != e.region]
     region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
     if region == e.region:
-        fail(f"--to-region must name a region other than {e.region}", EXIT_BAD_INPUT)
+        fail(f"--to-region must name a region other than {e.region}", EXIT_INPUT)
     if version:
         check_version(version)
     check_failover_region(cfg, env, region)
     client = await async_client(cfg)
     ver, where = await _version(client, cfg, env, version)
-    inp = build_regional_drill(
-        cfg, env, region, ver, where, datetime.now(UTC), requested_by=_user()
-    )
+    inp = build_regional_drill(cfg, env, region, ver, where, datetime.now(UTC), requested_by=who())
     what = f"regional DR drill of {env} into {region} (scratch, always deleted)"
     return await _go(client, inp, regional_drill_workflow_id(cfg.app, env), what, detach, as_json)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `failover` and `failback` to `app`."""
+@app.command("failover")
+def failover_cmd(
+    env: str,
+    to_region: Annotated[
+        str | None, typer.Option("--to-region", help="region to bring ENV up in")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
+    source: Annotated[
+        str, typer.Option("--from", help="backup (newest successful) or replica")
+    ] = "backup",
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="images to run (default: the last promoted release of ENV)"),
+    ] = None,
+    cleanup: Annotated[
+        bool,
+        typer.Option(
+            "--cleanup",
+            help="if it fails before the DNS move, delete what it created (default: keep "
+            "them for a retry, which adopts them)",
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    detach: DetachOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scenario 3: bring ENV up in another region and move its DNS record there.
 
-    @app.command("failover")
-    def failover_cmd(
-        env: str,
-        to_region: Annotated[
-            str | None, typer.Option("--to-region", help="region to bring ENV up in")
-        ] = None,
-        yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
-        source: Annotated[
-            str, typer.Option("--from", help="backup (newest successful) or replica")
-        ] = "backup",
-        version: Annotated[
-            str | None,
-            typer.Option(
-                "--version", help="images to run (default: the last promoted release of ENV)"
-            ),
-        ] = None,
-        cleanup: Annotated[
-            bool,
-            typer.Option(
-                "--cleanup",
-                help="if it fails before the DNS move, delete what it created (default: keep "
-                "them for a retry, which adopts them)",
-            ),
-        ] = False,
-        config: ConfigOpt = None,
-        detach: DetachOpt = False,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Scenario 3: bring ENV up in another region and move its DNS record there.
+    Restores the newest backup into <instance>-<region>, creates the services there with
+    the last promoted release's images bound to it, smoke-tests them, then (after approval
+    where restores need it) moves environments.ENV.dns and checks it answers from there."""
+    watch(_failover(env, to_region, yes, source, version, cleanup, config, detach, as_json))
 
-        Restores the newest backup into <instance>-<region>, creates the services there with
-        the last promoted release's images bound to it, smoke-tests them, then (after approval
-        where restores need it) moves environments.ENV.dns and checks it answers from there."""
-        run(
-            lambda: _failover(
-                env, to_region, yes, source, version, cleanup, config, detach, as_json
-            )
-        )
 
-    @app.command("failback")
-    def failback_cmd(
-        env: str,
-        yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
-        config: ConfigOpt = None,
-        detach: DetachOpt = False,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Return ENV to its primary region after a failover, with the data written since.
+@app.command("failback")
+def failback_cmd(
+    env: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm (required)")] = False,
+    config: ConfigOpt = None,
+    detach: DetachOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return ENV to its primary region after a failover, with the data written since.
 
-        A fresh backup of the secondary instance is restored into the primary's instance, the
-        primary region's services serve the same images bound to it, then DNS moves back."""
-        run(lambda: _failback(env, yes, config, detach, as_json))
+    A fresh backup of the secondary instance is restored into the primary's instance, the
+    primary region's services serve the same images bound to it, then DNS moves back."""
+    watch(_failback(env, yes, config, detach, as_json))

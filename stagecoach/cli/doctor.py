@@ -10,19 +10,30 @@ Exit 0 every check passed, 1 a check failed, 2 bad input (config, environment), 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from stagecoach.cli_dr import ConfigOpt, JsonOpt, run
+from stagecoach.cli.app import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    STARTER,
+    ConfigOpt,
+    JsonOpt,
+    app,
+    fail,
+    load,
+    out,
+    print_json,
+    settings,
+    watch,
+)
+from stagecoach.cli.schemas import Check, DoctorReport
 from stagecoach.config import parse_duration
 
-console = Console(highlight=False)
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 DEFAULT_MAX_BACKUP_AGE = timedelta(hours=26)  # daily automated backups, plus their window
 
 
@@ -33,8 +44,8 @@ async def _temporal_checks() -> tuple[list[Any], str]:
     from temporalio.service import RPCError, RPCStatusCode
 
     from activities.doctor import DoctorCheck
-    from stagecoach.cli import settings
-    from stagecoach.temporal import SEARCH_ATTRIBUTES, connect
+    from stagecoach.contract import SEARCH_ATTRIBUTES
+    from stagecoach.temporal import connect
 
     s = settings()
     try:
@@ -43,7 +54,7 @@ async def _temporal_checks() -> tuple[list[Any], str]:
         reason = str(exc).splitlines()[0].split("(", 1)[0].strip(" :")
         return [], (
             f"Temporal at {s.address} does not answer ({reason}): set TEMPORAL_ADDRESS, or "
-            "start it (`starter.py local up`)"
+            f"start it (`{STARTER} local up`)"
         )
     checks: list[Any] = []
     try:
@@ -94,16 +105,15 @@ async def _temporal_checks() -> tuple[list[Any], str]:
 
 async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: str | None) -> int:
     from activities.doctor import Doctor, Unreachable
-    from stagecoach import cli
     from stagecoach.dr_models import DEFAULT_RPO
     from stagecoach.plan import target_for
 
-    cfg = cli.load(config)
+    cfg = load(config)
     e = cfg.env(env)  # unknown: ConfigError, exit 2
     try:
         age = parse_duration(max_backup_age) if max_backup_age else DEFAULT_MAX_BACKUP_AGE
     except ValueError as exc:
-        cli.fail(f"--max-backup-age: {exc}", EXIT_BAD_INPUT)
+        fail(f"--max-backup-age: {exc}", EXIT_INPUT)
     services = [f"{s.name}-{env}" for s in cfg.ordered_services()]
     doc = Doctor(
         target_for(cfg),
@@ -120,7 +130,7 @@ async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: st
     except Unreachable as exc:
         if cfg.target == "gcpsim":
             where = f"gcpsim at {cfg.gcpsim.host}:{cfg.gcpsim.port}"
-            how = "start it (`starter.py local up`) or set GCPSIM_PORT"
+            how = f"start it (`{STARTER} local up`) or set GCPSIM_PORT"
         else:
             where, how = "Google Cloud", "check the network and proxy settings"
         unreachable = f"{where} does not answer ({exc}): {how}"
@@ -130,50 +140,45 @@ async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: st
     unreachable = unreachable or t_unreachable
     failed = [c for c in checks if not c.ok]
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "env": env,
-                    "ok": not failed and not unreachable,
-                    "unreachable": unreachable,
-                    "checks": [c.model_dump() for c in checks],
-                },
-                indent=2,
-            )
+        report = DoctorReport(
+            env=env,
+            ok=not failed and not unreachable,
+            unreachable=unreachable,
+            checks=[Check(**c.model_dump()) for c in checks],
         )
+        print_json(report.model_dump_json(indent=2))
     else:
-        console.print(f"doctor {cfg.app} {env} ({cfg.target}, project {e.project})", markup=False)
+        out.print(f"doctor {cfg.app} {env} ({cfg.target}, project {e.project})", markup=False)
         for c in checks:
             mark = "pass" if c.ok else "FAIL"
-            console.print(f"  {mark}  {c.name:<27} {c.detail}", markup=False, soft_wrap=True)
+            out.print(f"  {mark}  {c.name:<27} {c.detail}", markup=False, soft_wrap=True)
             if not c.ok and c.fix:
-                console.print(f"        {'':<27} fix: {c.fix}", markup=False, soft_wrap=True)
+                out.print(f"        {'':<27} fix: {c.fix}", markup=False, soft_wrap=True)
     if unreachable:
-        cli.fail(unreachable, EXIT_UNREACHABLE)
+        fail(unreachable, EXIT_UNREACHABLE)
     if failed:
         if not as_json:
-            console.print(
+            out.print(
                 f"{len(failed)} of {len(checks)} checks failed: "
                 + ", ".join(c.name for c in failed),
                 markup=False,
             )
         return EXIT_FAILED
     if not as_json:
-        console.print(f"all {len(checks)} checks passed", markup=False)
+        out.print(f"all {len(checks)} checks passed", markup=False)
     return EXIT_OK
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("doctor")
-    def doctor_cmd(
-        env: str,
-        config: ConfigOpt = None,
-        as_json: JsonOpt = False,
-        max_backup_age: Annotated[
-            str | None,
-            typer.Option("--max-backup-age", help="oldest acceptable last successful backup (26h)"),
-        ] = None,
-    ) -> None:
-        """Check credentials, APIs, IAM, services, instance, PITR, deletion protection, the
-        last backup, Monitoring data and Temporal for ENV; each check with its fix."""
-        run(lambda: doctor(env, config, as_json, max_backup_age))
+@app.command("doctor")
+def doctor_cmd(
+    env: str,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    max_backup_age: Annotated[
+        str | None,
+        typer.Option("--max-backup-age", help="oldest acceptable last successful backup (26h)"),
+    ] = None,
+) -> None:
+    """Check credentials, APIs, IAM, services, instance, PITR, deletion protection, the
+    last backup, Monitoring data and Temporal for ENV; each check with its fix."""
+    watch(doctor(env, config, as_json, max_backup_age))

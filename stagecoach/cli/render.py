@@ -4,9 +4,10 @@ Pure functions from models to rich renderables or strings (no I/O, no Temporal).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -15,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from stagecoach.cli.schemas import HistoryEntry
 from stagecoach.models import (
     Outcome,
     Phase,
@@ -24,7 +26,12 @@ from stagecoach.models import (
     ServiceStatus,
     TrafficTarget,
 )
+from stagecoach.report import event_times
 from stagecoach.splits import describe
+
+# How the program was started, for the commands messages suggest: `python starter.py` in a
+# checkout, else the installed `stagecoach` script.
+STARTER = "python starter.py" if Path(sys.argv[0]).name == "starter.py" else "stagecoach"
 
 OUTCOME_STYLE = {
     Outcome.RUNNING: "cyan",
@@ -52,36 +59,7 @@ def workflow_link(ui: str, namespace: str, workflow_id: str) -> str:
 
 def approve_command(env: str, approvers: list[str] | None = None) -> str:
     who = approvers[0] if approvers and len(approvers) == 1 else "NAME"
-    return f"python starter.py approve {env} --by {who}"
-
-
-# ----------------------------------------------------------------------------- JSON
-
-
-def status_dict(st: ReleaseStatus, workflow_id: str = "", web_ui: str = "") -> dict[str, Any]:
-    """The `status --json` / `deploy --json` shape: ReleaseStatus plus where to see it."""
-    out: dict[str, Any] = st.model_dump(mode="json")
-    # the events again, structured: ISO 8601 times (the date from the release's start)
-    from stagecoach.report import event_times
-
-    out["timeline"] = [
-        {"at": at.isoformat() if at else None, "event": text} for at, text in event_times(st)
-    ]
-    if workflow_id:
-        out["workflow_id"] = workflow_id
-    if web_ui:
-        out["web_ui"] = web_ui
-    return out
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()  # ISO 8601 everywhere, as pydantic's JSON mode writes them
-    return str(value)
-
-
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=_json_default)
+    return f"{STARTER} approve {env} --by {who}"
 
 
 # ----------------------------------------------------------------------------- readings
@@ -121,8 +99,14 @@ def _reading_text(svc: ServiceStatus) -> Text:
     return t
 
 
-def _time(t: datetime | None) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
+def iso(t: datetime | None) -> str:
+    """A time as the CLI prints it: ISO 8601, UTC, to the second (2026-11-30T05:32:27Z)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+
+
+def words(name: str) -> str:
+    """An enum value as prose: rolled_back -> rolled back."""
+    return name.replace("_", " ")
 
 
 # ----------------------------------------------------------------------------- release view
@@ -152,7 +136,7 @@ def database_lines(st: ReleaseStatus) -> list[str]:
         took = f", cloned in {rec.clone_seconds:g}s" if rec.clone_seconds is not None else ""
         lines.append(
             f"recovery: {rec.recovery_instance} = {rec.source_instance} as of "
-            f"{_time(rec.point_in_time)}{took}{counts}"
+            f"{iso(rec.point_in_time)}{took}{counts}"
         )
     for svc in st.services:
         if svc.database and svc.database_before and svc.database_before != svc.database:
@@ -193,12 +177,11 @@ def freeze_lines(st: ReleaseStatus) -> list[str]:
     """A freeze holding the release, and a freeze the release was started through."""
     lines = []
     if st.frozen_until is not None and st.outcome == Outcome.RUNNING:
-        lines.append(f"frozen until {_time(st.frozen_until)}: {st.frozen_reason}")
+        lines.append(f"frozen until {iso(st.frozen_until)}: {st.frozen_reason}")
     ov = st.freeze_override
     if ov is not None:
         lines.append(
-            f"started inside a freeze ({ov.window}, until {_time(ov.until)}) by {ov.by}: "
-            f"{ov.reason}"
+            f"started inside a freeze ({ov.window}, until {iso(ov.until)}) by {ov.by}: {ov.reason}"
         )
     return lines
 
@@ -213,12 +196,11 @@ def print_release(console: Console, st: ReleaseStatus, ctx: ViewContext) -> None
 def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) -> RenderableType:
     head = Text()
     head.append(f"Release {st.version}", style="bold")
-    head.append(f" of {st.app} to {st.env}   phase ")
-    head.append(st.phase.value, style="bold")
-    head.append("   outcome ")
-    head.append(st.outcome.value, style=f"bold {OUTCOME_STYLE.get(st.outcome, '')}")
+    head.append(f" of {st.app} to {st.env}: ")
+    state = st.phase if st.outcome == Outcome.RUNNING else st.outcome
+    head.append(words(state.value), style=f"bold {OUTCOME_STYLE.get(st.outcome, '')}")
     parts: list[RenderableType] = [head]
-    if st.progress:
+    if st.progress and st.outcome == Outcome.RUNNING:  # once it ended, the reason says it
         parts.append(Text(st.progress, style="italic"))
     if st.backup_id:
         parts.append(Text(f"pre-deploy backup: {st.backup_id}"))
@@ -226,7 +208,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
     parts.extend(Text(line, style="yellow") for line in freeze_lines(st))
     parts.extend(Text(line) for line in hook_lines(st))
 
-    parts.append(ServicesView(st.services))
+    parts.append(ServicesView(st))
     for svc in st.services:
         if svc.readings:
             reading = Text(f"{svc.run_service} latest reading ({svc.reading_count} so far): ")
@@ -235,9 +217,13 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
             for line in svc.readings[-1].evidence:
                 # the judge's cumulative evidence, one test a line (what, evidence, bar)
                 parts.append(Text(f"  {line}", style="red" if "FAILS" in line else "dim"))
+    # the reason once: a service's error only when it says more than the release's
+    said = [x for x in (st.error, st.abort_reason) if x]
     errors = [st.error] if st.error else []
     errors += [
-        f"{s.run_service}: {s.error}" for s in st.services if s.error and s.error not in st.error
+        f"{s.run_service}: {s.error}"
+        for s in st.services
+        if s.error and not any(s.error in x for x in said)
     ]
     for line in errors:
         parts.append(Text(line, style="red"))
@@ -249,7 +235,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
         for a in st.approvals:
             parts.append(
                 Text(
-                    f"approved by {a.by} at {_time(a.at)} before {a.before_weight}%"
+                    f"approved by {a.by} at {iso(a.at)} before {a.before_weight}%"
                     + (f": {a.comment}" if a.comment else ""),
                     style="green",
                 )
@@ -263,7 +249,7 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
         parts.append(t)
     if st.events and ctx.show_events:
         parts.append(Text("events", style="bold"))
-        for e in st.events[-EVENTS_SHOWN:]:
+        for e in event_lines(st)[-EVENTS_SHOWN:]:
             parts.append(Text(f"  {e}", style="dim"))
     if ctx.note:
         parts.append(Text(ctx.note, style="dim"))
@@ -273,14 +259,27 @@ def release_view(st: ReleaseStatus, ctx: ViewContext, with_link: bool = True) ->
     return Group(panel, Text(f"Web UI: {ctx.link}", style="blue", overflow="fold"))
 
 
+def service_state(st: ReleaseStatus, svc: ServiceStatus) -> str:
+    """A service's state in words; the service the release is at says what it waits for
+    (baking, awaiting approval, frozen, paused) rather than "shifting" for all of them."""
+    at_it = st.outcome == Outcome.RUNNING and st.current_service in (svc.name, svc.run_service)
+    if svc.state == "shifting" and at_it:
+        if st.awaiting_approval_for is not None:
+            return "awaiting approval"
+        if st.phase in (Phase.BAKING, Phase.FROZEN, Phase.PAUSED):
+            return words(st.phase.value)
+    return words(svc.state)
+
+
 class ServicesView:
     """The services of a release: a table where names fit on one line each, else (narrow
     terminals) a block per service, so no service or revision name is broken mid-word."""
 
     WIDE = 110  # columns from which the table fits the usual names whole
 
-    def __init__(self, services: list[ServiceStatus]) -> None:
-        self.services = services
+    def __init__(self, st: ReleaseStatus) -> None:
+        self.st = st
+        self.services = st.services
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if options.max_width >= self.WIDE:
@@ -291,7 +290,7 @@ class ServicesView:
             for svc in self.services:
                 table.add_row(
                     svc.run_service,
-                    Text(svc.state, style=STATE_STYLE.get(svc.state, "")),
+                    Text(service_state(self.st, svc), style=STATE_STYLE.get(svc.state, "")),
                     ", ".join(svc.stable_revisions) or "-",
                     svc.canary_revision or "-",
                     str(svc.percent),
@@ -300,7 +299,7 @@ class ServicesView:
             return
         for svc in self.services:
             head = Text(svc.run_service, style="bold")
-            head.append(f"  {svc.state}", style=STATE_STYLE.get(svc.state, ""))
+            head.append(f"  {service_state(self.st, svc)}", style=STATE_STYLE.get(svc.state, ""))
             head.append(f"  {svc.percent}%")
             yield head
             yield Text(f"  stable  {', '.join(svc.stable_revisions) or '-'}")
@@ -316,35 +315,54 @@ def new_events(seen: list[str], events: list[str]) -> list[str]:
     return events
 
 
+def print_finished(console: Console, st: ReleaseStatus, ctx: ViewContext) -> None:
+    """What follows a release's events once it ended: its panel (without the events, printed
+    above it already), the Web UI link, and one summary line."""
+    print_release(console, st, replace(ctx, show_events=False, note=""))
+    style = OUTCOME_STYLE.get(st.outcome, "")
+    console.print(summary_line(st), style=f"bold {style}", markup=False, soft_wrap=True)
+
+
 def summary_line(st: ReleaseStatus) -> str:
-    what = st.error or st.abort_reason
-    return f"Release {st.version} to {st.env}: {st.outcome.value}" + (f" ({what})" if what else "")
+    """The last line of a followed release (the reason is in the panel above it, once)."""
+    return f"Release {st.version} to {st.env}: {words(st.outcome.value)}"
 
 
-def is_done(st: ReleaseStatus) -> bool:
-    return st.phase == Phase.DONE or st.outcome != Outcome.RUNNING
+def event_lines(st: ReleaseStatus | Any) -> list[str]:
+    """The events of a status (a release's or a DR workflow's: `events` "HH:MM:SS text" and
+    `started_at`) with their full times (ISO 8601, UTC), one line each."""
+    if not isinstance(st, ReleaseStatus):  # the same two fields, read the same way
+        st = ReleaseStatus.model_construct(
+            app="", env="", version="", events=list(st.events), started_at=st.started_at
+        )
+    return [f"{iso(at)}  {text}" if at else text for at, text in event_times(st)]
+
+
+def new_event_lines(seen: list[str], st: ReleaseStatus | Any) -> list[str]:
+    """The events of `st` not printed yet (`seen`: the raw events printed), with full times."""
+    new = new_events(seen, list(st.events))
+    return event_lines(st)[len(st.events) - len(new) :] if new else []
+
+
+def live_line(st: ReleaseStatus, note: str = "") -> RenderableType:
+    """The one line a terminal shows below the events while a release runs."""
+    line = Text("... ", style="cyan", no_wrap=True, overflow="ellipsis")
+    line.append(st.progress or words(st.phase.value))
+    serving = [f"{s.run_service} {s.percent}%" for s in st.services if s.state == "shifting"]
+    if serving:
+        line.append(f"  [{', '.join(serving)}]", style="dim")
+    if note:
+        line.append(f"  {note}", style="dim")
+    return line
 
 
 # ----------------------------------------------------------------------------- tables
 
 
-@dataclass
-class HistoryRow:
-    workflow_id: str
-    run_id: str
-    version: str
-    phase: str
-    outcome: str
-    status: str
-    started: datetime | None
-    closed: datetime | None
-    note: str = ""  # e.g. a freeze overridden to start it (who, why)
-
-
-def _duration(r: HistoryRow) -> str:
-    if not (r.started and r.closed):
+def took(seconds: float | None) -> str:
+    if seconds is None:
         return "-"
-    secs = int((r.closed - r.started).total_seconds())
+    secs = int(seconds)
     return (
         f"{secs // 3600}h{secs % 3600 // 60:02d}m"
         if secs >= 3600
@@ -352,47 +370,46 @@ def _duration(r: HistoryRow) -> str:
     )
 
 
-def history_table(rows: list[HistoryRow], title: str) -> RenderableType:
+def history_table(rows: list[HistoryEntry], title: str) -> RenderableType:
     return HistoryView(rows, title)
 
 
 class HistoryView:
-    """Past releases: a table where a row fits on one line, else (narrow terminals) two lines
-    per release. Nothing folds: a run id is copied whole; the phase shows only while a release
-    runs ("running (baking)")."""
+    """Past releases: a table where a row fits on one line (the reason wraps at spaces), else
+    (narrow terminals) a block per release. Nothing folds: a run id is copied whole; the phase
+    shows only while a release runs ("running (baking)")."""
 
-    WIDE = 100
+    WIDE = 140
 
-    def __init__(self, rows: list[HistoryRow], title: str) -> None:
+    def __init__(self, rows: list[HistoryEntry], title: str) -> None:
         self.rows = rows
         self.title = title
 
     @staticmethod
-    def _outcome(r: HistoryRow) -> Text:
+    def _outcome(r: HistoryEntry) -> Text:
         style = {"promoted": "green", "running": "cyan", "failed": "red"}.get(r.outcome, "yellow")
-        outcome = (r.outcome or r.status).replace("_", " ")
+        outcome = words(r.outcome or r.status)
         if r.outcome == "running" and r.phase:
-            outcome += f" ({r.phase.replace('_', ' ')})"
+            outcome += f" ({words(r.phase)})"
         return Text(outcome, style=style)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if options.max_width >= self.WIDE:
             table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD)
-            notes = any(r.note for r in self.rows)
-            cols = ("version", "outcome", "started (UTC)", "took", "run id")
-            for col in cols + (("note",) if notes else ()):
-                table.add_column(col, no_wrap=col != "note", overflow="fold")
+            cols = ("version", "outcome", "started", "took", "approved by", "run id")
+            for col in cols:
+                table.add_column(col, no_wrap=True)
+            table.add_column("why / note", overflow="fold", ratio=1)
             for r in self.rows:
-                cells: list[str | Text] = [
+                table.add_row(
                     r.version or "-",
                     self._outcome(r),
-                    _time(r.started),
-                    _duration(r) if r.closed else "running",
+                    iso(r.started),
+                    took(r.duration_seconds) if r.closed else "running",
+                    ", ".join(r.approved_by) or "-",
                     r.run_id,
-                ]
-                if notes:
-                    cells.append(r.note)
-                table.add_row(*cells)
+                    "; ".join(x for x in (r.reason, r.note) if x),
+                )
             yield table
             return
         yield Text(self.title, style="italic")
@@ -400,12 +417,16 @@ class HistoryView:
             line = Text(f"{r.version or '-'}  ", style="bold")
             line.append_text(self._outcome(r))
             line.append(
-                f"  {_time(r.started)} UTC" + (f"  took {_duration(r)}" if r.closed else "")
+                f"  {iso(r.started)}" + (f"  took {took(r.duration_seconds)}" if r.closed else "")
             )
             yield line
-            yield Text(f"  run {r.run_id}", no_wrap=True, overflow="ignore")
+            if r.reason:
+                yield Text(f"  why: {r.reason}")
+            if r.approved_by:
+                yield Text(f"  approved by {', '.join(r.approved_by)}")
             if r.note:
                 yield Text(f"  {r.note}")
+            yield Text(f"  run {r.run_id}", no_wrap=True, overflow="ignore")
 
 
 def _traffic(t: list[TrafficTarget]) -> str:
