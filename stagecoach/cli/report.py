@@ -10,6 +10,7 @@ import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from stagecoach import report as pages
+from stagecoach.bake import Gates
 from stagecoach.cli.app import (
     EXIT_OK,
     ConfigOpt,
@@ -24,7 +25,7 @@ from stagecoach.cli.app import (
     web_link,
 )
 from stagecoach.cli.render import words
-from stagecoach.config import VERSION_RE, Config, Gates
+from stagecoach.config import VERSION_RE, Config
 from stagecoach.contract import (
     ENVIRONMENT,
     VERSION,
