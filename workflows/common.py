@@ -1,5 +1,7 @@
-"""What every workflow shares: search attribute keys, retry policies, timeouts, the message of
-an activity failure, and `Visible` (search attributes, progress line, event log).
+"""What every workflow shares: retry policies, timeouts, the message of an activity failure,
+the end of a run that did not succeed, the `abort` payload, a refused input, and `Visible`
+(search attributes, progress line, event log). Names and search-attribute keys live in
+`stagecoach.contract`.
 
 Deterministic: importable from workflow code.
 """
@@ -12,19 +14,15 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
+    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION
     from stagecoach.models import AbortInput
 
-# Custom search attributes (registered by the dev server start-up, `local up` and the
-# docker-compose setup job; see stagecoach.temporal.SEARCH_ATTRIBUTES).
-ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
-VERSION = SearchAttributeKey.for_keyword("StagecoachVersion")
-PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
-OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
+INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
 
 # Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
 # permanent ones (invalid argument, permission, not found), which fail at once.
@@ -62,6 +60,15 @@ def fail_with_status(status: Any, message: str, error_type: str) -> None:
     if workflow.patched(OUTCOME_AS_FAILURE):
         raise ApplicationError(
             clip(message, MAX_ERROR), status, type=error_type, non_retryable=True
+        )
+
+
+def refuse_input(what: str, problems: Sequence[str]) -> None:
+    """A workflow can be started by any Temporal client, not only starter.py: refuse an input
+    starter.py would never build before anything (search attributes included) uses it."""
+    if problems:
+        raise ApplicationError(
+            f"invalid {what} input: " + "; ".join(problems), type=INVALID_INPUT, non_retryable=True
         )
 
 
