@@ -71,6 +71,7 @@ from workflows.release_run import (
     ContinueAsNew,
     ReleaseStop,
 )
+from workflows.release_summary import release_summary
 
 __all__ = ["CANARY_TAG", "ReleaseWorkflow"]
 
@@ -118,6 +119,18 @@ class ReleaseWorkflow(CanaryRollout, ReleaseHooks):
     )
     def status(self) -> ReleaseStatus:
         return self.st
+
+    @workflow.query(
+        name=Message.SUMMARY,
+        description=(
+            "The release in a few lines for people: phase, each service's percent, what it is "
+            "doing (baking, awaiting approval, frozen, paused) and its last verdict, what is "
+            "awaited and how to answer. No input."
+        ),
+    )
+    def summary(self) -> str:
+        approval = self.policy.approval if self.policy is not None else None
+        return release_summary(self.st, approval.approvers if approval is not None else [])
 
     @workflow.signal(
         dynamic=True,
