@@ -18,9 +18,10 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
     from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION
-    from stagecoach.models import AbortInput
+    from stagecoach.models import AbortInput, NotifyInput
 
 INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
 
@@ -61,6 +62,17 @@ def fail_with_status(status: Any, message: str, error_type: str) -> None:
         raise ApplicationError(
             clip(message, MAX_ERROR), status, type=error_type, non_retryable=True
         )
+
+
+async def send_notification(event: str, text: str) -> None:
+    """The Notify activity (the worker's webhook); a few attempts, then its error raises."""
+    await workflow.execute_activity(
+        notify,
+        NotifyInput(event=event, text=text),
+        start_to_close_timeout=QUICK,
+        retry_policy=RetryPolicy(maximum_attempts=3),
+        summary=f"notify {event}",
+    )
 
 
 def refuse_input(what: str, problems: Sequence[str]) -> None:

@@ -14,17 +14,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows.common import (
-    QUICK,
     Visible,
+    send_notification,
 )
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
-    from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, clip
     from stagecoach.models import (
         AbortInput,
-        NotifyInput,
         Outcome,
         Phase,
         ReleaseInput,
@@ -124,10 +122,4 @@ class ReleaseRun(Visible):
     async def _notify(self, event: str, text: str) -> None:
         if not self.inp.notify:
             return
-        await workflow.execute_activity(
-            notify,
-            NotifyInput(event=event, text=text),
-            start_to_close_timeout=QUICK,
-            retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"notify {event}",
-        )
+        await send_notification(event, text)

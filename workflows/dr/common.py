@@ -27,17 +27,16 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.common import (
     API_RETRY,
-    QUICK,
     Visible,
     decode_abort,
     error_message,
     fail_with_status,
+    send_notification,
 )
 from workflows.policy import POLICY_FROM_WORKER, accept_approval, legacy_dr_policy, load_policy
 
 with workflow.unsafe.imports_passed_through():
     from activities.db_verify import DatabaseActivities
-    from activities.notify import notify
     from stagecoach.contract import DR_NOT_SUCCEEDED, Message
     from stagecoach.dr_models import DrOutcome, Verification
     from stagecoach.models import (
@@ -45,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         ApproveInput,
         BackupInfo,
         InstanceRef,
-        NotifyInput,
         ValidateDatabaseInput,
         ValidationReport,
     )
@@ -314,13 +312,7 @@ class DrRun(Visible):
         if not enabled:
             return
         try:
-            await workflow.execute_activity(
-                notify,
-                NotifyInput(event=event, text=text),
-                start_to_close_timeout=QUICK,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-                summary=f"notify {event}",
-            )
+            await send_notification(event, text)
         except ActivityError as err:  # a lost notification never fails a recovery
             self._event(f"notification failed: {error_message(err)}")
 

@@ -86,6 +86,17 @@ def _scaling_restored(record: ScalingRecord, live: ServiceState) -> bool:
     return same_mode and same_counts and all((t.tag, t.revision) in tags for t in record.tags)
 
 
+def _scaling_input(svc: ServiceScaling, *, drained: bool) -> SetScalingInput:
+    """Drain `svc`, or resume it at exactly its recorded scaling."""
+    return SetScalingInput(
+        ref=svc.ref,
+        drained=drained,
+        min_instances=svc.min_instances,
+        max_instances=svc.max_instances,
+        record=svc.record,
+    )
+
+
 @workflow.defn(name=WorkflowType.RESTORE)
 class RestoreWorkflow(DrRunAnyAbort):
     """Scenario 1 (corruption): check the backup, wait for approval where required, drain the
@@ -290,13 +301,7 @@ class RestoreWorkflow(DrRunAnyAbort):
             self._drained_at = self._drained_at or workflow.now()
             await workflow.execute_activity_method(
                 CloudRunActivities.set_scaling,
-                SetScalingInput(
-                    ref=svc.ref,
-                    drained=True,
-                    min_instances=svc.min_instances,
-                    max_instances=svc.max_instances,
-                    record=svc.record,
-                ),
+                _scaling_input(svc, drained=True),
                 start_to_close_timeout=SCALING,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=API_RETRY,
@@ -382,13 +387,7 @@ class RestoreWorkflow(DrRunAnyAbort):
             try:
                 live: ServiceState = await workflow.execute_activity_method(
                     CloudRunActivities.set_scaling,
-                    SetScalingInput(
-                        ref=svc.ref,
-                        drained=False,
-                        min_instances=svc.min_instances,
-                        max_instances=svc.max_instances,
-                        record=svc.record,
-                    ),
+                    _scaling_input(svc, drained=False),
                     start_to_close_timeout=SCALING,
                     schedule_to_close_timeout=CLEANUP_DEADLINE,
                     heartbeat_timeout=HEARTBEAT,
