@@ -12,10 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.common import (
-    API_RETRY,
-    QUICK,
-)
+from workflows.common import API_RETRY, QUICK
 
 with workflow.unsafe.imports_passed_through():
     from activities.monitoring import MonitoringActivities

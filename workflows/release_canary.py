@@ -14,12 +14,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.common import (
-    API_RETRY,
-    QUICK,
-    TRAFFIC_RETRY,
-    error_message,
-)
+from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities

@@ -13,11 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.common import (
-    API_RETRY,
-    QUICK,
-    error_message,
-)
+from workflows.common import API_RETRY, QUICK, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run_jobs import CloudRunJobsActivities
@@ -31,13 +27,7 @@ with workflow.unsafe.imports_passed_through():
         StartHookInput,
     )
 
-from workflows.release_run import (
-    HOOK_POLL,
-    RELEASE_HOOKS,
-    ContinueAsNew,
-    ReleaseRun,
-    ReleaseStop,
-)
+from workflows.release_run import HOOK_POLL, RELEASE_HOOKS, ContinueAsNew, ReleaseRun, ReleaseStop
 
 
 class ReleaseHooks(ReleaseRun):

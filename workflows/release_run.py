@@ -13,10 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.common import (
-    Visible,
-    send_notification,
-)
+from workflows.common import Visible, send_notification
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities

@@ -13,23 +13,10 @@ from workflows.common import API_RETRY, error_message
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, WorkflowType
-    from stagecoach.dr_models import (
-        BackupInput,
-        BackupResult,
-        DrOutcome,
-        DrPhase,
-    )
-    from stagecoach.models import (
-        BackupInfo,
-        CreateBackupInput,
-    )
+    from stagecoach.dr_models import BackupInput, BackupResult, DrOutcome, DrPhase
+    from stagecoach.models import BackupInfo, CreateBackupInput
 
-from workflows.dr.common import (
-    HEARTBEAT,
-    OPERATION,
-    seconds,
-    stamp,
-)
+from workflows.dr.common import HEARTBEAT, OPERATION, seconds, stamp
 
 
 @workflow.defn(name=WorkflowType.BACKUP)

@@ -16,10 +16,7 @@ from workflows.common import API_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
-    from stagecoach.dr_models import (
-        DrPhase,
-        Verification,
-    )
+    from stagecoach.dr_models import DrPhase, Verification
     from stagecoach.models import (
         CloneInstanceInput,
         DeleteInstanceInput,
@@ -28,12 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ValidationReport,
     )
 
-from workflows.dr.common import (
-    CLEANUP_RETRY,
-    HEARTBEAT,
-    OPERATION,
-    DrRunAnyAbort,
-)
+from workflows.dr.common import CLEANUP_RETRY, HEARTBEAT, OPERATION, DrRunAnyAbort
 
 
 class CloneRun(DrRunAnyAbort):

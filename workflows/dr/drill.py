@@ -16,13 +16,7 @@ from workflows.common import API_RETRY, QUICK
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import (
-        DrillInput,
-        DrillReport,
-        DrillTable,
-        DrOutcome,
-        DrPhase,
-    )
+    from stagecoach.dr_models import DrillInput, DrillReport, DrillTable, DrOutcome, DrPhase
     from stagecoach.models import (
         BackupInfo,
         CloneInstanceInput,
@@ -32,12 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.dr.clone import CloneRun
-from workflows.dr.common import (
-    BACKUP_LIST_LIMIT,
-    DrStop,
-    newest_successful,
-    seconds,
-)
+from workflows.dr.common import BACKUP_LIST_LIMIT, DrStop, newest_successful, seconds
 
 
 def drill_instance_name(instance: str, at: datetime) -> str:

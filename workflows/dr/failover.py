@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -50,9 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.regional import RegionalActivities
     from activities.smoke import smoke_test
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import (
-        DrOutcome,
-    )
+    from stagecoach.dr_models import DrOutcome
     from stagecoach.failover import (
         CreateInstanceResult,
         DeleteServiceInput,
@@ -89,16 +86,14 @@ from workflows.dr.common import (
     OPERATION,
     DrRun,
     DrStop,
+    instance_claim,
     newest_successful,
+    seconds,
 )
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
 VERIFY = timedelta(minutes=5)
-
-
-def _secs(a: Any, b: Any) -> float:
-    return round((b - a).total_seconds(), 3)
 
 
 @workflow.defn(name=WorkflowType.FAILOVER)
@@ -160,14 +155,7 @@ class FailoverWorkflow(DrRun):
         """Every target the input names: the worker checks kind, host, project and region (the
         target region must be the environment's or one of its `failover.regions`)."""
         inp = self.inp
-        refs = [inp.source_instance, inp.instance]
-        claims = [
-            TargetClaim(
-                what=f"instance {r.instance}", kind=r.target.kind, host=r.target.host,
-                project=r.project,
-            )
-            for r in refs
-        ]  # fmt: skip
+        claims = [instance_claim(inp.source_instance), instance_claim(inp.instance)]
         if inp.create_instance is not None:
             ci = inp.create_instance
             claims.append(
@@ -257,7 +245,7 @@ class FailoverWorkflow(DrRun):
             await step()
         finally:
             self.st.phases.append(
-                PhaseTime(phase=phase.value, seconds=_secs(start, workflow.now()))
+                PhaseTime(phase=phase.value, seconds=seconds(start, workflow.now()))
             )
 
     # ------------------------------------------------------------------ database
@@ -284,7 +272,7 @@ class FailoverWorkflow(DrRun):
         )
         self._event(
             f"backup {backup.id} of {inp.source_instance.instance} restored into "
-            f"{inp.instance.instance} in {_secs(start, workflow.now()):g}s"
+            f"{inp.instance.instance} in {seconds(start, workflow.now()):g}s"
         )
         report = await self._validate(inp.verification, inp.instance)
         self.st.validation = report
@@ -305,7 +293,7 @@ class FailoverWorkflow(DrRun):
             else:
                 if source.newest is not None:
                     upto, how = source.newest, "exactly"
-        st.data_loss_seconds = max(0.0, _secs(report.newest, upto))
+        st.data_loss_seconds = max(0.0, seconds(report.newest, upto))
         st.data_loss_exact = how == "exactly"
         st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
         self._event(
@@ -483,7 +471,7 @@ class FailoverWorkflow(DrRun):
             self._event(f"could not read {self.inp.source_instance.instance}: {error_message(err)}")
             return
         if after.newest is not None and st.restored_newest is not None:
-            st.data_loss_seconds = max(0.0, _secs(st.restored_newest, after.newest))
+            st.data_loss_seconds = max(0.0, seconds(st.restored_newest, after.newest))
             st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
             self._event(
                 f"rows written in {self.inp.from_region} after the failback backup: "
@@ -530,7 +518,7 @@ class FailoverWorkflow(DrRun):
         inp, st = self.inp, self.st
         st.ended_at = workflow.now()
         assert st.started_at is not None
-        st.total_seconds = _secs(st.started_at, st.ended_at)
+        st.total_seconds = seconds(st.started_at, st.ended_at)
         st.rto_met = st.outcome == DrOutcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
         kept = [c for c in st.created if c not in st.deleted]
         dns = inp.dns

@@ -17,12 +17,7 @@ from workflows.common import API_RETRY, QUICK
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import (
-        DrOutcome,
-        DrPhase,
-        PointInTimeInput,
-        PointInTimeResult,
-    )
+    from stagecoach.dr_models import DrOutcome, DrPhase, PointInTimeInput, PointInTimeResult
     from stagecoach.models import (
         CloneInstanceInput,
         InstanceRef,
@@ -33,11 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.plan import recovery_instance_name
 
 from workflows.dr.clone import CloneRun
-from workflows.dr.common import (
-    DrStop,
-    seconds,
-    stamp,
-)
+from workflows.dr.common import DrStop, seconds, stamp
 
 
 @workflow.defn(name=WorkflowType.POINT_IN_TIME_RECOVERY)

@@ -34,13 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.db_verify import DatabaseActivities
     from stagecoach.config import ENV_NAME_RE
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import (
-        DrOutcome,
-        DrPhase,
-        RestoreInput,
-        RestoreStatus,
-        ServiceScaling,
-    )
+    from stagecoach.dr_models import DrOutcome, DrPhase, RestoreInput, RestoreStatus, ServiceScaling
     from stagecoach.models import (
         ApproveInput,
         ApproveResult,
