@@ -12,7 +12,12 @@ Messages (usable from starter.py, `temporal workflow signal/update` and the Web 
   payload aborts (a string, a number, a list, nothing): it arrives through the dynamic signal
   handler, which never drops a signal it cannot decode; the reason is capped;
 - signal `promote`: skip the remaining bake windows and steps once the gates pass;
-- query `status`.
+- query `status` (the full object, for programs) and `summary` (a few lines, for people).
+
+This module holds the workflow (messages, run, set-up before any traffic moves, compensation);
+its parts are mixins of `ReleaseRun` (release_run.py): the canary rollout of a service
+(release_canary.py), the bake and its judgement (release_bake.py), the release hooks
+(release_hooks.py); the summary is release_summary.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The DR drill (monthly, on a schedule, or `starter.py dr drill ENV`): restore the newest
+"""The DR drill (monthly, on a schedule, or `starter.py dr-drill ENV`): restore the newest
 SUCCESSFUL backup into a scratch instance, validate it against the source, report restore time
 against the RTO and the data-loss window against the RPO, and always delete the scratch.
 
