@@ -8,7 +8,7 @@ Deterministic: importable from workflow code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
-    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION
+    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, Message
     from stagecoach.models import AbortInput, NotifyInput
 
 INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
@@ -98,6 +98,15 @@ def decode_abort(args: Sequence[RawValue]) -> AbortInput:
             payload = "aborted (payload not readable)"
     reason, by = abort_fields(payload)
     return AbortInput(reason=reason, by=by)
+
+
+def on_signal(name: str, args: Sequence[RawValue], abort: Callable[[AbortInput], None]) -> None:
+    """A dynamic signal handler's body: `abort` with any payload (see `decode_abort`); any
+    other name is logged and ignored."""
+    if name == Message.ABORT:
+        abort(decode_abort(args))
+    else:
+        workflow.logger.warning("ignoring unknown signal %r", name[:100])
 
 
 class Visible:

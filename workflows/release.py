@@ -32,9 +32,9 @@ from workflows.common import (
     API_RETRY,
     QUICK,
     TRAFFIC_RETRY,
-    decode_abort,
     error_message,
     fail_with_status,
+    on_signal,
     refuse_input,
 )
 
@@ -147,10 +147,7 @@ class ReleaseWorkflow(CanaryRollout, ReleaseHooks):
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` (and any signal no named handler takes). A typed handler would drop a payload
         that does not decode; the emergency brake must never be dropped."""
-        if name == Message.ABORT:
-            self.abort(decode_abort(args))
-        else:
-            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+        on_signal(name, args, self.abort)
 
     def abort(self, inp: AbortInput) -> None:
         if self.abort_requested is None and self.st.outcome == Outcome.RUNNING:

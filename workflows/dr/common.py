@@ -27,23 +27,26 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.common import (
     API_RETRY,
+    QUICK,
     Visible,
-    decode_abort,
     error_message,
     fail_with_status,
+    on_signal,
     send_notification,
 )
 from workflows.policy import POLICY_FROM_WORKER, accept_approval, legacy_dr_policy, load_policy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
-    from stagecoach.contract import DR_NOT_SUCCEEDED, Message
+    from stagecoach.contract import DR_NOT_SUCCEEDED
     from stagecoach.dr_models import DrOutcome, Verification
     from stagecoach.models import (
         AbortInput,
         ApproveInput,
         BackupInfo,
         InstanceRef,
+        ListBackupsInput,
         ValidateDatabaseInput,
         ValidationReport,
     )
@@ -106,6 +109,17 @@ def newest_successful(backups: list[BackupInfo]) -> BackupInfo | None:
         return (t.timestamp() if t else 0.0, e.timestamp() if e else 0.0, b.id)
 
     return max(ok, key=key)
+
+
+async def list_backups(ref: InstanceRef) -> list[BackupInfo]:
+    """The backups of `ref` (newest BACKUP_LIST_LIMIT)."""
+    return await workflow.execute_activity_method(
+        CloudSqlActivities.list_backups,
+        ListBackupsInput(ref=ref, limit=BACKUP_LIST_LIMIT),
+        start_to_close_timeout=QUICK,
+        retry_policy=API_RETRY,
+        summary=f"list backups of {ref.instance}",
+    )
 
 
 def validate_input(v: Verification, instance: InstanceRef) -> ValidateDatabaseInput:
@@ -346,7 +360,4 @@ class DrRunAnyAbort(DrRun):
     )
     def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         """`abort` with any payload (a typed handler would drop what does not decode)."""
-        if name == Message.ABORT:
-            self.abort(decode_abort(args))
-        else:
-            workflow.logger.warning("ignoring unknown signal %r", name[:100])
+        on_signal(name, args, self.abort)

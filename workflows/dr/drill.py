@@ -11,22 +11,18 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from workflows.common import API_RETRY, QUICK
-
 with workflow.unsafe.imports_passed_through():
-    from activities.cloud_sql import CloudSqlActivities
     from stagecoach.contract import Message, WorkflowType
     from stagecoach.dr_models import DrillInput, DrillReport, DrillTable, DrOutcome, DrPhase
     from stagecoach.models import (
         BackupInfo,
         CloneInstanceInput,
         InstanceRef,
-        ListBackupsInput,
         ValidationReport,
     )
 
 from workflows.dr.clone import CloneRun
-from workflows.dr.common import BACKUP_LIST_LIMIT, DrStop, newest_successful, seconds
+from workflows.dr.common import DrStop, list_backups, newest_successful, seconds
 
 
 def drill_instance_name(instance: str, at: datetime) -> str:
@@ -136,13 +132,7 @@ class DrDrillWorkflow(CloneRun):
     async def _work(self) -> None:
         inp, st = self.inp, self.st
         self._progress(f"finding the newest successful backup of {st.source_instance}")
-        backups: list[BackupInfo] = await workflow.execute_activity_method(
-            CloudSqlActivities.list_backups,
-            ListBackupsInput(ref=inp.instance, limit=BACKUP_LIST_LIMIT),
-            start_to_close_timeout=QUICK,
-            retry_policy=API_RETRY,
-            summary=f"list backups of {st.source_instance}",
-        )
+        backups: list[BackupInfo] = await list_backups(inp.instance)
         backup = newest_successful(backups)
         if backup is None:
             raise DrStop(DrOutcome.FAILED, f"{st.source_instance} has no SUCCESSFUL backup")

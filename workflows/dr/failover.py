@@ -71,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         BackupInfo,
         CreateBackupInput,
         DeleteInstanceInput,
-        ListBackupsInput,
         RestoreBackupInput,
         SmokeTestInput,
         SmokeTestResult,
@@ -79,7 +78,6 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.trust import TargetClaim, WorkerPolicy
 
 from workflows.dr.common import (
-    BACKUP_LIST_LIMIT,
     CLEANUP_DEADLINE,
     CLEANUP_RETRY,
     HEARTBEAT,
@@ -87,6 +85,7 @@ from workflows.dr.common import (
     DrRun,
     DrStop,
     instance_claim,
+    list_backups,
     newest_successful,
     seconds,
 )
@@ -305,13 +304,7 @@ class FailoverWorkflow(DrRun):
     async def _newest_backup(self) -> BackupInfo:
         src = self.inp.source_instance
         self._progress(f"finding the newest successful backup of {src.instance}")
-        backups: list[BackupInfo] = await workflow.execute_activity_method(
-            CloudSqlActivities.list_backups,
-            ListBackupsInput(ref=src, limit=BACKUP_LIST_LIMIT),
-            start_to_close_timeout=QUICK,
-            retry_policy=API_RETRY,
-            summary=f"list backups of {src.instance}",
-        )
+        backups: list[BackupInfo] = await list_backups(src)
         backup = newest_successful(backups)
         if backup is None:
             raise DrStop(DrOutcome.FAILED, f"{src.instance} has no SUCCESSFUL backup to restore")

@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         ApproveInput,
         ApproveResult,
         BackupInfo,
-        ListBackupsInput,
         RestoreBackupInput,
         ScalingRecord,
         ServiceState,
@@ -50,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.dr.common import (
     BACKUP_ID_RE,
-    BACKUP_LIST_LIMIT,
     CLEANUP_DEADLINE,
     CLEANUP_RETRY,
     HEARTBEAT,
@@ -60,6 +58,7 @@ from workflows.dr.common import (
     DrRunAnyAbort,
     DrStop,
     instance_claim,
+    list_backups,
     seconds,
     to_completion,
     validate_input,
@@ -229,13 +228,7 @@ class RestoreWorkflow(DrRunAnyAbort):
         source = inp.source_instance or inp.instance.instance
         self._progress(f"checking backup {inp.backup_id} of {source}")
         ref = inp.instance.model_copy(update={"instance": source})
-        backups: list[BackupInfo] = await workflow.execute_activity_method(
-            CloudSqlActivities.list_backups,
-            ListBackupsInput(ref=ref, limit=BACKUP_LIST_LIMIT),
-            start_to_close_timeout=QUICK,
-            retry_policy=API_RETRY,
-            summary=f"list backups of {source}",
-        )
+        backups: list[BackupInfo] = await list_backups(ref)
         found = next((b for b in backups if b.id == inp.backup_id), None)
         if found is None:
             raise DrStop(
