@@ -32,6 +32,7 @@ class Message:
     """Query, signal and update names (starter.py, `temporal workflow ...` and the Web UI)."""
 
     STATUS: Final = "status"  # query: the full status object
+    SUMMARY: Final = "summary"  # query: a few lines for people (Release)
     ABORT: Final = "abort"  # signal: stop and restore
     PROMOTE: Final = "promote"  # signal: end the current bake early
     APPROVE: Final = "approve"  # update: a signed approval

@@ -1,30 +1,29 @@
-"""What every workflow shares: search attribute keys, retry policies, timeouts, the message of
-an activity failure, and `Visible` (search attributes, progress line, event log).
+"""What every workflow shares: retry policies, timeouts, the message of an activity failure,
+the end of a run that did not succeed, the `abort` payload, a refused input, and `Visible`
+(search attributes, progress line, event log). Names and search-attribute keys live in
+`stagecoach.contract`.
 
 Deterministic: importable from workflow code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
-    from stagecoach.models import AbortInput
+    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, Message
+    from stagecoach.models import AbortInput, NotifyInput
 
-# Custom search attributes (registered by the dev server start-up, `local up` and the
-# docker-compose setup job; see stagecoach.temporal.SEARCH_ATTRIBUTES).
-ENVIRONMENT = SearchAttributeKey.for_keyword("StagecoachEnvironment")
-VERSION = SearchAttributeKey.for_keyword("StagecoachVersion")
-PHASE = SearchAttributeKey.for_keyword("StagecoachPhase")
-OUTCOME = SearchAttributeKey.for_keyword("StagecoachOutcome")
+INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
 
 # Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
 # permanent ones (invalid argument, permission, not found), which fail at once.
@@ -65,6 +64,26 @@ def fail_with_status(status: Any, message: str, error_type: str) -> None:
         )
 
 
+async def send_notification(event: str, text: str) -> None:
+    """The Notify activity (the worker's webhook); a few attempts, then its error raises."""
+    await workflow.execute_activity(
+        notify,
+        NotifyInput(event=event, text=text),
+        start_to_close_timeout=QUICK,
+        retry_policy=RetryPolicy(maximum_attempts=3),
+        summary=f"notify {event}",
+    )
+
+
+def refuse_input(what: str, problems: Sequence[str]) -> None:
+    """A workflow can be started by any Temporal client, not only starter.py: refuse an input
+    starter.py would never build before anything (search attributes included) uses it."""
+    if problems:
+        raise ApplicationError(
+            f"invalid {what} input: " + "; ".join(problems), type=INVALID_INPUT, non_retryable=True
+        )
+
+
 def decode_abort(args: Sequence[RawValue]) -> AbortInput:
     """An `abort` signal's payload, whatever it is: `{"reason": ..., "by": ...}`, a bare string,
     a number, a list, null, nothing, or bytes no converter reads. The emergency brake is never
@@ -79,6 +98,15 @@ def decode_abort(args: Sequence[RawValue]) -> AbortInput:
             payload = "aborted (payload not readable)"
     reason, by = abort_fields(payload)
     return AbortInput(reason=reason, by=by)
+
+
+def on_signal(name: str, args: Sequence[RawValue], abort: Callable[[AbortInput], None]) -> None:
+    """A dynamic signal handler's body: `abort` with any payload (see `decode_abort`); any
+    other name is logged and ignored."""
+    if name == Message.ABORT:
+        abort(decode_abort(args))
+    else:
+        workflow.logger.warning("ignoring unknown signal %r", name[:100])
 
 
 class Visible:

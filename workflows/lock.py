@@ -10,10 +10,11 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from stagecoach.contract import Message, WorkflowType
     from stagecoach.locks import Holder, ServiceLockInput
 
 
-@workflow.defn(name="ServiceLock")
+@workflow.defn(name=WorkflowType.SERVICE_LOCK)
 class ServiceLockWorkflow:
     @workflow.init
     def __init__(self, inp: ServiceLockInput) -> None:
@@ -21,13 +22,14 @@ class ServiceLockWorkflow:
         self.released = False
 
     @workflow.query(
-        name="holder", description="Who holds the service (JSON): the holding workflow's id."
+        name=Message.HOLDER, description="Who holds the service (JSON): the holding workflow's id."
     )
     def holder(self) -> Holder:
         return self.inp.holder
 
     @workflow.signal(
-        name="release", description="Let the service go (sent by its holder when it ends)."
+        name=Message.RELEASE_LOCK,
+        description="Let the service go (sent by its holder when it ends).",
     )
     def release(self, workflow_id: str) -> None:
         if workflow_id == self.inp.holder.workflow_id:

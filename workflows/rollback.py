@@ -17,17 +17,12 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.common import (
-    API_RETRY,
-    ENVIRONMENT,
-    OUTCOME,
-    PHASE,
-    QUICK,
-    TRAFFIC_RETRY,
-    error_message,
-)
+from workflows.common import API_RETRY, QUICK, TRAFFIC_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
+    from activities.cloud_run import CloudRunActivities
+    from activities.revisions import find_previous_revision
+    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, Message, WorkflowType
     from stagecoach.models import (
         FindPreviousRevisionInput,
         Outcome,
@@ -43,12 +38,6 @@ with workflow.unsafe.imports_passed_through():
         TrafficTarget,
     )
     from stagecoach.splits import describe, pin_latest, serving_revisions
-
-FIND_PREVIOUS_REVISION = "FindPreviousRevision"
-
-
-# --------------------------------------------------------------------------- messages
-
 
 # --------------------------------------------------------------------------- pure helpers
 
@@ -72,14 +61,14 @@ def rollback_split(pinned: list[TrafficTarget], previous: str) -> list[TrafficTa
 # --------------------------------------------------------------------------- workflow
 
 
-@workflow.defn(name="Rollback")
+@workflow.defn(name=WorkflowType.ROLLBACK)
 class RollbackWorkflow:
     def __init__(self) -> None:
         self.results: list[RollbackServiceResult] = []
         self.progress = "starting"
 
     @workflow.query(
-        name="status",
+        name=Message.STATUS,
         description="The services rolled back so far (JSON): {services: [...], outcome}.",
     )
     def status(self) -> RollbackResult:
@@ -103,10 +92,9 @@ class RollbackWorkflow:
         name = ref.service
         self._progress(inp, f"{name}: reading live traffic")
         try:
-            state: ServiceState = await workflow.execute_activity(
-                "GetServiceState",
+            state: ServiceState = await workflow.execute_activity_method(
+                CloudRunActivities.get_service_state,
                 ref,
-                result_type=ServiceState,
                 start_to_close_timeout=QUICK,
                 retry_policy=API_RETRY,
                 summary=f"read {name}",
@@ -122,14 +110,13 @@ class RollbackWorkflow:
         pinned = pin_latest(state.traffic, state.latest_ready_revision)
         try:
             prev: PreviousRevision = await workflow.execute_activity(
-                FIND_PREVIOUS_REVISION,
+                find_previous_revision,
                 FindPreviousRevisionInput(
                     ref=ref,
                     serving=serving_revisions(pinned),
                     previous_of=inp.previous_of.get(name, {}),
                     exclude=inp.exclude.get(name, []),
                 ),
-                result_type=PreviousRevision,
                 start_to_close_timeout=QUICK,
                 retry_policy=API_RETRY,
                 summary=f"find the revision before {current_revision(pinned) or name}",
@@ -145,10 +132,9 @@ class RollbackWorkflow:
         split = rollback_split(pinned, prev.previous)
         self._progress(inp, f"{name}: {prev.current} -> {prev.previous} 100% ({prev.how})")
         try:
-            res: SetTrafficResult = await workflow.execute_activity(
-                "SetTraffic",
+            res: SetTrafficResult = await workflow.execute_activity_method(
+                CloudRunActivities.set_traffic,
                 SetTrafficInput(ref=ref, traffic=split, reason=f"rollback: {prev.how}"),
-                result_type=SetTrafficResult,
                 start_to_close_timeout=timedelta(minutes=5),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=TRAFFIC_RETRY,

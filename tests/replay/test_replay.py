@@ -4,6 +4,12 @@ A change to workflow code that alters the command order breaks these replays; su
 goes behind `workflow.patched(...)`. Record a new history with
 `STAGECOACH_RECORD_HISTORY=1 python -m pytest tests/e2e/test_release.py -k 'happy or bad_canary or
 approval_is_awaited'` (promoted, rolled back: ends failed, approved through the approval timer).
+
+The restore, point-in-time, drill, backup, failover-abort and release-hook histories were
+recorded from the e2e runs of tests/e2e/test_dr.py, test_failover.py and test_hooks.py before
+workflows/ was split into modules (issue 13): they pin the command order of every branch of the
+DR run skeleton (success, failure with cleanup, abort, Temporal cancellation, continue-as-new
+into a release) and of the hooks. workflow_ids.json names the id each ran under.
 """
 
 from __future__ import annotations

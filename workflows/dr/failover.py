@@ -1,0 +1,577 @@
+"""Regional failover (DR Scenario 3), failback, and the regional drill: one workflow, `Failover`.
+
+Failover (`mode: failover`), workflow id `deploy-<app>-<env>` (no release or restore can run
+meanwhile):
+1. nothing is read from the failed region: the images come from the input (the last promoted
+   release recorded in Temporal, or `--version`, resolved by the CLI);
+2. database: the newest SUCCESSFUL backup of the environment's instance (backups are
+   multi-regional: listable while the region is down) is restored into `<instance>-<region>`,
+   created in the target region with the environment's tier and availability, and validated;
+   the data-loss window (the start of the failover minus the newest restored row, an upper
+   bound) is reported against the RPO;
+3. services: each `<name>-<env>` is created in the target region in dependency order with the
+   release's image, sizing, env, secrets, ingress and connector, bound to the new instance, and
+   smoke-tested;
+4. approval where `restore_requires_approval` is set; then the DNS record is moved (one Cloud
+   DNS change, waited until `done`) and the name is checked to answer from the target region;
+5. each phase's duration and the total are reported against the RTO, with the next steps.
+
+Nothing is half-switched: users move only in step 4, after every service answered its smoke
+test. A failure (or abort) before it leaves DNS untouched and lists the new resources; they are
+kept for a retry (whose activities adopt them) or removed when `cleanup_on_failure` is set.
+
+Failback (`mode: failback`): a fresh backup of the secondary instance restored into the
+primary's instance, the primary region's services made to serve the same images bound to it,
+DNS back; the rows written in the secondary after that backup are reported as the window that
+did not travel back.
+
+Drill (`mode: drill`, id `dr-drill-regional-<app>-<env>`): steps 1-3 into scratch resources
+(`<instance>-dr-<stamp>`, `<name>-<env>-dr-<stamp>`), no approval, no DNS; the scratch resources
+are ALWAYS deleted (success, failure, abort, cancellation), shielded from cancellation.
+
+Deterministic: no I/O, durations are `workflow.now()` deltas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.common import API_RETRY, QUICK, error_message
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cloud_sql import CloudSqlActivities
+    from activities.dns import DnsActivities
+    from activities.regional import RegionalActivities
+    from activities.smoke import smoke_test
+    from stagecoach.contract import Message, WorkflowType
+    from stagecoach.dr_models import DrOutcome
+    from stagecoach.failover import (
+        CreateInstanceResult,
+        DeleteServiceInput,
+        DeployServiceInput,
+        DeployServiceResult,
+        FailoverInput,
+        FailoverPhase,
+        FailoverStatus,
+        MoveDnsInput,
+        MoveDnsResult,
+        PhaseTime,
+        VerifyDnsInput,
+        VerifyDnsResult,
+    )
+    from stagecoach.models import (
+        AbortInput,
+        ApproveInput,
+        ApproveResult,
+        BackupInfo,
+        CreateBackupInput,
+        DeleteInstanceInput,
+        RestoreBackupInput,
+        SmokeTestInput,
+        SmokeTestResult,
+    )
+    from stagecoach.trust import TargetClaim, WorkerPolicy
+
+from workflows.dr.common import (
+    CLEANUP_DEADLINE,
+    CLEANUP_RETRY,
+    HEARTBEAT,
+    OPERATION,
+    DrRun,
+    DrStop,
+    instance_claim,
+    list_backups,
+    newest_successful,
+    seconds,
+)
+
+SERVICE_DEPLOY = timedelta(minutes=30)
+DNS_CHANGE = timedelta(minutes=30)
+VERIFY = timedelta(minutes=5)
+
+
+@workflow.defn(name=WorkflowType.FAILOVER)
+class FailoverWorkflow(DrRun):
+    @workflow.init
+    def __init__(self, inp: FailoverInput) -> None:
+        self.inp = inp
+        self.env = inp.env
+        self.version = f"{inp.mode}:{inp.to_region}"
+        self.st = FailoverStatus(
+            app=inp.app,
+            env=inp.env,
+            mode=inp.mode,
+            from_region=inp.from_region,
+            to_region=inp.to_region,
+            version=inp.version,
+            instance=inp.instance.instance,
+            source_instance=inp.source_instance.instance,
+            rpo_seconds=inp.rpo.total_seconds(),
+            rto_seconds=inp.rto.total_seconds(),
+        )
+        self.abort_requested: AbortInput | None = None
+        self.policy: WorkerPolicy | None = None
+        self._dns_started = False
+        self._instance_requested = False
+        self._deploys: list[DeployServiceInput] = []  # requested in the target region
+
+    def _state(self) -> FailoverStatus:
+        return self.st
+
+    # ------------------------------------------------------------------ messages
+
+    @workflow.query(name=Message.STATUS)
+    def status(self) -> FailoverStatus:
+        return self.st
+
+    @workflow.signal(name=Message.ABORT)
+    def abort(self, inp: AbortInput | None = None) -> None:
+        super().abort(inp)
+
+    def _abort_refused(self) -> str:
+        return "the DNS record is being moved" if self._dns_started else ""
+
+    @workflow.update(name=Message.APPROVE)
+    async def approve(self, inp: ApproveInput) -> ApproveResult:
+        """Counts only with proof of who sent it, judged against the worker's policy like a
+        restore's (stagecoach.trust): bound to this workflow id and run, the version
+        `<mode>:<to_region>` and step 0. A refused attempt is recorded, then the update fails."""
+        authenticated = self._accept_approval(inp)
+        how = f" ({authenticated})" if authenticated else ""
+        self._event(f"DNS move approved by {inp.by}{how}: {inp.comment or 'no comment'}")
+        return ApproveResult(approved_weight=0, by=inp.by)
+
+    @approve.validator
+    def _validate_approve(self, inp: ApproveInput) -> None:
+        self._check_approvable(f"{self.inp.mode} of {self.inp.env}")
+
+    def _claims(self) -> list[TargetClaim]:
+        """Every target the input names: the worker checks kind, host, project and region (the
+        target region must be the environment's or one of its `failover.regions`)."""
+        inp = self.inp
+        claims = [instance_claim(inp.source_instance), instance_claim(inp.instance)]
+        if inp.create_instance is not None:
+            ci = inp.create_instance
+            claims.append(
+                TargetClaim(
+                    what=f"instance {ci.ref.instance}", kind=ci.ref.target.kind,
+                    host=ci.ref.target.host, project=ci.ref.project, region=ci.region,
+                )
+            )  # fmt: skip
+        for svc in inp.services:
+            r = svc.deploy.ref
+            claims.append(
+                TargetClaim(
+                    what=f"service {r.service}", kind=r.target.kind, host=r.target.host,
+                    project=r.project, region=r.region,
+                )
+            )  # fmt: skip
+        if inp.dns is not None:
+            rec = inp.dns.record
+            claims.append(
+                TargetClaim(
+                    what=f"DNS record {rec.name}", kind=rec.target.kind, host=rec.target.host,
+                    project=rec.project,
+                )
+            )  # fmt: skip
+        return claims
+
+    # ------------------------------------------------------------------ run
+
+    def _title(self) -> str:
+        return f"{self.inp.mode} of {self.inp.env} to {self.inp.to_region}"
+
+    def _cancelled_line(self) -> str:
+        return f"{self.inp.mode} cancelled"
+
+    @workflow.run
+    async def run(self, inp: FailoverInput) -> FailoverStatus:
+        what = {"failover": "failover", "failback": "failback", "drill": "regional drill"}
+        self._begin(
+            FailoverPhase.PLANNING,
+            f"{what[inp.mode]} of {inp.env} from {inp.from_region} to {inp.to_region} "
+            f"requested by {inp.requested_by or 'unknown'}: images of {inp.version} "
+            f"({inp.version_source or 'given'}), database {inp.instance.instance}",
+        )
+        await self._run_to_end()
+        return self.st
+
+    async def _work(self) -> None:
+        inp = self.inp
+        await self._load_policy(self._claims(), inp.approvers)
+        await self._timed(FailoverPhase.DATABASE, self._database)
+        self._check_abort()
+        await self._timed(FailoverPhase.SERVICES, self._services)
+        self._check_abort()
+        if inp.mode != "drill" and inp.dns is not None:
+            if self._needs_approval():
+                await self._timed(FailoverPhase.AWAITING_APPROVAL, self._await_approval)
+            self._check_abort()
+            await self._timed(FailoverPhase.DNS, self._dns)
+
+    async def _clean_up(self) -> None:
+        await self._timed(FailoverPhase.CLEANING_UP, self._clean)
+
+    async def _report(self, cancelled: bool) -> None:
+        inp, st = self.inp, self.st
+        self._finish()
+        if st.outcome != DrOutcome.SUCCEEDED and not cancelled:
+            await self._notify(
+                inp.notify, "failed", f"{inp.mode} of {inp.env} to {inp.to_region} "
+                f"{st.outcome.value}: {st.error or st.abort_reason}. " + "; ".join(st.left_in),
+            )  # fmt: skip
+
+    def _needs_cleanup(self) -> bool:
+        inp, st = self.inp, self.st
+        if inp.mode == "drill":
+            return True
+        return (
+            inp.mode == "failover"
+            and inp.cleanup_on_failure
+            and st.outcome != DrOutcome.SUCCEEDED
+            and not self._dns_started
+        )
+
+    async def _timed(self, phase: FailoverPhase, step: Callable[[], Awaitable[None]]) -> None:
+        self._set_phase(phase)
+        start = workflow.now()
+        try:
+            await step()
+        finally:
+            self.st.phases.append(
+                PhaseTime(phase=phase.value, seconds=seconds(start, workflow.now()))
+            )
+
+    # ------------------------------------------------------------------ database
+
+    async def _database(self) -> None:
+        inp = self.inp
+        if inp.mode == "failback":
+            backup = await self._fresh_backup()
+        else:
+            backup = await self._newest_backup()
+            await self._create_instance()
+        self.st.backup = backup
+        self._progress(f"restoring backup {backup.id} into {inp.instance.instance}")
+        start = workflow.now()
+        await workflow.execute_activity_method(
+            CloudSqlActivities.restore_backup,
+            RestoreBackupInput(
+                ref=inp.instance, backup_id=backup.id, source_instance=inp.source_instance.instance
+            ),
+            start_to_close_timeout=OPERATION,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"restore {backup.id} into {inp.instance.instance}",
+        )
+        self._event(
+            f"backup {backup.id} of {inp.source_instance.instance} restored into "
+            f"{inp.instance.instance} in {seconds(start, workflow.now()):g}s"
+        )
+        report = await self._validate(inp.verification, inp.instance)
+        self.st.validation = report
+        if not report.ok:
+            raise DrStop(DrOutcome.FAILED, "validation failed: " + "; ".join(report.problems))
+        st = self.st
+        st.restored_newest = report.newest
+        if inp.mode == "failback" or report.newest is None or st.started_at is None:
+            return
+        # A failover cannot read the failed region: the loss is at most the start of the
+        # failover minus the newest restored row. A drill reads the (healthy) source instead.
+        upto, how = st.started_at, "at most"
+        if inp.mode == "drill":
+            try:
+                source = await self._validate(inp.verification, inp.source_instance)
+            except ActivityError as err:
+                self._event(f"source not readable ({error_message(err)}): upper bound only")
+            else:
+                if source.newest is not None:
+                    upto, how = source.newest, "exactly"
+        st.data_loss_seconds = max(0.0, seconds(report.newest, upto))
+        st.data_loss_exact = how == "exactly"
+        st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
+        self._event(
+            f"data-loss window {how} {st.data_loss_seconds:g}s (newest restored row "
+            f"{report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
+            f"{'met' if st.rpo_met else 'MISSED'}"
+        )
+
+    async def _newest_backup(self) -> BackupInfo:
+        src = self.inp.source_instance
+        self._progress(f"finding the newest successful backup of {src.instance}")
+        backups: list[BackupInfo] = await list_backups(src)
+        backup = newest_successful(backups)
+        if backup is None:
+            raise DrStop(DrOutcome.FAILED, f"{src.instance} has no SUCCESSFUL backup to restore")
+        when = backup.enqueued_time.isoformat() if backup.enqueued_time else "no time"
+        self._event(f"restoring backup {backup.id} ({backup.type}, {when})")
+        return backup
+
+    async def _fresh_backup(self) -> BackupInfo:
+        src = self.inp.source_instance
+        desc = f"Failback backup {self.st.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        self._progress(f"backing up {src.instance} ({desc})")
+        info: BackupInfo = await workflow.execute_activity_method(
+            CloudSqlActivities.create_backup,
+            CreateBackupInput(ref=src, description=desc),
+            start_to_close_timeout=OPERATION,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"backup {src.instance}",
+        )
+        self._event(f"fresh backup {info.id} of {src.instance} taken ({desc})")
+        return info
+
+    async def _create_instance(self) -> None:
+        inp = self.inp
+        ci = inp.create_instance
+        if ci is None:
+            return
+        self._progress(f"creating {ci.ref.instance} in {ci.region} ({ci.tier}, {ci.availability})")
+        self._instance_requested = True
+        res: CreateInstanceResult = await workflow.execute_activity_method(
+            RegionalActivities.create_instance,
+            ci,
+            start_to_close_timeout=OPERATION,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"create {ci.ref.instance} in {ci.region}",
+        )
+        self.st.instance_created = True
+        label = f"instance {ci.ref.instance} ({ci.region})"
+        if label not in self.st.created:
+            self.st.created.append(label)
+        self._event(
+            f"{ci.ref.instance} created in {ci.region} in {res.seconds:g}s"
+            if res.created
+            else f"{ci.ref.instance} already exists in {ci.region}: adopted"
+        )
+
+    # ------------------------------------------------------------------ services
+
+    async def _services(self) -> None:
+        inp = self.inp
+        for svc in inp.services:
+            d = svc.deploy
+            self._check_abort()
+            self._progress(f"bringing up {d.ref.service} in {d.ref.region} ({d.image})")
+            self._deploys.append(d)
+            res: DeployServiceResult = await workflow.execute_activity_method(
+                RegionalActivities.deploy_service,
+                d,
+                start_to_close_timeout=SERVICE_DEPLOY,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=API_RETRY,
+                summary=f"deploy {d.ref.service} in {d.ref.region}",
+            )
+            self.st.services = [s for s in self.st.services if s.service != res.service] + [res]
+            label = f"service {d.ref.service} ({d.ref.region})"
+            if inp.mode != "failback" and label not in self.st.created:
+                self.st.created.append(label)
+            how = "created" if res.created else "updated" if res.changed else "already serving"
+            bound = f", bound to {d.database.instance}" if d.database else ""
+            self._event(f"{d.ref.service} in {d.ref.region}: {how}, {res.revision}{bound}")
+            if svc.smoke == "none":
+                self._event(
+                    f"{d.ref.service} in {d.ref.region}: no smoke test (services[].smoke: none; "
+                    "its URL is not reachable from the worker)"
+                )
+                continue
+            smoke: SmokeTestResult = await workflow.execute_activity(
+                smoke_test,
+                SmokeTestInput(url=res.uri, path=svc.health_path),
+                start_to_close_timeout=QUICK,
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"smoke test {d.ref.service} in {d.ref.region}",
+            )
+            if not smoke.ok:
+                raise DrStop(
+                    DrOutcome.FAILED,
+                    f"smoke test of {d.ref.service} in {d.ref.region} failed: {smoke.detail}",
+                )
+            self._event(f"{d.ref.service} in {d.ref.region}: smoke test passed ({smoke.status})")
+
+    # ------------------------------------------------------------------ approval and DNS
+
+    async def _await_approval(self) -> None:
+        inp, policy = self.inp, self.policy
+        if policy is None or not self._needs_approval():
+            return
+        who = " or ".join(policy.approvers)
+        await self._wait_for_approval(
+            FailoverPhase.AWAITING_APPROVAL,
+            f"services ready in {inp.to_region}; awaiting approval by {who} to move DNS",
+            f"awaiting approval by {who} before the DNS move",
+            f"{inp.mode} of {inp.env} to {inp.to_region} awaits approval ({who}) to move DNS",
+        )
+
+    async def _dns(self) -> None:
+        inp, st = self.inp, self.st
+        dns = inp.dns
+        assert dns is not None
+        rec = dns.record
+        self._progress(f"moving {rec.name} {rec.type} to {dns.rrdatas[0]}")
+        self._dns_started = True
+        moved: MoveDnsResult = await workflow.execute_activity_method(
+            DnsActivities.move_dns,
+            MoveDnsInput(record=rec, rrdatas=dns.rrdatas),
+            start_to_close_timeout=DNS_CHANGE,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"move {rec.name} to {inp.to_region}",
+        )
+        st.dns_before, st.dns_after, st.dns_moved = moved.before, moved.after, True
+        self._event(
+            f"{rec.name} {rec.type} {', '.join(moved.before) or '(none)'} -> "
+            f"{', '.join(moved.after)}"
+            + (f" (change {moved.change_id} done)" if moved.change_id else " (already there)")
+        )
+        front = next((s for s in inp.services if s.deploy.ref.service == dns.service), None)
+        check: VerifyDnsResult = await workflow.execute_activity_method(
+            DnsActivities.verify_dns,
+            VerifyDnsInput(
+                record=rec, rrdatas=dns.rrdatas, region=inp.to_region, service=dns.service,
+                health_path=front.health_path if front else "/",
+            ),
+            start_to_close_timeout=VERIFY,
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=API_RETRY,
+            summary=f"verify {rec.name} answers from {inp.to_region}",
+        )  # fmt: skip
+        st.dns_verified = check.ok
+        if not check.ok:
+            raise DrStop(
+                DrOutcome.FAILED,
+                f"DNS moved to {inp.to_region}, but the name does not answer from there yet: "
+                f"{check.detail}",
+            )
+        self._event(f"verified: {check.detail}")
+        if inp.mode == "failback":
+            await self._carried_back()
+
+    async def _carried_back(self) -> None:
+        """After failback: rows the secondary took after its fresh backup did not travel."""
+        st = self.st
+        try:
+            after = await self._validate(self.inp.verification, self.inp.source_instance)
+        except ActivityError as err:
+            self._event(f"could not read {self.inp.source_instance.instance}: {error_message(err)}")
+            return
+        if after.newest is not None and st.restored_newest is not None:
+            st.data_loss_seconds = max(0.0, seconds(st.restored_newest, after.newest))
+            st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
+            self._event(
+                f"rows written in {self.inp.from_region} after the failback backup: "
+                f"{st.data_loss_seconds:g}s of writes not carried back (RPO {st.rpo_seconds:g}s)"
+            )
+
+    # ------------------------------------------------------------------ cleanup and report
+
+    async def _clean(self) -> None:
+        inp, st = self.inp, self.st
+        self._progress(f"deleting what this {inp.mode} created in {inp.to_region}")
+        for d in reversed(self._deploys):
+            try:
+                await workflow.execute_activity_method(
+                    RegionalActivities.delete_service,
+                    DeleteServiceInput(ref=d.ref),
+                    start_to_close_timeout=SERVICE_DEPLOY,
+                    schedule_to_close_timeout=CLEANUP_DEADLINE,
+                    retry_policy=CLEANUP_RETRY,
+                    summary=f"delete {d.ref.service} in {d.ref.region}",
+                )
+                st.deleted.append(f"service {d.ref.service} ({d.ref.region})")
+                self._event(f"{d.ref.service} in {d.ref.region} deleted")
+            except ActivityError as err:
+                self._event(f"{d.ref.service} NOT deleted: {error_message(err)}")
+        if self._instance_requested and inp.create_instance is not None:
+            ref = inp.create_instance.ref
+            try:
+                await workflow.execute_activity_method(
+                    CloudSqlActivities.delete_instance,
+                    DeleteInstanceInput(ref=ref),
+                    start_to_close_timeout=OPERATION,
+                    schedule_to_close_timeout=CLEANUP_DEADLINE,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=CLEANUP_RETRY,
+                    summary=f"delete {ref.instance}",
+                )
+                st.deleted.append(f"instance {ref.instance} ({inp.to_region})")
+                self._event(f"{ref.instance} deleted")
+            except ActivityError as err:
+                self._event(f"{ref.instance} NOT deleted: {error_message(err)}")
+
+    def _finish(self) -> None:
+        inp, st = self.inp, self.st
+        st.ended_at = workflow.now()
+        assert st.started_at is not None
+        st.total_seconds = seconds(st.started_at, st.ended_at)
+        st.rto_met = st.outcome == DrOutcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
+        kept = [c for c in st.created if c not in st.deleted]
+        dns = inp.dns
+        if inp.mode == "drill":
+            st.left_in = [f"deleted: {d}" for d in st.deleted] + [
+                f"NOT deleted (delete it by hand): {k}" for k in kept
+            ]
+            st.left_in.append("DNS and the services users reach: untouched (a drill)")
+            if kept:
+                st.outcome = DrOutcome.FAILED
+                st.error = (st.error + "; " if st.error else "") + "scratch resources NOT deleted"
+        elif st.outcome == DrOutcome.SUCCEEDED:
+            st.left_in = [
+                f"users: {dns.record.name if dns else 'DNS'} -> {', '.join(st.dns_after)} "
+                f"({inp.to_region})",
+                f"database: {inp.instance.instance} in {inp.to_region}",
+            ]
+            if inp.mode == "failover":
+                st.next_steps = [
+                    f"releases and restores still target environments.{inp.env}.region "
+                    f"{inp.from_region}: set environments.{inp.env}.region: {inp.to_region} and "
+                    f"environments.{inp.env}.database.instance: {inp.instance.instance} to "
+                    f"release in {inp.to_region}",
+                    f"once {inp.from_region} is healthy: "
+                    f"python starter.py failback {inp.env} --yes",
+                ]
+            else:
+                st.next_steps = [
+                    f"if you changed environments.{inp.env}.region/database.instance for the "
+                    f"failover, set them back to {inp.to_region} and {inp.instance.instance}",
+                    f"the secondary resources in {inp.from_region} are no longer used by users: "
+                    f"{inp.source_instance.instance} and the services there; delete them when "
+                    "you no longer need them",
+                ]
+        else:
+            untouched = (
+                f"DNS: untouched, users still on {dns.record.name} -> "
+                f"{', '.join(st.dns_before) or 'the old record'}"
+                if dns and not self._dns_started
+                else f"DNS: moved to {inp.to_region}"
+                if st.dns_moved
+                else "DNS: unknown"
+            )
+            st.left_in = [untouched]
+            st.left_in += [f"deleted: {d}" for d in st.deleted]
+            for k in kept:
+                st.left_in.append(
+                    f"{k}: kept; a retry adopts it (or add --cleanup to remove what a failed "
+                    "failover created)"
+                )
+            if inp.mode == "failover":
+                maybe = [f"service {d.ref.service} ({d.ref.region})" for d in self._deploys]
+                ci = inp.create_instance
+                if self._instance_requested and ci is not None:
+                    maybe.insert(0, f"instance {ci.ref.instance} ({ci.region})")
+                for m in maybe:
+                    if m not in st.created and m not in st.deleted:
+                        st.left_in.append(f"{m}: may exist (its step failed); a retry adopts it")
+        self._set_phase(FailoverPhase.DONE)
+        self._progress(
+            f"{st.outcome.value} in {st.total_seconds:g}s (RTO {st.rto_seconds:g}s)"
+            + (f": {st.error or st.abort_reason}" if st.error or st.abort_reason else "")
+        )
