@@ -22,7 +22,6 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from stagecoach import trust
 from stagecoach.config import PUBLIC_KEY_RE, Config, ConfigError, config_path, load_config
 from stagecoach.contract import Activity
 from stagecoach.payloads.policy import Approval, LoadPolicyInput, TargetClaim, WorkerPolicy
@@ -83,11 +82,7 @@ def policy_for(cfg: Config, env: str, keys: dict[str, str], source: str) -> Work
     )
 
 
-# stagecoach.trust still defines its own TargetClaim (same fields) until it imports the payload's
-Claim = TargetClaim | trust.TargetClaim
-
-
-def check_claims(cfg: Config, env: str, claims: Sequence[Claim], source: str) -> None:
+def check_claims(cfg: Config, env: str, claims: Sequence[TargetClaim], source: str) -> None:
     e = cfg.env(env)
     for c in claims:
         if c.kind != cfg.target:
@@ -119,7 +114,7 @@ class PolicyActivities:
     def __init__(self, source: PolicySource | None = None) -> None:
         self.source = source or PolicySource.from_env()
 
-    def load(self, env: str, claims: Sequence[Claim]) -> WorkerPolicy:
+    def load(self, env: str, claims: Sequence[TargetClaim]) -> WorkerPolicy:
         src = str(self.source.config)
         try:
             cfg = load_config(self.source.config)

@@ -125,10 +125,10 @@ def workflows() -> list[type]:
     from workflows.dr import (
         BackupWorkflow,
         DrDrillWorkflow,
+        FailoverWorkflow,
         PointInTimeWorkflow,
         RestoreWorkflow,
     )
-    from workflows.failover import FailoverWorkflow
     from workflows.lock import ServiceLockWorkflow
     from workflows.release import ReleaseWorkflow
     from workflows.rollback import RollbackWorkflow

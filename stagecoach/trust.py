@@ -21,46 +21,14 @@ import base64
 import hashlib
 import ipaddress
 import json
-from typing import Literal
 
 from pydantic import BaseModel
 
 from stagecoach import ed25519
-from stagecoach.config import Approval
+from stagecoach.payloads.policy import WorkerPolicy
 
 KEY_PREFIX = "ed25519:"
 STATEMENT_PURPOSE = "stagecoach-approve/v1"
-
-
-class TargetClaim(BaseModel):
-    """Where an input says a workflow will send API calls; the worker checks each claim."""
-
-    what: str  # for the message, e.g. "service node-server-prod"
-    kind: str
-    host: str = ""
-    project: str
-    region: str = ""  # "" for a Cloud SQL instance (no region in its reference)
-
-
-class LoadPolicyInput(BaseModel):
-    env: str
-    claims: list[TargetClaim] = []
-
-
-class WorkerPolicy(BaseModel):
-    """What the worker enforces for one environment (the `LoadPolicy` activity's result)."""
-
-    env: str
-    source: str  # the worker's config file (and key file), for the record
-    approval: Approval | None = None  # release approval
-    restore_requires_approval: bool = False
-    proof: Literal["signature", "none"] = "signature"
-    forbid_self_approval: bool = False
-    keys: dict[str, str] = {}  # approver -> "ed25519:<base64 public key>" (approvers only)
-
-    @property
-    def approvers(self) -> list[str]:
-        return list(self.approval.approvers) if self.approval else []
 
 
 class Judgement(BaseModel):

@@ -19,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import MAX_REJECTED
     from stagecoach.config import Approval
     from stagecoach.models import ApprovalRecord, ApproveInput, RejectedApproval
-    from stagecoach.trust import LoadPolicyInput, TargetClaim, WorkerPolicy, judge_approval
+    from stagecoach.payloads.policy import LoadPolicyInput, TargetClaim, WorkerPolicy
+    from stagecoach.trust import judge_approval
 
 # workflow.patched id: the policy comes from the worker (LoadPolicy at the start of a run)
 POLICY_FROM_WORKER = "policy-from-worker"

@@ -61,8 +61,8 @@ with workflow.unsafe.imports_passed_through():
         ServiceStatus,
         ServingRevision,
     )
+    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
     from stagecoach.splits import describe
-    from stagecoach.trust import TargetClaim, WorkerPolicy
 
 from workflows.policy import POLICY_FROM_WORKER, accept_approval, load_policy
 from workflows.release_canary import CanaryRollout

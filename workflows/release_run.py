@@ -30,8 +30,8 @@ with workflow.unsafe.imports_passed_through():
         SetTrafficResult,
         TrafficTarget,
     )
+    from stagecoach.payloads.policy import WorkerPolicy
     from stagecoach.splits import describe
-    from stagecoach.trust import WorkerPolicy
 
 
 CANARY_TAG = "canary"

@@ -50,9 +50,9 @@ from stagecoach.models import (
     SmokeTestResult,
     TrafficTarget,
 )
+from stagecoach.payloads.policy import LoadPolicyInput, WorkerPolicy
 from stagecoach.plan import build_release
 from stagecoach.temporal import workflow_result
-from stagecoach.trust import LoadPolicyInput, WorkerPolicy
 from testing.histories import replays
 from testing.paths import DEPLOY_YAML, HISTORIES
 from testing.releases import wait_for

@@ -12,8 +12,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("stagecoach", "workflows", "activities", "gcpsim")
 PRODUCT = ("stagecoach", "workflows", "activities")
@@ -142,19 +140,11 @@ def test_no_import_cycles_in_the_product() -> None:
     assert not found, "import cycles: " + "; ".join(found)
 
 
-# gcpsim.instances <-> gcpsim.monitoring_v3 on this branch; the gcpsim layering of issue 13 (another
-# branch) removes it. Once merged this XPASSes (strict: fails): delete the marker.
-@pytest.mark.xfail(
-    reason="gcpsim.instances and gcpsim.monitoring_v3 import each other", strict=True
-)
 def test_no_import_cycles_in_gcpsim() -> None:
     found = _cycles(in_gcpsim=True)
     assert not found, "import cycles: " + "; ".join(found)
 
 
-# gcpsim seeds itself through stagecoach.config/plan on this branch; another branch of issue 13
-# gives it its own seed reader. Once merged this XPASSes (strict: fails): delete the marker.
-@pytest.mark.xfail(reason="gcpsim imports stagecoach.config/plan to seed itself", strict=True)
 def test_gcpsim_imports_nothing_of_the_product() -> None:
     offending = sorted(
         f"{mod} -> {target}"

@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.policy import check_claims
 from stagecoach.config import load_config, parse_config
-from stagecoach.trust import TargetClaim
+from stagecoach.payloads.policy import TargetClaim
 from tests.conftest import ROOT
 
 

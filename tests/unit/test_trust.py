@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stagecoach import ed25519
 from stagecoach.config import Approval
 from stagecoach.keys import create_key, sign
-from stagecoach.trust import WorkerPolicy, is_loopback, judge_approval
+from stagecoach.payloads.policy import WorkerPolicy
+from stagecoach.trust import is_loopback, judge_approval
 
 
 def test_pure_verifier_agrees_with_cryptography() -> None:

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateDatabaseInput,
         ValidationReport,
     )
-    from stagecoach.trust import TargetClaim, WorkerPolicy
+    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
 
 BACKUP_LIST_LIMIT = 500
 BACKUP_ID_RE = re.compile(r"[0-9]{1,20}")  # Cloud SQL backupRuns ids are int64

@@ -75,7 +75,7 @@ with workflow.unsafe.imports_passed_through():
         SmokeTestInput,
         SmokeTestResult,
     )
-    from stagecoach.trust import TargetClaim, WorkerPolicy
+    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
 
 from workflows.dr.common import (
     CLEANUP_DEADLINE,

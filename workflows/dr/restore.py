@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         SetScalingInput,
         ValidationReport,
     )
-    from stagecoach.trust import TargetClaim
+    from stagecoach.payloads.policy import TargetClaim
 
 from workflows.dr.common import (
     BACKUP_ID_RE,
