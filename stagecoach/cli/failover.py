@@ -153,6 +153,16 @@ def report_lines(st: FailoverStatus) -> list[str]:
             f"database   {st.instance} ({st.to_region}) <- backup {st.backup.id} "
             f"({st.backup.type} {when}) of {st.source_instance}"
         )
+    elif st.source == "replica":
+        lag = (
+            f", replication lag {_s(st.replica_lag_seconds)} before promotion"
+            if st.replica_lag_seconds is not None
+            else ""
+        )
+        lines.append(
+            f"database   {st.instance} ({st.to_region}) <- read replica of "
+            f"{st.source_instance}, promoted{lag}"
+        )
     if st.validation is not None:
         counts = ", ".join(f"{t.table}={t.rows}" for t in st.validation.tables)
         lines.append(f"validated  {counts or 'no tables'}")
@@ -351,7 +361,8 @@ def failover_cmd(
 ) -> None:
     """Scenario 3: bring ENV up in another region and move its DNS record there.
 
-    Restores the newest backup into <instance>-<region>, creates the services there with
+    Restores the newest backup into <instance>-<region> (--from replica: promotes the
+    environment's read replica there instead), creates the services there with
     the last promoted release's images bound to it, smoke-tests them, then (after approval
     where restores need it) moves environments.ENV.dns and checks it answers from there."""
     watch(_failover(env, to_region, yes, source, version, cleanup, config, detach, as_json))

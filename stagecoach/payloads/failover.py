@@ -189,6 +189,7 @@ class FailoverStatus(Payload):
     app: str
     env: str
     mode: Mode = "failover"
+    source: Literal["backup", "replica"] = "backup"  # where the database came from
     from_region: str
     to_region: str
     version: str

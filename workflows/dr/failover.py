@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from activities.dns import DnsActivities
     from activities.regional import RegionalActivities
+    from activities.replicas import ReplicaActivities
     from activities.smoke import smoke_test
     from stagecoach.contract import Message, WorkflowType
     from stagecoach.dr_models import DrOutcome
@@ -75,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         SmokeTestInput,
         SmokeTestResult,
     )
+    from stagecoach.payloads.failover import PromoteReplicaInput, PromoteReplicaResult
     from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
 
 from workflows.dr.common import (
@@ -89,6 +91,7 @@ from workflows.dr.common import (
     newest_successful,
     seconds,
 )
+from workflows.dr.failover_ending import describe_ending
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
@@ -106,6 +109,7 @@ class FailoverWorkflow(DrRun):
             app=inp.app,
             env=inp.env,
             mode=inp.mode,
+            source=inp.source,
             from_region=inp.from_region,
             to_region=inp.to_region,
             version=inp.version,
@@ -118,6 +122,7 @@ class FailoverWorkflow(DrRun):
         self.policy: WorkerPolicy | None = None
         self._dns_started = False
         self._instance_requested = False
+        self._replica_promoting = False  # promotion requested (it cannot be undone)
         self._deploys: list[DeployServiceInput] = []  # requested in the target region
 
     def _state(self) -> FailoverStatus:
@@ -251,6 +256,42 @@ class FailoverWorkflow(DrRun):
 
     async def _database(self) -> None:
         inp = self.inp
+        if inp.mode == "failover" and inp.source == "replica":
+            await self._promote_replica()
+        else:
+            await self._restore()
+        await self._measure_loss()
+
+    async def _promote_replica(self) -> None:
+        """`--from replica`: the replica in to_region becomes the primary (the lag Monitoring
+        reported just before is the window of writes it had not received)."""
+        inp, st = self.inp, self.st
+        self._progress(f"promoting read replica {inp.instance.instance} in {inp.to_region}")
+        self._replica_promoting = True
+        res: PromoteReplicaResult = await workflow.execute_activity_method(
+            ReplicaActivities.promote_replica,
+            PromoteReplicaInput(
+                ref=inp.instance, region=inp.to_region, primary=inp.source_instance.instance
+            ),
+            start_to_close_timeout=OPERATION,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=API_RETRY,
+            summary=f"promote replica {inp.instance.instance} in {inp.to_region}",
+        )
+        st.replica_lag_seconds = res.lag_seconds
+        lag = (
+            f"replication lag {res.lag_seconds:g}s at {res.lag_at.isoformat()}"
+            if res.lag_seconds is not None and res.lag_at is not None
+            else "no replication lag reported"
+        )
+        self._event(
+            f"read replica {res.instance} promoted in {res.seconds:g}s ({lag})"
+            if res.promoted
+            else f"{res.instance} is a standalone primary already (promoted earlier): adopted"
+        )
+
+    async def _restore(self) -> None:
+        inp = self.inp
         if inp.mode == "failback":
             backup = await self._fresh_backup()
         else:
@@ -273,6 +314,9 @@ class FailoverWorkflow(DrRun):
             f"backup {backup.id} of {inp.source_instance.instance} restored into "
             f"{inp.instance.instance} in {seconds(start, workflow.now()):g}s"
         )
+
+    async def _measure_loss(self) -> None:
+        inp = self.inp
         report = await self._validate(inp.verification, inp.instance)
         self.st.validation = report
         if not report.ok:
@@ -296,8 +340,8 @@ class FailoverWorkflow(DrRun):
         st.data_loss_exact = how == "exactly"
         st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
         self._event(
-            f"data-loss window {how} {st.data_loss_seconds:g}s (newest restored row "
-            f"{report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
+            f"data-loss window {how} {st.data_loss_seconds:g}s (newest row in "
+            f"{inp.instance.instance} {report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
             f"{'met' if st.rpo_met else 'MISSED'}"
         )
 
@@ -513,63 +557,11 @@ class FailoverWorkflow(DrRun):
         assert st.started_at is not None
         st.total_seconds = seconds(st.started_at, st.ended_at)
         st.rto_met = st.outcome == DrOutcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
-        kept = [c for c in st.created if c not in st.deleted]
-        dns = inp.dns
-        if inp.mode == "drill":
-            st.left_in = [f"deleted: {d}" for d in st.deleted] + [
-                f"NOT deleted (delete it by hand): {k}" for k in kept
-            ]
-            st.left_in.append("DNS and the services users reach: untouched (a drill)")
-            if kept:
-                st.outcome = DrOutcome.FAILED
-                st.error = (st.error + "; " if st.error else "") + "scratch resources NOT deleted"
-        elif st.outcome == DrOutcome.SUCCEEDED:
-            st.left_in = [
-                f"users: {dns.record.name if dns else 'DNS'} -> {', '.join(st.dns_after)} "
-                f"({inp.to_region})",
-                f"database: {inp.instance.instance} in {inp.to_region}",
-            ]
-            if inp.mode == "failover":
-                st.next_steps = [
-                    f"releases and restores still target environments.{inp.env}.region "
-                    f"{inp.from_region}: set environments.{inp.env}.region: {inp.to_region} and "
-                    f"environments.{inp.env}.database.instance: {inp.instance.instance} to "
-                    f"release in {inp.to_region}",
-                    f"once {inp.from_region} is healthy: "
-                    f"python starter.py failback {inp.env} --yes",
-                ]
-            else:
-                st.next_steps = [
-                    f"if you changed environments.{inp.env}.region/database.instance for the "
-                    f"failover, set them back to {inp.to_region} and {inp.instance.instance}",
-                    f"the secondary resources in {inp.from_region} are no longer used by users: "
-                    f"{inp.source_instance.instance} and the services there; delete them when "
-                    "you no longer need them",
-                ]
-        else:
-            untouched = (
-                f"DNS: untouched, users still on {dns.record.name} -> "
-                f"{', '.join(st.dns_before) or 'the old record'}"
-                if dns and not self._dns_started
-                else f"DNS: moved to {inp.to_region}"
-                if st.dns_moved
-                else "DNS: unknown"
-            )
-            st.left_in = [untouched]
-            st.left_in += [f"deleted: {d}" for d in st.deleted]
-            for k in kept:
-                st.left_in.append(
-                    f"{k}: kept; a retry adopts it (or add --cleanup to remove what a failed "
-                    "failover created)"
-                )
-            if inp.mode == "failover":
-                maybe = [f"service {d.ref.service} ({d.ref.region})" for d in self._deploys]
-                ci = inp.create_instance
-                if self._instance_requested and ci is not None:
-                    maybe.insert(0, f"instance {ci.ref.instance} ({ci.region})")
-                for m in maybe:
-                    if m not in st.created and m not in st.deleted:
-                        st.left_in.append(f"{m}: may exist (its step failed); a retry adopts it")
+        describe_ending(
+            inp, st, deploys=self._deploys, dns_started=self._dns_started,
+            instance_requested=self._instance_requested,
+            replica_promoting=self._replica_promoting,
+        )  # fmt: skip
         self._set_phase(FailoverPhase.DONE)
         self._progress(
             f"{st.outcome.value} in {st.total_seconds:g}s (RTO {st.rto_seconds:g}s)"
