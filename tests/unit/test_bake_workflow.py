@@ -224,6 +224,10 @@ async def test_on_failure_pause_waits_for_a_person_and_promote_overrides(
     async with running(client, task_queue, cloud, "on_failure_pause_promote", inp) as handle:
         st = await wait_for(handle, paused)
         assert st.outcome == Outcome.RUNNING and cloud.traffic == [("step 1: 10%", 10)]
+        # the `summary` query says it in words, with what to do
+        summary = await handle.query(contract.Message.SUMMARY, result_type=str)
+        assert "10%, paused; last verdict fail at 10%" in summary, summary
+        assert "Paused: python starter.py promote" in summary, summary
         await handle.signal(contract.Message.PROMOTE)
         res = await finish(handle, "on_failure_pause_promote")
     assert res.outcome == Outcome.PROMOTED, res.error
@@ -358,6 +362,8 @@ async def test_promote_cuts_the_bake_short_and_skips_to_the_last_step(
     inp = release([(10, 600), (50, 600), (100, 600)])
     async with running(client, task_queue, cloud, "promote", inp) as handle:
         await wait_for(handle, lambda st: st.phase == Phase.BAKING)
+        summary = await handle.query(contract.Message.SUMMARY, result_type=str)
+        assert ": 10%, baking at 10% until " in summary, summary  # not "shifting"
         await handle.signal(contract.Message.PROMOTE)
         res = await finish(handle, "promote")
     assert res.outcome == Outcome.PROMOTED, res.error
