@@ -10,7 +10,7 @@ from typing import Any
 
 from gcpsim.model.sql import BASE, DEFAULT_VERSION, DONE, MAX_PAGE, PRIMARY, invalid, refresh
 from gcpsim.model.sql_replicas import is_replica, replica_names
-from gcpsim.model.sql_runtime import get_runtime
+from gcpsim.model.sql_runtime import get_runtime, launch
 from gcpsim.pg import sql as pgsql
 from gcpsim.sim import Sim
 from gcpsim.store import rfc3339
@@ -170,3 +170,14 @@ def read(sim: Sim, fn: Callable[[dict[str, Any]], Any]) -> Any:
         if refresh(d):
             sim.store.save()
         return fn(d)
+
+
+def start_op(sim: Sim, record: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Let `record` add an operation to the state (under the write lock, after advancing the
+    operations), then start it running; returns the operation's JSON view."""
+    with sim.store.mutate() as d:
+        refresh(d)
+        op = record(d)
+        out = op_json(op)
+    launch(sim, op["name"])
+    return out
