@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
@@ -79,6 +80,14 @@ def list_services(
         return page_response("services", views, nxt)
 
 
+def _operation_answer(change: Callable[[], dict[str, Any]]) -> Response:
+    """The long-running operation `change` starts, or its validateOnly answer."""
+    try:
+        return json_response(change())
+    except ValidateOnly as v:
+        return json_response(v.answer)
+
+
 @router.post(BASE + "/services")
 def create_service(
     sim: SimDep,
@@ -97,12 +106,9 @@ def create_service(
             "most 49 characters (letters, digits and '-', starting with a letter).",
             "service_id",
         )
-    try:
-        return json_response(
-            create(sim, project, location, service_id, body, validate_only, outcome.op_error)
-        )
-    except ValidateOnly as v:
-        return json_response(v.answer)
+    return _operation_answer(
+        lambda: create(sim, project, location, service_id, body, validate_only, outcome.op_error)
+    )
 
 
 @router.patch(BASE + "/services/{service}")
@@ -117,22 +123,12 @@ def update_service(
     update_mask: str = Query("", alias="updateMask"),
 ) -> Response:
     outcome = sim.faults.apply("run.services.patch")
-    try:
-        return json_response(
-            update(
-                sim,
-                project,
-                location,
-                service,
-                body,
-                validate_only,
-                allow_missing,
-                outcome.op_error,
-                update_mask,
-            )
+    return _operation_answer(
+        lambda: update(
+            sim, project, location, service, body, validate_only, allow_missing,
+            outcome.op_error, update_mask,
         )
-    except ValidateOnly as v:
-        return json_response(v.answer)
+    )  # fmt: skip
 
 
 @router.delete(BASE + "/services/{service}")
