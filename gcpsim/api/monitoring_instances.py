@@ -32,7 +32,6 @@ from gcpsim.sim import Sim
 
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 DEFAULT_MAX = 100
-NS = 1_000_000_000
 
 
 def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:

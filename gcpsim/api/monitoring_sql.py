@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gcpsim.api.monitoring_query import DOUBLE, Reducer, ResponsePb, parse_filter, ts_ns
+from gcpsim.api.monitoring_query import DOUBLE, NS, Reducer, ResponsePb, parse_filter, ts_ns
 from gcpsim.api.monitoring_series import add_gauge_series, gauge_window
 from gcpsim.errors import ApiError
 from gcpsim.model import outage
@@ -25,7 +25,6 @@ from gcpsim.store import now
 
 REPLICA_LAG = "cloudsql.googleapis.com/database/replication/replica_lag"
 RESOURCE_TYPE = "cloudsql_database"
-NS = 1_000_000_000
 
 
 def replica_lags(sim: Sim, project: str) -> list[tuple[dict[str, str], float]]:
