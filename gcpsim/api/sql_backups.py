@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from gcpsim.api.deps import SimDep
-from gcpsim.api.sql_common import backup_json, list_response, paginate, read, sql_fault, start_op
+from gcpsim.api.sql_common import backup_json, list_page, read, sql_fault, start_op
 from gcpsim.model import sql_replicas
 from gcpsim.model.sql import (
     DONE,
@@ -66,8 +66,7 @@ def backup_runs_list(
             key=lambda b: (b["enqueuedTime"], int(b["id"])),
             reverse=True,
         )
-        page, nxt = paginate(items, max_results, page_token)
-        return list_response("sql#backupRunsList", [backup_json(b) for b in page], nxt)
+        return list_page("sql#backupRunsList", items, backup_json, max_results, page_token)
 
     return dict(read(sim, fn))
 

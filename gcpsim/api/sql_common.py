@@ -140,10 +140,19 @@ def paginate(items: list[Any], max_results: int | None, token: str | None) -> tu
     return page, nxt
 
 
-def list_response(kind: str, items: list[Any], nxt: str) -> dict[str, Any]:
+def list_page(
+    kind: str,
+    items: list[Any],
+    view: Callable[[Any], dict[str, Any]],
+    max_results: int | None,
+    token: str | None,
+) -> dict[str, Any]:
+    """A v1 list answer of `kind`: the page of `items` that `token` asks for, each shown by
+    `view`, and the next page's token; each key left out when empty."""
+    page, nxt = paginate(items, max_results, token)
     out: dict[str, Any] = {"kind": kind}
-    if items:
-        out["items"] = items
+    if page:
+        out["items"] = [view(x) for x in page]
     if nxt:
         out["nextPageToken"] = nxt
     return out

@@ -4,6 +4,7 @@ clone, restoreBackup."""
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
@@ -11,9 +12,8 @@ from fastapi import APIRouter, Body, Query
 from gcpsim.api.deps import SimDep
 from gcpsim.api.sql_common import (
     instance_json,
-    list_response,
+    list_page,
     op_json,
-    paginate,
     read,
     sql_fault,
     start_op,
@@ -66,8 +66,8 @@ def instances_list(
             (i for i in tbl(d, "instances").values() if i["project"] == project),
             key=lambda i: i["name"],
         )
-        page, nxt = paginate(items, max_results, page_token)
-        return list_response("sql#instancesList", [instance_json(sim, i) for i in page], nxt)
+        view = functools.partial(instance_json, sim)
+        return list_page("sql#instancesList", items, view, max_results, page_token)
 
     return dict(read(sim, fn))
 
