@@ -46,6 +46,33 @@ def _zone_of(d: dict[str, Any], project: str, zone: str) -> dict[str, Any]:
     return z
 
 
+def _records_of(d: dict[str, Any], project: str, zone: str) -> dict[str, Any]:
+    """The zone's record sets by record key; 404 if the zone does not exist."""
+    _zone_of(d, project, zone)
+    records: dict[str, Any] = dns_section(d)["rrsets"][f"{project}/{zone}"]
+    return records
+
+
+def _record_of(d: dict[str, Any], project: str, zone: str, name: str, type: str) -> dict[str, Any]:
+    rec: dict[str, Any] | None = _records_of(d, project, zone).get(record_key(name, type))
+    if rec is None:
+        raise dns_error(
+            404, f"The 'parameters.name' resource named '{name}' does not exist.", "notFound"
+        )
+    return rec
+
+
+def _changes_of(d: dict[str, Any], project: str, zone: str) -> list[dict[str, Any]]:
+    """The zone's changes, oldest first, after advancing pending ones; 404 if no zone."""
+    refresh(d)
+    _zone_of(d, project, zone)
+    return list(dns_section(d)["changes"].get(f"{project}/{zone}", []))
+
+
+def _list_response(kind: str, field: str, items: list[Any]) -> JSONResponse:
+    return JSONResponse({"kind": kind, **({field: items} if items else {})})
+
+
 @router.post(BASE)
 def zones_create(sim: SimDep, project: str, body: dict[str, Any] = Body(...)) -> JSONResponse:
     _fault(sim, "managedZones.create")
@@ -71,9 +98,7 @@ def zones_list(sim: SimDep, project: str) -> JSONResponse:
             for k, z in dns_section(sim.store.data)["zones"].items()
             if k.startswith(project + "/")
         ]
-    return JSONResponse(
-        {"kind": "dns#managedZonesListResponse", **({"managedZones": zones} if zones else {})}
-    )
+    return _list_response("dns#managedZonesListResponse", "managedZones", zones)
 
 
 @router.get(BASE + "/{zone}")
@@ -112,29 +137,20 @@ def rrsets_list(
     _fault(sim, "resourceRecordSets.list")
     with sim.store.mutate() as d:
         refresh(d)
-        _zone_of(d, project, zone)
-        items = list(dns_section(d)["rrsets"][f"{project}/{zone}"].values())
+        items = list(_records_of(d, project, zone).values())
     if name:
         items = [x for x in items if x["name"] == fqdn(name)]
     if type:
         items = [x for x in items if x["type"] == type.upper()]
     items.sort(key=lambda x: (x["name"], x["type"]))
-    return JSONResponse(
-        {"kind": "dns#resourceRecordSetsListResponse", **({"rrsets": items} if items else {})}
-    )
+    return _list_response("dns#resourceRecordSetsListResponse", "rrsets", items)
 
 
 @router.get(BASE + "/{zone}/rrsets/{name}/{type}")
 def rrsets_get(sim: SimDep, project: str, zone: str, name: str, type: str) -> JSONResponse:
     _fault(sim, "resourceRecordSets.get")
     with sim.store.lock:
-        _zone_of(sim.store.data, project, zone)
-        rec = dns_section(sim.store.data)["rrsets"][f"{project}/{zone}"].get(record_key(name, type))
-    if rec is None:
-        raise dns_error(
-            404, f"The 'parameters.name' resource named '{name}' does not exist.", "notFound"
-        )
-    return JSONResponse(rec)
+        return JSONResponse(_record_of(sim.store.data, project, zone, name, type))
 
 
 @router.post(BASE + "/{zone}/rrsets")
@@ -153,14 +169,7 @@ def rrsets_patch(
 ) -> JSONResponse:
     _fault(sim, "resourceRecordSets.patch")
     with sim.store.mutate() as d:
-        _zone_of(d, project, zone)
-        cur = dns_section(d)["rrsets"][f"{project}/{zone}"].get(record_key(name, type))
-        if cur is None:
-            raise dns_error(
-                404,
-                f"The 'parameters.name' resource named '{name}' does not exist.",
-                "notFound",
-            )
+        cur = _record_of(d, project, zone, name, type)
         new = {**cur, **{k: v for k, v in body.items() if k in ("ttl", "rrdatas")}}
         ch = apply_change(d, project, zone, {"deletions": [cur], "additions": [new]})
     return JSONResponse(ch["additions"][0])
@@ -170,14 +179,7 @@ def rrsets_patch(
 def rrsets_delete(sim: SimDep, project: str, zone: str, name: str, type: str) -> JSONResponse:
     _fault(sim, "resourceRecordSets.delete")
     with sim.store.mutate() as d:
-        _zone_of(d, project, zone)
-        cur = dns_section(d)["rrsets"][f"{project}/{zone}"].get(record_key(name, type))
-        if cur is None:
-            raise dns_error(
-                404,
-                f"The 'parameters.name' resource named '{name}' does not exist.",
-                "notFound",
-            )
+        cur = _record_of(d, project, zone, name, type)
         apply_change(d, project, zone, {"deletions": [cur]})
     return JSONResponse({})
 
@@ -197,9 +199,7 @@ def changes_create(
 def changes_get(sim: SimDep, project: str, zone: str, change_id: str) -> JSONResponse:
     _fault(sim, "changes.get")
     with sim.store.mutate() as d:
-        refresh(d)
-        _zone_of(d, project, zone)
-        for ch in dns_section(d)["changes"].get(f"{project}/{zone}", []):
+        for ch in _changes_of(d, project, zone):
             if ch["id"] == change_id:
                 return JSONResponse(change_view(ch))
     raise dns_error(
@@ -213,13 +213,9 @@ def changes_get(sim: SimDep, project: str, zone: str, change_id: str) -> JSONRes
 def changes_list(sim: SimDep, project: str, zone: str) -> JSONResponse:
     _fault(sim, "changes.list")
     with sim.store.mutate() as d:
-        refresh(d)
-        _zone_of(d, project, zone)
-        items = [change_view(c) for c in dns_section(d)["changes"].get(f"{project}/{zone}", [])]
+        items = [change_view(c) for c in _changes_of(d, project, zone)]
     items.reverse()  # newest first, as Cloud DNS lists them by default (sortOrder descending)
-    return JSONResponse(
-        {"kind": "dns#changesListResponse", **({"changes": items} if items else {})}
-    )
+    return _list_response("dns#changesListResponse", "changes", items)
 
 
 @router.get("/_dns/resolve")

@@ -22,8 +22,7 @@ from fastapi import APIRouter, Body
 
 from gcpsim.api.deps import SimDep
 from gcpsim.errors import ApiError
-from gcpsim.model import run as run_model
-from gcpsim.model.traffic import service_key
+from gcpsim.model.run_queries import settled_read
 from gcpsim.sim import Sim
 
 
@@ -52,13 +51,18 @@ def service_usage_get(sim: SimDep, project: str, api: str) -> dict[str, Any]:
     }
 
 
+def _permissions_answer(sim: Sim, project: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """A testIamPermissions answer: which of the asked permissions the caller holds."""
+    granted = _granted(sim, project, list((body or {}).get("permissions") or []))
+    return {"permissions": granted} if granted else {}
+
+
 @router.post("/v1/projects/{project}:testIamPermissions")
 def project_test_iam_permissions(
     sim: SimDep, project: str, body: dict[str, Any] | None = Body(None)
 ) -> dict[str, Any]:
     sim.faults.apply("cloudresourcemanager.projects.testIamPermissions")
-    granted = _granted(sim, project, list((body or {}).get("permissions") or []))
-    return {"permissions": granted} if granted else {}
+    return _permissions_answer(sim, project, body)
 
 
 @router.post("/v2/projects/{project}/locations/{location}/services/{service}:testIamPermissions")
@@ -66,18 +70,15 @@ def run_test_iam_permissions(
     sim: SimDep, project: str, location: str, service: str, body: dict[str, Any] | None = Body(None)
 ) -> dict[str, Any]:
     sim.faults.apply("run.services.testIamPermissions")
-    key = service_key(project, location, service)
-    run_model.settle(sim, [key])
-    with sim.store.lock:
-        exists = key in sim.store.section("run").get("services", {})
+    with settled_read(sim, project, location, service) as (svc, _):
+        exists = svc is not None
     if not exists:
         raise ApiError(
             404,
             f"Resource '{service}' of kind 'SERVICE' in region '{location}' in project "
             f"'{project}' does not exist.",
         )
-    granted = _granted(sim, project, list((body or {}).get("permissions") or []))
-    return {"permissions": granted} if granted else {}
+    return _permissions_answer(sim, project, body)
 
 
 @router.post("/_sim/iam")

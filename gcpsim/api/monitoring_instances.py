@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 from gcpsim.api.monitoring_query import (
-    GAUGE,
     INT64,
     RESOURCE_TYPE,
     Reducer,
@@ -24,17 +23,15 @@ from gcpsim.api.monitoring_query import (
     parse_filter,
     ts_ns,
 )
-from gcpsim.api.monitoring_series import set_ts
+from gcpsim.api.monitoring_series import add_gauge_series, gauge_window
 from gcpsim.errors import ApiError
 from gcpsim.model import run as run_model
 from gcpsim.model import traffic
 from gcpsim.model.behavior import behavior_for, image_version
 from gcpsim.sim import Sim
-from gcpsim.store import now
 
 INSTANCE_COUNT = "run.googleapis.com/container/instance_count"
 DEFAULT_MAX = 100
-NS = 1_000_000_000
 
 
 def revision_instances(sim: Sim) -> list[tuple[dict[str, str], int, int, bool]]:
@@ -78,11 +75,8 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
     end_ns = ts_ns(req.interval.end_time) if req.interval.HasField("end_time") else 0
     if not end_ns:
         raise ApiError(400, "Field interval.endTime is required.")
-    start_ns = ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
-    start_ns = start_ns or end_ns
+    window = gauge_window(req, end_ns)
     agg = req.aggregation
-    period = ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
-    end_ns = min(end_ns, int(now() * NS))
     series: list[tuple[dict[str, str], dict[str, str], int]] = []
     for res, active, idle, _ in revision_instances(sim):
         if res["project_id"] != project or not flt.accepts("resource", res):
@@ -95,18 +89,5 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
         series = [({"project_id": project}, {}, sum(v for _, _, v in series))]
     resp = ResponsePb(unit="1")
     for res, met, value in series:
-        ts = resp.time_series.add()
-        ts.metric.type = INSTANCE_COUNT
-        ts.metric.labels.update(met)
-        ts.resource.type = RESOURCE_TYPE
-        ts.resource.labels.update(res)
-        ts.metric_kind = GAUGE
-        ts.value_type = INT64
-        t = end_ns
-        while t > start_ns or t == end_ns:  # newest first, one point per period
-            p = ts.points.add()
-            set_ts(p.interval.end_time, t)
-            set_ts(p.interval.start_time, t)
-            p.value.int64_value = value
-            t -= period
+        add_gauge_series(resp, (INSTANCE_COUNT, met), (RESOURCE_TYPE, res), INT64, value, window)
     return resp

@@ -20,6 +20,7 @@ from gcpsim.api.monitoring_query import (
     RESOURCE_TYPE,
     Query,
     Value,
+    ts_ns,
 )
 from gcpsim.model import metrics, metrics_dist, outage
 from gcpsim.sim import Sim
@@ -232,6 +233,39 @@ def group_series(q: Query, series: list[Series]) -> list[Series]:
 
 def set_ts(ts: Any, ns: int) -> None:
     ts.seconds, ts.nanos = divmod(ns, NS)
+
+
+def gauge_window(req: Any, end_ns: int) -> tuple[int, int, int]:
+    """(start, end, period) in ns of a ListTimeSeries request for a gcpsim gauge that ends at
+    `end_ns`: the start defaults to the end, the period to 60 s, and the end stops at now."""
+    start_ns = ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
+    agg = req.aggregation
+    period_ns = ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
+    return start_ns or end_ns, min(end_ns, int(gstore.now() * NS)), period_ns
+
+
+def add_gauge_series(
+    resp: Any, metric: tuple[str, dict[str, str]], resource: tuple[str, dict[str, str]],
+    value_type: int, value: Value, window: tuple[int, int, int],
+) -> None:  # fmt: skip
+    """Add to `resp` a GAUGE series of `metric` (type, labels) on `resource` (type, labels)
+    with `value` at every point of `window` (start, end, period in ns): one point per period,
+    newest first, from the end back to just after the start, and always the one at the end."""
+    start_ns, end_ns, period_ns = window
+    ts = resp.time_series.add()
+    ts.metric.type = metric[0]
+    ts.metric.labels.update(metric[1])
+    ts.resource.type = resource[0]
+    ts.resource.labels.update(resource[1])
+    ts.metric_kind = GAUGE
+    ts.value_type = value_type
+    t = end_ns
+    while t > start_ns or t == end_ns:
+        p = ts.points.add()
+        set_ts(p.interval.end_time, t)
+        set_ts(p.interval.start_time, t)
+        set_value(p.value, value_type, value)
+        t -= period_ns
 
 
 def set_value(value_pb: Any, vtype: int, v: Value) -> None:

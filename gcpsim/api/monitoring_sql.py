@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gcpsim.api.monitoring_query import DOUBLE, GAUGE, Reducer, ResponsePb, parse_filter, ts_ns
-from gcpsim.api.monitoring_series import set_ts
+from gcpsim.api.monitoring_query import DOUBLE, NS, Reducer, ResponsePb, parse_filter, ts_ns
+from gcpsim.api.monitoring_series import add_gauge_series, gauge_window
 from gcpsim.errors import ApiError
 from gcpsim.model import outage
 from gcpsim.model.sql import tbl
@@ -25,7 +25,6 @@ from gcpsim.store import now
 
 REPLICA_LAG = "cloudsql.googleapis.com/database/replication/replica_lag"
 RESOURCE_TYPE = "cloudsql_database"
-NS = 1_000_000_000
 
 
 def replica_lags(sim: Sim, project: str) -> list[tuple[dict[str, str], float]]:
@@ -57,13 +56,9 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
     project = req.name.removeprefix("projects/")
     if not req.interval.HasField("end_time"):
         raise ApiError(400, "Field interval.endTime is required.")
-    end_ns = ts_ns(req.interval.end_time)
-    start_ns = ts_ns(req.interval.start_time) if req.interval.HasField("start_time") else 0
-    start_ns = start_ns or end_ns
+    start_ns, end_ns, period_ns = gauge_window(req, ts_ns(req.interval.end_time))
+    window = (start_ns, end_ns, max(period_ns, NS))
     agg = req.aggregation
-    period = ts_ns(agg.alignment_period) if agg.HasField("alignment_period") else 60 * NS
-    period = max(period, NS)
-    end_ns = min(end_ns, int(now() * NS))
     series = [
         (res, lag)
         for res, lag in replica_lags(sim, project)
@@ -74,17 +69,5 @@ def list_time_series(sim: Sim, req: Any) -> Any | None:
         series = [({"project_id": project}, max(lag for _, lag in series))]
     resp = ResponsePb(unit="s")
     for res, lag in series:
-        ts = resp.time_series.add()
-        ts.metric.type = REPLICA_LAG
-        ts.resource.type = RESOURCE_TYPE
-        ts.resource.labels.update(res)
-        ts.metric_kind = GAUGE
-        ts.value_type = DOUBLE
-        t = end_ns
-        while t > start_ns or t == end_ns:  # newest first, one point per period
-            p = ts.points.add()
-            set_ts(p.interval.end_time, t)
-            set_ts(p.interval.start_time, t)
-            p.value.double_value = float(lag)
-            t -= period
+        add_gauge_series(resp, (REPLICA_LAG, {}), (RESOURCE_TYPE, res), DOUBLE, lag, window)
     return resp

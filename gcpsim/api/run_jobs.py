@@ -117,6 +117,13 @@ def update_job(sim: SimDep,
     )  # fmt: skip
 
 
+def _find_job(run: dict[str, Any], project: str, location: str, job: str) -> dict[str, Any]:
+    rec = run.get("jobs", {}).get(job_key(project, location, job))
+    if rec is None:
+        raise not_found("JOB", job, project, location)
+    return rec
+
+
 @router.get(BASE + "/jobs/{job}")
 def get_job(sim: SimDep, project: str, location: str, job: str) -> Response:
     sim.faults.apply("run.jobs.get")
@@ -124,9 +131,7 @@ def get_job(sim: SimDep, project: str, location: str, job: str) -> Response:
     key = job_key(project, location, job)
     with sim.store.lock:
         run = sim.store.section("run")
-        rec = run.get("jobs", {}).get(key)
-        if rec is None:
-            raise not_found("JOB", job, project, location)
+        rec = _find_job(run, project, location, job)
         return run_json.json_response(job_view(rec, run.get("executions", {}).get(key, {}), now()))
 
 
@@ -144,13 +149,8 @@ def list_jobs(sim: SimDep,
         keys = sorted(k for k in jobs if k.startswith(prefix))
         chunk, nxt = run_json.paginate(keys, page_size, page_token)
         t = now()
-        out: dict[str, Any] = {}
         views = [job_view(jobs[k], run.get("executions", {}).get(k, {}), t) for k in chunk]
-        if views:
-            out["jobs"] = views
-        if nxt:
-            out["nextPageToken"] = nxt
-        return run_json.json_response(out)
+        return run_json.page_response("jobs", views, nxt)
 
 
 @router.delete(BASE + "/jobs/{job}")
@@ -163,9 +163,7 @@ def delete_job(sim: SimDep,
     t = now()
     with sim.store.mutate() as d:
         run, jobs, execs = job_tables(d)
-        rec = jobs.get(key)
-        if rec is None:
-            raise not_found("JOB", job, project, location)
+        rec = _find_job(run, project, location, job)
         run_spec.check_etag(etag, rec, rec["name"])
         view = job_view(rec, execs.get(key, {}), t)
         if validate_only:
@@ -187,10 +185,8 @@ def run_job(
     key = job_key(project, location, job)
     t = now()
     with sim.store.mutate() as d:
-        run, jobs, execs = job_tables(d)
-        rec = jobs.get(key)
-        if rec is None:
-            raise not_found("JOB", job, project, location)
+        run, _, execs = job_tables(d)
+        rec = _find_job(run, project, location, job)
         run_spec.check_etag(body.get("etag"), rec, rec["name"])
         tmpl = copy.deepcopy(rec["template"])
         task = tmpl.setdefault("template", {})
@@ -285,12 +281,8 @@ def list_executions(sim: SimDep,
         ids = sorted(mine, key=lambda i: -mine[i]["seq"])
         chunk, nxt = run_json.paginate(ids, page_size, page_token)
         t = now()
-        out: dict[str, Any] = {}
-        if chunk:
-            out["executions"] = [execution_view(mine[i], t) for i in chunk]
-        if nxt:
-            out["nextPageToken"] = nxt
-        return run_json.json_response(out)
+        views = [execution_view(mine[i], t) for i in chunk]
+        return run_json.page_response("executions", views, nxt)
 
 
 @router.post(BASE + "/jobs/{job}/executions/{execution}:cancel")

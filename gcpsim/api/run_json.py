@@ -71,6 +71,16 @@ def json_response(obj: Any) -> Response:
     return Response(content=json.dumps(obj, separators=(",", ":")), media_type="application/json")
 
 
+def page_response(field: str, items: list[Any], next_page_token: str) -> Response:
+    """A v2 list answer: `field` holds the page's items, each key left out when empty."""
+    out: dict[str, Any] = {}
+    if items:
+        out[field] = items
+    if next_page_token:
+        out["nextPageToken"] = next_page_token
+    return json_response(out)
+
+
 def paginate(items: list[Any], page_size: int, page_token: str) -> tuple[list[Any], str]:
     try:
         start = int(page_token) if page_token else 0

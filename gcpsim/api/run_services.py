@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from gcpsim.api.deps import SimDep
-from gcpsim.api.run_json import enum_mode, json_response, paginate
+from gcpsim.api.run_json import enum_mode, json_response, page_response, paginate
 from gcpsim.errors import ApiError
 from gcpsim.model.run import (
     READ_HOOKS,
@@ -24,6 +25,7 @@ from gcpsim.model.run import (
     settled_service,
     update,
 )
+from gcpsim.model.run_queries import settled_read
 from gcpsim.model.run_spec import (
     REVISION_TYPE,
     SERVICE_ID,
@@ -36,7 +38,7 @@ from gcpsim.model.run_spec import (
     service_name,
 )
 from gcpsim.model.run_views import done_operation, op_view, revision_view, service_view
-from gcpsim.model.traffic import record_split, service_key
+from gcpsim.model.traffic import record_split
 from gcpsim.sim import Sim
 from gcpsim.store import now
 
@@ -50,10 +52,7 @@ BASE = "/v2/projects/{project}/locations/{location}"
 @router.get(BASE + "/services/{service}")
 def get_service(sim: SimDep, project: str, location: str, service: str) -> Response:
     sim.faults.apply("run.services.get")
-    key = service_key(project, location, service)
-    settle(sim, [key])
-    with sim.store.lock:
-        svc = sim.store.section("run").get("services", {}).get(key)
+    with settled_read(sim, project, location, service) as (svc, _):
         if svc is None:
             raise not_found("SERVICE", service, project, location)
         return json_response(service_view(sim, svc))
@@ -78,12 +77,15 @@ def list_services(
     with sim.store.lock:
         services = sim.store.section("run").get("services", {})
         views = [service_view(sim, services[k]) for k in chunk if k in services]
-        out: dict[str, Any] = {}
-        if views:
-            out["services"] = views
-        if nxt:
-            out["nextPageToken"] = nxt
-        return json_response(out)
+        return page_response("services", views, nxt)
+
+
+def _operation_answer(change: Callable[[], dict[str, Any]]) -> Response:
+    """The long-running operation `change` starts, or its validateOnly answer."""
+    try:
+        return json_response(change())
+    except ValidateOnly as v:
+        return json_response(v.answer)
 
 
 @router.post(BASE + "/services")
@@ -104,12 +106,9 @@ def create_service(
             "most 49 characters (letters, digits and '-', starting with a letter).",
             "service_id",
         )
-    try:
-        return json_response(
-            create(sim, project, location, service_id, body, validate_only, outcome.op_error)
-        )
-    except ValidateOnly as v:
-        return json_response(v.answer)
+    return _operation_answer(
+        lambda: create(sim, project, location, service_id, body, validate_only, outcome.op_error)
+    )
 
 
 @router.patch(BASE + "/services/{service}")
@@ -124,22 +123,12 @@ def update_service(
     update_mask: str = Query("", alias="updateMask"),
 ) -> Response:
     outcome = sim.faults.apply("run.services.patch")
-    try:
-        return json_response(
-            update(
-                sim,
-                project,
-                location,
-                service,
-                body,
-                validate_only,
-                allow_missing,
-                outcome.op_error,
-                update_mask,
-            )
+    return _operation_answer(
+        lambda: update(
+            sim, project, location, service, body, validate_only, allow_missing,
+            outcome.op_error, update_mask,
         )
-    except ValidateOnly as v:
-        return json_response(v.answer)
+    )  # fmt: skip
 
 
 @router.delete(BASE + "/services/{service}")
@@ -192,12 +181,8 @@ def delete_service(
 @router.get(BASE + "/services/{service}/revisions/{revision}")
 def get_revision(sim: SimDep, project: str, location: str, service: str, revision: str) -> Response:
     sim.faults.apply("run.revisions.get")
-    key = service_key(project, location, service)
-    settle(sim, [key])
-    with sim.store.lock:
-        run = sim.store.section("run")
-        svc = run.get("services", {}).get(key)
-        rev = run.get("revisions", {}).get(key, {}).get(revision)
+    with settled_read(sim, project, location, service) as (svc, revs):
+        rev = revs.get(revision)
         if svc is None or rev is None:
             raise not_found("REVISION", revision, project, location)
         return json_response(revision_view(svc, revision, rev))
@@ -213,22 +198,12 @@ def list_revisions(
     page_token: str = Query("", alias="pageToken"),
 ) -> Response:
     sim.faults.apply("run.revisions.list")
-    key = service_key(project, location, service)
-    settle(sim, [key])
-    with sim.store.lock:
-        run = sim.store.section("run")
-        svc = run.get("services", {}).get(key)
+    with settled_read(sim, project, location, service) as (svc, revs):
         if svc is None:
             raise not_found("SERVICE", service, project, location)
-        revs = run.get("revisions", {}).get(key, {})
         names = sorted(revs, key=lambda n: -revs[n]["seq"])
         chunk, nxt = paginate(names, page_size, page_token)
-        out: dict[str, Any] = {}
-        if chunk:
-            out["revisions"] = [revision_view(svc, n, revs[n]) for n in chunk]
-        if nxt:
-            out["nextPageToken"] = nxt
-        return json_response(out)
+        return page_response("revisions", [revision_view(svc, n, revs[n]) for n in chunk], nxt)
 
 
 @router.delete(BASE + "/services/{service}/revisions/{revision}")

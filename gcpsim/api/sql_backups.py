@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from gcpsim.api.deps import SimDep
-from gcpsim.api.sql_common import backup_json, list_response, op_json, paginate, read, sql_fault
+from gcpsim.api.sql_common import backup_json, list_page, read, sql_fault, start_op
 from gcpsim.model import sql_replicas
 from gcpsim.model.sql import (
     DONE,
@@ -19,12 +19,10 @@ from gcpsim.model.sql import (
     get_instance,
     instance_key,
     new_op,
-    refresh,
     sql_error,
     start_backup,
     tbl,
 )
-from gcpsim.model.sql_runtime import launch
 
 router = APIRouter()
 
@@ -35,19 +33,15 @@ def backup_runs_insert(
 ) -> dict[str, Any]:
     op_error = sql_fault(sim, "backupRuns.insert")
     body = body or {}
-    description = body.get("description")
-    with sim.store.mutate() as d:
-        refresh(d)
+    description = str(body["description"]) if body.get("description") else None
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         inst = get_instance(d, project, instance)
         check_mutable(d, inst)
         sql_replicas.check_not_replica(inst, "backupRuns.insert")
-        op = start_backup(
-            sim, d, inst, "ON_DEMAND", str(description) if description else None, None,
-            op_error,
-        )  # fmt: skip
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+        return start_backup(sim, d, inst, "ON_DEMAND", description, None, op_error)
+
+    return start_op(sim, record)
 
 
 @router.get("/v1/projects/{project}/instances/{instance}/backupRuns")
@@ -72,8 +66,7 @@ def backup_runs_list(
             key=lambda b: (b["enqueuedTime"], int(b["id"])),
             reverse=True,
         )
-        page, nxt = paginate(items, max_results, page_token)
-        return list_response("sql#backupRunsList", [backup_json(b) for b in page], nxt)
+        return list_page("sql#backupRunsList", items, backup_json, max_results, page_token)
 
     return dict(read(sim, fn))
 
@@ -95,8 +88,8 @@ def backup_runs_get(sim: SimDep, project: str, instance: str, backup_id: str) ->
 @router.delete("/v1/projects/{project}/instances/{instance}/backupRuns/{backup_id}")
 def backup_runs_delete(sim: SimDep, project: str, instance: str, backup_id: str) -> dict[str, Any]:
     op_error = sql_fault(sim, "backupRuns.delete")
-    with sim.store.mutate() as d:
-        refresh(d)
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         inst = get_instance(d, project, instance)
         key = instance_key(project, instance)
         bkey = backup_key(project, instance, backup_id)
@@ -118,6 +111,6 @@ def backup_runs_delete(sim: SimDep, project: str, instance: str, backup_id: str)
         if not op_error:
             b["statusBeforeDelete"] = b["status"]
             b["status"] = "DELETION_PENDING"
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+        return op
+
+    return start_op(sim, record)

@@ -10,7 +10,7 @@ from typing import Any
 
 from gcpsim.model.sql import BASE, DEFAULT_VERSION, DONE, MAX_PAGE, PRIMARY, invalid, refresh
 from gcpsim.model.sql_replicas import is_replica, replica_names
-from gcpsim.model.sql_runtime import get_runtime
+from gcpsim.model.sql_runtime import get_runtime, launch
 from gcpsim.pg import sql as pgsql
 from gcpsim.sim import Sim
 from gcpsim.store import rfc3339
@@ -140,10 +140,19 @@ def paginate(items: list[Any], max_results: int | None, token: str | None) -> tu
     return page, nxt
 
 
-def list_response(kind: str, items: list[Any], nxt: str) -> dict[str, Any]:
+def list_page(
+    kind: str,
+    items: list[Any],
+    view: Callable[[Any], dict[str, Any]],
+    max_results: int | None,
+    token: str | None,
+) -> dict[str, Any]:
+    """A v1 list answer of `kind`: the page of `items` that `token` asks for, each shown by
+    `view`, and the next page's token; each key left out when empty."""
+    page, nxt = paginate(items, max_results, token)
     out: dict[str, Any] = {"kind": kind}
-    if items:
-        out["items"] = items
+    if page:
+        out["items"] = [view(x) for x in page]
     if nxt:
         out["nextPageToken"] = nxt
     return out
@@ -170,3 +179,14 @@ def read(sim: Sim, fn: Callable[[dict[str, Any]], Any]) -> Any:
         if refresh(d):
             sim.store.save()
         return fn(d)
+
+
+def start_op(sim: Sim, record: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Let `record` add an operation to the state (under the write lock, after advancing the
+    operations), then start it running; returns the operation's JSON view."""
+    with sim.store.mutate() as d:
+        refresh(d)
+        op = record(d)
+        out = op_json(op)
+    launch(sim, op["name"])
+    return out

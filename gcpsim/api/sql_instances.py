@@ -4,6 +4,7 @@ clone, restoreBackup."""
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
@@ -11,11 +12,11 @@ from fastapi import APIRouter, Body, Query
 from gcpsim.api.deps import SimDep
 from gcpsim.api.sql_common import (
     instance_json,
-    list_response,
+    list_page,
     op_json,
-    paginate,
     read,
     sql_fault,
+    start_op,
     unknown_fields,
 )
 from gcpsim.model import sql_replicas
@@ -46,7 +47,6 @@ from gcpsim.model.sql import (
     sql_error,
     tbl,
 )
-from gcpsim.model.sql_runtime import launch
 from gcpsim.store import now, parse_rfc3339, rfc3339
 
 router = APIRouter()
@@ -66,8 +66,8 @@ def instances_list(
             (i for i in tbl(d, "instances").values() if i["project"] == project),
             key=lambda i: i["name"],
         )
-        page, nxt = paginate(items, max_results, page_token)
-        return list_response("sql#instancesList", [instance_json(sim, i) for i in page], nxt)
+        view = functools.partial(instance_json, sim)
+        return list_page("sql#instancesList", items, view, max_results, page_token)
 
     return dict(read(sim, fn))
 
@@ -110,12 +110,10 @@ def instances_insert(
         )
     region = str(body.get("region") or "us-central1")
     if body.get("masterInstanceName"):  # a read replica (gcpsim.model.sql_replicas)
-        with sim.store.mutate() as d:
-            refresh(d)
-            op = sql_replicas.insert_replica(sim, d, project, name, region, body, op_error)
-            out = op_json(op)
-        launch(sim, op["name"])
-        return out
+        return start_op(
+            sim,
+            lambda d: sql_replicas.insert_replica(sim, d, project, name, region, body, op_error),
+        )
     if body.get("instanceType") == REPLICA or body.get("replicaConfiguration"):
         raise invalid("Invalid request: a read replica needs masterInstanceName.")
     user_settings = body.get("settings") or {}
@@ -127,25 +125,22 @@ def instances_insert(
         default_settings(region, tier, availability),
         {k: v for k, v in user_settings.items() if k not in ("settingsVersion", "kind")},
     )
-    with sim.store.mutate() as d:
-        refresh(d)
+    version = str(body.get("databaseVersion") or DEFAULT_VERSION)
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         key = instance_key(project, name)
         if key in tbl(d, "instances"):
             raise sql_error(409, MSG_EXISTS, "instanceAlreadyExists")
-        inst = new_instance(
-            d, project, name, region, settings, "PENDING_CREATE", now(),
-            str(body.get("databaseVersion") or DEFAULT_VERSION),
-        )  # fmt: skip
+        inst = new_instance(d, project, name, region, settings, "PENDING_CREATE", now(), version)
         inst["appWriter"] = True  # stands for an application using the new instance
-        op = new_op(
+        return new_op(
             sim, d, project, "CREATE", name, [key],
             {"kind": "create", "uid": inst["uid"], "resultFor": key,
              "what": "Creating the instance"},
             op_error, destKey=key, destUid=inst["uid"],
         )  # fmt: skip
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+
+    return start_op(sim, record)
 
 
 @router.patch("/v1/projects/{project}/instances/{instance}")
@@ -173,8 +168,8 @@ def instances_patch(
 @router.delete("/v1/projects/{project}/instances/{instance}")
 def instances_delete(sim: SimDep, project: str, instance: str) -> dict[str, Any]:
     op_error = sql_fault(sim, "instances.delete")
-    with sim.store.mutate() as d:
-        refresh(d)
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         inst = get_instance(d, project, instance)
         key = instance_key(project, instance)
         mine = {k for k, b in tbl(d, "backups").items() if b["uid"] == inst["uid"]}
@@ -197,9 +192,9 @@ def instances_delete(sim: SimDep, project: str, instance: str) -> dict[str, Any]
         )  # fmt: skip
         if not op_error:
             inst["state"] = "PENDING_DELETE"
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+        return op
+
+    return start_op(sim, record)
 
 
 @router.post("/v1/projects/{project}/instances/{instance}/clone")
@@ -226,8 +221,8 @@ def instances_clone(
                 f"Invalid value at 'body.clone_context.point_in_time' "
                 f"(type.googleapis.com/google.protobuf.Timestamp), {ctx['pointInTime']!r}"
             ) from None
-    with sim.store.mutate() as d:
-        refresh(d)
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         src = get_instance(d, project, instance)
         check_mutable(d, src)
         sql_replicas.check_not_replica(src, "clone")
@@ -252,15 +247,14 @@ def instances_clone(
             d, dest_project, dest, src["region"], copy.deepcopy(src["settings"]),
             "PENDING_CREATE", t, src["databaseVersion"],
         )  # fmt: skip
-        op = new_op(
+        return new_op(
             sim, d, project, "CLONE", instance, [instance_key(project, instance), dkey],
             {"kind": "clone", "srcUid": src["uid"], "uid": new["uid"], "pointInTime": pit,
              "resultFor": dkey, "what": "Cloning the instance"},
             op_error, destKey=dkey, destUid=new["uid"],
         )  # fmt: skip
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+
+    return start_op(sim, record)
 
 
 @router.post("/v1/projects/{project}/instances/{instance}/restoreBackup")
@@ -286,8 +280,8 @@ def instances_restore_backup(
     unknown_fields(ctx, RESTORE_CONTEXT_FIELDS, "body.restore_backup_context")
     src_instance = str(ctx.get("instanceId") or instance)
     src_project = str(ctx.get("project") or project)
-    with sim.store.mutate() as d:
-        refresh(d)
+
+    def record(d: dict[str, Any]) -> dict[str, Any]:
         target = get_instance(d, project, instance)
         check_mutable(d, target)
         sql_replicas.check_not_replica(target, "restoreBackup")
@@ -301,15 +295,14 @@ def instances_restore_backup(
                 f"status is {b['status']}; only SUCCESSFUL backups can be restored."
             )
         key = instance_key(project, instance)
-        op = new_op(
+        return new_op(
             sim, d, project, "RESTORE_VOLUME", instance, [key],
             {"kind": "restore", "uid": target["uid"], "dataKey": b["dataKey"],
              "resultFor": key, "what": "Restoring the backup"},
             op_error, backupKey=bkey,
         )  # fmt: skip
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+
+    return start_op(sim, record)
 
 
 @router.post("/v1/projects/{project}/instances/{instance}/promoteReplica")
@@ -319,9 +312,4 @@ def instances_promote_replica(
     op_error = sql_fault(sim, "instances.promoteReplica")
     if failover:
         raise invalid("Invalid request: gcpsim promotes read replicas; failover is not modelled.")
-    with sim.store.mutate() as d:
-        refresh(d)
-        op = sql_replicas.promote(sim, d, project, instance, op_error)
-        out = op_json(op)
-    launch(sim, op["name"])
-    return out
+    return start_op(sim, lambda d: sql_replicas.promote(sim, d, project, instance, op_error))

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 
 from gcpsim.api.deps import SimDep
-from gcpsim.api.sql_common import backup_json, list_response, op_json, paginate, read, sql_fault
+from gcpsim.api.sql_common import backup_json, list_page, op_json, read, sql_fault
 from gcpsim.errors import ApiError
 from gcpsim.model.sql import (
     MSG_NO_OPERATION,
@@ -62,8 +62,7 @@ def operations_list(
             key=lambda o: o["insertTime"],
             reverse=True,
         )
-        page, nxt = paginate(items, max_results, page_token)
-        return list_response("sql#operationsList", [op_json(o) for o in page], nxt)
+        return list_page("sql#operationsList", items, op_json, max_results, page_token)
 
     return dict(read(sim, fn))
 

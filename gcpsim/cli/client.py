@@ -205,6 +205,16 @@ class _Client:
                 EXIT_NOT_RUNNING,
             ) from None
 
+    def clear(self, path: str, what: str) -> None:
+        """DELETE `path` (a rule or outage listing) and say how many `what` it removed."""
+        n = self.call("DELETE", path).get("cleared", 0)
+        print(f"cleared {n} {what}")
+
+    def set_rule(self, path: str, body: dict[str, Any], what: str) -> None:
+        """POST a rule to `path` and print it as the simulator stored it."""
+        rule = self.call("POST", path, body)
+        print(f"{what} set: {json.dumps(rule)}")
+
 
 def _pct(v: Any) -> str:
     return f"{int(v or 0):>3}%"
@@ -315,11 +325,9 @@ def _rate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
 def _rate(c: _Client, args: argparse.Namespace, body: dict[str, Any] | None) -> None:
     if args.clear:
         query = urllib.parse.urlencode(dict(zip(("service", "version"), args.args, strict=False)))
-        n = c.call("DELETE", "/_sim/rates" + (f"?{query}" if query else "")).get("cleared", 0)
-        print(f"cleared {n} rate rule(s)")
+        c.clear("/_sim/rates" + (f"?{query}" if query else ""), "rate rule(s)")
     elif body is not None:
-        rule = c.call("POST", "/_sim/rates", body)
-        print(f"rate set: {json.dumps(rule)}")
+        c.set_rule("/_sim/rates", body, "rate")
     else:
         listing = c.call("GET", "/_sim/rates")
         _print_rates(listing.get("default_rps"), listing.get("rates", []))
@@ -335,16 +343,14 @@ def _print_rates(default: Any, rules: list[dict[str, Any]]) -> None:
 def _metric_timing(c: _Client, args: argparse.Namespace) -> None:
     if args.clear:
         query = f"?{urllib.parse.urlencode({'service': args.service})}" if args.service else ""
-        n = c.call("DELETE", "/_sim/metric-timing" + query).get("cleared", 0)
-        print(f"cleared {n} metric timing rule(s)")
+        c.clear("/_sim/metric-timing" + query, "metric timing rule(s)")
     elif args.sample_period is not None or args.delay is not None:
         body: dict[str, Any] = {"service": args.service or "*"}
         if args.sample_period is not None:
             body["sample_period"] = args.sample_period
         if args.delay is not None:
             body["delay"] = args.delay
-        rule = c.call("POST", "/_sim/metric-timing", body)
-        print(f"metric timing set: {json.dumps(rule)}")
+        c.set_rule("/_sim/metric-timing", body, "metric timing")
     else:
         listing = c.call("GET", "/_sim/metric-timing")
         _print_timing(listing.get("default", {}), listing.get("rules", []))
@@ -402,8 +408,7 @@ def client(argv: list[str]) -> int:
                 body["duration"] = duration
             if args.message:
                 body["message"] = args.message
-            rule = c.call("POST", "/_sim/job-behaviors", body)
-            print(f"job behaviour set: {json.dumps(rule)}")
+            c.set_rule("/_sim/job-behaviors", body, "job behaviour")
         elif args.command == "behavior":
             if args.clear:
                 c.call("DELETE", "/_sim/behaviors")
@@ -419,10 +424,8 @@ def client(argv: list[str]) -> int:
                 "smoke_fail": args.smoke_fail,
                 "broken": args.broken,
             }
-            rule = c.call(
-                "POST", "/_sim/behaviors", {k: v for k, v in body.items() if v is not None}
-            )
-            print(f"behaviour set: {json.dumps(rule)}")
+            given = {k: v for k, v in body.items() if v is not None}
+            c.set_rule("/_sim/behaviors", given, "behaviour")
         elif args.command == "rate":
             _rate(c, args, rate_body)
         elif args.command == "metrics":
@@ -432,8 +435,7 @@ def client(argv: list[str]) -> int:
         elif args.command == "outage":
             if args.clear:
                 path = f"/_sim/outages/{args.region}" if args.region else "/_sim/outages"
-                n = c.call("DELETE", path).get("cleared", 0)
-                print(f"cleared {n} outage(s)")
+                c.clear(path, "outage(s)")
             elif args.region:
                 rec = c.call("POST", "/_sim/outages", {"region": args.region})
                 print(f"outage: {rec['region']} is out since {rec['since']}")
@@ -444,8 +446,7 @@ def client(argv: list[str]) -> int:
         elif args.command == "fault":
             if args.clear:
                 path = f"/_sim/faults/{args.rule_id}" if args.rule_id else "/_sim/faults"
-                n = c.call("DELETE", path).get("cleared", 0)
-                print(f"cleared {n} fault(s)")
+                c.clear(path, "fault(s)")
                 return 0
             body = {
                 "method": args.method,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from gcpsim.model.rules import put_rule
 from gcpsim.sim import Sim
 
 DEFAULT: dict[str, Any] = {
@@ -36,15 +37,7 @@ def set_behavior(sim: Sim, service: str, version: str, **values: Any) -> dict[st
     if unknown:
         raise ValueError(f"unknown behaviour keys {sorted(unknown)}")
     rule = {"service": service, "version": version, **values}
-    with sim.store.mutate() as d:
-        rules = [
-            r
-            for r in d["sim"].get("behaviors", [])
-            if (r["service"], r["version"]) != (service, version)
-        ]
-        rules.append(rule)
-        d["sim"]["behaviors"] = rules
-    return rule
+    return put_rule(sim, "behaviors", rule, ("service", "version"))
 
 
 def clear_behaviors(sim: Sim) -> None:

@@ -40,6 +40,7 @@ from gcpsim.model import run as run_model
 from gcpsim.model import run_spec
 from gcpsim.model.behavior import image_version
 from gcpsim.model.jobs_views import execution_view, status_of
+from gcpsim.model.rules import put_rule
 from gcpsim.sim import Sim
 from gcpsim.store import now
 
@@ -101,15 +102,7 @@ def set_job_behavior(
     message: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     rule = {"job": job, "version": version, "fail": fail, "duration": duration, "message": message}
-    with sim.store.mutate() as d:
-        rules = [
-            r
-            for r in d["sim"].get("jobBehaviors", [])
-            if (r["job"], r["version"]) != (job, version)
-        ]
-        rules.append(rule)
-        d["sim"]["jobBehaviors"] = rules
-    return rule
+    return put_rule(sim, "jobBehaviors", rule, ("job", "version"))
 
 
 def job_behavior_for(sim: Sim, job: str, image: str) -> dict[str, Any]:

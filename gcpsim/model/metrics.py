@@ -69,6 +69,7 @@ from gcpsim.model.metrics_dist import (
     poisson,
     request_severity,
 )
+from gcpsim.model.rules import drop_rules, put_rule
 from gcpsim.sim import Sim
 
 V = TypeVar("V")
@@ -213,20 +214,12 @@ def set_timing(
         rule["sample_period"] = int(sample_period)
     if delay is not None:
         rule["delay"] = float(delay)
-    with sim.store.mutate() as d:
-        rules = [r for r in d["sim"].get("metric_timing", []) if r["service"] != service]
-        rules.append(rule)
-        d["sim"]["metric_timing"] = rules
-    return rule
+    return put_rule(sim, "metric_timing", rule, ("service",))
 
 
 def clear_timing(sim: Sim, service: str | None = None) -> int:
     """Remove every timing rule (or the one for `service`); returns how many."""
-    with sim.store.mutate() as d:
-        rules = d["sim"].get("metric_timing", [])
-        keep = [r for r in rules if service is not None and r["service"] != service]
-        d["sim"]["metric_timing"] = keep
-        return len(rules) - len(keep)
+    return drop_rules(sim, "metric_timing", {"service": service})
 
 
 def timing_rules(sim: Sim) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gcpsim.model.rules import drop_rules
 from gcpsim.sim import Sim
 from gcpsim.store import now, rfc3339
 
@@ -59,11 +60,7 @@ def set_out(sim: Sim, region: str) -> dict[str, Any]:
 
 
 def clear(sim: Sim, region: str | None = None) -> int:
-    with sim.store.mutate() as d:
-        before = d["sim"].get("outages", [])
-        kept = [o for o in before if region is not None and o["region"] != region]
-        d["sim"]["outages"] = kept
-        return len(before) - len(kept)
+    return drop_rules(sim, "outages", {"region": region})
 
 
 def instance_region(sim: Sim, project: str, instance: str) -> str | None:

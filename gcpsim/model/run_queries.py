@@ -4,6 +4,8 @@ instances, ingress, tags), seeding a deployed service, and the /_sim/state summa
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gcpsim.model.behavior import behavior_for
@@ -23,16 +25,23 @@ from gcpsim.sim import Sim
 from gcpsim.store import now, rfc3339
 
 
-def serving(sim: Sim, project: str, location: str, service: str) -> list[tuple[str, int, str]]:
-    """[(revision, percent, image), ...] a service serves now; [] if drained or missing."""
+@contextmanager
+def settled_read(
+    sim: Sim, project: str, location: str, service: str
+) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """Settle the service's operations, then hold the store's lock over the block; yields the
+    service's record (None if there is no such service) and its revisions by name."""
     key = service_key(project, location, service)
     settle(sim, [key])
     with sim.store.lock:
         run = sim.store.section("run")
-        svc = run.get("services", {}).get(key)
-        if svc is None:
-            return []
-        return split_from_statuses(svc, run.get("revisions", {}).get(key, {}))
+        yield run.get("services", {}).get(key), run.get("revisions", {}).get(key, {})
+
+
+def serving(sim: Sim, project: str, location: str, service: str) -> list[tuple[str, int, str]]:
+    """[(revision, percent, image), ...] a service serves now; [] if drained or missing."""
+    with settled_read(sim, project, location, service) as (svc, revs):
+        return [] if svc is None else split_from_statuses(svc, revs)
 
 
 def bound_connections(sim: Sim) -> dict[str, set[str]]:
@@ -74,14 +83,9 @@ def lookup_tag(
     sim: Sim, project: str, location: str, service: str, tag: str
 ) -> tuple[str, str] | None:
     """(revision, image) the traffic tag points at now; None if unknown or drained."""
-    key = service_key(project, location, service)
-    settle(sim, [key])
-    with sim.store.lock:
-        run = sim.store.section("run")
-        svc = run.get("services", {}).get(key)
+    with settled_read(sim, project, location, service) as (svc, revs):
         if svc is None or svc.get("drained"):
             return None
-        revs = run.get("revisions", {}).get(key, {})
         for st in svc.get("trafficStatuses") or []:
             rev = st.get("revision", "")
             if st.get("tag") == tag and rev in revs:

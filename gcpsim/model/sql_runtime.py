@@ -32,6 +32,8 @@ import copy
 import logging
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from gcpsim.model import outage, run_queries
@@ -370,6 +372,18 @@ def replicate_once(sim: Sim, rt: Runtime, t: float) -> None:
 # ---------------------------------------------------------------------------- seeding
 
 
+@contextmanager
+def _forgotten_on_failure(sim: Sim, cl: PgCluster, key: str, uid: str) -> Iterator[None]:
+    """If the block raises, forget the half-seeded instance `key` and drop its data."""
+    try:
+        yield
+    except Exception:
+        with sim.store.mutate() as d:
+            tbl(d, "instances").pop(key, None)
+        cl.drop_instance(uid)
+        raise
+
+
 def seed_instance(
     sim: Sim,
     project: str,
@@ -399,7 +413,7 @@ def seed_instance(
         inst["appWriter"] = True
         uid = inst["uid"]
     rng = random.Random(f"{sim.settings.seed}:{project}:{name}")
-    try:
+    with _forgotten_on_failure(sim, cl, key, uid):
         cl.create_instance(uid, {"postgres": [], database: list(tables)})
         bounds = [first, *slots, t - 1]
         taken: list[tuple[float, str]] = []
@@ -413,11 +427,6 @@ def seed_instance(
                 cl.backup(uid, data_key, taken_at=slot)
                 taken.append((slot, data_key))
         dbs = cl.databases(uid)
-    except Exception:
-        with sim.store.mutate() as d:
-            tbl(d, "instances").pop(key, None)
-        cl.drop_instance(uid)
-        raise
     with sim.store.mutate() as d:
         inst = tbl(d, "instances")[key]
         inst["state"] = "RUNNABLE"
@@ -459,13 +468,8 @@ def seed_replica(sim: Sim, project: str, primary: str, name: str, region: str) -
         )
         uid, src_uid = inst["uid"], src["uid"]
     copied_at = now()
-    try:
+    with _forgotten_on_failure(sim, cl, key, uid):
         dbs = cl.create_replica(src_uid, uid)
-    except Exception:
-        with sim.store.mutate() as d:
-            tbl(d, "instances").pop(key, None)
-        cl.drop_instance(uid)
-        raise
     with sim.store.mutate() as d:
         inst = tbl(d, "instances")[key]
         inst.update(state="RUNNABLE", databases=dbs, replicatedUpTo=copied_at)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from gcpsim.model.rules import drop_rules, put_rule
 from gcpsim.sim import Sim
 
 MAX_HISTORY = 5000  # splits kept per service
@@ -55,31 +56,12 @@ def set_rate(sim: Sim, service: str, version: str, rps: float) -> dict[str, Any]
     if rps < 0:
         raise ValueError(f"rps must not be negative, got {rps!r}")
     rule = {"service": service, "version": version, "rps": float(rps)}
-    with sim.store.mutate() as d:
-        rules = [
-            r
-            for r in d["sim"].get("rates", [])
-            if (r["service"], r["version"]) != (service, version)
-        ]
-        rules.append(rule)
-        d["sim"]["rates"] = rules
-    return rule
+    return put_rule(sim, "rates", rule, ("service", "version"))
 
 
 def clear_rates(sim: Sim, service: str | None = None, version: str | None = None) -> int:
     """Remove every rate rule, or those of `service` (and `version`); returns how many."""
-    with sim.store.mutate() as d:
-        rules = d["sim"].get("rates", [])
-        keep = [
-            r
-            for r in rules
-            if not (
-                (service is None or r["service"] == service)
-                and (version is None or r["version"] == version)
-            )
-        ]
-        d["sim"]["rates"] = keep
-        return len(rules) - len(keep)
+    return drop_rules(sim, "rates", {"service": service, "version": version})
 
 
 def rates(sim: Sim) -> list[dict[str, Any]]:

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
+from testing.cloudrun import run_services
 from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
 
 PARENT = "projects/gcpsim-cli/locations/us-central1"
@@ -33,10 +32,7 @@ def private_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProc
         "--metric-sample-period", "5", "--metric-delay", "2",
     )  # fmt: skip
     try:
-        opts = ClientOptions(api_endpoint=sim.url)
-        services = run_v2.ServicesClient(
-            credentials=AnonymousCredentials(), transport="rest", client_options=opts
-        )
+        services = run_services(sim)
         svc = run_v2.Service(
             template=run_v2.RevisionTemplate(containers=[run_v2.Container(image=IMAGE)])
         )

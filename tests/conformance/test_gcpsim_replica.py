@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,7 +28,8 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
-ROOT = Path(__file__).resolve().parents[2]
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+
 PROJECT = "replica-conf"
 PRIMARY = "db-main"
 PRIMARY_REGION = "us-central1"
@@ -54,56 +51,23 @@ SEED = {
 }
 
 
-@dataclass
-class Sim:
-    proc: subprocess.Popen[bytes]
-    state_dir: Path
-    port: int
-    grpc_port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gcpsim", *args, "--port", str(self.port)],
-            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
     base = tmp_path_factory.mktemp("gcpsim-replica")
     seed = base / "seed.yaml"
     seed.write_text(json.dumps(SEED))  # JSON is YAML
     state = base / "state"
     state.mkdir()
-    log = open(base / "gcpsim.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gcpsim", "--port", "0", "--grpc-port", "0",
-         "--state-dir", str(state), "--reset", "--seed", str(seed),
-         "--sql-op-seconds", "0.3", "--replica-lag-seconds", "1"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    proc = start_gcpsim(
+        state, "--reset", "--seed", str(seed), "--sql-op-seconds", "0.3",
+        "--replica-lag-seconds", "1", timeout=180,
     )  # fmt: skip
-    ports = state / "ports.json"
-    deadline = time.monotonic() + 180
-    while not ports.exists():
-        assert proc.poll() is None, f"gcpsim exited; see {log.name}"
-        assert time.monotonic() < deadline, f"gcpsim did not start; see {log.name}"
-        time.sleep(0.1)
-    p = json.loads(ports.read_text())
-    yield Sim(proc, state, p["port"], p["grpc_port"])
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    yield proc
+    stop_gcpsim(proc)
 
 
 @pytest.fixture(scope="module")
-def sql(sim: Sim) -> Any:
+def sql(sim: GcpsimProcess) -> Any:
     return discovery.build(
         "sqladmin", "v1", credentials=AnonymousCredentials(), static_discovery=True,
         cache_discovery=False, client_options={"api_endpoint": sim.url + "/"},
@@ -175,7 +139,7 @@ def status(err: pytest.ExceptionInfo[HttpError]) -> int:
 # ----------------------------------------------------------------------------------- tests
 
 
-def test_seeded_replica_is_a_read_replica_of_the_primary(sim: Sim, sql: Any) -> None:
+def test_seeded_replica_is_a_read_replica_of_the_primary(sim: GcpsimProcess, sql: Any) -> None:
     replica = get(sql, SEEDED_REPLICA)
     assert replica["state"] == "RUNNABLE"
     assert replica["instanceType"] == "READ_REPLICA_INSTANCE"
@@ -250,7 +214,7 @@ def test_replica_rules(sql: Any) -> None:
     assert status(err) == 404
 
 
-def test_replication_lag_is_served_by_monitoring(sim: Sim) -> None:
+def test_replication_lag_is_served_by_monitoring(sim: GcpsimProcess) -> None:
     channel = grpc.insecure_channel(f"127.0.0.1:{sim.grpc_port}")
     mon = monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
     end = datetime.now(UTC)
@@ -274,7 +238,7 @@ def test_replication_lag_is_served_by_monitoring(sim: Sim) -> None:
     assert math.isfinite(lag) and lag >= 0
 
 
-def test_promote_during_an_outage_of_the_primary_region(sim: Sim, sql: Any) -> None:
+def test_promote_during_an_outage_of_the_primary_region(sim: GcpsimProcess, sql: Any) -> None:
     name = f"rep-{uuid.uuid4().hex[:6]}"
     assert "error" not in wait_done(sql, insert_replica(sql, name, "us-east1"))
     primary, replica = get(sql, PRIMARY), get(sql, name)
@@ -309,7 +273,7 @@ def test_promote_during_an_outage_of_the_primary_region(sim: Sim, sql: Any) -> N
     )
 
 
-def test_cli_creates_and_lists_a_replica(sim: Sim, sql: Any) -> None:
+def test_cli_creates_and_lists_a_replica(sim: GcpsimProcess, sql: Any) -> None:
     r = sim.cli("replica", "create", PRIMARY, "--region", "europe-west1")
     assert r.returncode == 0, r.stderr
     name = f"{PRIMARY}-replica-europe-west1"

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions, operation
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
+from testing.cloudrun import run_revisions, run_services
 from tests.conftest import GcpsimProcess, start_gcpsim, stop_gcpsim
 
 PROJECT = "gcpsim-conformance"
@@ -33,18 +32,13 @@ FAILED = run_v2.Condition.State.CONDITION_FAILED
 TIMEOUT = 30
 
 
-def _clients(url: str) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
-    opts = ClientOptions(api_endpoint=url)
-    creds = AnonymousCredentials()
-    return (
-        run_v2.ServicesClient(credentials=creds, transport="rest", client_options=opts),
-        run_v2.RevisionsClient(credentials=creds, transport="rest", client_options=opts),
-    )
+def _clients(sim: GcpsimProcess) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+    return run_services(sim), run_revisions(sim)
 
 
 @pytest.fixture(scope="module")
 def clients(gcpsim: GcpsimProcess) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
-    return _clients(gcpsim.url)
+    return _clients(gcpsim)
 
 
 @pytest.fixture(scope="module")
@@ -617,7 +611,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     state.mkdir()
     sim = start_gcpsim(state, "--run-op-seconds", "1.5")
     try:
-        services, _ = _clients(sim.url)
+        services, _ = _clients(sim)
         svc = run_v2.Service(
             template=run_v2.RevisionTemplate(
                 containers=[run_v2.Container(image=_image("keep", "v1.0.0"))]
@@ -633,7 +627,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     assert not (state / "ports.json").exists()
     sim = start_gcpsim(state)
     try:
-        services, revisions = _clients(sim.url)
+        services, revisions = _clients(sim)
         result = _resume(services, op_name).result(timeout=TIMEOUT)
         assert result.name == f"{PARENT}/services/keep"
         got = services.get_service(name=f"{PARENT}/services/keep")

@@ -47,6 +47,21 @@ def reason(e: HttpError) -> str:
     return str(e.error_details[0]["reason"])
 
 
+def restore(sql: Any, instance: str, body: dict[str, Any]) -> dict[str, Any]:
+    """instances.restoreBackup of PROJECT/`instance`: the operation it starts."""
+    op: dict[str, Any] = (
+        sql.instances().restoreBackup(project=PROJECT, instance=instance, body=body).execute()
+    )
+    return op
+
+
+def restore_run(sql: Any, instance: str, backup_id: str) -> dict[str, Any]:
+    """Restore the instance's own backup run `backup_id` into it."""
+    return restore(
+        sql, instance, {"restoreBackupContext": {"backupRunId": backup_id, "instanceId": instance}}
+    )
+
+
 @pytest.fixture(scope="module")
 def sql(gcpsim: GcpsimProcess) -> Any:
     return sqladmin(gcpsim.url)
@@ -235,15 +250,7 @@ def test_busy_instance_is_409_operation_in_progress(sql: Any, own: OwnInstances,
     backup_id = op["backupContext"]["backupId"]
     calls: list[Callable[[], Any]] = [
         lambda: sql.backupRuns().insert(project=PROJECT, instance=mine, body={}).execute(),
-        lambda: (
-            sql.instances()
-            .restoreBackup(
-                project=PROJECT,
-                instance=mine,
-                body={"restoreBackupContext": {"backupRunId": backup_id, "instanceId": mine}},
-            )
-            .execute()
-        ),
+        lambda: restore_run(sql, mine, backup_id),
         lambda: (
             sql.instances()
             .patch(project=PROJECT, instance=mine, body={"settings": {"tier": "db-g1-small"}})
@@ -363,17 +370,7 @@ def test_backup_op_error_fault(
     assert run["status"] == "FAILED"
     assert run["error"]["message"] == "simulated backup failure"
     # A FAILED backup cannot be restored.
-    e = http_error(
-        lambda: (
-            sql.instances()
-            .restoreBackup(
-                project=PROJECT,
-                instance=mine,
-                body={"restoreBackupContext": {"backupRunId": run["id"], "instanceId": mine}},
-            )
-            .execute()
-        )
-    )
+    e = http_error(lambda: restore_run(sql, mine, run["id"]))
     assert e.status_code == 400 and "SUCCESSFUL" in e.reason
 
 
@@ -398,29 +395,21 @@ def test_restore_backup(sql: Any, own: OwnInstances, mine: str) -> None:
             "project": PROJECT,
         }
     }
-    rop = sql.instances().restoreBackup(project=PROJECT, instance=mine, body=body).execute()
+    rop = restore(sql, mine, body)
     assert rop["operationType"] == "RESTORE_VOLUME" and rop["targetId"] == mine
     wait_ok(sql, PROJECT, rop)
     assert own.get(mine)["state"] == "RUNNABLE"
 
 
 def test_restore_errors(sql: Any, own: OwnInstances, mine: str) -> None:
-    def restore(instance: str, body: dict[str, Any]) -> Callable[[], Any]:
-        return lambda: (
-            sql.instances().restoreBackup(project=PROJECT, instance=instance, body=body).execute()
-        )
-
-    e = http_error(
-        restore(mine, {"restoreBackupContext": {"backupRunId": "1", "instanceId": mine}})
-    )
+    e = http_error(lambda: restore_run(sql, mine, "1"))
     assert e.status_code == 404 and reason(e) == "backupRunDoesNotExist"
-    e = http_error(restore("nope", {"restoreBackupContext": {"backupRunId": "1"}}))
+    e = http_error(lambda: restore(sql, "nope", {"restoreBackupContext": {"backupRunId": "1"}}))
     assert e.status_code == 404 and reason(e) == "instanceDoesNotExist"
-    e = http_error(restore(mine, {}))
+    e = http_error(lambda: restore(sql, mine, {}))
     assert e.status_code == 400
-    e = http_error(
-        restore(mine, {"restoreBackupContext": {"backupRunId": "1"}, "backup": "projects/p/b/1"})
-    )
+    both = {"restoreBackupContext": {"backupRunId": "1"}, "backup": "projects/p/b/1"}
+    e = http_error(lambda: restore(sql, mine, both))
     assert e.status_code == 400
 
 
@@ -431,18 +420,14 @@ def test_restore_op_error_fault(
     wait_ok(sql, PROJECT, op)
     out = gcpsim.cli("fault", "sql.instances.restoreBackup", "--op-error", "--times", "1")
     assert out.returncode == 0, out.stderr
-    body = {
-        "restoreBackupContext": {"backupRunId": op["backupContext"]["backupId"], "instanceId": mine}
-    }
-    rop = sql.instances().restoreBackup(project=PROJECT, instance=mine, body=body).execute()
+    rop = restore_run(sql, mine, op["backupContext"]["backupId"])
     done = wait_op(sql, PROJECT, rop)
     assert done["status"] == "DONE"
     [err] = done["error"]["errors"]
     assert err["kind"] == "sql#operationError" and err["code"] == "INTERNAL_ERROR"
     assert err["message"]
     # The fault was spent: the next restore succeeds.
-    wait_ok(sql, PROJECT, sql.instances().restoreBackup(
-        project=PROJECT, instance=mine, body=body).execute())  # fmt: skip
+    wait_ok(sql, PROJECT, restore_run(sql, mine, op["backupContext"]["backupId"]))
 
 
 # ------------------------------------------------------------------------------ clone
