@@ -169,7 +169,7 @@ def test_all_activities_are_named_and_unique() -> None:
             "ReadCanaryMetrics", "CreateBackup", "ListBackups", "RestoreBackup",
             "ReadRecoveryWindow", "CloneInstance", "DeleteInstance", "ValidateDatabase",
             "Notify", "LoadPolicy", "AcquireServiceLocks", "ReleaseServiceLocks",
-            "CreateInstance", "DeployService", "DeleteService", "ReadDns", "MoveDns",
+            "CreateInstance", "PromoteReplica", "DeployService", "DeleteService", "ReadDns", "MoveDns",
             "VerifyDns", "StartHook", "ReadHookExecution", "CancelHookExecution",
         ]
     )  # fmt: skip

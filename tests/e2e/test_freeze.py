@@ -92,7 +92,7 @@ async def test_deploy_inside_a_window_exits_2_then_override_runs_and_records(
         "security fix CVE-1",
         "quarter-end close",
     )
-    assert any("overridden by e2e-tester: security fix CVE-1" in e for e in final["events"])
+    assert any("overridden by e2e-tester: security fix CVE-1" in e["text"] for e in final["events"])
     desc = await client.get_workflow_handle(wid).describe()
     assert "Freeze overridden (quarter-end close" in (await desc.static_details() or "")
     res = await starter(cli_env, "status", "prod", "--config", str(path))

@@ -147,7 +147,7 @@ async def test_web_ui_and_report_tell_a_rolled_back_release(
             except ValueError:
                 await asyncio.sleep(0.5)
     executor.shutdown(wait=False)
-    assert what == "release v1.9.1 to staging: rolled_back"
+    assert what == "release v1.9.1 to staging: rolled back"
     ui = ui_server[1]
     page = await browser.new_page(viewport={"width": 1920, "height": 1000})
     errors: list[str] = []
