@@ -169,8 +169,8 @@ def test_all_activities_are_named_and_unique() -> None:
             "ReadCanaryMetrics", "CreateBackup", "ListBackups", "RestoreBackup",
             "ReadRecoveryWindow", "CloneInstance", "DeleteInstance", "ValidateDatabase",
             "Notify", "LoadPolicy", "AcquireServiceLocks", "ReleaseServiceLocks",
-            "CreateInstance", "PromoteReplica", "DeployService", "DeleteService", "ReadDns", "MoveDns",
-            "VerifyDns", "StartHook", "ReadHookExecution", "CancelHookExecution",
+            "CreateInstance", "PromoteReplica", "DeployService", "DeleteService", "ReadDns",
+            "MoveDns", "VerifyDns", "StartHook", "ReadHookExecution", "CancelHookExecution",
         ]
     )  # fmt: skip
 
