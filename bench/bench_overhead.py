@@ -49,12 +49,11 @@ from activities.cloud_run import (
 )
 from activities.smoke import smoke_test, smoke_url
 from bench import common
-from stagecoach.models import (
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ServicePlan
+from stagecoach.payloads.run import (
     CreateRevisionInput,
-    Outcome,
     ReadServingInput,
-    ReleaseInput,
-    ServicePlan,
     SetTrafficInput,
     SmokeTestInput,
 )

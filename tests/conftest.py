@@ -1,8 +1,8 @@
 """Shared fixtures: gcpsim as its own process on free ports (seeded from deploy.yaml), a Temporal
 dev server, a task queue per test and the session's approver keys.
 
-The helpers behind them are the harness shared with bench/ (`testing/`); the names below stay
-importable from here for the test modules that use them.
+The helpers behind them are the harness shared with bench/ (`testing/`); test modules import
+them from there.
 """
 
 from __future__ import annotations
@@ -16,20 +16,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from testing.gcpsim import GcpsimProcess, start_gcpsim, start_seeded_gcpsim, stop_gcpsim
-from testing.paths import ROOT
-from testing.releases import signed_approval, worker_config
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.stack import provision_approver_keys, start_temporal_server, stop_process
-
-__all__ = [
-    "ROOT",
-    "GcpsimProcess",
-    "signed_approval",
-    "start_gcpsim",
-    "start_seeded_gcpsim",
-    "stop_gcpsim",
-    "worker_config",
-]
 
 
 @pytest.fixture(scope="session")

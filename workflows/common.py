@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
     from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, Message
-    from stagecoach.models import AbortInput, NotifyInput
+    from stagecoach.payloads.common import AbortInput, NotifyInput
 
 INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
 

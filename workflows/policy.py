@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from stagecoach.bounds import MAX_REJECTED
     from stagecoach.config import Approval
-    from stagecoach.models import ApprovalRecord, ApproveInput, RejectedApproval
+    from stagecoach.payloads.common import ApprovalRecord, ApproveInput, RejectedApproval
     from stagecoach.payloads.policy import LoadPolicyInput, TargetClaim, WorkerPolicy
     from stagecoach.trust import judge_approval
 

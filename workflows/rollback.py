@@ -23,19 +23,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
     from activities.revisions import find_previous_revision
     from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, Message, WorkflowType
-    from stagecoach.models import (
+    from stagecoach.payloads.common import Outcome, Phase, ServiceRef, TrafficTarget
+    from stagecoach.payloads.release import RollbackInput, RollbackResult, RollbackServiceResult
+    from stagecoach.payloads.run import (
         FindPreviousRevisionInput,
-        Outcome,
-        Phase,
         PreviousRevision,
-        RollbackInput,
-        RollbackResult,
-        RollbackServiceResult,
-        ServiceRef,
         ServiceState,
         SetTrafficInput,
         SetTrafficResult,
-        TrafficTarget,
     )
     from stagecoach.splits import describe, pin_latest, serving_revisions
 

@@ -72,22 +72,18 @@ from stagecoach.contract import (
     drill_workflow_id,
     release_workflow_id,
 )
-from stagecoach.dr_models import (
+from stagecoach.payloads.common import InstanceRef, Outcome, ServiceRef
+from stagecoach.payloads.dr import (
     BackupInput,
     BackupResult,
     DrillInput,
     DrillReport,
-    DrOutcome,
     PointInTimeResult,
     RestoreInput,
     RestoreStatus,
     Verification,
 )
-from stagecoach.models import (
-    InstanceRef,
-    ListBackupsInput,
-    ServiceRef,
-)
+from stagecoach.payloads.sql import ListBackupsInput
 from stagecoach.plan import instance_ref, service_ref
 from stagecoach.temporal import workflow_result
 
@@ -416,7 +412,7 @@ async def _restore(
         print_json(dump(st))
     else:
         print_lines(list(restore_summary(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------- drill
@@ -468,5 +464,5 @@ def drill_exit(report: DrillReport, as_json: bool) -> int:
         print_json(dump(report))
     else:
         print_lines(drill_view(report))
-    ok = report.outcome == DrOutcome.SUCCEEDED and report.scratch_deleted
+    ok = report.outcome == Outcome.SUCCEEDED and report.scratch_deleted
     return EXIT_OK if ok else EXIT_FAILED

@@ -52,16 +52,15 @@ from stagecoach.contract import (
     environment_workflow_id,
     regional_drill_workflow_id,
 )
-from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import (
-    FailoverInput,
-    FailoverStatus,
     build_failback,
     build_failover,
     build_regional_drill,
     check_failover_region,
     check_failover_request,
 )
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.failover import FailoverInput, FailoverStatus
 from stagecoach.temporal import workflow_result
 
 DEFAULT_DRILL_REGION = "us-east1"
@@ -119,7 +118,7 @@ async def last_failover(client: Client, cfg: Config, env: str) -> FailoverStatus
             st: FailoverStatus = await handle.result(follow_runs=False)
         except Exception:
             continue
-        if st.outcome != DrOutcome.SUCCEEDED or st.mode == "drill" or st.started_at is None:
+        if st.outcome != Outcome.SUCCEEDED or st.mode == "drill" or st.started_at is None:
             continue
         if newest is None or (newest.started_at and st.started_at > newest.started_at):
             newest = st
@@ -176,7 +175,7 @@ def report_lines(st: FailoverStatus) -> list[str]:
     for p in st.phases:
         lines.append(f"phase      {p.phase:<12} {_s(p.seconds)}")
     if st.total_seconds is not None:
-        verdict = "met" if st.rto_met else "MISSED" if st.outcome == DrOutcome.SUCCEEDED else "-"
+        verdict = "met" if st.rto_met else "MISSED" if st.outcome == Outcome.SUCCEEDED else "-"
         lines.append(f"total      {_s(st.total_seconds)}  vs RTO {_s(st.rto_seconds)}: {verdict}")
     if st.data_loss_seconds is not None:
         label = "data-loss window" if st.mode != "failback" else "not carried back"
@@ -197,7 +196,7 @@ def _exit(st: FailoverStatus, as_json: bool) -> int:
         print_json(dump(st))
     else:
         print_lines(list(report_lines(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED
 
 
 async def show_status(
@@ -212,7 +211,7 @@ async def show_status(
             st = await handle.query(Message.STATUS, result_type=FailoverStatus)
     else:
         st = await handle.query(Message.STATUS, result_type=FailoverStatus)
-    if st.outcome == DrOutcome.RUNNING:
+    if st.outcome == Outcome.RUNNING:
         if as_json:
             print_json(dump(st))
         else:

@@ -42,17 +42,10 @@ from stagecoach.contract import (
     WorkflowType,
     release_workflow_id,
 )
-from stagecoach.dr_models import (
-    DrOutcome,
-    PointInTimeInput,
-    PointInTimeResult,
-    Verification,
-)
-from stagecoach.models import (
-    InstanceRef,
-    RecoveryWindowInput,
-    ReleaseInput,
-)
+from stagecoach.payloads.common import InstanceRef, Outcome
+from stagecoach.payloads.dr import PointInTimeInput, PointInTimeResult, Verification
+from stagecoach.payloads.release import ReleaseInput
+from stagecoach.payloads.sql import RecoveryWindowInput
 from stagecoach.plan import build_switch_release
 
 
@@ -210,4 +203,4 @@ async def pitr(
         print_json(dump(st))
     else:
         print_lines(list(pitr_summary(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED

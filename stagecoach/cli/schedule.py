@@ -52,7 +52,7 @@ from stagecoach.cli.render import iso
 from stagecoach.cli.render_dr import utc_time
 from stagecoach.cli.schemas import ScheduleEntry, to_json
 from stagecoach.contract import WorkflowType, drill_schedule_id, drill_workflow_id
-from stagecoach.dr_models import DrillReport
+from stagecoach.payloads.dr import DrillReport
 
 CLONE_RESTART_NOTE = (
     "a drill clones the instance, and Cloud SQL warns that instances.clone may restart the "

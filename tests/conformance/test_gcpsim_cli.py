@@ -16,7 +16,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 
-from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.paths import ROOT
 
 PARENT = "projects/gcpsim-cli/locations/us-central1"
 IMAGE = "us-docker.pkg.dev/gcpsim-cli/app/cli-svc:v1.1.0"

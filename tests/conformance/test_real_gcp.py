@@ -38,8 +38,8 @@ from stagecoach.payloads.sql import (
     DeleteInstanceInput,
     RecoveryWindowInput,
 )
-from tests.conformance.sql_helpers import sqladmin
-from tests.conftest import GcpsimProcess
+from testing.cloudsql import sqladmin
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "stagecoach-conformance"
 REGION = "us-central1"

@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from tests.conftest import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
 
 PROJECT = "gcpsim-conformance"
 LOCATION = "us-central1"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, GcpsimProcess
+from testing.gcpsim import GcpsimProcess
+from testing.paths import ROOT
 from tests.e2e.test_cli import STARTER, assert_one_line_error
 
 DEPLOY = (ROOT / "deploy.yaml").read_text()

@@ -29,9 +29,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
-from stagecoach.models import Target
+from stagecoach.payloads.common import Target
 from stagecoach.temporal import build_worker, free_port, port_open
-from tests.conftest import ROOT, GcpsimProcess
+from testing.gcpsim import GcpsimProcess
+from testing.paths import ROOT
 
 pytestmark = pytest.mark.asyncio
 

@@ -33,17 +33,13 @@ from temporalio.client import (
 )
 
 from stagecoach.clients import Clients
-from stagecoach.dr_models import DrOutcome
-from stagecoach.failover import FailoverPhase, FailoverStatus, regional_drill_workflow_id
-from stagecoach.models import ApproveInput, ApproveResult, Target
+from stagecoach.contract import regional_drill_workflow_id
+from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase, Target
+from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.temporal import build_worker, workflow_result
-from tests.conftest import (
-    ROOT,
-    GcpsimProcess,
-    signed_approval,
-    start_seeded_gcpsim,
-    stop_gcpsim,
-)
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
+from testing.paths import ROOT
+from testing.releases import signed_approval
 
 pytestmark = pytest.mark.asyncio
 
@@ -194,7 +190,7 @@ async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> 
     res = await starter(env, *args, "--detach")
     assert res.returncode == 0, show(res)
     handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
-    await wait_for(handle, lambda st: st.awaiting_approval or st.outcome != DrOutcome.RUNNING)
+    await wait_for(handle, lambda st: st.awaiting_approval or st.outcome != Outcome.RUNNING)
     # it holds the environment: no release or restore can start meanwhile
     deploy = await starter(env, "deploy", "prod", "v1.2.0")
     assert deploy.returncode == 2, show(deploy)
@@ -285,7 +281,7 @@ async def test_failover_retry_and_failback(
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         aborted = await workflow_result(handle)
-        assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
+        assert aborted.outcome == Outcome.ABORTED and aborted.abort_reason
         assert record(sim) == [CENTRAL] and not aborted.dns_moved
 
         # the retry adopts what the earlier attempts created
@@ -293,7 +289,7 @@ async def test_failover_retry_and_failback(
             env_vars, client, "failover", "prod", "--to-region", "us-east1", "--yes",
             "--version", "v1.1.0",
         )  # fmt: skip
-        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert st.outcome == Outcome.SUCCEEDED, st.error
         assert any("adopted" in e for e in st.events), st.events
         assert record(sim) == [EAST]
         ans = resolve(sim)
@@ -322,7 +318,7 @@ async def test_failover_retry_and_failback(
         await asyncio.sleep(4)
         assert sim.cli("outage", "us-central1", "--clear").returncode == 0
         back = await run_with_approval(env_vars, client, "failback", "prod", "--yes")
-        assert back.outcome == DrOutcome.SUCCEEDED, back.error
+        assert back.outcome == Outcome.SUCCEEDED, back.error
         assert back.mode == "failback" and back.to_region == "us-central1"
         await replays(client.get_workflow_handle(WID), "failback_prod_succeeded")
         assert record(sim) == [CENTRAL]
@@ -356,7 +352,7 @@ async def test_regional_drill_always_deletes_scratch(
                            "--to-region", "us-east1", "--version", "v1.1.0", "--json")  # fmt: skip
         assert ok.returncode == 0, show(ok)
         rep = FailoverStatus.model_validate(json.loads(ok.stdout))
-        assert rep.outcome == DrOutcome.SUCCEEDED and rep.mode == "drill"
+        assert rep.outcome == Outcome.SUCCEEDED and rep.mode == "drill"
         assert len(rep.deleted) == 3 and rep.total_seconds is not None
         assert rep.data_loss_exact and rep.data_loss_seconds is not None
         assert not rep.dns_moved
@@ -383,11 +379,11 @@ async def test_regional_drill_always_deletes_scratch(
         handle = client.get_workflow_handle(
             regional_drill_workflow_id(APP, "prod"), result_type=FailoverStatus
         )
-        await wait_for(handle, lambda st: st.phase == FailoverPhase.SERVICES)
+        await wait_for(handle, lambda st: st.phase == Phase.SERVICES)
         await handle.cancel()
         with pytest.raises(Exception):  # noqa: B017 (ends cancelled)
             await handle.result()
         st = await handle.query("status", result_type=FailoverStatus)
-        assert st.outcome == DrOutcome.CANCELLED
+        assert st.outcome == Outcome.CANCELLED
         assert scratch_left(sim) == []
         await replays(handle, "regional_drill_cancelled")

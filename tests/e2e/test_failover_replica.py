@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from stagecoach.dr_models import DrOutcome
+from stagecoach.payloads.common import Outcome
 from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
 from testing.paths import DEPLOY_YAML
 from testing.releases import worker, worker_config
@@ -97,7 +97,7 @@ async def test_failover_from_replica_promotes_it(
             renv, client, "failover", "prod", "--to-region", "us-east1", "--yes",
             "--from", "replica", "--version", "v1.1.0",
         )  # fmt: skip
-        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert st.outcome == Outcome.SUCCEEDED, st.error
         assert st.instance == REPLICA and st.backup is None and not st.instance_created
         assert st.replica_lag_seconds is not None, st.events
         assert any(f"read replica {REPLICA} promoted" in e for e in st.events), st.events

@@ -15,9 +15,13 @@ import pytest
 from temporalio.client import Client
 
 from stagecoach.freeze import FreezeWindow
-from stagecoach.models import AbortInput, Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import AbortInput, Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
-from tests.conftest import GcpsimProcess
+from testing.gcpsim import GcpsimProcess
+from testing.gcpsim import served_percents as canary_history
+from testing.releases import start_release as start
+from testing.releases import wait_for, worker
 from tests.e2e.test_cli import (
     assert_one_line_error,
     cli_env,  # noqa: F401 (the fixture)
@@ -29,7 +33,7 @@ from tests.e2e.test_cli import (
     workflow_exists,
     write_config,
 )
-from tests.e2e.test_release import canary_history, release_input, start, wait_for, worker
+from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
 

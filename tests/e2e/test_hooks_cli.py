@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from tests.conformance.sql_helpers import OwnInstances, sqladmin
-from tests.conftest import GcpsimProcess
+from testing.cloudsql import OwnInstances, sqladmin
+from testing.gcpsim import GcpsimProcess
 from tests.e2e.test_cli import (
     cli_env,  # noqa: F401 (the fixture)
     create_service,
