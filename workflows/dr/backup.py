@@ -12,7 +12,14 @@ from workflows.common import API_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
-    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, WorkflowType
+    from stagecoach.contract import (
+        BACKUP_FAILED,
+        ENVIRONMENT,
+        OUTCOME,
+        PHASE,
+        VERSION,
+        WorkflowType,
+    )
     from stagecoach.payloads.common import Outcome, Phase
     from stagecoach.payloads.dr import BackupInput, BackupResult
     from stagecoach.payloads.sql import BackupInfo, CreateBackupInput
@@ -53,7 +60,7 @@ class BackupWorkflow:
             )
             raise ApplicationError(
                 f"backup of {inp.instance.instance} failed: {error_message(err)}",
-                type="BackupFailed",
+                type=BACKUP_FAILED,
                 non_retryable=True,
             ) from err
         workflow.upsert_search_attributes(
