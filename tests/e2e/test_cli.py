@@ -14,8 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
 from stagecoach.payloads.common import Target
-from stagecoach.temporal import build_worker, free_port, port_open
+from stagecoach.temporal import free_port, port_open
 from testing.gcpsim import GcpsimProcess
 from testing.paths import ROOT
+from testing.releases import worker
 
 pytestmark = pytest.mark.asyncio
 
@@ -95,19 +94,6 @@ def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int, *wor
     for w in words:
         assert w in line, show(res)
     return line
-
-
-@asynccontextmanager
-async def worker_for(
-    client: Client, task_queue: str, config: str | Path | None = None
-) -> AsyncIterator[None]:
-    """A worker whose own config (its policy) is `config` (default: deploy.yaml)."""
-    worker, executor = build_worker(client, task_queue, config=config)
-    try:
-        async with worker:
-            yield
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -293,7 +279,7 @@ async def test_schedule_cron_refused_by_temporal_exits_2(
 async def test_deploy_json_promoted_then_status_and_history(
     cli_env: dict[str, str], client: Client, task_queue: str
 ) -> None:
-    async with worker_for(client, task_queue):
+    async with worker(client, task_queue):
         res = await starter(
             cli_env, "deploy", "dev", "v1.2.0", "--bake", "1s", "--interval", "1s", "--json"
         )
@@ -368,7 +354,7 @@ async def test_second_deploy_refused_while_one_runs(
         app, project, "staging", [{"weight": 10, "bake": "1h"}, {"weight": 100}]
     )
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue, cfg):
+    async with worker(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "staging", "v2.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         assert f"deploy-{app}-staging" in res.stdout
@@ -415,7 +401,7 @@ async def test_approve_rejected_then_granted(
         "approvers": ["release-manager"],
     }
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue, cfg):
+    async with worker(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "prod", "v3.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         for _ in range(100):
@@ -465,7 +451,7 @@ async def test_rollback_goes_to_the_revision_that_served_before(
     service = "node-server-dev"
     deploy = ["--services", "node-server", "--bake", "1s", "--interval", "1s", "--json"]
     behaviors = f"{gcpsim.url}/_sim/behaviors"
-    async with worker_for(client, task_queue):
+    async with worker(client, task_queue):
         res = await starter(cli_env, "deploy", "dev", "v1.6.0", *deploy)
         assert res.returncode == 0, show(res)
         v1 = json.loads(res.stdout)["services"][0]["canary_revision"]

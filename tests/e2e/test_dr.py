@@ -14,8 +14,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
 from stagecoach.cli.dr import drill_input
 from stagecoach.cli.schedule import FIRST_SUNDAY_CRON
-from stagecoach.config import Config, GcpsimEndpoint, load_config
+from stagecoach.config import Config
 from stagecoach.payloads.common import (
     AbortInput,
     ApproveInput,
@@ -57,21 +56,17 @@ from stagecoach.payloads.dr import (
 from stagecoach.payloads.run import ServiceState, SetScalingInput
 from stagecoach.payloads.sql import DeleteInstanceInput
 from stagecoach.plan import instance_ref, service_ref
-from stagecoach.temporal import build_worker, workflow_result
-from testing.gcpsim import GcpsimProcess
+from stagecoach.temporal import workflow_result
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.histories import replays
 from testing.paths import ROOT
-from testing.releases import signed_approval, worker_config
+from testing.releases import signed_approval, wait_for, worker, worker_config
 
 APP = "legal-forms"
 WAIT = 90.0  # upper bound of any single wait in these tests
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def config_for(sim: GcpsimProcess) -> Config:
-    cfg = load_config(ROOT / "deploy.yaml")
-    return cfg.model_copy(update={"gcpsim": GcpsimEndpoint(port=sim.port, grpc_port=sim.grpc_port)})
 
 
 def verification(cfg: Config, extra_tables: list[str] | None = None) -> Verification:
@@ -87,47 +82,8 @@ def db_services(cfg: Config, env: str) -> list[ServiceRef]:
     return [service_ref(cfg, env, s.name) for s in cfg.services if s.uses_database]
 
 
-@asynccontextmanager
-async def worker(
-    client: Client, task_queue: str, config: Path | None = None
-) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue, config=config)
-    async with w:
-        yield
-    executor.shutdown(wait=False)
-
-
-async def replays(handle: WorkflowHandle[Any, Any]) -> None:
-    """The recorded history replays without non-determinism (cleanup paths included)."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
-
-    from stagecoach.temporal import workflows
-
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
-
-
 def uid() -> str:
     return secrets.token_hex(4)
-
-
-async def wait_status(
-    handle: WorkflowHandle[Any, Any],
-    result_type: type[Any],
-    check: Callable[[Any], bool],
-    timeout: float = WAIT,
-) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    st = None
-    while loop.time() < deadline:
-        st = await handle.query("status", result_type=result_type)
-        if check(st):
-            return st
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"condition not reached within {timeout}s; last status {st}")
 
 
 async def result(handle: WorkflowHandle[Any, Any], timeout: float = WAIT) -> Any:
@@ -317,7 +273,9 @@ async def test_restore_brings_back_the_backup_and_drains_meanwhile(
                 task_queue=task_queue,
                 result_type=RestoreStatus,
             )
-            await wait_status(handle, RestoreStatus, lambda s: s.phase == Phase.RESTORING)
+            await wait_for(
+                handle, lambda s: s.phase == Phase.RESTORING, WAIT, result_type=RestoreStatus
+            )
             during = await asyncio.to_thread(scaling, svc)
             assert during.drained, "the service must be drained while the restore runs"
             st: RestoreStatus = await result(handle)
@@ -415,7 +373,7 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
             result_type=RestoreStatus,
         )
         try:
-            await wait_status(handle, RestoreStatus, lambda s: s.awaiting_approval)
+            await wait_for(handle, lambda s: s.awaiting_approval, WAIT, result_type=RestoreStatus)
             # a release of the same environment cannot start
             with pytest.raises(WorkflowAlreadyStartedError):
                 await client.start_workflow(
@@ -473,7 +431,7 @@ async def test_approved_restore_runs(
             task_queue=task_queue,
             result_type=RestoreStatus,
         )
-        await wait_status(handle, RestoreStatus, lambda s: s.awaiting_approval)
+        await wait_for(handle, lambda s: s.awaiting_approval, WAIT, result_type=RestoreStatus)
         waiting = await handle.query("status", result_type=RestoreStatus)
         assert all(s.state == "untouched" for s in waiting.services)
         await handle.execute_update("approve", await signed_approval(handle, comment="ok"))
@@ -710,8 +668,8 @@ async def test_prod_switch_waits_for_approval_before_any_traffic_and_abort_keeps
             if (await handle.describe()).workflow_type == "Release":
                 break
             await asyncio.sleep(0.2)
-        st = await wait_status(
-            handle, ReleaseStatus, lambda s: s.awaiting_approval_for is not None, timeout=WAIT
+        st = await wait_for(
+            handle, lambda s: s.awaiting_approval_for is not None, WAIT, result_type=ReleaseStatus
         )
         assert st.awaiting_approval_for == 10  # before any traffic reaches the recovery
         assert st.services[0].canary_revision  # created and smoke-tested, 0% traffic
@@ -827,7 +785,9 @@ async def test_drill_cancelled_or_aborted_deletes_scratch(
         fault(gcpsim, "sql.instances.clone", "--latency-ms", "2000", "--times", "1")
         try:
             handle = await start_drill(client, task_queue, drill_input(cfg, "dev"))
-            await wait_status(handle, DrillReport, lambda s: s.progress.startswith("restoring"))
+            await wait_for(
+                handle, lambda s: s.progress.startswith("restoring"), WAIT, result_type=DrillReport
+            )
             await asyncio.sleep(0.5)
             if ending == "cancel":
                 await handle.cancel()
