@@ -4,11 +4,12 @@ instance, run the validation queries, and resume every drained service at exactl
 min/max instances, in the cleanup of the run skeleton (workflows/dr/common.py): after success,
 failure, abort and cancellation alike.
 
-Exclusivity: Restore runs under the release's workflow id `deploy-<app>-<env>` (see
-`stagecoach.cli_dr`). Temporal allows one running execution per id, so a release and a restore
-of the same environment can never run at once and whichever starts second is refused atomically
-by the server (no check-then-start race). It also means `starter.py approve ENV --by NAME` and
-`starter.py abort ENV` reach a waiting restore exactly as they reach a release.
+Exclusivity: Restore runs under the release's workflow id `deploy-<app>-<env>`
+(`stagecoach.contract.environment_workflow_id`). Temporal allows one running execution per id,
+so a release and a restore of the same environment can never run at once and whichever starts
+second is refused atomically by the server (no check-then-start race). It also means
+`starter.py approve ENV --by NAME` and `starter.py abort ENV` reach a waiting restore exactly as
+they reach a release.
 
 Messages: query `status`; signal `abort` (any payload; a restore stops before its restore
 operation starts: after that the operation cannot be stopped half way, so it finishes and the
