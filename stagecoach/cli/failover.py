@@ -15,7 +15,6 @@ drill runs as `dr-drill-regional-<app>-<env>`.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -32,11 +31,12 @@ from stagecoach.cli.app import (
     JsonOpt,
     app,
     async_client,
+    detach_exit,
     fail,
     load,
-    out,
     print_json,
-    start,
+    say,
+    start_named,
     watch,
     who,
 )
@@ -226,29 +226,18 @@ async def show_status(
 async def _go(
     client: Client, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
 ) -> int:
-    handle = await start(
-        client,
-        WorkflowType.FAILOVER,
-        inp,
-        workflow_id=wid,
-        env=inp.env,
-        what=what,
-        result_type=FailoverStatus,
-        static_summary=what,
+    handle = await start_named(
+        client, WorkflowType.FAILOVER, inp, wid, inp.env, what, FailoverStatus
     )
     if not as_json:
-        out.print(f"{what}, workflow {wid}", markup=False, highlight=False)
+        say(f"{what}, workflow {wid}")
         if inp.approvers and inp.mode != "drill":
-            out.print(
+            say(
                 f"  the DNS move waits for approval: {STARTER} approve {inp.env} --by NAME "
-                f"({', '.join(inp.approvers)})",
-                markup=False,
-                highlight=False,
+                f"({', '.join(inp.approvers)})"
             )
     if detach:
-        if as_json:
-            print_json(json.dumps({"workflow_id": wid, "run_id": handle.result_run_id}))
-        return EXIT_OK
+        return detach_exit(handle, as_json)
     st = await follow_events(handle, FailoverStatus, quiet=as_json)
     return _exit(st, as_json)
 
