@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from testing.cli import starter_env
 from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.stack import provision_approver_keys, start_temporal_server, stop_process
 
@@ -56,6 +57,14 @@ async def client(temporal_address: str) -> Client:
 def task_queue(request: pytest.FixtureRequest) -> str:
     """A fresh task queue per test, so workers of different tests never share work."""
     return f"tq-{request.node.name[:40]}-{time.monotonic_ns()}"
+
+
+@pytest.fixture
+def cli_env(
+    temporal_address: str, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a `starter.py` subprocess on this test's server, queue and gcpsim."""
+    return starter_env(temporal_address, task_queue, gcpsim, tmp_path / "home")
 
 
 # ----------------------------------------------------------------------------- approver keys

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,12 @@ from stagecoach.bounds import MAX_TEXT
 from stagecoach.keys import create_key, sign
 from stagecoach.payloads.common import ApprovalRecord, ApproveInput, Outcome, Phase
 from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
-from stagecoach.temporal import build_worker, temporal_binary, workflow_result
+from stagecoach.temporal import temporal_binary, workflow_result
 from testing.cloudrun import live_traffic
 from testing.gcpsim import GcpsimProcess
 from testing.gcpsim import served_percents as canary_history
 from testing.releases import start_release as start
-from testing.releases import wait_for, worker_config
+from testing.releases import wait_for, worker, worker_config
 from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
@@ -39,16 +37,6 @@ async def temporal_cli(address: str, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
-
-
-@asynccontextmanager
-async def worker(
-    client: Client, task_queue: str, config: Path | None = None
-) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue, config=config)
-    async with w:
-        yield
-    executor.shutdown(wait=False)
 
 
 def long_bake(inp: ReleaseInput) -> ReleaseInput:

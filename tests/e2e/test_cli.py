@@ -29,60 +29,23 @@ from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
 from stagecoach.payloads.common import Target
 from stagecoach.temporal import free_port, port_open
+from testing.cli import show, starter
 from testing.gcpsim import GcpsimProcess
 from testing.paths import ROOT
 from testing.releases import worker
 
 pytestmark = pytest.mark.asyncio
 
-STARTER = str(ROOT / "starter.py")
 APP = "legal-forms"
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def cli_env(
-    temporal_address: str, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        STAGECOACH_TASK_QUEUE=task_queue,
-        GCPSIM_PORT=str(gcpsim.port),
-        GCPSIM_GRPC_PORT=str(gcpsim.grpc_port),
-        STAGECOACH_HOME=str(tmp_path / "home"),
-        STAGECOACH_USER="e2e-tester",
-        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
-        COLUMNS="200",
-    )
-    return env
-
-
-async def starter(
-    env: dict[str, str], *args: str, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    """Run `python starter.py ARGS` in a thread (the test's event loop keeps the worker going)."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, STARTER, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def output(res: subprocess.CompletedProcess[str], command: str) -> Any:
     """A command's --json output, checked against its documented schema (docs/schemas/)."""
     schemas.validate(command, res.stdout)
     return json.loads(res.stdout)
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
 
 
 def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int, *words: str) -> str:

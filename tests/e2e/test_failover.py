@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,14 +32,13 @@ from stagecoach.contract import regional_drill_workflow_id
 from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase, Target
 from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.temporal import workflow_result
+from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.histories import record_history, replays
-from testing.paths import ROOT
 from testing.releases import signed_approval, wait_for, worker
 
 pytestmark = pytest.mark.asyncio
 
-STARTER = str(ROOT / "starter.py")
 APP = "legal-forms"
 PROJECT = "legal-forms-prod"
 WID = f"deploy-{APP}-prod"
@@ -63,29 +59,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
 def env_vars(
     temporal_address: str, task_queue: str, sim: GcpsimProcess, tmp_path: Path
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        STAGECOACH_TASK_QUEUE=task_queue,
-        GCPSIM_PORT=str(sim.port),
-        GCPSIM_GRPC_PORT=str(sim.grpc_port),
-        STAGECOACH_HOME=str(tmp_path / "home"),
-        STAGECOACH_USER="e2e-tester",
-        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
-        COLUMNS="200",
-    )
-    return env
-
-
-async def starter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [sys.executable, STARTER, *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    return starter_env(temporal_address, task_queue, sim, tmp_path / "home")
 
 
 def clients(sim: GcpsimProcess) -> Clients:

@@ -15,15 +15,9 @@ from stagecoach.payloads.common import Outcome
 from stagecoach.payloads.dr import DrillReport
 from stagecoach.plan import instance_ref
 from stagecoach.temporal import workflow_result
-from testing.gcpsim import GcpsimProcess
-from tests.e2e.test_dr import (
-    assert_scratch_gone,
-    cli,
-    config_for,
-    result,
-    start_drill,
-    worker,
-)
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.releases import worker
+from tests.e2e.test_dr import assert_scratch_gone, cli, result, start_drill
 
 
 async def test_drill_of_a_protected_instance_deletes_its_scratch_clone(
