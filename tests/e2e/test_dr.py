@@ -221,6 +221,17 @@ async def backup(client: Client, task_queue: str, cfg: Config, env: str) -> str:
     return res.backup.id
 
 
+def restores_need_approval(path: Path, env: str) -> Path:
+    """deploy.yaml as the worker's own config, `env`'s restores needing release-manager's
+    approval."""
+    return worker_config(
+        path,
+        lambda d: d["environments"][env]["release"].update(
+            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
+        ),
+    )
+
+
 def restore_input(cfg: Config, env: str, backup_id: str, **kw: Any) -> RestoreInput:
     return RestoreInput(
         app=APP,
@@ -357,12 +368,7 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
     wf_id = f"deploy-{APP}-{env}"
     # the worker's own config asks for approval of staging restores (the input's approvers
     # count for nothing)
-    policy = worker_config(
-        tmp_path / "worker.yaml",
-        lambda d: d["environments"]["staging"]["release"].update(
-            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
-        ),
-    )
+    policy = restores_need_approval(tmp_path / "worker.yaml", "staging")
     async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
@@ -416,12 +422,7 @@ async def test_approved_restore_runs(
 ) -> None:
     cfg = config_for(gcpsim)
     env = "dev"
-    policy = worker_config(
-        tmp_path / "worker.yaml",
-        lambda d: d["environments"]["dev"]["release"].update(
-            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
-        ),
-    )
+    policy = restores_need_approval(tmp_path / "worker.yaml", "dev")
     async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
