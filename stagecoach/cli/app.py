@@ -499,7 +499,6 @@ async def start(
     client: Client,
     workflow: str,
     arg: Any,
-    *,
     workflow_id: str,
     env: str,
     what: str,
@@ -522,28 +521,6 @@ async def start(
         )
     except WorkflowAlreadyStartedError:
         await conflict(client, env, workflow_id, what)
-
-
-async def start_named(
-    client: Client,
-    workflow: str,
-    arg: Any,
-    workflow_id: str,
-    env: str,
-    what: str,
-    result_type: type[T],
-) -> WorkflowHandle[Any, T]:
-    """`start` with `what` as the run's summary too (shown by the Temporal UI)."""
-    return await start(
-        client,
-        workflow,
-        arg,
-        workflow_id=workflow_id,
-        env=env,
-        what=what,
-        result_type=result_type,
-        static_summary=what,
-    )
 
 
 def detach_exit(handle: WorkflowHandle[Any, Any], as_json: bool) -> int:

@@ -51,7 +51,7 @@ from stagecoach.cli.app import (
     out,
     print_json,
     say,
-    start_named,
+    start,
     watch,
     who,
 )
@@ -236,14 +236,9 @@ async def _backup(env: str, config: str | None, as_json: bool) -> int:
     client = await async_client(cfg)
     wf_id = backup_workflow_id(cfg.app, env)
     what = f"backup {ref.instance}"
-    handle = await start_named(
-        client,
-        WorkflowType.BACKUP,
-        BackupInput(app=cfg.app, env=env, instance=ref, requested_by=who()),
-        wf_id,
-        env,
-        what,
-        BackupResult,
+    inp = BackupInput(app=cfg.app, env=env, instance=ref, requested_by=who())
+    handle = await start(
+        client, WorkflowType.BACKUP, inp, wf_id, env, what, BackupResult, static_summary=what
     )
     if not as_json:
         out.print(f"backing up {ref.instance} ({env}), workflow {wf_id} ...")
@@ -377,7 +372,9 @@ async def _restore(
     client = await async_client(cfg)
     wf_id = release_workflow_id(cfg.app, env)
     what = f"restore backup {inp.backup_id} into {ref.instance}"
-    handle = await start_named(client, WorkflowType.RESTORE, inp, wf_id, env, what, RestoreStatus)
+    handle = await start(
+        client, WorkflowType.RESTORE, inp, wf_id, env, what, RestoreStatus, static_summary=what
+    )
     if not as_json:
         names = ", ".join(s.service for s in inp.services) or "none"
         say(
@@ -419,7 +416,9 @@ async def _drill(env: str, config: str | None, detach: bool, as_json: bool) -> i
     client = await async_client(cfg)
     wf_id = drill_workflow_id(cfg.app, env)
     what = f"DR drill of {inp.instance.instance}"
-    handle = await start_named(client, WorkflowType.DR_DRILL, inp, wf_id, env, what, DrillReport)
+    handle = await start(
+        client, WorkflowType.DR_DRILL, inp, wf_id, env, what, DrillReport, static_summary=what
+    )
     if not as_json:
         say(f"DR drill of {inp.instance.instance} ({env}), workflow {wf_id}")
     if detach:

@@ -36,7 +36,7 @@ from stagecoach.cli.app import (
     load,
     print_json,
     say,
-    start_named,
+    start,
     watch,
     who,
 )
@@ -226,8 +226,8 @@ async def show_status(
 async def _go(
     client: Client, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
 ) -> int:
-    handle = await start_named(
-        client, WorkflowType.FAILOVER, inp, wid, inp.env, what, FailoverStatus
+    handle = await start(
+        client, WorkflowType.FAILOVER, inp, wid, inp.env, what, FailoverStatus, static_summary=what
     )
     if not as_json:
         say(f"{what}, workflow {wid}")

@@ -27,7 +27,7 @@ from stagecoach.cli.app import (
     fail,
     print_json,
     say,
-    start_named,
+    start,
     who,
 )
 from stagecoach.cli.follow import Follower, follow_events
@@ -152,8 +152,15 @@ async def pitr(
     what = f"recover {ref.instance} at {utc_time(at)}" + (
         " and switch the services" if switch_release else ""
     )
-    handle = await start_named(
-        client, WorkflowType.POINT_IN_TIME_RECOVERY, inp, wf_id, env, what, PointInTimeResult
+    handle = await start(
+        client,
+        WorkflowType.POINT_IN_TIME_RECOVERY,
+        inp,
+        wf_id,
+        env,
+        what,
+        PointInTimeResult,
+        static_summary=what,
     )
     if not as_json:
         say(f"recovering {ref.instance} ({env}) as of {utc_time(at)}, workflow {wf_id}")
