@@ -18,7 +18,6 @@ from activities.cloud_run_convert import (
     CLOUDSQL_VOLUME,
     bound_connection,
     short_name,
-    tag_url,
     traffic_from_api,
     traffic_to_api,
 )
@@ -29,8 +28,6 @@ from activities.errors import api_errors, transient
 from stagecoach.contract import Activity
 from stagecoach.payloads.common import ServiceRef
 from stagecoach.payloads.run import ReadServingInput, ServiceState, ServingRevision
-
-_tag_url = tag_url  # the name bench/bench_overhead.py imports
 
 __all__ = [
     "CLOUDSQL_MOUNT",

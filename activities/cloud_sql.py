@@ -20,7 +20,7 @@ from temporalio import activity
 
 from activities.errors import api_errors, permanent, transient
 from stagecoach.clients import Clients, clients_for
-from stagecoach.contract import Activity
+from stagecoach.contract import BACKUP_FAILED, Activity
 from stagecoach.payloads.common import InstanceRef, Target
 from stagecoach.payloads.sql import (
     BackupInfo,
@@ -233,7 +233,7 @@ class CloudSqlActivities:
             raise permanent(
                 f"backup {run.get('id')} ({run.get('description', '')}) is {run.get('status')}"
                 + (f": {message}" if message else ""),
-                "BackupFailed",
+                BACKUP_FAILED,
                 backup_id=str(run.get("id")),
             )
         return backup_info(run)
@@ -255,7 +255,7 @@ class CloudSqlActivities:
         details: dict[str, Any] = {"description": input.description}
         prior = self._prior(description=input.description)
         if prior.get("op"):
-            self._resume_op(ref, str(prior["op"]), prior, failure_type="BackupFailed")
+            self._resume_op(ref, str(prior["op"]), prior, failure_type=BACKUP_FAILED)
 
         run = self._find_backup(ref, input.description)
         if run is not None:
@@ -273,7 +273,7 @@ class CloudSqlActivities:
             .execute()
         )
         details = {**details, "op": op["name"]}
-        op = self._wait_op(ref, op["name"], details, failure_type="BackupFailed")
+        op = self._wait_op(ref, op["name"], details, failure_type=BACKUP_FAILED)
         backup_id = (op.get("backupContext") or {}).get("backupId")
         if backup_id:
             run = self._get_backup_run(ref, str(backup_id))

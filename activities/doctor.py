@@ -1,6 +1,6 @@
 """`starter.py doctor ENV`: what a release, a restore and a drill of ENV will need from Google
 Cloud, checked read-only before the first real release (the Temporal checks are in
-`stagecoach.cli_doctor`). Every check says pass/fail, what it found and, failing, the fix.
+`stagecoach.cli.doctor`). Every check says pass/fail, what it found and, failing, the fix.
 
 The calls, all read-only:
 

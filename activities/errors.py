@@ -27,6 +27,8 @@ import requests
 from google.api_core import exceptions as gexc
 from temporalio.exceptions import ApplicationError, FailureError
 
+from stagecoach.contract import BACKUP_FAILED
+
 __all__ = [
     "NON_RETRYABLE_TYPES",
     "TRANSIENT_PREFIX",
@@ -54,7 +56,7 @@ NON_RETRYABLE_TYPES = [
     "ApiError",
     "RevisionNotReady",
     "OperationFailed",
-    "BackupFailed",
+    BACKUP_FAILED,
 ]
 
 _TRANSIENT_HTTP = {

@@ -30,7 +30,8 @@ from datetime import timedelta
 from typing import Any
 
 from bench import common
-from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.gcpsim import GcpsimProcess, add_fault, clear_faults, set_behavior, sim_call
 from testing.releases import approve_when_asked, release_input, start_release

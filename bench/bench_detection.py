@@ -30,7 +30,8 @@ from datetime import timedelta
 
 from bench import common
 from stagecoach import contract
-from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.gcpsim import set_behavior
 from testing.histories import LocalActivity, local_activities, release_events, rollback_calls

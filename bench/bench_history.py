@@ -35,7 +35,8 @@ from temporalio.api.enums.v1 import EventType
 
 from bench import common
 from stagecoach import contract
-from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.histories import run_histories
 from testing.releases import approve_when_asked, release_input, start_release, status

@@ -45,7 +45,8 @@ from stagecoach.config import Gates
 from stagecoach.distribution import ExponentialBuckets, percentile
 from stagecoach.gates import evaluate
 from stagecoach.judge import Counts, Judge, Observation, settings_from_gates
-from stagecoach.models import MetricWindow, Verdict
+from stagecoach.payloads.common import Verdict
+from stagecoach.payloads.monitoring import MetricWindow
 
 INTERVAL = 60.0
 STEPS = ((10, 5), (50, 5), (100, 0))  # (weight, readings of bake)

@@ -42,19 +42,18 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.cloud_run import (
     CloudRunActivities,
-    _tag_url,
     short_name,
     traffic_from_api,
     traffic_to_api,
 )
+from activities.cloud_run_convert import tag_url
 from activities.smoke import smoke_test, smoke_url
 from bench import common
-from stagecoach.models import (
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ServicePlan
+from stagecoach.payloads.run import (
     CreateRevisionInput,
-    Outcome,
     ReadServingInput,
-    ReleaseInput,
-    ServicePlan,
     SetTrafficInput,
     SmokeTestInput,
 )
@@ -96,7 +95,7 @@ def script_release(services: run_v2.ServicesClient, inp: ReleaseInput) -> None:
         CloudRunActivities._apply_template(svc, create_input(plan))
         svc.traffic = traffic_to_api(CloudRunActivities._traffic_with_tag(svc, plan.revision, TAG))
         svc = wait_operation(services.update_service(service=svc))
-        url = _tag_url(svc, TAG, plan.revision)
+        url = tag_url(svc, TAG, plan.revision)
         if plan.smoke != "none":
             resp = http.get(smoke_url(url, plan.health_path), timeout=5)
             if resp.status_code >= 400:

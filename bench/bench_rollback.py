@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from bench import common
 from stagecoach import contract
-from stagecoach.models import Outcome
+from stagecoach.payloads.common import Outcome
 from stagecoach.temporal import workflow_result
 from testing.cloudrun import live_split
 from testing.gcpsim import set_behavior, sim_state, timeline

@@ -42,7 +42,8 @@ import psutil
 from google.cloud import run_v2
 
 from bench import common
-from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.plan import revision_name
 from stagecoach.temporal import workflow_result
 from testing.cloudrun import run_services, service_name

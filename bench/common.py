@@ -24,7 +24,8 @@ from pathlib import Path
 import psutil
 from temporalio.client import Client
 
-from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from testing.cloudrun import live_split, revision_count, revisions_with_prefix
 from testing.cloudsql import backups_described
 from testing.gcpsim import Split, canary_history, sim_state, timeline

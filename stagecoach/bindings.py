@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stagecoach.models import ServicePlan, ServingRevision
+from stagecoach.payloads.release import ServicePlan
+from stagecoach.payloads.run import ServingRevision
 
 
 @dataclass(frozen=True)

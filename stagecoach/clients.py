@@ -25,7 +25,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2
 
-from stagecoach.models import Target
+from stagecoach.payloads.common import Target
 from stagecoach.trust import is_loopback
 
 __all__ = ["Clients", "clients_for", "reset_clients"]

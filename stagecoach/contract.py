@@ -89,6 +89,11 @@ RELEASE_NOT_PROMOTED: Final = "ReleaseNotPromoted"
 DR_NOT_SUCCEEDED: Final = "DrNotSucceeded"
 STATUS_FAILURE_TYPES: Final = frozenset({RELEASE_NOT_PROMOTED, DR_NOT_SUCCEEDED})
 
+# Other ApplicationError types the workflows raise and callers check.
+INVALID_INPUT: Final = "InvalidInput"  # an input starter.py never builds
+APPROVAL_REJECTED: Final = "ApprovalRejected"  # a refused `approve` update
+BACKUP_FAILED: Final = "BackupFailed"  # an on-demand backup Cloud SQL did not complete
+
 
 # Workflow ids. A release, a restore, a point-in-time recovery, a failover and a failback of one
 # environment all hold the environment's id, so only one of them runs at a time.

@@ -7,8 +7,8 @@ One workflow type serves three uses (`FailoverInput.mode`):
   backup of the secondary restored into the primary's instance, then DNS back;
 - `drill`: everything but the DNS move, into scratch resources that are always deleted.
 
-The payloads are in stagecoach.payloads.failover (re-exported here while other branches import
-them from this module); the workflow ids are stagecoach.contract's.
+The payloads are in stagecoach.payloads.failover; the workflow ids are stagecoach.contract's
+(failover and failback hold the environment's release id: nothing else runs meanwhile).
 """
 
 from __future__ import annotations
@@ -17,54 +17,21 @@ from datetime import datetime
 from typing import Any, Literal
 
 from stagecoach.config import Config, ConfigError, check_version, run_service_name
-from stagecoach.contract import environment_workflow_id, regional_drill_workflow_id
-from stagecoach.payloads.common import DatabaseBinding, InstanceRef, Phase, ServiceRef
+from stagecoach.payloads.common import DatabaseBinding, InstanceRef, ServiceRef
 from stagecoach.payloads.dr import Verification
 from stagecoach.payloads.failover import (
     CreateInstanceInput,
-    CreateInstanceResult,
-    DeleteServiceInput,
     DeployServiceInput,
-    DeployServiceResult,
     DnsPlan,
     DnsRecordRef,
     FailoverInput,
     FailoverService,
     FailoverStatus,
-    Mode,
-    MoveDnsInput,
-    MoveDnsResult,
-    PhaseTime,
-    ReadDnsInput,
-    VerifyDnsInput,
-    VerifyDnsResult,
 )
 from stagecoach.payloads.policy import Sizing
 from stagecoach.plan import as_payload, instance_ref, target_for
 
-# Failover and failback hold the environment's release id: nothing else runs meanwhile.
-failover_workflow_id = environment_workflow_id
-FailoverPhase = Phase  # the one phase vocabulary under its old name
-
 __all__ = [
-    "CreateInstanceInput",
-    "CreateInstanceResult",
-    "DeleteServiceInput",
-    "DeployServiceInput",
-    "DeployServiceResult",
-    "DnsPlan",
-    "DnsRecordRef",
-    "FailoverInput",
-    "FailoverPhase",
-    "FailoverService",
-    "FailoverStatus",
-    "Mode",
-    "MoveDnsInput",
-    "MoveDnsResult",
-    "PhaseTime",
-    "ReadDnsInput",
-    "VerifyDnsInput",
-    "VerifyDnsResult",
     "build_failback",
     "build_failover",
     "build_regional_drill",
@@ -72,9 +39,7 @@ __all__ = [
     "check_failover_request",
     "dns_plan",
     "drill_suffix",
-    "failover_workflow_id",
     "front_service",
-    "regional_drill_workflow_id",
     "regional_instance_name",
     "run_app_host",
 ]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 from stagecoach.bake import Gates
-from stagecoach.models import GateResult, MetricWindow, Verdict
+from stagecoach.payloads.common import Verdict
+from stagecoach.payloads.monitoring import GateResult, MetricWindow
 
 Z_ONE_SIDED_95 = 1.6448536269514722
 

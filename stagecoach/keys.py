@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stagecoach.config import APPROVER_RE, Config, ConfigError
-from stagecoach.models import ApprovalProof
+from stagecoach.payloads.common import ApprovalProof
 from stagecoach.trust import KEY_PREFIX, fingerprint, statement
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def keys_dir() -> Path:
     given = os.environ.get("STAGECOACH_KEYS_DIR")
     if given:
         return Path(given)
-    from stagecoach.local_stack import home
+    from stagecoach.localstack.paths import home
 
     return home() / "keys"
 

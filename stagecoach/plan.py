@@ -19,8 +19,6 @@ from stagecoach.config import (
     check_version,
     run_service_name,
 )
-from stagecoach.contract import TASK_QUEUE as TASK_QUEUE
-from stagecoach.contract import release_workflow_id as release_workflow_id
 from stagecoach.freeze import frozen_at
 from stagecoach.hooks import job_id
 from stagecoach.payloads.base import Payload

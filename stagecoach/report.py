@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from stagecoach.bake import Gates
-from stagecoach.dr_models import DrillReport, DrOutcome, PointInTimeResult, RestoreStatus
-from stagecoach.models import ApprovalRecord, Outcome, Reading, ReleaseStatus, ServiceStatus
+from stagecoach.payloads.common import ApprovalRecord, Outcome
+from stagecoach.payloads.dr import DrillReport, PointInTimeResult, RestoreStatus
+from stagecoach.payloads.monitoring import Reading
+from stagecoach.payloads.release import ReleaseStatus, ServiceStatus
 
 W, H = 760, 220  # plot size (px)
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 14, 34
@@ -574,5 +576,5 @@ def recovery_report(r: RestoreStatus | PointInTimeResult, *, workflow_id: str = 
     return _page(f"{kind} {r.env}: {r.outcome.value}", body)
 
 
-def dr_outcome_ok(outcome: DrOutcome) -> bool:
-    return outcome == DrOutcome.SUCCEEDED
+def dr_outcome_ok(outcome: Outcome) -> bool:
+    return outcome == Outcome.SUCCEEDED

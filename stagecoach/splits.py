@@ -7,7 +7,7 @@ revision. Snapshots are pinned to the revision LATEST pointed at when they were 
 
 from __future__ import annotations
 
-from stagecoach.models import TrafficTarget
+from stagecoach.payloads.common import TrafficTarget
 
 
 def pin_latest(traffic: list[TrafficTarget], latest_ready: str) -> list[TrafficTarget]:

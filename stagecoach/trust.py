@@ -100,7 +100,7 @@ def judge_approval(
     requested_by: str,
 ) -> Judgement:
     """Does this `approve` count? Never lists who may approve in the answer."""
-    from stagecoach.models import ApprovalProof
+    from stagecoach.payloads.common import ApprovalProof
 
     if by not in policy.approvers:
         return Judgement(ok=False, problem=f"{by!r} is not an approver of {policy.env}")

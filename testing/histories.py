@@ -15,7 +15,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from stagecoach import contract
-from stagecoach.models import ReleaseStatus
+from stagecoach.payloads.release import ReleaseStatus
 from testing.paths import HISTORIES
 
 

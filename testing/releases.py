@@ -18,7 +18,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from stagecoach import contract
 from stagecoach.config import Config, Step
-from stagecoach.models import Outcome, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.plan import build_release
 from stagecoach.temporal import build_worker, workflow_result
 from testing.paths import DEPLOY_YAML
@@ -128,7 +129,7 @@ async def signed_approval(
 ) -> Any:
     """An `approve` input signed with `by`'s key for the run and step `handle` awaits."""
     from stagecoach.keys import sign
-    from stagecoach.models import ApproveInput
+    from stagecoach.payloads.common import ApproveInput
 
     desc = await handle.describe()
     st = await handle.query(contract.Message.STATUS)

@@ -1,8 +1,8 @@
 """Shared fixtures: gcpsim as its own process on free ports (seeded from deploy.yaml), a Temporal
 dev server, a task queue per test and the session's approver keys.
 
-The helpers behind them are the harness shared with bench/ (`testing/`); the names below stay
-importable from here for the test modules that use them.
+The helpers behind them are the harness shared with bench/ (`testing/`); test modules import
+them from there.
 """
 
 from __future__ import annotations
@@ -16,20 +16,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from testing.gcpsim import GcpsimProcess, start_gcpsim, start_seeded_gcpsim, stop_gcpsim
-from testing.paths import ROOT
-from testing.releases import signed_approval, worker_config
+from testing.cli import starter_env
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.stack import provision_approver_keys, start_temporal_server, stop_process
-
-__all__ = [
-    "ROOT",
-    "GcpsimProcess",
-    "signed_approval",
-    "start_gcpsim",
-    "start_seeded_gcpsim",
-    "stop_gcpsim",
-    "worker_config",
-]
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +57,14 @@ async def client(temporal_address: str) -> Client:
 def task_queue(request: pytest.FixtureRequest) -> str:
     """A fresh task queue per test, so workers of different tests never share work."""
     return f"tq-{request.node.name[:40]}-{time.monotonic_ns()}"
+
+
+@pytest.fixture
+def cli_env(
+    temporal_address: str, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of a `starter.py` subprocess on this test's server, queue and gcpsim."""
+    return starter_env(temporal_address, task_queue, gcpsim, tmp_path / "home")
 
 
 # ----------------------------------------------------------------------------- approver keys

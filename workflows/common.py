@@ -20,10 +20,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notify import notify
     from stagecoach.bounds import MAX_ERROR, MAX_LINE, abort_fields, clip
-    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, Message
-    from stagecoach.models import AbortInput, NotifyInput
-
-INVALID_INPUT = "InvalidInput"  # ApplicationError type of an input starter.py never builds
+    from stagecoach.contract import ENVIRONMENT, INVALID_INPUT, OUTCOME, PHASE, VERSION, Message
+    from stagecoach.payloads.common import AbortInput, NotifyInput
 
 # Transient errors retry with backoff; activities raise non-retryable ApplicationErrors for
 # permanent ones (invalid argument, permission, not found), which fail at once.

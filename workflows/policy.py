@@ -18,13 +18,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.policy import PolicyActivities
     from stagecoach.bounds import MAX_REJECTED
     from stagecoach.config import Approval
-    from stagecoach.models import ApprovalRecord, ApproveInput, RejectedApproval
+    from stagecoach.contract import APPROVAL_REJECTED
+    from stagecoach.payloads.common import ApprovalRecord, ApproveInput, RejectedApproval
     from stagecoach.payloads.policy import LoadPolicyInput, TargetClaim, WorkerPolicy
     from stagecoach.trust import judge_approval
 
 # workflow.patched id: the policy comes from the worker (LoadPolicy at the start of a run)
 POLICY_FROM_WORKER = "policy-from-worker"
-APPROVAL_REJECTED = "ApprovalRejected"  # ApplicationError type of a refused `approve` update
 
 
 class _Events(Protocol):

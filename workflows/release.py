@@ -47,21 +47,11 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.config import ENV_NAME_RE, VERSION_RE
     from stagecoach.contract import RELEASE_NOT_PROMOTED, Message, WorkflowType
     from stagecoach.locks import Holder, LocksInput
-    from stagecoach.models import (
-        AbortInput,
-        ApproveInput,
-        ApproveResult,
-        BackupInfo,
-        CreateBackupInput,
-        Outcome,
-        Phase,
-        ReadServingInput,
-        ReleaseInput,
-        ReleaseStatus,
-        ServiceStatus,
-        ServingRevision,
-    )
+    from stagecoach.payloads.common import AbortInput, ApproveInput, ApproveResult, Outcome, Phase
     from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
+    from stagecoach.payloads.release import ReleaseInput, ReleaseStatus, ServiceStatus
+    from stagecoach.payloads.run import ReadServingInput, ServingRevision
+    from stagecoach.payloads.sql import BackupInfo, CreateBackupInput
     from stagecoach.splits import describe
 
 from workflows.policy import POLICY_FROM_WORKER, accept_approval, load_policy

@@ -20,19 +20,15 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.bake import after_reading, metrics_timing
     from stagecoach.gates import evaluate
     from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
-    from stagecoach.models import (
+    from stagecoach.payloads.common import Outcome, Phase, Verdict
+    from stagecoach.payloads.monitoring import (
         CanaryMetrics,
         MetricWindow,
-        Outcome,
-        Phase,
         ReadCanaryMetricsInput,
         Reading,
-        RevisionHealth,
-        RevisionHealthInput,
-        ServicePlan,
-        ServiceStatus,
-        Verdict,
     )
+    from stagecoach.payloads.release import ServicePlan, ServiceStatus
+    from stagecoach.payloads.run import RevisionHealth, RevisionHealthInput
 
 from workflows.release_run import (
     MAX_READINGS,

@@ -22,16 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import clip
     from stagecoach.freeze import frozen_at
     from stagecoach.judge import Judge
-    from stagecoach.models import (
+    from stagecoach.payloads.common import Outcome, Phase, TrafficTarget
+    from stagecoach.payloads.release import ServicePlan, ServiceStatus
+    from stagecoach.payloads.run import (
         CreateRevisionResult,
-        Outcome,
-        Phase,
-        ServicePlan,
         ServiceState,
-        ServiceStatus,
         SmokeTestInput,
         SmokeTestResult,
-        TrafficTarget,
     )
     from stagecoach.splits import canary_split, describe, pin_latest, serving_revisions
 

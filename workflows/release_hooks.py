@@ -17,13 +17,12 @@ from workflows.common import API_RETRY, QUICK, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run_jobs import CloudRunJobsActivities
-    from stagecoach.models import (
+    from stagecoach.payloads.common import Outcome, Phase
+    from stagecoach.payloads.hooks import (
         ExecutionRef,
         HookExecution,
         HookPlan,
         HookStatus,
-        Outcome,
-        Phase,
         StartHookInput,
     )
 

@@ -18,19 +18,10 @@ from workflows.common import Visible, send_notification
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
     from stagecoach.bounds import MAX_ERROR, clip
-    from stagecoach.models import (
-        AbortInput,
-        Outcome,
-        Phase,
-        ReleaseInput,
-        ReleaseStatus,
-        ServicePlan,
-        ServiceStatus,
-        SetTrafficInput,
-        SetTrafficResult,
-        TrafficTarget,
-    )
+    from stagecoach.payloads.common import AbortInput, Outcome, Phase, TrafficTarget
     from stagecoach.payloads.policy import WorkerPolicy
+    from stagecoach.payloads.release import ReleaseInput, ReleaseStatus, ServicePlan, ServiceStatus
+    from stagecoach.payloads.run import SetTrafficInput, SetTrafficResult
     from stagecoach.splits import describe
 
 

@@ -17,7 +17,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.bounds import MAX_LINE, clip
-    from stagecoach.models import Outcome, Phase, ReleaseStatus, ServiceStatus
+    from stagecoach.payloads.common import Outcome, Phase
+    from stagecoach.payloads.release import ReleaseStatus, ServiceStatus
 
 # what the current service does while the release is in one of these phases
 _ACTIVITY = {

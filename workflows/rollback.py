@@ -23,19 +23,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
     from activities.revisions import find_previous_revision
     from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, Message, WorkflowType
-    from stagecoach.models import (
+    from stagecoach.payloads.common import Outcome, Phase, ServiceRef, TrafficTarget
+    from stagecoach.payloads.release import RollbackInput, RollbackResult, RollbackServiceResult
+    from stagecoach.payloads.run import (
         FindPreviousRevisionInput,
-        Outcome,
-        Phase,
         PreviousRevision,
-        RollbackInput,
-        RollbackResult,
-        RollbackServiceResult,
-        ServiceRef,
         ServiceState,
         SetTrafficInput,
         SetTrafficResult,
-        TrafficTarget,
     )
     from stagecoach.splits import describe, pin_latest, serving_revisions
 
@@ -107,6 +102,17 @@ class RollbackWorkflow:
                 changed=False,
                 error=f"reading {name} failed: {error_message(err)}",
             )
+
+        def unchanged(error: str) -> RollbackServiceResult:
+            """This service left as it serves, with what went wrong."""
+            return RollbackServiceResult(
+                service=name,
+                from_traffic=state.traffic,
+                to_traffic=state.traffic,
+                changed=False,
+                error=error,
+            )
+
         pinned = pin_latest(state.traffic, state.latest_ready_revision)
         try:
             prev: PreviousRevision = await workflow.execute_activity(
@@ -122,13 +128,7 @@ class RollbackWorkflow:
                 summary=f"find the revision before {current_revision(pinned) or name}",
             )
         except ActivityError as err:
-            return RollbackServiceResult(
-                service=name,
-                from_traffic=state.traffic,
-                to_traffic=state.traffic,
-                changed=False,
-                error=error_message(err),
-            )
+            return unchanged(error_message(err))
         split = rollback_split(pinned, prev.previous)
         self._progress(inp, f"{name}: {prev.current} -> {prev.previous} 100% ({prev.how})")
         try:
@@ -141,13 +141,7 @@ class RollbackWorkflow:
                 summary=f"{name}: 100% to {prev.previous}",
             )
         except ActivityError as err:
-            return RollbackServiceResult(
-                service=name,
-                from_traffic=state.traffic,
-                to_traffic=state.traffic,
-                changed=False,
-                error=f"setting traffic failed: {error_message(err)}",
-            )
+            return unchanged(f"setting traffic failed: {error_message(err)}")
         workflow.logger.info("%s rolled back to %s (%s)", name, prev.previous, prev.how)
         return RollbackServiceResult(
             service=name, from_traffic=state.traffic, to_traffic=res.traffic, changed=res.changed

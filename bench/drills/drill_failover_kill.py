@@ -30,8 +30,9 @@ import requests
 
 from bench import common
 from stagecoach import contract
-from stagecoach.dr_models import DrOutcome
-from stagecoach.failover import FailoverInput, FailoverStatus, build_failback, build_failover
+from stagecoach.failover import build_failback, build_failover
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.failover import FailoverInput, FailoverStatus
 from stagecoach.temporal import workflow_result
 from testing.cloudrun import run_services
 from testing.cloudsql import sqladmin
@@ -93,7 +94,7 @@ async def run_trial(
 
     async def approve() -> None:
         from stagecoach.keys import sign
-        from stagecoach.models import ApproveInput
+        from stagecoach.payloads.common import ApproveInput
 
         while True:
             try:
@@ -110,7 +111,7 @@ async def run_trial(
                     )  # fmt: skip
                     await handle.execute_update(contract.Message.APPROVE, inp)
                     return
-                if st.outcome != DrOutcome.RUNNING:
+                if st.outcome != Outcome.RUNNING:
                     return
             except Exception:
                 pass
@@ -142,7 +143,7 @@ def check(stack: Stack, st: FailoverStatus, before: list[str]) -> list[str]:
     sim = stack.gcpsim
     ans = resolve(sim) or {}
     run = ans.get("cloudRun") or {}
-    if st.outcome == DrOutcome.SUCCEEDED:
+    if st.outcome == Outcome.SUCCEEDED:
         if run.get("location") != st.to_region:
             problems.append(f"succeeded but the record leads to {run or ans}")
         elif not answers(run["uri"]):
@@ -192,7 +193,7 @@ async def main() -> int:
             t0 = time.monotonic()
             last, _ = await run_trial(stack, client, inp, None)
             spans[inp.mode] = time.monotonic() - t0
-            if last.outcome != DrOutcome.SUCCEEDED:
+            if last.outcome != Outcome.SUCCEEDED:
                 raise SystemExit(f"undisturbed {inp.mode} failed: {last.error}")
         common.log(f"undisturbed: {', '.join(f'{k} {v:.1f}s' for k, v in spans.items())}")
 
@@ -211,7 +212,7 @@ async def main() -> int:
             violations += [f"kill {k} ({inp.mode}): {p}" for p in problems]
             if since_kill is not None:
                 recover.append(since_kill)
-            if st.outcome == DrOutcome.SUCCEEDED:
+            if st.outcome == Outcome.SUCCEEDED:
                 last = st
             if since_kill is None:
                 undisturbed += 1

@@ -26,7 +26,7 @@ from temporalio.api.enums.v1 import EventType
 
 from bench import common
 from bench.drills.drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
-from stagecoach.models import Outcome
+from stagecoach.payloads.common import Outcome
 from testing.gcpsim import GcpsimProcess, add_fault, clear_faults, sim_call
 from testing.histories import local_activities, release_events
 from testing.releases import release_input, run_release

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from bench import common
 from bench.drills.drill_worker_kill import INSTANCE, PROJECT, SIM_ARGS
-from stagecoach.models import ReleaseInput
+from stagecoach.payloads.release import ReleaseInput
 from testing.cloudrun import run_services
 from testing.cloudsql import sqladmin
 from testing.releases import release_input, undisturbed_span

@@ -22,7 +22,8 @@ import time
 from datetime import timedelta
 
 from bench import common
-from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.releases import release_input, start_release, wait_for
 from testing.stack import Stack

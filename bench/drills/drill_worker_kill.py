@@ -27,7 +27,7 @@ import time
 from datetime import timedelta
 
 from bench import common
-from stagecoach.models import ReleaseInput
+from stagecoach.payloads.release import ReleaseInput
 from testing.releases import release_input, undisturbed_span
 from testing.stack import Stack
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import socket
 import sys
@@ -133,6 +134,11 @@ def print_json(text: str) -> None:
     """JSON to stdout as is (no wrapping, no colour), for scripts."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def say(text: str) -> None:
+    """One line on stdout as written (no markup)."""
+    out.print(text, markup=False, highlight=False)
 
 
 def note(msg: str) -> None:
@@ -493,7 +499,6 @@ async def start(
     client: Client,
     workflow: str,
     arg: Any,
-    *,
     workflow_id: str,
     env: str,
     what: str,
@@ -516,3 +521,10 @@ async def start(
         )
     except WorkflowAlreadyStartedError:
         await conflict(client, env, workflow_id, what)
+
+
+def detach_exit(handle: WorkflowHandle[Any, Any], as_json: bool) -> int:
+    """A run left going: with --json its workflow and run ids on stdout; exit 0."""
+    if as_json:
+        print_json(json.dumps({"workflow_id": handle.id, "run_id": handle.result_run_id}))
+    return EXIT_OK

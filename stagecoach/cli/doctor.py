@@ -105,7 +105,7 @@ async def _temporal_checks() -> tuple[list[Any], str]:
 
 async def doctor(env: str, config: str | None, as_json: bool, max_backup_age: str | None) -> int:
     from activities.doctor import Doctor, Unreachable
-    from stagecoach.dr_models import DEFAULT_RPO
+    from stagecoach.payloads.dr import DEFAULT_RPO
     from stagecoach.plan import target_for
 
     cfg = load(config)

@@ -44,11 +44,13 @@ from stagecoach.cli.app import (
     app,
     async_client,
     check_env,
+    detach_exit,
     ensure_stack,
     fail,
     load,
     out,
     print_json,
+    say,
     start,
     watch,
     who,
@@ -72,22 +74,18 @@ from stagecoach.contract import (
     drill_workflow_id,
     release_workflow_id,
 )
-from stagecoach.dr_models import (
+from stagecoach.payloads.common import InstanceRef, Outcome, ServiceRef
+from stagecoach.payloads.dr import (
     BackupInput,
     BackupResult,
     DrillInput,
     DrillReport,
-    DrOutcome,
     PointInTimeResult,
     RestoreInput,
     RestoreStatus,
     Verification,
 )
-from stagecoach.models import (
-    InstanceRef,
-    ListBackupsInput,
-    ServiceRef,
-)
+from stagecoach.payloads.sql import ListBackupsInput
 from stagecoach.plan import instance_ref, service_ref
 from stagecoach.temporal import workflow_result
 
@@ -238,15 +236,9 @@ async def _backup(env: str, config: str | None, as_json: bool) -> int:
     client = await async_client(cfg)
     wf_id = backup_workflow_id(cfg.app, env)
     what = f"backup {ref.instance}"
+    inp = BackupInput(app=cfg.app, env=env, instance=ref, requested_by=who())
     handle = await start(
-        client,
-        WorkflowType.BACKUP,
-        BackupInput(app=cfg.app, env=env, instance=ref, requested_by=who()),
-        workflow_id=wf_id,
-        env=env,
-        what=what,
-        result_type=BackupResult,
-        static_summary=what,
+        client, WorkflowType.BACKUP, inp, wf_id, env, what, BackupResult, static_summary=what
     )
     if not as_json:
         out.print(f"backing up {ref.instance} ({env}), workflow {wf_id} ...")
@@ -260,11 +252,9 @@ async def _backup(env: str, config: str | None, as_json: bool) -> int:
         print_json(dump(res))
     else:
         b = res.backup
-        out.print(
+        say(
             f"backup {b.id} of {res.instance}: {b.status} ({b.description}) "
-            f"in {seconds(res.seconds)}",
-            markup=False,
-            highlight=False,
+            f"in {seconds(res.seconds)}"
         )
     return EXIT_OK
 
@@ -383,40 +373,27 @@ async def _restore(
     wf_id = release_workflow_id(cfg.app, env)
     what = f"restore backup {inp.backup_id} into {ref.instance}"
     handle = await start(
-        client,
-        WorkflowType.RESTORE,
-        inp,
-        workflow_id=wf_id,
-        env=env,
-        what=what,
-        result_type=RestoreStatus,
-        static_summary=what,
+        client, WorkflowType.RESTORE, inp, wf_id, env, what, RestoreStatus, static_summary=what
     )
     if not as_json:
         names = ", ".join(s.service for s in inp.services) or "none"
-        out.print(
+        say(
             f"restoring backup {inp.backup_id} into {ref.instance} ({env}), workflow {wf_id}; "
-            f"services drained meanwhile: {names}",
-            markup=False,
-            highlight=False,
+            f"services drained meanwhile: {names}"
         )
         if approvers:
-            out.print(
+            say(
                 f"{env} requires approval before a restore: "
-                f"{STARTER} approve {env} --by NAME  (approvers: {', '.join(approvers)})",
-                markup=False,
-                highlight=False,
+                f"{STARTER} approve {env} --by NAME  (approvers: {', '.join(approvers)})"
             )
     if detach:
-        if as_json:
-            print_json(json.dumps({"workflow_id": wf_id, "run_id": handle.result_run_id}))
-        return EXIT_OK
+        return detach_exit(handle, as_json)
     st = await follow_events(handle, RestoreStatus, quiet=as_json)
     if as_json:
         print_json(dump(st))
     else:
         print_lines(list(restore_summary(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED
 
 
 # ----------------------------------------------------------------------------- drill
@@ -440,25 +417,12 @@ async def _drill(env: str, config: str | None, detach: bool, as_json: bool) -> i
     wf_id = drill_workflow_id(cfg.app, env)
     what = f"DR drill of {inp.instance.instance}"
     handle = await start(
-        client,
-        WorkflowType.DR_DRILL,
-        inp,
-        workflow_id=wf_id,
-        env=env,
-        what=what,
-        result_type=DrillReport,
-        static_summary=what,
+        client, WorkflowType.DR_DRILL, inp, wf_id, env, what, DrillReport, static_summary=what
     )
     if not as_json:
-        out.print(
-            f"DR drill of {inp.instance.instance} ({env}), workflow {wf_id}",
-            markup=False,
-            highlight=False,
-        )
+        say(f"DR drill of {inp.instance.instance} ({env}), workflow {wf_id}")
     if detach:
-        if as_json:
-            print_json(json.dumps({"workflow_id": wf_id, "run_id": handle.result_run_id}))
-        return EXIT_OK
+        return detach_exit(handle, as_json)
     report = await follow_events(handle, DrillReport, quiet=as_json)
     return drill_exit(report, as_json)
 
@@ -468,5 +432,5 @@ def drill_exit(report: DrillReport, as_json: bool) -> int:
         print_json(dump(report))
     else:
         print_lines(drill_view(report))
-    ok = report.outcome == DrOutcome.SUCCEEDED and report.scratch_deleted
+    ok = report.outcome == Outcome.SUCCEEDED and report.scratch_deleted
     return EXIT_OK if ok else EXIT_FAILED

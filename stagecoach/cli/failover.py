@@ -15,7 +15,6 @@ drill runs as `dr-drill-regional-<app>-<env>`.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -32,10 +31,11 @@ from stagecoach.cli.app import (
     JsonOpt,
     app,
     async_client,
+    detach_exit,
     fail,
     load,
-    out,
     print_json,
+    say,
     start,
     watch,
     who,
@@ -52,16 +52,15 @@ from stagecoach.contract import (
     environment_workflow_id,
     regional_drill_workflow_id,
 )
-from stagecoach.dr_models import DrOutcome
 from stagecoach.failover import (
-    FailoverInput,
-    FailoverStatus,
     build_failback,
     build_failover,
     build_regional_drill,
     check_failover_region,
     check_failover_request,
 )
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.failover import FailoverInput, FailoverStatus
 from stagecoach.temporal import workflow_result
 
 DEFAULT_DRILL_REGION = "us-east1"
@@ -119,7 +118,7 @@ async def last_failover(client: Client, cfg: Config, env: str) -> FailoverStatus
             st: FailoverStatus = await handle.result(follow_runs=False)
         except Exception:
             continue
-        if st.outcome != DrOutcome.SUCCEEDED or st.mode == "drill" or st.started_at is None:
+        if st.outcome != Outcome.SUCCEEDED or st.mode == "drill" or st.started_at is None:
             continue
         if newest is None or (newest.started_at and st.started_at > newest.started_at):
             newest = st
@@ -176,7 +175,7 @@ def report_lines(st: FailoverStatus) -> list[str]:
     for p in st.phases:
         lines.append(f"phase      {p.phase:<12} {_s(p.seconds)}")
     if st.total_seconds is not None:
-        verdict = "met" if st.rto_met else "MISSED" if st.outcome == DrOutcome.SUCCEEDED else "-"
+        verdict = "met" if st.rto_met else "MISSED" if st.outcome == Outcome.SUCCEEDED else "-"
         lines.append(f"total      {_s(st.total_seconds)}  vs RTO {_s(st.rto_seconds)}: {verdict}")
     if st.data_loss_seconds is not None:
         label = "data-loss window" if st.mode != "failback" else "not carried back"
@@ -197,7 +196,7 @@ def _exit(st: FailoverStatus, as_json: bool) -> int:
         print_json(dump(st))
     else:
         print_lines(list(report_lines(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED
 
 
 async def show_status(
@@ -212,7 +211,7 @@ async def show_status(
             st = await handle.query(Message.STATUS, result_type=FailoverStatus)
     else:
         st = await handle.query(Message.STATUS, result_type=FailoverStatus)
-    if st.outcome == DrOutcome.RUNNING:
+    if st.outcome == Outcome.RUNNING:
         if as_json:
             print_json(dump(st))
         else:
@@ -228,28 +227,17 @@ async def _go(
     client: Client, inp: FailoverInput, wid: str, what: str, detach: bool, as_json: bool
 ) -> int:
     handle = await start(
-        client,
-        WorkflowType.FAILOVER,
-        inp,
-        workflow_id=wid,
-        env=inp.env,
-        what=what,
-        result_type=FailoverStatus,
-        static_summary=what,
+        client, WorkflowType.FAILOVER, inp, wid, inp.env, what, FailoverStatus, static_summary=what
     )
     if not as_json:
-        out.print(f"{what}, workflow {wid}", markup=False, highlight=False)
+        say(f"{what}, workflow {wid}")
         if inp.approvers and inp.mode != "drill":
-            out.print(
+            say(
                 f"  the DNS move waits for approval: {STARTER} approve {inp.env} --by NAME "
-                f"({', '.join(inp.approvers)})",
-                markup=False,
-                highlight=False,
+                f"({', '.join(inp.approvers)})"
             )
     if detach:
-        if as_json:
-            print_json(json.dumps({"workflow_id": wid, "run_id": handle.result_run_id}))
-        return EXIT_OK
+        return detach_exit(handle, as_json)
     st = await follow_events(handle, FailoverStatus, quiet=as_json)
     return _exit(st, as_json)
 

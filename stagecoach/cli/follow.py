@@ -34,7 +34,8 @@ from stagecoach.cli.app import (
 from stagecoach.cli.schemas import status_output, to_json
 from stagecoach.config import Config
 from stagecoach.contract import Message, release_workflow_id
-from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
 
 T = TypeVar("T")

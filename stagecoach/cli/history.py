@@ -26,7 +26,8 @@ from stagecoach.cli.follow import query_status
 from stagecoach.cli.schemas import HistoryEntry
 from stagecoach.config import Config
 from stagecoach.contract import release_workflow_id
-from stagecoach.models import Outcome, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
 
 _ENDED_BY_OUTCOME = (

@@ -5,7 +5,6 @@ workflow id: the recovery continues as new into the release)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,11 +21,12 @@ from stagecoach.cli.app import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     async_client,
+    detach_exit,
     duration_opt,
     ensure_stack,
     fail,
-    out,
     print_json,
+    say,
     start,
     who,
 )
@@ -42,17 +42,10 @@ from stagecoach.contract import (
     WorkflowType,
     release_workflow_id,
 )
-from stagecoach.dr_models import (
-    DrOutcome,
-    PointInTimeInput,
-    PointInTimeResult,
-    Verification,
-)
-from stagecoach.models import (
-    InstanceRef,
-    RecoveryWindowInput,
-    ReleaseInput,
-)
+from stagecoach.payloads.common import InstanceRef, Outcome
+from stagecoach.payloads.dr import PointInTimeInput, PointInTimeResult, Verification
+from stagecoach.payloads.release import ReleaseInput
+from stagecoach.payloads.sql import RecoveryWindowInput
 from stagecoach.plan import build_switch_release
 
 
@@ -163,31 +156,23 @@ async def pitr(
         client,
         WorkflowType.POINT_IN_TIME_RECOVERY,
         inp,
-        workflow_id=wf_id,
-        env=env,
-        what=what,
-        result_type=PointInTimeResult,
+        wf_id,
+        env,
+        what,
+        PointInTimeResult,
         static_summary=what,
     )
     if not as_json:
-        out.print(
-            f"recovering {ref.instance} ({env}) as of {utc_time(at)}, workflow {wf_id}",
-            markup=False,
-            highlight=False,
-        )
+        say(f"recovering {ref.instance} ({env}) as of {utc_time(at)}, workflow {wf_id}")
         if switch_release is not None:
             names = ", ".join(p.ref.service for p in switch_release.services)
-            out.print(
+            say(
                 f"once verified, release {switch_release.version} points {names} at the "
                 "recovery instance (same workflow id: status/approve/abort/promote work as for "
-                "any release)",
-                markup=False,
-                highlight=False,
+                "any release)"
             )
     if detach:
-        if as_json:
-            print_json(json.dumps({"workflow_id": wf_id, "run_id": handle.result_run_id}))
-        return EXIT_OK
+        return detach_exit(handle, as_json)
     if switch_release is not None:  # this run only: it continues as new into the release
         handle = client.get_workflow_handle(wf_id, run_id=handle.result_run_id)
     try:
@@ -197,11 +182,9 @@ async def pitr(
     except WorkflowContinuedAsNewError:
         assert switch_release is not None
         if not as_json:
-            out.print(
+            say(
                 f"recovery instance verified; release {switch_release.version} switches the "
-                "services (Ctrl-C detaches; it goes on)",
-                markup=False,
-                highlight=False,
+                "services (Ctrl-C detaches; it goes on)"
             )
         follower = Follower(client, cfg, env, as_json)
         _final, code = await follower.follow()
@@ -210,4 +193,4 @@ async def pitr(
         print_json(dump(st))
     else:
         print_lines(list(pitr_summary(st)))
-    return EXIT_OK if st.outcome == DrOutcome.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED

@@ -52,15 +52,8 @@ from stagecoach.cli.follow import Follower, query_status
 from stagecoach.cli.schemas import DeployStarted, status_output, to_json
 from stagecoach.config import Config, ConfigError, format_duration
 from stagecoach.contract import Message, WorkflowType, release_workflow_id
-from stagecoach.models import (
-    AbortInput,
-    ApproveInput,
-    ApproveResult,
-    Outcome,
-    Phase,
-    ReleaseInput,
-    ReleaseStatus,
-)
+from stagecoach.payloads.common import AbortInput, ApproveInput, ApproveResult, Outcome, Phase
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.plan import build_release, check_freeze
 from stagecoach.temporal import workflow_result
 

@@ -17,15 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from stagecoach.cli.schemas import HistoryEntry
-from stagecoach.models import (
-    Outcome,
-    Phase,
-    Reading,
-    ReleaseStatus,
-    RollbackResult,
-    ServiceStatus,
-    TrafficTarget,
-)
+from stagecoach.payloads.common import Outcome, Phase, TrafficTarget
+from stagecoach.payloads.monitoring import Reading
+from stagecoach.payloads.release import ReleaseStatus, RollbackResult, ServiceStatus
 from stagecoach.report import event_times
 from stagecoach.splits import describe
 

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from stagecoach.cli.app import out
 from stagecoach.cli.render import iso, words
-from stagecoach.dr_models import DrillReport, PointInTimeResult, RestoreStatus
-from stagecoach.models import BackupInfo
+from stagecoach.payloads.dr import DrillReport, PointInTimeResult, RestoreStatus
+from stagecoach.payloads.sql import BackupInfo
 
 
 def dump(model: BaseModel | list[Any] | dict[str, Any]) -> str:

@@ -33,8 +33,8 @@ from stagecoach.contract import (
     WorkflowType,
     release_workflow_id,
 )
-from stagecoach.dr_models import DrillReport, PointInTimeResult, RestoreStatus
-from stagecoach.models import ReleaseInput, ReleaseStatus
+from stagecoach.payloads.dr import DrillReport, PointInTimeResult, RestoreStatus
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
 
 

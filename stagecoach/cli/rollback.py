@@ -37,14 +37,8 @@ from stagecoach.cli.app import (
 from stagecoach.cli.schemas import RollbackOutput
 from stagecoach.config import Config, ConfigError
 from stagecoach.contract import WorkflowType, release_workflow_id, rollback_workflow_id
-from stagecoach.models import (
-    Outcome,
-    Phase,
-    ReleaseStatus,
-    RollbackInput,
-    RollbackResult,
-    TrafficTarget,
-)
+from stagecoach.payloads.common import Outcome, Phase, TrafficTarget
+from stagecoach.payloads.release import ReleaseStatus, RollbackInput, RollbackResult
 from stagecoach.plan import service_ref
 from stagecoach.temporal import workflow_result
 

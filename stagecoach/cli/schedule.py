@@ -43,6 +43,7 @@ from stagecoach.cli.app import (
     load,
     out,
     print_json,
+    say,
     settings,
     watch,
 )
@@ -52,7 +53,7 @@ from stagecoach.cli.render import iso
 from stagecoach.cli.render_dr import utc_time
 from stagecoach.cli.schemas import ScheduleEntry, to_json
 from stagecoach.contract import WorkflowType, drill_schedule_id, drill_workflow_id
-from stagecoach.dr_models import DrillReport
+from stagecoach.payloads.dr import DrillReport
 
 CLONE_RESTART_NOTE = (
     "a drill clones the instance, and Cloud SQL warns that instances.clone may restart the "
@@ -158,13 +159,11 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         )
     desc = await handle.describe()
     nxt = ", ".join(utc_time(t) for t in desc.info.next_action_times[:3]) or "none"
-    out.print(
+    say(
         f"schedule {sched_id}: DR drill of {inp.instance.instance} ({env}) on cron '{expr}' "
-        f"(UTC); next: {nxt}",
-        markup=False,
-        highlight=False,
+        f"(UTC); next: {nxt}"
     )
-    out.print(f"note: {CLONE_RESTART_NOTE}", markup=False, highlight=False)
+    say(f"note: {CLONE_RESTART_NOTE}")
     return EXIT_OK
 
 
@@ -259,7 +258,7 @@ async def _schedule_handle(schedule_id: str) -> tuple[ScheduleHandle, ScheduleDe
 async def _schedule_delete(schedule_id: str) -> int:
     handle, _ = await _schedule_handle(schedule_id)
     await handle.delete()
-    out.print(f"schedule {schedule_id} deleted", markup=False, highlight=False)
+    say(f"schedule {schedule_id} deleted")
     return EXIT_OK
 
 
@@ -274,7 +273,7 @@ async def _schedule_trigger(schedule_id: str, wait: bool, as_json: bool) -> int:
     before = set(_started_ids(desc))
     await handle.trigger()
     if not wait:
-        out.print(f"schedule {schedule_id} triggered", markup=False, highlight=False)
+        say(f"schedule {schedule_id} triggered")
         return EXIT_OK
     # The schedule starts the run asynchronously: wait (bounded) until it shows up.
     started = ""
@@ -288,9 +287,7 @@ async def _schedule_trigger(schedule_id: str, wait: bool, as_json: bool) -> int:
     if not started:
         fail(f"schedule {schedule_id} was triggered but no run appeared within 60 s", EXIT_FAILED)
     if not as_json:
-        out.print(
-            f"schedule {schedule_id} triggered: workflow {started}", markup=False, highlight=False
-        )
+        say(f"schedule {schedule_id} triggered: workflow {started}")
     client = await async_client()
     wf = client.get_workflow_handle(started, result_type=DrillReport)
     desc_wf = await wf.describe()

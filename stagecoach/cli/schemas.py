@@ -17,9 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from stagecoach.dr_models import BackupResult, DrillReport, PointInTimeResult, RestoreStatus
-from stagecoach.failover import FailoverStatus
-from stagecoach.models import BackupInfo, ReleaseStatus, RollbackResult
+from stagecoach.payloads.dr import BackupResult, DrillReport, PointInTimeResult, RestoreStatus
+from stagecoach.payloads.failover import FailoverStatus
+from stagecoach.payloads.release import ReleaseStatus, RollbackResult
+from stagecoach.payloads.sql import BackupInfo
 from stagecoach.report import event_times
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"

@@ -17,7 +17,8 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
-from stagecoach.models import Outcome, Phase, ReleaseInput, ReleaseStatus
+from stagecoach.payloads.common import Outcome, Phase
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.cloudrun import live_split, revisions_with_prefix
 from testing.gcpsim import canary_history, sim_state, timeline

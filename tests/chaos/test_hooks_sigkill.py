@@ -19,7 +19,8 @@ from google.cloud import run_v2
 
 from stagecoach.config import Hooks
 from stagecoach.hooks import LABEL_RELEASE
-from stagecoach.models import Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
 from testing.gcpsim import sim_call
 from testing.releases import release_input, start_release, wait_for

@@ -53,7 +53,7 @@ from stagecoach.payloads.sql import (
     RestoreBackupInput,
     ValidateDatabaseInput,
 )
-from tests.conftest import GcpsimProcess
+from testing.gcpsim import GcpsimProcess
 
 CONFORMANCE_PROJECT = "stagecoach-conformance"
 REGION = "us-central1"

@@ -21,9 +21,9 @@ from google.api_core import exceptions as gexc
 from googleapiclient.errors import HttpError
 
 from stagecoach.clients import Clients
-from stagecoach.models import Target
-from tests.conformance.sql_helpers import sqladmin
-from tests.conftest import GcpsimProcess
+from stagecoach.payloads.common import Target
+from testing.cloudsql import sqladmin
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "dns-conformance"
 PROD = "legal-forms-prod"

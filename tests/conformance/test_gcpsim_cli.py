@@ -15,7 +15,8 @@ import pytest
 from google.cloud import run_v2
 
 from testing.cloudrun import run_services
-from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.paths import ROOT
 
 PARENT = "projects/gcpsim-cli/locations/us-central1"
 IMAGE = "us-docker.pkg.dev/gcpsim-cli/app/cli-svc:v1.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import GcpsimProcess
+from testing.gcpsim import GcpsimProcess
 
 SERVICES = "/v2/projects/legal-forms-dev/locations/us-central1/services"
 

@@ -19,8 +19,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from tests.conformance.sql_helpers import OwnInstances, connected, sqladmin, wait_ok
-from tests.conftest import GcpsimProcess
+from testing.cloudsql import OwnInstances, connected, sqladmin, wait_ok
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "gcpsim-jobs"
 PARENT = f"projects/{PROJECT}/locations/us-central1"

@@ -23,7 +23,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcTransport,
 )
 
-from tests.conftest import GcpsimProcess
+from testing.gcpsim import GcpsimProcess
 
 LOCATION = "us-central1"
 DEV = "legal-forms-dev"

@@ -13,7 +13,7 @@ import pytest
 
 from gcpsim.pg.cluster import PgCluster
 from gcpsim.pg.sql import OS_USER
-from tests.conftest import ROOT
+from testing.paths import ROOT
 
 
 @pytest.mark.parametrize("umask", [0o077, 0o022])

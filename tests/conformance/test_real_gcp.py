@@ -24,6 +24,7 @@ from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
 from activities.revision_health import RevisionHealthActivities
 from stagecoach.clients import clients_for
+from stagecoach.contract import BACKUP_FAILED
 from stagecoach.payloads.common import InstanceRef, ServiceRef, Target, TrafficTarget
 from stagecoach.payloads.policy import Sizing
 from stagecoach.payloads.run import (
@@ -38,8 +39,8 @@ from stagecoach.payloads.sql import (
     DeleteInstanceInput,
     RecoveryWindowInput,
 )
-from tests.conformance.sql_helpers import sqladmin
-from tests.conftest import GcpsimProcess
+from testing.cloudsql import sqladmin
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "stagecoach-conformance"
 REGION = "us-central1"
@@ -324,7 +325,7 @@ def test_a_backup_whose_deletion_failed_is_terminal_not_waited_for(
     assert run["status"] == "DELETION_FAILED"
     with pytest.raises(ApplicationError) as info:
         env.run(sql_acts.create_backup, CreateBackupInput(ref=ref, description=description))
-    assert info.value.type == "BackupFailed" and info.value.non_retryable
+    assert info.value.type == BACKUP_FAILED and info.value.non_retryable
     assert "DELETION_FAILED" in info.value.message
 
 

@@ -14,9 +14,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.regional import RegionalActivities
 from stagecoach.clients import Clients
-from stagecoach.failover import DeployServiceInput, DeployServiceResult
-from stagecoach.models import DatabaseBinding, ServiceRef, Sizing, Target
-from tests.conftest import GcpsimProcess
+from stagecoach.payloads.common import DatabaseBinding, ServiceRef, Target
+from stagecoach.payloads.failover import DeployServiceInput, DeployServiceResult
+from stagecoach.payloads.policy import Sizing
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "regional-conformance"
 REGION = "us-east1"

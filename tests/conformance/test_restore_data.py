@@ -24,7 +24,7 @@ import pg8000.native
 import pytest
 import requests
 
-from tests.conformance.sql_helpers import (
+from testing.cloudsql import (
     DEV_DB,
     DEV_PROJECT,
     OwnInstances,
@@ -33,7 +33,8 @@ from tests.conformance.sql_helpers import (
     sqladmin,
     wait_ok,
 )
-from tests.conftest import ROOT, GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.paths import ROOT
 
 PROJECT = "restore-data"
 TABLES = ("cases", "parties", "party_issue_selections")

@@ -19,7 +19,7 @@ from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
 from testing.cloudrun import run_revisions, run_services
-from tests.conftest import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
 
 PROJECT = "gcpsim-conformance"
 LOCATION = "us-central1"

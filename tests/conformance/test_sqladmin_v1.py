@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from googleapiclient.errors import HttpError
 
-from tests.conformance.sql_helpers import (
+from testing.cloudsql import (
     DEV_DB,
     DEV_PROJECT,
     OwnInstances,
@@ -28,7 +28,7 @@ from tests.conformance.sql_helpers import (
     wait_ok,
     wait_op,
 )
-from tests.conftest import GcpsimProcess
+from testing.gcpsim import GcpsimProcess
 
 PROJECT = "sqladmin-conformance"
 BUSY = (

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,15 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from stagecoach.bounds import MAX_TEXT
 from stagecoach.keys import create_key, sign
-from stagecoach.models import (
-    ApprovalRecord,
-    ApproveInput,
-    Outcome,
-    Phase,
-    ReleaseInput,
-    ReleaseStatus,
-)
-from stagecoach.temporal import build_worker, temporal_binary, workflow_result
-from tests.conftest import GcpsimProcess, worker_config
-from tests.e2e.test_release import canary_history, live_traffic, release_input, start, wait_for
+from stagecoach.payloads.common import ApprovalRecord, ApproveInput, Outcome, Phase
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
+from stagecoach.temporal import temporal_binary, workflow_result
+from testing.cloudrun import live_traffic
+from testing.gcpsim import GcpsimProcess
+from testing.gcpsim import served_percents as canary_history
+from testing.releases import start_release as start
+from testing.releases import wait_for, worker, worker_config
+from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,16 +37,6 @@ async def temporal_cli(address: str, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
-
-
-@asynccontextmanager
-async def worker(
-    client: Client, task_queue: str, config: Path | None = None
-) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue, config=config)
-    async with w:
-        yield
-    executor.shutdown(wait=False)
 
 
 def long_bake(inp: ReleaseInput) -> ReleaseInput:
@@ -157,10 +143,11 @@ async def test_plain_cli_restore_with_no_approvers_still_waits_for_approval(
     """A Restore of prod started with `approvers: []`: the worker's policy (prod:
     restore_requires_approval) holds it before anything is drained or restored."""
     from activities.cloud_sql import CloudSqlActivities
-    from stagecoach.dr_models import DrOutcome, RestoreInput, RestoreStatus, Verification
-    from stagecoach.models import ListBackupsInput
+    from stagecoach.payloads.common import Outcome
+    from stagecoach.payloads.dr import RestoreInput, RestoreStatus, Verification
+    from stagecoach.payloads.sql import ListBackupsInput
     from stagecoach.plan import instance_ref, service_ref
-    from tests.e2e.test_release import config_for
+    from testing.gcpsim import config_for
 
     cfg = config_for(gcpsim)
     ref = instance_ref(cfg, "prod")
@@ -178,14 +165,14 @@ async def test_plain_cli_restore_with_no_approvers_still_waits_for_approval(
         handle = client.get_workflow_handle(wid, result_type=RestoreStatus)
         for _ in range(300):
             st = await handle.query("status", result_type=RestoreStatus)
-            if st.awaiting_approval or st.outcome != DrOutcome.RUNNING:
+            if st.awaiting_approval or st.outcome != Outcome.RUNNING:
                 break
             await asyncio.sleep(0.2)
         assert st.awaiting_approval, st
         assert all(s.state == "untouched" for s in st.services)
         await handle.signal("abort", "test over")
         result: RestoreStatus = await asyncio.wait_for(workflow_result(handle), 60)
-    assert result.outcome == DrOutcome.ABORTED
+    assert result.outcome == Outcome.ABORTED
     assert result.database_state == "untouched"
 
 

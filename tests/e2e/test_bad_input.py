@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, GcpsimProcess
-from tests.e2e.test_cli import STARTER, assert_one_line_error
+from testing.cli import STARTER
+from testing.gcpsim import GcpsimProcess
+from testing.paths import ROOT
+from tests.e2e.test_cli import assert_one_line_error
 
 DEPLOY = (ROOT / "deploy.yaml").read_text()
 BOMB = "l0: &l0 {a: 1, b: 2}\n" + "".join(

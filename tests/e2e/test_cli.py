@@ -14,8 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,60 +27,25 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from stagecoach.cli import schemas
 from stagecoach.clients import clients_for
-from stagecoach.models import Target
-from stagecoach.temporal import build_worker, free_port, port_open
-from tests.conftest import ROOT, GcpsimProcess
+from stagecoach.payloads.common import Target
+from stagecoach.temporal import free_port, port_open
+from testing.cli import show, starter
+from testing.gcpsim import GcpsimProcess
+from testing.paths import ROOT
+from testing.releases import worker
 
 pytestmark = pytest.mark.asyncio
 
-STARTER = str(ROOT / "starter.py")
 APP = "legal-forms"
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def cli_env(
-    temporal_address: str, task_queue: str, gcpsim: GcpsimProcess, tmp_path: Path
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        STAGECOACH_TASK_QUEUE=task_queue,
-        GCPSIM_PORT=str(gcpsim.port),
-        GCPSIM_GRPC_PORT=str(gcpsim.grpc_port),
-        STAGECOACH_HOME=str(tmp_path / "home"),
-        STAGECOACH_USER="e2e-tester",
-        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
-        COLUMNS="200",
-    )
-    return env
-
-
-async def starter(
-    env: dict[str, str], *args: str, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    """Run `python starter.py ARGS` in a thread (the test's event loop keeps the worker going)."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, STARTER, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def output(res: subprocess.CompletedProcess[str], command: str) -> Any:
     """A command's --json output, checked against its documented schema (docs/schemas/)."""
     schemas.validate(command, res.stdout)
     return json.loads(res.stdout)
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
 
 
 def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
@@ -94,19 +57,6 @@ def assert_one_line_error(res: subprocess.CompletedProcess[str], code: int, *wor
     for w in words:
         assert w in line, show(res)
     return line
-
-
-@asynccontextmanager
-async def worker_for(
-    client: Client, task_queue: str, config: str | Path | None = None
-) -> AsyncIterator[None]:
-    """A worker whose own config (its policy) is `config` (default: deploy.yaml)."""
-    worker, executor = build_worker(client, task_queue, config=config)
-    try:
-        async with worker:
-            yield
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -292,7 +242,7 @@ async def test_schedule_cron_refused_by_temporal_exits_2(
 async def test_deploy_json_promoted_then_status_and_history(
     cli_env: dict[str, str], client: Client, task_queue: str
 ) -> None:
-    async with worker_for(client, task_queue):
+    async with worker(client, task_queue):
         res = await starter(
             cli_env, "deploy", "dev", "v1.2.0", "--bake", "1s", "--interval", "1s", "--json"
         )
@@ -367,7 +317,7 @@ async def test_second_deploy_refused_while_one_runs(
         app, project, "staging", [{"weight": 10, "bake": "1h"}, {"weight": 100}]
     )
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue, cfg):
+    async with worker(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "staging", "v2.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         assert f"deploy-{app}-staging" in res.stdout
@@ -414,7 +364,7 @@ async def test_approve_rejected_then_granted(
         "approvers": ["release-manager"],
     }
     cfg = str(write_config(tmp_path / "deploy.yaml", data))
-    async with worker_for(client, task_queue, cfg):
+    async with worker(client, task_queue, cfg):
         res = await starter(cli_env, "deploy", "prod", "v3.0.0", "--detach", "--config", cfg)
         assert res.returncode == 0, show(res)
         for _ in range(100):
@@ -464,7 +414,7 @@ async def test_rollback_goes_to_the_revision_that_served_before(
     service = "node-server-dev"
     deploy = ["--services", "node-server", "--bake", "1s", "--interval", "1s", "--json"]
     behaviors = f"{gcpsim.url}/_sim/behaviors"
-    async with worker_for(client, task_queue):
+    async with worker(client, task_queue):
         res = await starter(cli_env, "deploy", "dev", "v1.6.0", *deploy)
         assert res.returncode == 0, show(res)
         v1 = json.loads(res.stdout)["services"][0]["canary_revision"]

@@ -19,7 +19,8 @@ import requests
 import yaml
 
 from stagecoach.temporal import temporal_binary
-from tests.conftest import ROOT, GcpsimProcess
+from testing.gcpsim import GcpsimProcess
+from testing.paths import ROOT
 
 ALL = [
     "credentials", "apis", "iam.project", "services", "iam.run", "instance", "pitr",
@@ -130,7 +131,7 @@ def test_project_settings_fail_their_checks_with_the_fix(
 
 
 def _patch_staging(gcpsim: GcpsimProcess, settings: dict[str, Any]) -> None:
-    from tests.conformance.sql_helpers import sqladmin
+    from testing.cloudsql import sqladmin
 
     sql = sqladmin(gcpsim.url)
     op = (

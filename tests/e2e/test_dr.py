@@ -14,8 +14,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,44 +31,42 @@ from temporalio.exceptions import CancelledError, WorkflowAlreadyStartedError
 
 from activities.cloud_run import CloudRunActivities
 from activities.cloud_sql import CloudSqlActivities
-from stagecoach.cli_dr import FIRST_SUNDAY_CRON, drill_input
-from stagecoach.config import Config, GcpsimEndpoint, load_config
-from stagecoach.dr_models import (
+from stagecoach.cli.dr import drill_input
+from stagecoach.cli.schedule import FIRST_SUNDAY_CRON
+from stagecoach.config import Config
+from stagecoach.payloads.common import (
+    AbortInput,
+    ApproveInput,
+    InstanceRef,
+    Outcome,
+    Phase,
+    ServiceRef,
+)
+from stagecoach.payloads.dr import (
     BackupInput,
     BackupResult,
     DrillInput,
     DrillReport,
-    DrOutcome,
-    DrPhase,
     PointInTimeInput,
     PointInTimeResult,
     RestoreInput,
     RestoreStatus,
     Verification,
 )
-from stagecoach.models import (
-    AbortInput,
-    ApproveInput,
-    DeleteInstanceInput,
-    InstanceRef,
-    ServiceRef,
-    ServiceState,
-    SetScalingInput,
-)
+from stagecoach.payloads.run import ServiceState, SetScalingInput
+from stagecoach.payloads.sql import DeleteInstanceInput
 from stagecoach.plan import instance_ref, service_ref
-from stagecoach.temporal import build_worker, workflow_result
-from tests.conftest import ROOT, GcpsimProcess, signed_approval, worker_config
+from stagecoach.temporal import workflow_result
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.histories import replays
+from testing.paths import ROOT
+from testing.releases import signed_approval, wait_for, worker, worker_config
 
 APP = "legal-forms"
 WAIT = 90.0  # upper bound of any single wait in these tests
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def config_for(sim: GcpsimProcess) -> Config:
-    cfg = load_config(ROOT / "deploy.yaml")
-    return cfg.model_copy(update={"gcpsim": GcpsimEndpoint(port=sim.port, grpc_port=sim.grpc_port)})
 
 
 def verification(cfg: Config, extra_tables: list[str] | None = None) -> Verification:
@@ -85,47 +82,8 @@ def db_services(cfg: Config, env: str) -> list[ServiceRef]:
     return [service_ref(cfg, env, s.name) for s in cfg.services if s.uses_database]
 
 
-@asynccontextmanager
-async def worker(
-    client: Client, task_queue: str, config: Path | None = None
-) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue, config=config)
-    async with w:
-        yield
-    executor.shutdown(wait=False)
-
-
-async def replays(handle: WorkflowHandle[Any, Any]) -> None:
-    """The recorded history replays without non-determinism (cleanup paths included)."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
-
-    from stagecoach.temporal import workflows
-
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
-
-
 def uid() -> str:
     return secrets.token_hex(4)
-
-
-async def wait_status(
-    handle: WorkflowHandle[Any, Any],
-    result_type: type[Any],
-    check: Callable[[Any], bool],
-    timeout: float = WAIT,
-) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    st = None
-    while loop.time() < deadline:
-        st = await handle.query("status", result_type=result_type)
-        if check(st):
-            return st
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"condition not reached within {timeout}s; last status {st}")
 
 
 async def result(handle: WorkflowHandle[Any, Any], timeout: float = WAIT) -> Any:
@@ -263,6 +221,17 @@ async def backup(client: Client, task_queue: str, cfg: Config, env: str) -> str:
     return res.backup.id
 
 
+def restores_need_approval(path: Path, env: str) -> Path:
+    """deploy.yaml as the worker's own config, `env`'s restores needing release-manager's
+    approval."""
+    return worker_config(
+        path,
+        lambda d: d["environments"][env]["release"].update(
+            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
+        ),
+    )
+
+
 def restore_input(cfg: Config, env: str, backup_id: str, **kw: Any) -> RestoreInput:
     return RestoreInput(
         app=APP,
@@ -315,14 +284,16 @@ async def test_restore_brings_back_the_backup_and_drains_meanwhile(
                 task_queue=task_queue,
                 result_type=RestoreStatus,
             )
-            await wait_status(handle, RestoreStatus, lambda s: s.phase == DrPhase.RESTORING)
+            await wait_for(
+                handle, lambda s: s.phase == Phase.RESTORING, WAIT, result_type=RestoreStatus
+            )
             during = await asyncio.to_thread(scaling, svc)
             assert during.drained, "the service must be drained while the restore runs"
             st: RestoreStatus = await result(handle)
         finally:
             clear_faults(gcpsim)
 
-    assert st.outcome == DrOutcome.SUCCEEDED, st.error
+    assert st.outcome == Outcome.SUCCEEDED, st.error
     assert st.validation is not None and st.validation.ok
     assert st.restore_seconds is not None and st.downtime_seconds is not None
     assert [s.state for s in st.services] == ["resumed"]
@@ -363,7 +334,7 @@ async def test_failed_restore_resumes_services_at_their_exact_scaling(
             finally:
                 clear_faults(gcpsim)
         await replays(handle)
-        assert st.outcome == DrOutcome.FAILED
+        assert st.outcome == Outcome.FAILED
         assert "restor" in st.error.lower()
         assert any("drained (recorded min 1, max 7)" in e for e in st.events)
         assert [(s.state, s.min_instances, s.max_instances) for s in st.services] == [
@@ -397,12 +368,7 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
     wf_id = f"deploy-{APP}-{env}"
     # the worker's own config asks for approval of staging restores (the input's approvers
     # count for nothing)
-    policy = worker_config(
-        tmp_path / "worker.yaml",
-        lambda d: d["environments"]["staging"]["release"].update(
-            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
-        ),
-    )
+    policy = restores_need_approval(tmp_path / "worker.yaml", "staging")
     async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
@@ -413,7 +379,7 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
             result_type=RestoreStatus,
         )
         try:
-            await wait_status(handle, RestoreStatus, lambda s: s.awaiting_approval)
+            await wait_for(handle, lambda s: s.awaiting_approval, WAIT, result_type=RestoreStatus)
             # a release of the same environment cannot start
             with pytest.raises(WorkflowAlreadyStartedError):
                 await client.start_workflow(
@@ -446,7 +412,7 @@ async def test_restore_waits_for_approval_and_excludes_a_release(
         finally:
             with contextlib.suppress(Exception):
                 await handle.terminate("test cleanup")
-    assert st.outcome == DrOutcome.ABORTED
+    assert st.outcome == Outcome.ABORTED
     assert [s.state for s in st.services] == ["untouched"]
     assert st.database_state == "untouched"
 
@@ -456,12 +422,7 @@ async def test_approved_restore_runs(
 ) -> None:
     cfg = config_for(gcpsim)
     env = "dev"
-    policy = worker_config(
-        tmp_path / "worker.yaml",
-        lambda d: d["environments"]["dev"]["release"].update(
-            approval={"approvers": ["release-manager"]}, restore_requires_approval=True
-        ),
-    )
+    policy = restores_need_approval(tmp_path / "worker.yaml", "dev")
     async with worker(client, task_queue, policy):
         backup_id = await backup(client, task_queue, cfg, env)
         handle = await client.start_workflow(
@@ -471,12 +432,12 @@ async def test_approved_restore_runs(
             task_queue=task_queue,
             result_type=RestoreStatus,
         )
-        await wait_status(handle, RestoreStatus, lambda s: s.awaiting_approval)
+        await wait_for(handle, lambda s: s.awaiting_approval, WAIT, result_type=RestoreStatus)
         waiting = await handle.query("status", result_type=RestoreStatus)
         assert all(s.state == "untouched" for s in waiting.services)
         await handle.execute_update("approve", await signed_approval(handle, comment="ok"))
         st: RestoreStatus = await result(handle)
-    assert st.outcome == DrOutcome.SUCCEEDED, st.error
+    assert st.outcome == Outcome.SUCCEEDED, st.error
     assert [a.by for a in st.approvals] == ["release-manager"]
     assert st.approvals[0].authenticated.startswith("release-manager (ed25519 key ")
 
@@ -535,7 +496,7 @@ async def test_point_in_time_recovery_yields_the_data_as_of_the_timestamp(
     assert code == 0, out + err
     st = PointInTimeResult.model_validate_json(out)
     try:
-        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert st.outcome == Outcome.SUCCEEDED, st.error
         assert st.recovery_instance == f"{ref.instance}-recovery-{point:%Y%m%d%H%M}"
         assert st.clone_seconds is not None
         assert st.validation is not None and st.validation.ok
@@ -555,7 +516,7 @@ async def test_point_in_time_recovery_yields_the_data_as_of_the_timestamp(
 def own_gcpsim(tmp_path: Any) -> Any:
     """A simulator of this test's own: the switch re-binds a service, which no other test
     should see."""
-    from tests.conftest import start_seeded_gcpsim, stop_gcpsim
+    from testing.gcpsim import start_seeded_gcpsim, stop_gcpsim
 
     sim = start_seeded_gcpsim(tmp_path)
     yield sim
@@ -687,7 +648,7 @@ async def test_prod_switch_waits_for_approval_before_any_traffic_and_abort_keeps
 ) -> None:
     """prod asks for approval before a restore: the switch release waits for `approve` before
     its first step; aborting there leaves every service on the source instance."""
-    from stagecoach.models import ReleaseStatus
+    from stagecoach.payloads.release import ReleaseStatus
 
     sim = own_gcpsim
     cfg = config_for(sim)
@@ -708,8 +669,8 @@ async def test_prod_switch_waits_for_approval_before_any_traffic_and_abort_keeps
             if (await handle.describe()).workflow_type == "Release":
                 break
             await asyncio.sleep(0.2)
-        st = await wait_status(
-            handle, ReleaseStatus, lambda s: s.awaiting_approval_for is not None, timeout=WAIT
+        st = await wait_for(
+            handle, lambda s: s.awaiting_approval_for is not None, WAIT, result_type=ReleaseStatus
         )
         assert st.awaiting_approval_for == 10  # before any traffic reaches the recovery
         assert st.services[0].canary_revision  # created and smoke-tested, 0% traffic
@@ -770,7 +731,7 @@ async def test_drill_success_reports_and_deletes_scratch(
         handle = await start_drill(client, task_queue, drill_input(cfg, "dev"))
         r: DrillReport = await result(handle)
     await replays(handle)
-    assert r.outcome == DrOutcome.SUCCEEDED, r.error
+    assert r.outcome == Outcome.SUCCEEDED, r.error
     assert r.verified and r.backup is not None and r.backup.status == "SUCCESSFUL"
     assert [t.table for t in r.tables] == cfg.database.validation.tables
     assert all(t.source_rows and t.scratch_rows for t in r.tables)
@@ -791,7 +752,7 @@ async def test_drill_failed_verification_deletes_scratch(
         handle = await start_drill(client, task_queue, inp)
         r: DrillReport = await result(handle)
     await replays(handle)
-    assert r.outcome == DrOutcome.FAILED
+    assert r.outcome == Outcome.FAILED
     assert not r.verified and "no_such_table" in r.error
     assert_scratch_gone(cfg, "dev", r)
 
@@ -810,7 +771,7 @@ async def test_drill_activity_failure_deletes_scratch(
             )
         finally:
             clear_faults(gcpsim)
-    assert r.outcome == DrOutcome.FAILED
+    assert r.outcome == Outcome.FAILED
     assert "cloning" in r.error
     assert_scratch_gone(cfg, "dev", r)
 
@@ -825,7 +786,9 @@ async def test_drill_cancelled_or_aborted_deletes_scratch(
         fault(gcpsim, "sql.instances.clone", "--latency-ms", "2000", "--times", "1")
         try:
             handle = await start_drill(client, task_queue, drill_input(cfg, "dev"))
-            await wait_status(handle, DrillReport, lambda s: s.progress.startswith("restoring"))
+            await wait_for(
+                handle, lambda s: s.progress.startswith("restoring"), WAIT, result_type=DrillReport
+            )
             await asyncio.sleep(0.5)
             if ending == "cancel":
                 await handle.cancel()
@@ -833,11 +796,11 @@ async def test_drill_cancelled_or_aborted_deletes_scratch(
                     await result(handle)
                 assert isinstance(exc.value.cause, CancelledError)
                 r: DrillReport = await handle.query("status", result_type=DrillReport)
-                assert r.outcome == DrOutcome.CANCELLED
+                assert r.outcome == Outcome.CANCELLED
             else:
                 await handle.signal("abort", AbortInput(reason="e2e abort"))
                 r = await result(handle)
-                assert r.outcome == DrOutcome.ABORTED and r.abort_reason == "e2e abort"
+                assert r.outcome == Outcome.ABORTED and r.abort_reason == "e2e abort"
         finally:
             clear_faults(gcpsim)
     await replays(handle)
@@ -876,7 +839,7 @@ async def test_drill_schedule_created_listed_triggered_deleted(
             )  # fmt: skip
             assert code == 0, out + err
             r = DrillReport.model_validate_json(out)
-            assert r.outcome == DrOutcome.SUCCEEDED and r.scratch_deleted
+            assert r.outcome == Outcome.SUCCEEDED and r.scratch_deleted
         finally:
             code, out, err = await cli(
                 gcpsim, temporal_address, task_queue, "schedule", "delete", sched_id
@@ -887,7 +850,7 @@ async def test_drill_schedule_created_listed_triggered_deleted(
 
 
 def test_names_and_backup_choice() -> None:
-    from stagecoach.models import BackupInfo
+    from stagecoach.payloads.sql import BackupInfo
     from stagecoach.plan import recovery_instance_name
     from workflows.dr import drill_instance_name, newest_successful
 

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +24,21 @@ from google.api_core import exceptions as gexc
 from temporalio.client import (
     Client,
     WorkflowFailureError,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 
 from stagecoach.clients import Clients
-from stagecoach.dr_models import DrOutcome
-from stagecoach.failover import FailoverPhase, FailoverStatus, regional_drill_workflow_id
-from stagecoach.models import ApproveInput, ApproveResult, Target
-from stagecoach.temporal import build_worker, workflow_result
-from tests.conftest import (
-    ROOT,
-    GcpsimProcess,
-    signed_approval,
-    start_seeded_gcpsim,
-    stop_gcpsim,
-)
+from stagecoach.contract import regional_drill_workflow_id
+from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase, Target
+from stagecoach.payloads.failover import FailoverStatus
+from stagecoach.temporal import workflow_result
+from testing.cli import show, starter, starter_env
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
+from testing.histories import record_history, replays
+from testing.releases import signed_approval, wait_for, worker
 
 pytestmark = pytest.mark.asyncio
 
-STARTER = str(ROOT / "starter.py")
 APP = "legal-forms"
 PROJECT = "legal-forms-prod"
 WID = f"deploy-{APP}-prod"
@@ -68,39 +59,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpsimProcess]:
 def env_vars(
     temporal_address: str, task_queue: str, sim: GcpsimProcess, tmp_path: Path
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        STAGECOACH_TASK_QUEUE=task_queue,
-        GCPSIM_PORT=str(sim.port),
-        GCPSIM_GRPC_PORT=str(sim.grpc_port),
-        STAGECOACH_HOME=str(tmp_path / "home"),
-        STAGECOACH_USER="e2e-tester",
-        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],  # the session's approver keys
-        COLUMNS="200",
-    )
-    return env
-
-
-async def starter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [sys.executable, STARTER, *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
-def show(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
-
-
-@asynccontextmanager
-async def worker(client: Client, task_queue: str) -> AsyncIterator[None]:
-    w, executor = build_worker(client, task_queue)
-    try:
-        async with w:
-            yield
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+    return starter_env(temporal_address, task_queue, sim, tmp_path / "home")
 
 
 def clients(sim: GcpsimProcess) -> Clients:
@@ -157,44 +116,17 @@ def bound_to(sim: GcpsimProcess, region: str, service: str) -> str:
     return str(env.get("INSTANCE_CONNECTION_NAME", ""))
 
 
-async def wait_for(
-    handle: WorkflowHandle[Any, Any], check: Any, timeout: float = WAIT
-) -> FailoverStatus:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            st: FailoverStatus = await handle.query("status", result_type=FailoverStatus)
-            if check(st):
-                return st
-        except Exception:
-            pass
-        assert loop.time() < deadline, "timed out waiting for the failover status"
-        await asyncio.sleep(0.3)
-
-
-async def replays(handle: WorkflowHandle[Any, Any], record_as: str = "") -> None:
-    """The run's history replays without non-determinism (cleanup paths included); with
-    STAGECOACH_RECORD_HISTORY=1 it is also written to tests/replay/histories/RECORD_AS.json."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer
-
-    from stagecoach.temporal import workflows
-
-    history = await handle.fetch_history()
-    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
-    if record_as and os.environ.get("STAGECOACH_RECORD_HISTORY"):
-        out = ROOT / "tests" / "replay" / "histories" / f"{record_as}.json"
-        out.write_text(history.to_json())
-
-
 async def run_with_approval(env: dict[str, str], client: Client, *args: str) -> FailoverStatus:
     """Start a failover/failback detached, approve the DNS move, return its result."""
     res = await starter(env, *args, "--detach")
     assert res.returncode == 0, show(res)
     handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
-    await wait_for(handle, lambda st: st.awaiting_approval or st.outcome != DrOutcome.RUNNING)
+    await wait_for(
+        handle,
+        lambda st: st.awaiting_approval or st.outcome != Outcome.RUNNING,
+        WAIT,
+        result_type=FailoverStatus,
+    )
     # it holds the environment: no release or restore can start meanwhile
     deploy = await starter(env, "deploy", "prod", "v1.2.0")
     assert deploy.returncode == 2, show(deploy)
@@ -278,14 +210,14 @@ async def test_failover_retry_and_failback(
                             "--version", "v1.1.0", "--detach")  # fmt: skip
         assert res.returncode == 0, show(res)
         handle = client.get_workflow_handle(WID, result_type=FailoverStatus)
-        await wait_for(handle, lambda st: st.awaiting_approval)
+        await wait_for(handle, lambda st: st.awaiting_approval, WAIT, result_type=FailoverStatus)
         ab = await starter(env_vars, "abort", "prod", "--reason", "rehearsal stopped")
         assert ab.returncode == 0, show(ab)
         # a failover that did not succeed ends as a FAILED execution carrying its status
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         aborted = await workflow_result(handle)
-        assert aborted.outcome == DrOutcome.ABORTED and aborted.abort_reason
+        assert aborted.outcome == Outcome.ABORTED and aborted.abort_reason
         assert record(sim) == [CENTRAL] and not aborted.dns_moved
 
         # the retry adopts what the earlier attempts created
@@ -293,7 +225,7 @@ async def test_failover_retry_and_failback(
             env_vars, client, "failover", "prod", "--to-region", "us-east1", "--yes",
             "--version", "v1.1.0",
         )  # fmt: skip
-        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert st.outcome == Outcome.SUCCEEDED, st.error
         assert any("adopted" in e for e in st.events), st.events
         assert record(sim) == [EAST]
         ans = resolve(sim)
@@ -311,7 +243,8 @@ async def test_failover_retry_and_failback(
             "database", "services", "awaiting_approval", "dns"
         ]  # fmt: skip
         assert any("failback prod --yes" in n for n in st.next_steps)
-        await replays(client.get_workflow_handle(WID), "failover_prod_succeeded")
+        await replays(client.get_workflow_handle(WID))
+        await record_history(client.get_workflow_handle(WID), "failover_prod_succeeded")
         failed_over_at = st.ended_at
         assert failed_over_at is not None
 
@@ -322,9 +255,10 @@ async def test_failover_retry_and_failback(
         await asyncio.sleep(4)
         assert sim.cli("outage", "us-central1", "--clear").returncode == 0
         back = await run_with_approval(env_vars, client, "failback", "prod", "--yes")
-        assert back.outcome == DrOutcome.SUCCEEDED, back.error
+        assert back.outcome == Outcome.SUCCEEDED, back.error
         assert back.mode == "failback" and back.to_region == "us-central1"
-        await replays(client.get_workflow_handle(WID), "failback_prod_succeeded")
+        await replays(client.get_workflow_handle(WID))
+        await record_history(client.get_workflow_handle(WID), "failback_prod_succeeded")
         assert record(sim) == [CENTRAL]
         assert resolve(sim)["cloudRun"]["location"] == "us-central1"
         assert back.validation is not None and back.restored_newest is not None
@@ -356,7 +290,7 @@ async def test_regional_drill_always_deletes_scratch(
                            "--to-region", "us-east1", "--version", "v1.1.0", "--json")  # fmt: skip
         assert ok.returncode == 0, show(ok)
         rep = FailoverStatus.model_validate(json.loads(ok.stdout))
-        assert rep.outcome == DrOutcome.SUCCEEDED and rep.mode == "drill"
+        assert rep.outcome == Outcome.SUCCEEDED and rep.mode == "drill"
         assert len(rep.deleted) == 3 and rep.total_seconds is not None
         assert rep.data_loss_exact and rep.data_loss_seconds is not None
         assert not rep.dns_moved
@@ -383,11 +317,14 @@ async def test_regional_drill_always_deletes_scratch(
         handle = client.get_workflow_handle(
             regional_drill_workflow_id(APP, "prod"), result_type=FailoverStatus
         )
-        await wait_for(handle, lambda st: st.phase == FailoverPhase.SERVICES)
+        await wait_for(
+            handle, lambda st: st.phase == Phase.SERVICES, WAIT, result_type=FailoverStatus
+        )
         await handle.cancel()
         with pytest.raises(Exception):  # noqa: B017 (ends cancelled)
             await handle.result()
         st = await handle.query("status", result_type=FailoverStatus)
-        assert st.outcome == DrOutcome.CANCELLED
+        assert st.outcome == Outcome.CANCELLED
         assert scratch_left(sim) == []
-        await replays(handle, "regional_drill_cancelled")
+        await replays(handle)
+        await record_history(handle, "regional_drill_cancelled")

@@ -7,7 +7,6 @@ are there, and it takes writes. The history replays."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from stagecoach.dr_models import DrOutcome
+from stagecoach.payloads.common import Outcome
+from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.histories import replays
 from testing.paths import DEPLOY_YAML
 from testing.releases import worker, worker_config
 from tests.e2e.test_failover import (
@@ -27,11 +28,8 @@ from tests.e2e.test_failover import (
     clients,
     instance_exists,
     record,
-    replays,
     resolve,
     run_with_approval,
-    show,
-    starter,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -64,19 +62,9 @@ def rsim(tmp_path_factory: pytest.TempPathFactory, config: Path) -> Iterator[Gcp
 def renv(
     temporal_address: str, task_queue: str, rsim: GcpsimProcess, tmp_path: Path, config: Path
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGECOACH_", "TEMPORAL_"))}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        STAGECOACH_TASK_QUEUE=task_queue,
-        STAGECOACH_CONFIG=str(config),
-        GCPSIM_PORT=str(rsim.port),
-        GCPSIM_GRPC_PORT=str(rsim.grpc_port),
-        STAGECOACH_HOME=str(tmp_path / "home"),
-        STAGECOACH_USER="e2e-tester",
-        STAGECOACH_KEYS_DIR=os.environ["STAGECOACH_KEYS_DIR"],
-        COLUMNS="200",
+    return starter_env(
+        temporal_address, task_queue, rsim, tmp_path / "home", STAGECOACH_CONFIG=str(config)
     )
-    return env
 
 
 def instance(sim: GcpsimProcess, name: str) -> dict[str, Any]:
@@ -97,7 +85,7 @@ async def test_failover_from_replica_promotes_it(
             renv, client, "failover", "prod", "--to-region", "us-east1", "--yes",
             "--from", "replica", "--version", "v1.1.0",
         )  # fmt: skip
-        assert st.outcome == DrOutcome.SUCCEEDED, st.error
+        assert st.outcome == Outcome.SUCCEEDED, st.error
         assert st.instance == REPLICA and st.backup is None and not st.instance_created
         assert st.replica_lag_seconds is not None, st.events
         assert any(f"read replica {REPLICA} promoted" in e for e in st.events), st.events

@@ -15,21 +15,22 @@ import pytest
 from temporalio.client import Client
 
 from stagecoach.freeze import FreezeWindow
-from stagecoach.models import AbortInput, Outcome, Phase, ReleaseStatus
+from stagecoach.payloads.common import AbortInput, Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
-from tests.conftest import GcpsimProcess
+from testing.cli import show, starter
+from testing.gcpsim import GcpsimProcess
+from testing.gcpsim import served_percents as canary_history
+from testing.releases import start_release as start
+from testing.releases import wait_for, worker
 from tests.e2e.test_cli import (
     assert_one_line_error,
-    cli_env,  # noqa: F401 (the fixture)
     create_service,
-    show,
     small_app_config,
-    starter,
-    worker_for,
     workflow_exists,
     write_config,
 )
-from tests.e2e.test_release import canary_history, release_input, start, wait_for, worker
+from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,7 +42,7 @@ def _window(start: datetime, end: datetime, reason: str) -> dict[str, str]:
 
 
 async def test_deploy_inside_a_window_exits_2_then_override_runs_and_records(
-    cli_env: dict[str, str],  # noqa: F811 (the fixture imported above)
+    cli_env: dict[str, str],
     client: Client,
     task_queue: str,
     gcpsim: GcpsimProcess,
@@ -70,7 +71,7 @@ async def test_deploy_inside_a_window_exits_2_then_override_runs_and_records(
     assert_one_line_error(res, 2, "--reason")
     assert not await workflow_exists(client, wid)
 
-    async with worker_for(client, task_queue, path):
+    async with worker(client, task_queue, path):
         res = await starter(
             cli_env,
             "deploy",

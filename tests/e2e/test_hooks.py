@@ -26,28 +26,18 @@ from temporalio.testing import ActivityEnvironment
 from activities.cloud_run_jobs import CloudRunJobsActivities
 from stagecoach.config import Hook, Hooks
 from stagecoach.hooks import LABEL_RELEASE
-from stagecoach.models import (
-    AbortInput,
-    Outcome,
-    Phase,
-    ReleaseInput,
-    ReleaseStatus,
-    StartHookInput,
-)
+from stagecoach.payloads.common import AbortInput, Outcome, Phase
+from stagecoach.payloads.hooks import StartHookInput
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.plan import build_release
 from stagecoach.temporal import workflow_result
-from tests.conformance.sql_helpers import connected, sqladmin, wait_ok
-from tests.conftest import GcpsimProcess
-from tests.e2e.test_release import (
-    BAKE,
-    INTERVAL,
-    canary_history,
-    config_for,
-    live_traffic,
-    start,
-    wait_for,
-    worker,
-)
+from testing.cloudrun import live_traffic
+from testing.cloudsql import connected, sqladmin, wait_ok
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.gcpsim import served_percents as canary_history
+from testing.releases import start_release as start
+from testing.releases import wait_for, worker
+from tests.e2e.test_release import BAKE, INTERVAL
 
 pytestmark = pytest.mark.asyncio
 

@@ -14,17 +14,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from tests.conformance.sql_helpers import OwnInstances, sqladmin
-from tests.conftest import GcpsimProcess
-from tests.e2e.test_cli import (
-    cli_env,  # noqa: F401 (the fixture)
-    create_service,
-    show,
-    small_app_config,
-    starter,
-    worker_for,
-    write_config,
-)
+from testing.cli import show, starter
+from testing.cloudsql import OwnInstances, sqladmin
+from testing.gcpsim import GcpsimProcess
+from testing.releases import worker
+from tests.e2e.test_cli import create_service, small_app_config, write_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,7 +33,7 @@ def own_db(gcpsim: GcpsimProcess) -> Iterator[tuple[str, str]]:
 
 
 async def test_deploy_status_and_rollback_show_the_migration(
-    cli_env: dict[str, str],  # noqa: F811 (the fixture imported above)
+    cli_env: dict[str, str],
     client: Client,
     task_queue: str,
     gcpsim: GcpsimProcess,
@@ -71,7 +65,7 @@ async def test_deploy_status_and_rollback_show_the_migration(
         ]
     }
     path = write_config(tmp_path / "deploy.yaml", cfg)
-    async with worker_for(client, task_queue, path):
+    async with worker(client, task_queue, path):
         res = await starter(cli_env, "deploy", "dev", "v2.0.0", "--config", str(path), "--json")
         assert res.returncode == 0, show(res)
         final = json.loads(res.stdout)

@@ -15,23 +15,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.monitoring import MonitoringActivities
 from stagecoach.config import Step
-from stagecoach.models import (
-    Outcome,
-    Phase,
-    ReadCanaryMetricsInput,
-    ReleaseInput,
-    ReleaseStatus,
-    Verdict,
-)
+from stagecoach.payloads.common import Outcome, Phase, Verdict
+from stagecoach.payloads.monitoring import ReadCanaryMetricsInput
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import workflow_result
-from tests.conftest import GcpsimProcess
-from tests.e2e.test_release import (
-    canary_history,
-    live_traffic,
-    start,
-    wait_for,
-    worker,
-)
+from testing.cloudrun import live_traffic
+from testing.gcpsim import GcpsimProcess
+from testing.gcpsim import served_percents as canary_history
+from testing.releases import start_release as start
+from testing.releases import wait_for, worker
 from tests.e2e.test_release import release_input as shared_release_input
 
 pytestmark = pytest.mark.asyncio

@@ -9,10 +9,14 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
-from stagecoach.models import Outcome, ReleaseStatus
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.release import ReleaseStatus
 from stagecoach.temporal import workflow_result
-from tests.conftest import GcpsimProcess
-from tests.e2e.test_release import live_traffic, release_input, start, worker
+from testing.cloudrun import live_traffic
+from testing.gcpsim import GcpsimProcess
+from testing.releases import start_release as start
+from testing.releases import worker
+from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
 

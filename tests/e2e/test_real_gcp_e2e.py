@@ -10,19 +10,14 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from stagecoach.cli_dr import drill_input
-from stagecoach.dr_models import DrillReport, DrOutcome
+from stagecoach.cli.dr import drill_input
+from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.dr import DrillReport
 from stagecoach.plan import instance_ref
 from stagecoach.temporal import workflow_result
-from tests.conftest import GcpsimProcess
-from tests.e2e.test_dr import (
-    assert_scratch_gone,
-    cli,
-    config_for,
-    result,
-    start_drill,
-    worker,
-)
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.releases import worker
+from tests.e2e.test_dr import assert_scratch_gone, cli, result, start_drill
 
 
 async def test_drill_of_a_protected_instance_deletes_its_scratch_clone(
@@ -40,7 +35,7 @@ async def test_drill_of_a_protected_instance_deletes_its_scratch_clone(
     async with worker(client, task_queue):
         handle = await start_drill(client, task_queue, drill_input(cfg, "prod"))
         r: DrillReport = await result(handle, timeout=180)
-    assert r.outcome == DrOutcome.SUCCEEDED, r.error
+    assert r.outcome == Outcome.SUCCEEDED, r.error
     assert_scratch_gone(cfg, "prod", r)
     # the source keeps its protection
     inst = sql.instances().get(project=ref.project, instance=ref.instance).execute()
@@ -61,7 +56,7 @@ async def test_point_in_time_outside_the_window_is_refused_before_anything_start
 ) -> None:
     """Item 6. Before: the CLI assumed 7 days of logs; with 1 day kept, a time 2 days back
     started the recovery, whose clone the API then refused (exit 1, a failed workflow)."""
-    from tests.conformance.sql_helpers import sqladmin
+    from testing.cloudsql import sqladmin
 
     cfg = config_for(gcpsim)
     ref = instance_ref(cfg, "staging")
@@ -100,9 +95,11 @@ async def test_internal_service_released_with_its_smoke_route_said_aloud(
     """Item 3. python-pipeline has ingress internal; gcpsim answers its tag URL with 404 to a
     caller outside the VPC, as Cloud Run does. Before: every release failed its smoke test.
     Now its route is explicit (`smoke: none` in deploy.yaml) and the status says so."""
-    from stagecoach.models import Outcome, ReleaseStatus
-    from tests.e2e.test_release import release_input, start
-    from tests.e2e.test_release import worker as release_worker
+    from stagecoach.payloads.common import Outcome
+    from stagecoach.payloads.release import ReleaseStatus
+    from testing.releases import start_release as start
+    from testing.releases import worker as release_worker
+    from tests.e2e.test_release import release_input
 
     inp = release_input(gcpsim, "dev", "v1.8.0", ["python-pipeline"])
     assert inp.services[0].smoke == "none"

@@ -22,15 +22,9 @@ from temporalio.exceptions import ApplicationError
 
 from gcpsim.store import parse_rfc3339
 from stagecoach.config import Step
-from stagecoach.models import (
-    RELEASE_NOT_PROMOTED,
-    AbortInput,
-    ApproveInput,
-    Outcome,
-    Phase,
-    ReleaseInput,
-    ReleaseStatus,
-)
+from stagecoach.contract import RELEASE_NOT_PROMOTED
+from stagecoach.payloads.common import AbortInput, ApproveInput, Outcome, Phase
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
 from stagecoach.temporal import temporal_binary, workflow_result
 from testing.cloudrun import live_traffic
 from testing.gcpsim import GcpsimProcess, config_for
@@ -39,9 +33,6 @@ from testing.histories import record_history
 from testing.releases import release_input as shared_release_input
 from testing.releases import signed_approval, wait_for, worker
 from testing.releases import start_release as start
-
-# the helpers of this module that others import from it (they live in testing/)
-__all__ = ["canary_history", "config_for", "live_traffic", "start", "wait_for", "worker"]
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,10 +20,11 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from stagecoach import report
-from stagecoach.cli_report import write_report
+from stagecoach.cli.report import write_report
 from stagecoach.config import load_config
-from stagecoach.models import AbortInput, Outcome, Phase, ReleaseStatus, ServiceStatus
-from stagecoach.plan import release_workflow_id
+from stagecoach.contract import release_workflow_id
+from stagecoach.payloads.common import AbortInput, Outcome, Phase
+from stagecoach.payloads.release import ReleaseStatus, ServiceStatus
 from stagecoach.temporal import (
     TemporalSettings,
     build_worker,
@@ -32,8 +33,11 @@ from stagecoach.temporal import (
     start_dev_server,
     workflow_result,
 )
-from tests.conftest import ROOT, GcpsimProcess
-from tests.e2e.test_release import config_for, release_input, start, wait_for
+from testing.gcpsim import GcpsimProcess, config_for
+from testing.paths import ROOT
+from testing.releases import start_release as start
+from testing.releases import wait_for
+from tests.e2e.test_release import release_input
 
 pytestmark = pytest.mark.asyncio
 
@@ -243,7 +247,8 @@ async def test_report_of_a_status_without_readings_renders() -> None:
 async def test_drill_report_draws_objectives(browser: Any, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from stagecoach.dr_models import DrillReport, DrillTable, DrOutcome
+    from stagecoach.payloads.common import Outcome
+    from stagecoach.payloads.dr import DrillReport, DrillTable
 
     at = datetime(2026, 11, 23, 14, 56, 41, tzinfo=UTC)
     r = DrillReport(
@@ -251,7 +256,7 @@ async def test_drill_report_draws_objectives(browser: Any, tmp_path: Path) -> No
         env="prod",
         source_instance="legal-forms-db-prod",
         scratch_instance="legal-forms-db-prod-drill-20261123145641",
-        outcome=DrOutcome.SUCCEEDED,
+        outcome=Outcome.SUCCEEDED,
         tables=[DrillTable(table="cases", source_rows=674, scratch_rows=24)],
         restore_seconds=2.8,
         data_loss_seconds=43200.0,

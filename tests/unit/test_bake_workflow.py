@@ -28,19 +28,14 @@ from temporalio.worker import Worker
 from stagecoach import contract
 from stagecoach.config import Step, load_config
 from stagecoach.locks import LocksInput
-from stagecoach.models import (
-    AbortInput,
-    CanaryMetrics,
+from stagecoach.payloads.common import AbortInput, NotifyInput, Outcome, Phase, TrafficTarget
+from stagecoach.payloads.monitoring import CanaryMetrics, MetricWindow, ReadCanaryMetricsInput
+from stagecoach.payloads.policy import LoadPolicyInput, WorkerPolicy
+from stagecoach.payloads.release import ReleaseInput, ReleaseStatus
+from stagecoach.payloads.run import (
     CreateRevisionInput,
     CreateRevisionResult,
-    MetricWindow,
-    NotifyInput,
-    Outcome,
-    Phase,
-    ReadCanaryMetricsInput,
     ReadServingInput,
-    ReleaseInput,
-    ReleaseStatus,
     RevisionHealth,
     RevisionHealthInput,
     ServingRevision,
@@ -48,9 +43,7 @@ from stagecoach.models import (
     SetTrafficResult,
     SmokeTestInput,
     SmokeTestResult,
-    TrafficTarget,
 )
-from stagecoach.payloads.policy import LoadPolicyInput, WorkerPolicy
 from stagecoach.plan import build_release
 from stagecoach.temporal import workflow_result
 from testing.histories import replays

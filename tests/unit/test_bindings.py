@@ -10,9 +10,10 @@ from google.cloud import run_v2
 from activities.cloud_run import CloudRunActivities, bound_connection
 from stagecoach.bindings import check_serving
 from stagecoach.config import ConfigError, load_config
-from stagecoach.models import ServicePlan, ServingRevision
+from stagecoach.payloads.release import ServicePlan
+from stagecoach.payloads.run import ServingRevision
 from stagecoach.plan import build_release, build_switch_release, database_binding
-from tests.conftest import ROOT
+from testing.paths import ROOT
 
 CFG = load_config(ROOT / "deploy.yaml")
 PROD_DB = "legal-forms-prod:us-central1:legal-forms-db-prod"

@@ -11,7 +11,7 @@ import yaml
 from stagecoach.config import ConfigError, load_config, parse_config
 from stagecoach.payloads.base import Payload
 from stagecoach.plan import build_release
-from tests.conftest import ROOT
+from testing.paths import ROOT
 
 
 def shipped() -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stagecoach.config import LONGEST_TAG, ConfigError, parse_config
-from tests.conftest import ROOT
+from testing.paths import ROOT
 from workflows.release import CANARY_TAG
 
 

@@ -9,16 +9,11 @@ import pytest
 import yaml
 
 from stagecoach.config import ConfigError, load_config, parse_config
-from stagecoach.failover import (
-    build_failback,
-    build_failover,
-    build_regional_drill,
-    dns_plan,
-)
+from stagecoach.failover import build_failback, build_failover, build_regional_drill, dns_plan
 from stagecoach.payloads.common import Outcome
 from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.payloads.policy import Sizing
-from tests.conftest import ROOT
+from testing.paths import ROOT
 
 
 def cfg_data() -> dict[str, Any]:

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from stagecoach.config import Gates
 from stagecoach.gates import evaluate, wilson_lower
-from stagecoach.models import MetricWindow, Verdict
+from stagecoach.payloads.common import Verdict
+from stagecoach.payloads.monitoring import MetricWindow
 
 GATES = Gates()  # brief: healthy < 1% and p95 < 5 s; roll back > 5% or p95 > 10 s
 

@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.policy import check_claims
 from stagecoach.config import load_config, parse_config
 from stagecoach.payloads.policy import TargetClaim
-from tests.conftest import ROOT
+from testing.paths import ROOT
 
 
 def claim(region: str, project: str = "legal-forms-prod", what: str = "service x") -> TargetClaim:

@@ -20,16 +20,10 @@ from rich.console import Console
 
 from stagecoach.cli import render, schemas
 from stagecoach.cli.schemas import HistoryEntry
-from stagecoach.dr_models import RestoreStatus
-from stagecoach.models import (
-    ApprovalRecord,
-    Outcome,
-    Phase,
-    Reading,
-    ReleaseStatus,
-    ServiceStatus,
-    Verdict,
-)
+from stagecoach.payloads.common import ApprovalRecord, Outcome, Phase, Verdict
+from stagecoach.payloads.dr import RestoreStatus
+from stagecoach.payloads.monitoring import Reading
+from stagecoach.payloads.release import ReleaseStatus, ServiceStatus
 
 T0 = datetime(2026, 11, 30, 23, 58, 1, tzinfo=UTC)  # the release crosses midnight
 LINK = (

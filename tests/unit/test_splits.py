@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagecoach.models import TrafficTarget as T
+from stagecoach.payloads.common import TrafficTarget as T
 from stagecoach.splits import canary_split, percent_of, pin_latest, serving_revisions
 
 

@@ -12,9 +12,17 @@ from workflows.common import API_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
-    from stagecoach.contract import ENVIRONMENT, OUTCOME, PHASE, VERSION, WorkflowType
-    from stagecoach.dr_models import BackupInput, BackupResult, DrOutcome, DrPhase
-    from stagecoach.models import BackupInfo, CreateBackupInput
+    from stagecoach.contract import (
+        BACKUP_FAILED,
+        ENVIRONMENT,
+        OUTCOME,
+        PHASE,
+        VERSION,
+        WorkflowType,
+    )
+    from stagecoach.payloads.common import Outcome, Phase
+    from stagecoach.payloads.dr import BackupInput, BackupResult
+    from stagecoach.payloads.sql import BackupInfo, CreateBackupInput
 
 from workflows.dr.common import HEARTBEAT, OPERATION, seconds, stamp
 
@@ -32,8 +40,8 @@ class BackupWorkflow:
             [
                 ENVIRONMENT.value_set(inp.env),
                 VERSION.value_set("backup"),
-                PHASE.value_set(DrPhase.BACKING_UP.value),
-                OUTCOME.value_set(DrOutcome.RUNNING.value),
+                PHASE.value_set(Phase.BACKING_UP.value),
+                OUTCOME.value_set(Outcome.RUNNING.value),
             ]
         )
         workflow.set_current_details(f"backing up {inp.instance.instance}: {desc}")
@@ -48,15 +56,15 @@ class BackupWorkflow:
             )
         except ActivityError as err:
             workflow.upsert_search_attributes(
-                [PHASE.value_set(DrPhase.DONE.value), OUTCOME.value_set(DrOutcome.FAILED.value)]
+                [PHASE.value_set(Phase.DONE.value), OUTCOME.value_set(Outcome.FAILED.value)]
             )
             raise ApplicationError(
                 f"backup of {inp.instance.instance} failed: {error_message(err)}",
-                type="BackupFailed",
+                type=BACKUP_FAILED,
                 non_retryable=True,
             ) from err
         workflow.upsert_search_attributes(
-            [PHASE.value_set(DrPhase.DONE.value), OUTCOME.value_set(DrOutcome.SUCCEEDED.value)]
+            [PHASE.value_set(Phase.DONE.value), OUTCOME.value_set(Outcome.SUCCEEDED.value)]
         )
         workflow.set_current_details(f"backup {info.id} of {inp.instance.instance} {info.status}")
         return BackupResult(

@@ -16,11 +16,11 @@ from workflows.common import API_RETRY, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
-    from stagecoach.dr_models import DrPhase, Verification
-    from stagecoach.models import (
+    from stagecoach.payloads.common import InstanceRef, Phase
+    from stagecoach.payloads.dr import Verification
+    from stagecoach.payloads.sql import (
         CloneInstanceInput,
         DeleteInstanceInput,
-        InstanceRef,
         OperationResult,
         ValidationReport,
     )
@@ -37,7 +37,7 @@ class CloneRun(DrRunAnyAbort):
 
     async def _delete(self, ref: InstanceRef, why: str) -> tuple[bool, str]:
         """Delete `ref` (a 404 counts as deleted). (deleted, error)."""
-        self._set_phase(DrPhase.CLEANING_UP)
+        self._set_phase(Phase.CLEANING_UP)
         self._progress(f"deleting {ref.instance} ({why})")
         try:
             await workflow.execute_activity_method(
@@ -71,5 +71,5 @@ class CloneRun(DrRunAnyAbort):
         return res
 
     async def _validate(self, v: Verification, ref: InstanceRef) -> ValidationReport:
-        self._set_phase(DrPhase.VERIFYING)
+        self._set_phase(Phase.VERIFYING)
         return await super()._validate(v, ref)

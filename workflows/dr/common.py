@@ -40,17 +40,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
     from stagecoach.contract import DR_NOT_SUCCEEDED
-    from stagecoach.dr_models import DrOutcome, Verification
-    from stagecoach.models import (
-        AbortInput,
-        ApproveInput,
+    from stagecoach.payloads.common import AbortInput, ApproveInput, InstanceRef, Outcome
+    from stagecoach.payloads.dr import Verification
+    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
+    from stagecoach.payloads.sql import (
         BackupInfo,
-        InstanceRef,
         ListBackupsInput,
         ValidateDatabaseInput,
         ValidationReport,
     )
-    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
 
 BACKUP_LIST_LIMIT = 500
 BACKUP_ID_RE = re.compile(r"[0-9]{1,20}")  # Cloud SQL backupRuns ids are int64
@@ -139,7 +137,7 @@ def instance_claim(ref: InstanceRef) -> TargetClaim:
 class DrStop(Exception):
     """Ends a DR workflow early: the outcome says how, the message says why."""
 
-    def __init__(self, outcome: DrOutcome, message: str) -> None:
+    def __init__(self, outcome: Outcome, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
 
@@ -211,7 +209,7 @@ class DrRun(Visible):
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()  # the execution ends Cancelled; `status` tells all
-        if self._state().outcome != DrOutcome.SUCCEEDED:  # a FAILED execution with the status
+        if self._state().outcome != Outcome.SUCCEEDED:  # a FAILED execution with the status
             fail_with_status(self._state(), self._failure_message(), DR_NOT_SUCCEEDED)
 
     async def _run_work(self) -> bool:
@@ -220,28 +218,28 @@ class DrRun(Visible):
         try:
             if self.abort_cancels_work:
                 if self.abort_requested is not None:
-                    raise DrStop(DrOutcome.ABORTED, self.abort_requested.reason)
+                    raise DrStop(Outcome.ABORTED, self.abort_requested.reason)
                 self._body = asyncio.create_task(self._work())
                 await self._body
             else:
                 await self._work()
-            if st.outcome == DrOutcome.RUNNING:
-                st.outcome = DrOutcome.SUCCEEDED
+            if st.outcome == Outcome.RUNNING:
+                st.outcome = Outcome.SUCCEEDED
         except DrStop as stop:
             st.outcome = stop.outcome
-            if stop.outcome == DrOutcome.ABORTED:
+            if stop.outcome == Outcome.ABORTED:
                 st.abort_reason = str(stop)
             else:
                 st.error = str(stop)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
-                st.outcome = DrOutcome.FAILED
+                st.outcome = Outcome.FAILED
                 st.error = f"{st.phase.value}: {error_message(err)}"
             elif self.abort_cancels_work and self.abort_requested is not None:
-                st.outcome = DrOutcome.ABORTED
+                st.outcome = Outcome.ABORTED
                 st.abort_reason = self.abort_requested.reason
             else:
-                st.outcome = DrOutcome.CANCELLED
+                st.outcome = Outcome.CANCELLED
                 st.error = st.error or "cancelled"
                 self._event(self._cancelled_line())
                 return True
@@ -250,7 +248,7 @@ class DrRun(Visible):
     # ------------------------------------------------------------------ abort
 
     def abort(self, inp: AbortInput | None = None) -> None:
-        if self.abort_requested is not None or self._state().outcome != DrOutcome.RUNNING:
+        if self.abort_requested is not None or self._state().outcome != Outcome.RUNNING:
             return
         reason = (inp or AbortInput()).reason
         refused = self._abort_refused()
@@ -264,7 +262,7 @@ class DrRun(Visible):
 
     def _check_abort(self) -> None:
         if self.abort_requested is not None:
-            raise DrStop(DrOutcome.ABORTED, self.abort_requested.reason)
+            raise DrStop(Outcome.ABORTED, self.abort_requested.reason)
 
     # ------------------------------------------------------------------ policy and approval
 
@@ -277,7 +275,7 @@ class DrRun(Visible):
                 self.policy = await load_policy(self.inp.env, claims)
             except ActivityError as err:
                 raise DrStop(
-                    DrOutcome.FAILED, f"refused by the worker's policy: {error_message(err)}"
+                    Outcome.FAILED, f"refused by the worker's policy: {error_message(err)}"
                 ) from err
         else:
             self.policy = legacy_dr_policy(self.inp.env, approvers)

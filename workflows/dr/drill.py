@@ -13,13 +13,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import DrillInput, DrillReport, DrillTable, DrOutcome, DrPhase
-    from stagecoach.models import (
-        BackupInfo,
-        CloneInstanceInput,
-        InstanceRef,
-        ValidationReport,
-    )
+    from stagecoach.payloads.common import InstanceRef, Outcome, Phase
+    from stagecoach.payloads.dr import DrillInput, DrillReport, DrillTable
+    from stagecoach.payloads.sql import BackupInfo, CloneInstanceInput, ValidationReport
 
 from workflows.dr.clone import CloneRun
 from workflows.dr.common import DrStop, list_backups, newest_successful, seconds
@@ -83,7 +79,7 @@ class DrDrillWorkflow(CloneRun):
         st = self.st
         st.scratch_instance = drill_instance_name(inp.instance.instance, workflow.now())
         self._begin(
-            DrPhase.CLONING,
+            Phase.CLONING,
             f"DR drill of {st.source_instance} ({inp.env}) into {st.scratch_instance} "
             f"requested by {inp.requested_by or 'schedule'}",
         )
@@ -99,15 +95,15 @@ class DrDrillWorkflow(CloneRun):
         if err:
             lost = f"scratch {st.scratch_instance} NOT deleted: {err}"
             st.error = f"{st.error}; {lost}" if st.error else lost
-            if st.outcome == DrOutcome.SUCCEEDED:
-                st.outcome = DrOutcome.FAILED
+            if st.outcome == Outcome.SUCCEEDED:
+                st.outcome = Outcome.FAILED
 
     async def _report(self, cancelled: bool) -> None:
         st = self.st
         if not self._clone_requested:
             st.scratch_deleted = True  # never created
         st.ended_at = workflow.now()
-        self._set_phase(DrPhase.DONE)
+        self._set_phase(Phase.DONE)
         self._progress(f"{st.outcome.value}: {self._summary()}")
         if not cancelled:
             await self._notify(
@@ -135,14 +131,14 @@ class DrDrillWorkflow(CloneRun):
         backups: list[BackupInfo] = await list_backups(inp.instance)
         backup = newest_successful(backups)
         if backup is None:
-            raise DrStop(DrOutcome.FAILED, f"{st.source_instance} has no SUCCESSFUL backup")
+            raise DrStop(Outcome.FAILED, f"{st.source_instance} has no SUCCESSFUL backup")
         st.backup = backup
         self._event(
             f"drilling backup {backup.id} ({backup.type}, "
             f"{backup.enqueued_time.isoformat() if backup.enqueued_time else 'no time'})"
         )
 
-        self._set_phase(DrPhase.CLONING)
+        self._set_phase(Phase.CLONING)
         self._progress(f"restoring backup {backup.id} into {st.scratch_instance}")
         self._clone_requested = True
         start = workflow.now()
@@ -162,7 +158,7 @@ class DrDrillWorkflow(CloneRun):
         if not st.verified:
             problems = [f"scratch: {p}" for p in st.scratch.problems]
             problems += [f"source: {p}" for p in st.source.problems]
-            raise DrStop(DrOutcome.FAILED, "verification failed: " + "; ".join(problems))
+            raise DrStop(Outcome.FAILED, "verification failed: " + "; ".join(problems))
 
     def _compare(self, source: ValidationReport, scratch: ValidationReport) -> None:
         st = self.st

@@ -50,34 +50,30 @@ with workflow.unsafe.imports_passed_through():
     from activities.replicas import ReplicaActivities
     from activities.smoke import smoke_test
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import DrOutcome
-    from stagecoach.failover import (
+    from stagecoach.payloads.common import AbortInput, ApproveInput, ApproveResult, Outcome, Phase
+    from stagecoach.payloads.failover import (
         CreateInstanceResult,
         DeleteServiceInput,
         DeployServiceInput,
         DeployServiceResult,
         FailoverInput,
-        FailoverPhase,
         FailoverStatus,
         MoveDnsInput,
         MoveDnsResult,
         PhaseTime,
+        PromoteReplicaInput,
+        PromoteReplicaResult,
         VerifyDnsInput,
         VerifyDnsResult,
     )
-    from stagecoach.models import (
-        AbortInput,
-        ApproveInput,
-        ApproveResult,
+    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
+    from stagecoach.payloads.run import SmokeTestInput, SmokeTestResult
+    from stagecoach.payloads.sql import (
         BackupInfo,
         CreateBackupInput,
         DeleteInstanceInput,
         RestoreBackupInput,
-        SmokeTestInput,
-        SmokeTestResult,
     )
-    from stagecoach.payloads.failover import PromoteReplicaInput, PromoteReplicaResult
-    from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
 
 from workflows.dr.common import (
     CLEANUP_DEADLINE,
@@ -198,7 +194,7 @@ class FailoverWorkflow(DrRun):
     async def run(self, inp: FailoverInput) -> FailoverStatus:
         what = {"failover": "failover", "failback": "failback", "drill": "regional drill"}
         self._begin(
-            FailoverPhase.PLANNING,
+            Phase.PLANNING,
             f"{what[inp.mode]} of {inp.env} from {inp.from_region} to {inp.to_region} "
             f"requested by {inp.requested_by or 'unknown'}: images of {inp.version} "
             f"({inp.version_source or 'given'}), database {inp.instance.instance}",
@@ -209,23 +205,23 @@ class FailoverWorkflow(DrRun):
     async def _work(self) -> None:
         inp = self.inp
         await self._load_policy(self._claims(), inp.approvers)
-        await self._timed(FailoverPhase.DATABASE, self._database)
+        await self._timed(Phase.DATABASE, self._database)
         self._check_abort()
-        await self._timed(FailoverPhase.SERVICES, self._services)
+        await self._timed(Phase.SERVICES, self._services)
         self._check_abort()
         if inp.mode != "drill" and inp.dns is not None:
             if self._needs_approval():
-                await self._timed(FailoverPhase.AWAITING_APPROVAL, self._await_approval)
+                await self._timed(Phase.AWAITING_APPROVAL, self._await_approval)
             self._check_abort()
-            await self._timed(FailoverPhase.DNS, self._dns)
+            await self._timed(Phase.DNS, self._dns)
 
     async def _clean_up(self) -> None:
-        await self._timed(FailoverPhase.CLEANING_UP, self._clean)
+        await self._timed(Phase.CLEANING_UP, self._clean)
 
     async def _report(self, cancelled: bool) -> None:
         inp, st = self.inp, self.st
         self._finish()
-        if st.outcome != DrOutcome.SUCCEEDED and not cancelled:
+        if st.outcome != Outcome.SUCCEEDED and not cancelled:
             await self._notify(
                 inp.notify, "failed", f"{inp.mode} of {inp.env} to {inp.to_region} "
                 f"{st.outcome.value}: {st.error or st.abort_reason}. " + "; ".join(st.left_in),
@@ -238,11 +234,11 @@ class FailoverWorkflow(DrRun):
         return (
             inp.mode == "failover"
             and inp.cleanup_on_failure
-            and st.outcome != DrOutcome.SUCCEEDED
+            and st.outcome != Outcome.SUCCEEDED
             and not self._dns_started
         )
 
-    async def _timed(self, phase: FailoverPhase, step: Callable[[], Awaitable[None]]) -> None:
+    async def _timed(self, phase: Phase, step: Callable[[], Awaitable[None]]) -> None:
         self._set_phase(phase)
         start = workflow.now()
         try:
@@ -320,7 +316,7 @@ class FailoverWorkflow(DrRun):
         report = await self._validate(inp.verification, inp.instance)
         self.st.validation = report
         if not report.ok:
-            raise DrStop(DrOutcome.FAILED, "validation failed: " + "; ".join(report.problems))
+            raise DrStop(Outcome.FAILED, "validation failed: " + "; ".join(report.problems))
         st = self.st
         st.restored_newest = report.newest
         if inp.mode == "failback" or report.newest is None or st.started_at is None:
@@ -351,7 +347,7 @@ class FailoverWorkflow(DrRun):
         backups: list[BackupInfo] = await list_backups(src)
         backup = newest_successful(backups)
         if backup is None:
-            raise DrStop(DrOutcome.FAILED, f"{src.instance} has no SUCCESSFUL backup to restore")
+            raise DrStop(Outcome.FAILED, f"{src.instance} has no SUCCESSFUL backup to restore")
         when = backup.enqueued_time.isoformat() if backup.enqueued_time else "no time"
         self._event(f"restoring backup {backup.id} ({backup.type}, {when})")
         return backup
@@ -436,7 +432,7 @@ class FailoverWorkflow(DrRun):
             )
             if not smoke.ok:
                 raise DrStop(
-                    DrOutcome.FAILED,
+                    Outcome.FAILED,
                     f"smoke test of {d.ref.service} in {d.ref.region} failed: {smoke.detail}",
                 )
             self._event(f"{d.ref.service} in {d.ref.region}: smoke test passed ({smoke.status})")
@@ -449,7 +445,7 @@ class FailoverWorkflow(DrRun):
             return
         who = " or ".join(policy.approvers)
         await self._wait_for_approval(
-            FailoverPhase.AWAITING_APPROVAL,
+            Phase.AWAITING_APPROVAL,
             f"services ready in {inp.to_region}; awaiting approval by {who} to move DNS",
             f"awaiting approval by {who} before the DNS move",
             f"{inp.mode} of {inp.env} to {inp.to_region} awaits approval ({who}) to move DNS",
@@ -491,7 +487,7 @@ class FailoverWorkflow(DrRun):
         st.dns_verified = check.ok
         if not check.ok:
             raise DrStop(
-                DrOutcome.FAILED,
+                Outcome.FAILED,
                 f"DNS moved to {inp.to_region}, but the name does not answer from there yet: "
                 f"{check.detail}",
             )
@@ -556,13 +552,13 @@ class FailoverWorkflow(DrRun):
         st.ended_at = workflow.now()
         assert st.started_at is not None
         st.total_seconds = seconds(st.started_at, st.ended_at)
-        st.rto_met = st.outcome == DrOutcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
+        st.rto_met = st.outcome == Outcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
         describe_ending(
             inp, st, deploys=self._deploys, dns_started=self._dns_started,
             instance_requested=self._instance_requested,
             replica_promoting=self._replica_promoting,
         )  # fmt: skip
-        self._set_phase(FailoverPhase.DONE)
+        self._set_phase(Phase.DONE)
         self._progress(
             f"{st.outcome.value} in {st.total_seconds:g}s (RTO {st.rto_seconds:g}s)"
             + (f": {st.error or st.abort_reason}" if st.error or st.abort_reason else "")

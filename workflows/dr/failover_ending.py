@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from stagecoach.dr_models import DrOutcome
-    from stagecoach.failover import DeployServiceInput, FailoverInput, FailoverStatus
+    from stagecoach.payloads.common import Outcome
+    from stagecoach.payloads.failover import DeployServiceInput, FailoverInput, FailoverStatus
 
 
 def describe_ending(
@@ -30,9 +30,9 @@ def describe_ending(
         ]
         st.left_in.append("DNS and the services users reach: untouched (a drill)")
         if kept:
-            st.outcome = DrOutcome.FAILED
+            st.outcome = Outcome.FAILED
             st.error = (st.error + "; " if st.error else "") + "scratch resources NOT deleted"
-    elif st.outcome == DrOutcome.SUCCEEDED:
+    elif st.outcome == Outcome.SUCCEEDED:
         st.left_in = [
             f"users: {dns.record.name if dns else 'DNS'} -> {', '.join(st.dns_after)} "
             f"({inp.to_region})",

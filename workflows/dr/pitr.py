@@ -17,14 +17,10 @@ from workflows.common import API_RETRY, QUICK
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import DrOutcome, DrPhase, PointInTimeInput, PointInTimeResult
-    from stagecoach.models import (
-        CloneInstanceInput,
-        InstanceRef,
-        RecoveryInfo,
-        RecoveryWindow,
-        RecoveryWindowInput,
-    )
+    from stagecoach.payloads.common import InstanceRef, Outcome, Phase
+    from stagecoach.payloads.dr import PointInTimeInput, PointInTimeResult
+    from stagecoach.payloads.release import RecoveryInfo
+    from stagecoach.payloads.sql import CloneInstanceInput, RecoveryWindow, RecoveryWindowInput
     from stagecoach.plan import recovery_instance_name
 
 from workflows.dr.clone import CloneRun
@@ -80,7 +76,7 @@ class PointInTimeWorkflow(CloneRun):
     async def run(self, inp: PointInTimeInput) -> PointInTimeResult:
         st = self.st
         self._begin(
-            DrPhase.CLONING,
+            Phase.CLONING,
             f"point-in-time recovery of {st.source_instance} at {stamp(inp.point_in_time)} "
             f"into {st.recovery_instance} requested by {inp.requested_by or 'unknown'}",
         )
@@ -123,7 +119,7 @@ class PointInTimeWorkflow(CloneRun):
         else:
             recovery = "NOT deleted after the failed clone: delete it by hand"
         switch = inp.switch_release
-        st.switching = switch is not None and st.outcome == DrOutcome.SUCCEEDED and not cancelled
+        st.switching = switch is not None and st.outcome == Outcome.SUCCEEDED and not cancelled
         services = "untouched (still pointed at the source instance)"
         if st.switching:
             assert switch is not None
@@ -137,7 +133,7 @@ class PointInTimeWorkflow(CloneRun):
             f"services: {services}",
         ]
         st.ended_at = workflow.now()
-        self._set_phase(DrPhase.DONE)
+        self._set_phase(Phase.DONE)
         self._progress(f"{st.outcome.value}: {st.error or st.abort_reason or st.recovery_instance}")
 
     def _recovery_ref(self) -> InstanceRef:
@@ -151,10 +147,10 @@ class PointInTimeWorkflow(CloneRun):
             for p in switch.services
         ):
             raise DrStop(
-                DrOutcome.FAILED, f"the switch release does not target {st.recovery_instance}"
+                Outcome.FAILED, f"the switch release does not target {st.recovery_instance}"
             )
         if inp.point_in_time > workflow.now():
-            raise DrStop(DrOutcome.FAILED, f"{stamp(inp.point_in_time)} is in the future")
+            raise DrStop(Outcome.FAILED, f"{stamp(inp.point_in_time)} is in the future")
         if workflow.patched("pitr-recovery-window"):
             # Before anything is created: PITR on, and the time inside the recoverable window
             # (the API's own getLatestRecoveryTime and transaction-log retention).
@@ -167,7 +163,7 @@ class PointInTimeWorkflow(CloneRun):
                 summary=f"recoverable window of {st.source_instance}",
             )
             if window.problem:
-                raise DrStop(DrOutcome.FAILED, window.problem)
+                raise DrStop(Outcome.FAILED, window.problem)
         self._progress(f"cloning {st.source_instance} at {stamp(inp.point_in_time)}")
         self._clone_requested = True
         start = workflow.now()
@@ -187,7 +183,7 @@ class PointInTimeWorkflow(CloneRun):
         st.validation = report
         st.newest = report.newest
         if not report.ok:
-            raise DrStop(DrOutcome.FAILED, "validation failed: " + "; ".join(report.problems))
+            raise DrStop(Outcome.FAILED, "validation failed: " + "; ".join(report.problems))
         if st.newest is not None and st.newest > inp.point_in_time:
             # Nothing should write to a fresh recovery instance; worth a look, not a failure.
             self._event(

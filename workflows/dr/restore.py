@@ -4,11 +4,12 @@ instance, run the validation queries, and resume every drained service at exactl
 min/max instances, in the cleanup of the run skeleton (workflows/dr/common.py): after success,
 failure, abort and cancellation alike.
 
-Exclusivity: Restore runs under the release's workflow id `deploy-<app>-<env>` (see
-`stagecoach.cli_dr`). Temporal allows one running execution per id, so a release and a restore
-of the same environment can never run at once and whichever starts second is refused atomically
-by the server (no check-then-start race). It also means `starter.py approve ENV --by NAME` and
-`starter.py abort ENV` reach a waiting restore exactly as they reach a release.
+Exclusivity: Restore runs under the release's workflow id `deploy-<app>-<env>`
+(`stagecoach.contract.environment_workflow_id`). Temporal allows one running execution per id,
+so a release and a restore of the same environment can never run at once and whichever starts
+second is refused atomically by the server (no check-then-start race). It also means
+`starter.py approve ENV --by NAME` and `starter.py abort ENV` reach a waiting restore exactly as
+they reach a release.
 
 Messages: query `status`; signal `abort` (any payload; a restore stops before its restore
 operation starts: after that the operation cannot be stopped half way, so it finishes and the
@@ -34,18 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.db_verify import DatabaseActivities
     from stagecoach.config import ENV_NAME_RE
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.dr_models import DrOutcome, DrPhase, RestoreInput, RestoreStatus, ServiceScaling
-    from stagecoach.models import (
-        ApproveInput,
-        ApproveResult,
-        BackupInfo,
-        RestoreBackupInput,
-        ScalingRecord,
-        ServiceState,
-        SetScalingInput,
-        ValidationReport,
-    )
+    from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase
+    from stagecoach.payloads.dr import RestoreInput, RestoreStatus, ServiceScaling
     from stagecoach.payloads.policy import TargetClaim
+    from stagecoach.payloads.run import ScalingRecord, ServiceState, SetScalingInput
+    from stagecoach.payloads.sql import BackupInfo, RestoreBackupInput, ValidationReport
 
 from workflows.dr.common import (
     BACKUP_ID_RE,
@@ -175,7 +169,7 @@ class RestoreWorkflow(DrRunAnyAbort):
                 [f"backup id {inp.backup_id[:40]!r} / environment {inp.env[:40]!r}"],
             )
         self._begin(
-            DrPhase.VALIDATING,
+            Phase.VALIDATING,
             f"restore of backup {inp.backup_id} into {inp.instance.instance} ({inp.env}) "
             f"requested by {inp.requested_by or 'unknown'}",
         )
@@ -212,7 +206,7 @@ class RestoreWorkflow(DrRunAnyAbort):
     async def _report(self, cancelled: bool) -> None:
         st = self.st
         self._finish()
-        if st.outcome != DrOutcome.SUCCEEDED:
+        if st.outcome != Outcome.SUCCEEDED:
             await self._notify(
                 self.inp.notify,
                 "failed",
@@ -232,13 +226,13 @@ class RestoreWorkflow(DrRunAnyAbort):
         found = next((b for b in backups if b.id == inp.backup_id), None)
         if found is None:
             raise DrStop(
-                DrOutcome.FAILED,
+                Outcome.FAILED,
                 f"backup {inp.backup_id} of {source} not found; list them with "
                 f"`starter.py backups {inp.env}`",
             )
         if found.status != "SUCCESSFUL":
             raise DrStop(
-                DrOutcome.FAILED,
+                Outcome.FAILED,
                 f"backup {inp.backup_id} of {source} is {found.status}, not SUCCESSFUL",
             )
         self.st.backup = found
@@ -255,7 +249,7 @@ class RestoreWorkflow(DrRunAnyAbort):
             return
         who = " or ".join(policy.approvers)
         await self._wait_for_approval(
-            DrPhase.AWAITING_APPROVAL,
+            Phase.AWAITING_APPROVAL,
             f"awaiting approval by {who}",
             f"awaiting approval by {who}",
             f"Restore of backup {inp.backup_id} into {inp.env} awaits approval ({who})",
@@ -263,7 +257,7 @@ class RestoreWorkflow(DrRunAnyAbort):
 
     async def _drain(self) -> None:
         """Record each service's scaling, then drain it (manual scaling, 0 instances)."""
-        self._set_phase(DrPhase.DRAINING)
+        self._set_phase(Phase.DRAINING)
         for svc in self.st.services:
             self._check_abort()
             self._progress(f"recording the scaling of {svc.service}")
@@ -304,7 +298,7 @@ class RestoreWorkflow(DrRunAnyAbort):
         inp, st = self.inp, self.st
         source = inp.source_instance or inp.instance.instance
         self._restore_started = True
-        self._set_phase(DrPhase.RESTORING)
+        self._set_phase(Phase.RESTORING)
         self._progress(f"restoring backup {inp.backup_id} into {inp.instance.instance}")
         st.database_state = f"restore of backup {inp.backup_id} in progress"
         start = workflow.now()
@@ -342,7 +336,7 @@ class RestoreWorkflow(DrRunAnyAbort):
 
     async def _verify(self) -> None:
         inp, st = self.inp, self.st
-        self._set_phase(DrPhase.VERIFYING)
+        self._set_phase(Phase.VERIFYING)
         self._progress(f"validating {inp.verification.database} on {inp.instance.instance}")
         report: ValidationReport = await workflow.execute_activity_method(
             DatabaseActivities.validate_database,
@@ -358,7 +352,7 @@ class RestoreWorkflow(DrRunAnyAbort):
                 f"restored from backup {inp.backup_id}; validation found problems: "
                 + "; ".join(report.problems)
             )
-            raise DrStop(DrOutcome.FAILED, "validation failed: " + "; ".join(report.problems))
+            raise DrStop(Outcome.FAILED, "validation failed: " + "; ".join(report.problems))
         st.database_state = f"restored from backup {inp.backup_id} and validated ({counts})"
         self._event(f"validation passed: {counts}")
 
@@ -367,7 +361,7 @@ class RestoreWorkflow(DrRunAnyAbort):
         for svc in self.st.services:
             if svc.state not in ("draining", "drained"):
                 continue
-            self._set_phase(DrPhase.RESUMING)
+            self._set_phase(Phase.RESUMING)
             self._progress(
                 f"resuming {svc.service} at min {svc.min_instances}, max {svc.max_instances}"
             )
@@ -426,6 +420,6 @@ class RestoreWorkflow(DrRunAnyAbort):
                 }.get(svc.state, svc.state)
             )
         st.ended_at = workflow.now()
-        self._set_phase(DrPhase.DONE)
+        self._set_phase(Phase.DONE)
         summary = st.error or st.abort_reason or st.database_state
         self._progress(f"{st.outcome.value}: {summary}")
