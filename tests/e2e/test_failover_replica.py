@@ -21,6 +21,7 @@ from testing.histories import replays
 from testing.paths import DEPLOY_YAML
 from testing.releases import worker, worker_config
 from tests.e2e.test_failover import (
+    CENTRAL,
     EAST,
     PROJECT,
     WID,
@@ -104,3 +105,13 @@ async def test_failover_from_replica_promotes_it(
         status = await starter(renv, "status", "prod")
         assert status.returncode == 0, show(status)
         assert f"{REPLICA} (us-east1) <- read replica of legal-forms-db-prod" in status.stdout
+        # the failback carries the promoted replica's rows back into the primary, DNS back
+        assert rsim.cli("outage", "us-central1", "--clear").returncode == 0
+        back = await run_with_approval(renv, client, "failback", "prod", "--yes")
+        assert back.outcome == Outcome.SUCCEEDED, back.error
+        assert back.source_instance == REPLICA and back.backup is not None
+        assert record(rsim) == [CENTRAL]
+        assert bound_to(rsim, "us-central1", "node-server-prod") == (
+            f"{PROJECT}:us-central1:legal-forms-db-prod"
+        )
+        await replays(client.get_workflow_handle(WID))
