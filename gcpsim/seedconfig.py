@@ -54,8 +54,8 @@ class Service:
 
 @dataclass(frozen=True)
 class Replica:
-    """A cross-region read replica of the environment's instance (gcpsim-only key: the
-    product's config does not know it yet)."""
+    """A cross-region read replica of the environment's instance (`environments.<env>.database.
+    replicas[]`, the key `failover --from replica` reads too)."""
 
     region: str
     instance: str
