@@ -285,6 +285,7 @@ def instances_restore_backup(
         target = get_instance(d, project, instance)
         check_mutable(d, target)
         sql_replicas.check_not_replica(target, "restoreBackup")
+        sql_replicas.check_no_replicas(d, target)  # GCP: delete the target's replicas first
         bkey = backup_key(src_project, src_instance, str(ctx["backupRunId"]))
         b = tbl(d, "backups").get(bkey)
         if b is None:

@@ -14,6 +14,8 @@ test_gcpsim_replica.py):
   `--replica-lag-seconds`, default 1 s) behind, the rows the primary's tables got are copied over
   (inserts, by `created_at`; see gcpsim.pg.replication). Replication stops while the primary's
   region is out (or the primary is not RUNNABLE), so the replica keeps what it had then.
+- A primary with read replicas cannot be restored into (restoreBackup answers 400, as GCP
+  requires the target's replicas to be deleted before a restore), nor deleted (below).
 - Writes are refused: its databases are read-only (Postgres: "cannot execute INSERT in a
   read-only transaction"), the simulated application never writes to it, and backupRuns.insert,
   restoreBackup and clone on a replica answer 400. A primary with replicas cannot be deleted

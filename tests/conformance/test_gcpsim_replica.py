@@ -209,6 +209,10 @@ def test_replica_rules(sql: Any) -> None:
     with pytest.raises(HttpError) as err:
         sql.instances().delete(project=PROJECT, instance=PRIMARY).execute()
     assert status(err) == 400  # it has replicas
+    with pytest.raises(HttpError) as err:  # GCP: a restore target's replicas go first
+        body = {"restoreBackupContext": {"backupRunId": "1", "instanceId": PRIMARY}}
+        sql.instances().restoreBackup(project=PROJECT, instance=PRIMARY, body=body).execute()
+    assert status(err) == 400 and "read replicas" in str(err.value)
     with pytest.raises(HttpError) as err:
         insert_replica(sql, "rep-orphan", "us-east1", masterInstanceName="no-such-db")
     assert status(err) == 404
