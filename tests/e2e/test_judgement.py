@@ -117,7 +117,8 @@ async def test_rising_error_logs_roll_back_with_http_codes_unchanged(
     judged = result.services[0].judge
     assert judged is not None and judged.canary.requests > 0
     assert judged.canary.errors / judged.canary.requests < 0.05  # 0.2% 5xx, few requests
-    assert judged.canary.error_logs > 5 * max(judged.canary.errors, 1)
+    # at least five ERROR logs per 5xx (the judge may stop at the first few: 5 logs, 0 errors)
+    assert judged.canary.error_logs >= 5 * max(judged.canary.errors, 1)
     assert live_traffic(gcpsim, PROJECT, service) == before
 
 
