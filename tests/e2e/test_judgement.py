@@ -116,9 +116,10 @@ async def test_rising_error_logs_roll_back_with_http_codes_unchanged(
     # the 5xx rate did not move; the ERROR log entries did (the judge's cumulative evidence)
     judged = result.services[0].judge
     assert judged is not None and judged.canary.requests > 0
-    assert judged.canary.errors / judged.canary.requests < 0.05  # 0.2% 5xx, few requests
-    # at least five ERROR logs per 5xx (the judge may stop at the first few: 5 logs, 0 errors)
-    assert judged.canary.error_logs >= 5 * max(judged.canary.errors, 1)
+    # the error-log test fired, not the 5xx one (the judge can stop after ~30 requests, so raw
+    # 5xx counts are too few to compare as rates)
+    assert "error rate" not in result.error, result.error
+    assert judged.canary.error_logs > judged.canary.errors
     assert live_traffic(gcpsim, PROJECT, service) == before
 
 
