@@ -268,6 +268,9 @@ STABLE_REV, CANARY_REV = f"{OWN}-stable", f"{OWN}-canary"
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
+SPLIT_AT = [0.0]  # when the canary fixture's 50/50 split was in place
+
+
 @pytest.fixture(scope="module")
 def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
     """OWN at v1.0.0, then a canary revision at v2.0.0 taking 50% with the tag `canary`.
@@ -289,6 +292,7 @@ def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
         run_v2.TrafficTarget(type_=REVISION, revision=CANARY_REV, percent=50, tag="canary"),
     ]
     updated = services.update_service(service=svc).result(timeout=60)
+    SPLIT_AT[0] = time.time()  # the split is in the timeline by now
     time.sleep(3.0)  # a few seconds of synthetic requests on the split
     yield updated
     services.delete_service(name=service_name(OWN_PROJECT, OWN)).result(timeout=60)
@@ -320,8 +324,15 @@ def set_behavior(gcpsim: GcpsimProcess, version: str, **values: Any) -> None:
 
 
 def test_canary_gets_its_share_of_requests(mon: Any, canary: run_v2.Service) -> None:
-    counts = counts_by_revision(mon)
-    total = sum(counts.values())
+    # Only the seconds since the split: before it the stable revision had 100%, and how long
+    # that lasted depends on how fast this machine created the service.
+    deadline = time.monotonic() + 60
+    while True:
+        counts = counts_by_revision(mon, seconds=int(time.time() - SPLIT_AT[0]))
+        total = sum(counts.values())
+        if total >= 100 or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     assert total >= 100
     assert 0.35 < counts.get(CANARY_REV, 0) / total < 0.65
     # a revision filter keeps only that revision
