@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -264,7 +264,7 @@ def _closed_status(cfg: Config, env: str, desc: WorkflowExecutionDescription) ->
     )
 
 
-async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
+async def _status(cfg: Config, env: str, json_out: bool, wait: bool, summary: bool = False) -> int:
     client = await async_client(cfg)
     wid = release_workflow_id(cfg.app, env)
     desc = await describe(client, wid)
@@ -316,6 +316,9 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
             st = _closed_status(cfg, env, desc)
     else:
         st = _closed_status(cfg, env, desc)
+    if summary:
+        out.print(await _summary(handle, cfg, env, st, desc), markup=False, highlight=False)
+        return EXIT_OK
     if json_out:
         print_json(to_json(status_output(st, wid, follower.ctx.link, images)))
     else:
@@ -323,16 +326,49 @@ async def _status(cfg: Config, env: str, json_out: bool, wait: bool) -> int:
     return EXIT_OK
 
 
+async def _summary(
+    handle: WorkflowHandle[Any, ReleaseStatus],
+    cfg: Config,
+    env: str,
+    st: ReleaseStatus,
+    desc: WorkflowExecutionDescription,
+) -> str:
+    """The release's `summary` query: a running release answers it (with the approvers of the
+    worker's policy); an ended one is summarised here from its final status."""
+    from workflows.release_summary import release_summary
+
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        try:
+            text: str = await handle.query(
+                Message.SUMMARY, result_type=str, rpc_timeout=timedelta(seconds=5)
+            )
+            return text
+        except Exception:  # an older run without the query: summarise its status here
+            pass
+    approval = cfg.env(env).release.approval
+    return release_summary(st, approval.approvers if approval is not None else [])
+
+
 @app.command()
 def status(
     env: Annotated[str, typer.Argument(metavar="ENV", help="Environment.")],
     json_out: JsonOpt = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the release until it ends.")] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="A few lines for people: each service's percent, what it is doing, what is "
+            "awaited and how to answer.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Show the latest release to ENV (running or ended). With --wait, exit 0 promoted / 1 not."""
     cfg = load(config)
     check_env(cfg, env)
+    if summary and (json_out or wait):
+        fail("--summary is for people: use it without --json and --wait")
 
     def stop_watching() -> NoReturn:
         note(
@@ -340,7 +376,7 @@ def status(
         )
         raise typer.Exit(EXIT_OK)
 
-    raise typer.Exit(run(_status(cfg, env, json_out, wait), on_interrupt=stop_watching))
+    raise typer.Exit(run(_status(cfg, env, json_out, wait, summary), on_interrupt=stop_watching))
 
 
 # ========================================================================= approve/abort/promote

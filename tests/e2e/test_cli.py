@@ -291,6 +291,10 @@ async def test_deploy_json_promoted_then_status_and_history(
         res = await starter(cli_env, "status", "dev")
         assert res.returncode == 0, show(res)
         assert "v1.2.0" in res.stdout and "promoted" in res.stdout
+        res = await starter(cli_env, "status", "dev", "--summary")
+        assert res.returncode == 0, show(res)
+        assert res.stdout.splitlines()[0] == "Release v1.2.0 to dev: promoted", res.stdout
+        assert "node-server-dev: 100%, promoted" in res.stdout, res.stdout
 
     # history reads visibility, which may lag the close by a moment
     for _ in range(50):
@@ -374,6 +378,14 @@ async def test_approve_rejected_then_granted(
             if st["awaiting_approval_for"] == 100:
                 break
             await asyncio.sleep(0.2)
+        # the running release's `summary` query: what is awaited, from whom, how to answer
+        res = await starter(cli_env, "status", "prod", "--summary", "--config", cfg)
+        assert res.returncode == 0, show(res)
+        assert res.stdout.splitlines()[0] == "Release v3.0.0 to prod: awaiting approval"
+        assert "web-prod: 0%, awaiting approval before 100%" in res.stdout, res.stdout
+        assert "Awaiting approval by release-manager before 100%" in res.stdout
+        res = await starter(cli_env, "status", "prod", "--summary", "--json", "--config", cfg)
+        assert_one_line_error(res, 2, "--summary", "without --json")
         res = await starter(cli_env, "approve", "prod", "--by", "mallory", "--config", cfg)
         assert_one_line_error(res, 2, "no approver key for mallory", "keys create mallory")
         res = await starter(cli_env, "keys", "create", "mallory")
