@@ -22,7 +22,8 @@ from typing import NoReturn
 
 from temporalio.client import Client
 
-from stagecoach.config import ConfigError, config_path, load_config
+from stagecoach.config import ConfigError
+from stagecoach.config_file import config_path, load_config
 from stagecoach.temporal import TemporalSettings, build_worker, connect
 
 log = logging.getLogger("stagecoach.worker")

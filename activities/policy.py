@@ -22,7 +22,8 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from stagecoach.config import PUBLIC_KEY_RE, Config, ConfigError, config_path, load_config
+from stagecoach.config import PUBLIC_KEY_RE, Config, ConfigError
+from stagecoach.config_file import config_path, load_config
 from stagecoach.contract import Activity
 from stagecoach.payloads.policy import Approval, LoadPolicyInput, TargetClaim, WorkerPolicy
 from stagecoach.trust import is_loopback

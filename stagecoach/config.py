@@ -1,15 +1,14 @@
-"""The release config: one pydantic schema and one loader for `deploy.yaml`.
+"""The release config: the pydantic schema of `deploy.yaml`.
 
-Pure (no I/O outside `load_config`), so workflow code may import the models.
-Validation errors name the key path, e.g. `environments.prod.release.steps.2.weight`.
+Pure (no I/O), so workflow code may import the models; reading the file (`load_config`,
+`parse_config`) is stagecoach.config_file. Validation errors name the key path, e.g.
+`environments.prod.release.steps.2.weight`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,7 +16,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -34,10 +32,7 @@ PUBLIC_KEY_RE = re.compile(r"ed25519:[A-Za-z0-9+/]{43}=")
 ENV_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 MAX_DURATION = timedelta(days=366)
-MAX_CONFIG_BYTES = 256 * 1024  # a deploy.yaml is a few KB
-MAX_YAML_ALIASES = 20  # anchors may be reused, but not to build a bomb out of merge keys
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-DEFAULT_CONFIG = "deploy.yaml"
 MIN_INTERVAL = timedelta(seconds=1)
 # Cloud Run names: a service name is a DNS label of at most 49 characters, and "Combined traffic
 # tag and service name cannot exceed 46 characters" (the tag URL is one DNS label). The longest
@@ -511,137 +506,3 @@ def check_version(version: str) -> str:
             f"version {version[:40]!r} must look like v1.2.3 (ASCII ^v[0-9]+\\.[0-9]+\\.[0-9]+$)"
         )
     return version
-
-
-def _describe(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    m = re.match(r"^Value error, ((?:environments|services)\.[^\s:]+): (.*)$", e["msg"], re.S)
-    if m:  # a validator that names the exact key path itself
-        return f"{source}: {m.group(1)}: {m.group(2)}" + (
-            f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-        )
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {path}: {e['msg']}{more}"
-
-
-def config_path(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("STAGECOACH_CONFIG") or DEFAULT_CONFIG)
-
-
-def parse_config(data: Any, source: str = "config") -> Config:
-    try:
-        return Config.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, source) + "; fix that key and run again") from None
-
-
-def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate the config file (explicit path, STAGECOACH_CONFIG, or ./deploy.yaml).
-
-    GCPSIM_PORT / GCPSIM_GRPC_PORT override the `gcpsim` endpoint ports."""
-    p = config_path(str(path) if path else None)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} not found; pass --config FILE or set STAGECOACH_CONFIG")
-    try:
-        with p.open("rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"{p}: cannot read it ({err.strerror})") from None
-    data = parse_yaml(raw, str(p))
-    if isinstance(data, dict):
-        sim = dict(data.get("gcpsim") or {})
-        for key, var in (("port", "GCPSIM_PORT"), ("grpc_port", "GCPSIM_GRPC_PORT")):
-            if os.environ.get(var):
-                sim[key] = env_port(var)
-        if sim:
-            data["gcpsim"] = sim
-    return parse_config(data, str(p))
-
-
-def env_port(var: str) -> int:
-    """A port number from the environment variable `var` (a ConfigError naming it otherwise)."""
-    value = os.environ.get(var, "")
-    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 65536:
-        raise ConfigError(f"{var}={value[:20]!r} is not a port number (1-65535)")
-    return int(value)
-
-
-def parse_yaml(raw: bytes, source: str = "config") -> Any:
-    """YAML as a config file may be: UTF-8, at most MAX_CONFIG_BYTES, no duplicate keys, at most
-    MAX_YAML_ALIASES aliases (so merge keys cannot blow up). Anything else: one ConfigError."""
-    import yaml
-
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES // 1024} KB; is it the config?")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{source}: not UTF-8 text (byte {err.start}); save it as UTF-8"
-        ) from None
-    loader = _StrictLoader(text)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        what = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{source}: not valid YAML{at}: {what}; fix the file") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply; fix the file") from None
-    finally:
-        loader.dispose()
-
-
-def _strict_loader() -> type:
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that refuses duplicate keys and more than MAX_YAML_ALIASES aliases."""
-
-        aliases = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                self.aliases += 1
-                if self.aliases > MAX_YAML_ALIASES:
-                    event = self.peek_event()
-                    raise yaml.constructor.ConstructorError(
-                        None, None,
-                        f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out",
-                        event.start_mark,
-                    )  # fmt: skip
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if isinstance(node, yaml.MappingNode):
-                seen: set[Any] = set()
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        duplicate = key in seen
-                    except TypeError:
-                        continue  # unhashable: the base class reports it
-                    if duplicate:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"duplicate key {str(key)[:40]!r}", key_node.start_mark
-                        )
-                    seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return StrictLoader
-
-
-class _LazyLoader:
-    cls: type | None = None
-
-    def __call__(self, text: str) -> Any:
-        if self.cls is None:
-            self.cls = _strict_loader()
-        return self.cls(text)
-
-
-_StrictLoader = _LazyLoader()

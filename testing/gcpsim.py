@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stagecoach.config import Config, GcpsimEndpoint, load_config
+from stagecoach.config import Config, GcpsimEndpoint
+from stagecoach.config_file import load_config
 from testing.paths import DEPLOY_YAML, ROOT
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from stagecoach.config import Config, load_config
+from stagecoach.config import Config
+from stagecoach.config_file import load_config
 from stagecoach.temporal import TemporalSettings, connect, free_port, port_open, start_dev_server
 from testing.gcpsim import GcpsimProcess, config_for, start_gcpsim, stop_gcpsim
 from testing.paths import DEPLOY_YAML, ROOT, WORKER_PY

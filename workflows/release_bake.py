@@ -19,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.revision_health import RevisionHealthActivities
     from stagecoach.bake import after_reading, metrics_timing
     from stagecoach.gates import evaluate
-    from stagecoach.judge import Counts, Judge, Observation, Settings, settings_from_gates
+    from stagecoach.judge import Counts, Judge, Observation, settings_from_gates
+    from stagecoach.judge_stats import Settings
     from stagecoach.payloads.common import Outcome, Phase, Verdict
     from stagecoach.payloads.monitoring import (
         CanaryMetrics,

@@ -38,7 +38,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from stagecoach import contract
 from stagecoach.cli import render
 from stagecoach.cli.render import STARTER
-from stagecoach.config import Config, ConfigError, config_path, load_config, parse_duration
+from stagecoach.config import Config, ConfigError, parse_duration
+from stagecoach.config_file import config_path, load_config
 from stagecoach.localstack import LOCAL_HOSTS, LocalStack, StackError, ui_url
 from stagecoach.temporal import TemporalSettings, connect
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from gcpsim.seedconfig import SeedError, dns_rrdatas, parse_seed_config, run_service_name
-from stagecoach.config import parse_config
 from stagecoach.config import run_service_name as product_run_service_name
+from stagecoach.config_file import parse_config
 from stagecoach.failover import dns_plan
 from stagecoach.plan import database_binding
 

@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from stagecoach import report
 from stagecoach.cli.report import write_report
-from stagecoach.config import load_config
+from stagecoach.config_file import load_config
 from stagecoach.contract import release_workflow_id
 from stagecoach.payloads.common import AbortInput, Outcome, Phase
 from stagecoach.payloads.release import ReleaseStatus, ServiceStatus

@@ -26,7 +26,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from stagecoach import contract
-from stagecoach.config import Step, load_config
+from stagecoach.config import Step
+from stagecoach.config_file import load_config
 from stagecoach.locks import LocksInput
 from stagecoach.payloads.common import AbortInput, NotifyInput, Outcome, Phase, TrafficTarget
 from stagecoach.payloads.monitoring import CanaryMetrics, MetricWindow, ReadCanaryMetricsInput

@@ -9,7 +9,8 @@ from google.cloud import run_v2
 
 from activities.cloud_run import CloudRunActivities, bound_connection
 from stagecoach.bindings import check_serving
-from stagecoach.config import ConfigError, load_config
+from stagecoach.config import ConfigError
+from stagecoach.config_file import load_config
 from stagecoach.payloads.release import ServicePlan
 from stagecoach.payloads.run import ServingRevision
 from stagecoach.plan import build_release, build_switch_release, database_binding

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagecoach.config import ConfigError, load_config, parse_config
+from stagecoach.config import ConfigError
+from stagecoach.config_file import load_config, parse_config
 from stagecoach.payloads.base import Payload
 from stagecoach.plan import build_release
 from testing.paths import ROOT
@@ -111,14 +112,14 @@ def test_a_release_input_carries_payloads_not_config_models() -> None:
     ],
 )
 def test_yaml_loader_refuses_what_a_config_never_needs(raw: bytes, expected: str) -> None:
-    from stagecoach.config import parse_yaml
+    from stagecoach.config_file import parse_yaml
 
     with pytest.raises(ConfigError, match=expected):
         parse_yaml(raw)
 
 
 def test_yaml_loader_keeps_merge_keys_and_a_few_aliases() -> None:
-    from stagecoach.config import parse_yaml
+    from stagecoach.config_file import parse_yaml
 
     data = parse_yaml(b"base: &b {x: 1}\nprod: {<<: *b, y: 2}\n")
     assert data == {"base": {"x": 1}, "prod": {"x": 1, "y": 2}}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagecoach.config import LONGEST_TAG, ConfigError, parse_config
+from stagecoach.config import LONGEST_TAG, ConfigError
+from stagecoach.config_file import parse_config
 from testing.paths import ROOT
 from workflows.release import CANARY_TAG
 

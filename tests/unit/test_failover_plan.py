@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stagecoach.config import ConfigError, load_config, parse_config
+from stagecoach.config import ConfigError
+from stagecoach.config_file import load_config, parse_config
 from stagecoach.failover import build_failback, build_failover, build_regional_drill, dns_plan
 from stagecoach.payloads.common import Outcome
 from stagecoach.payloads.failover import FailoverStatus

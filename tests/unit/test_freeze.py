@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from stagecoach.config import Config, ConfigError, parse_config
+from stagecoach.config import Config, ConfigError
+from stagecoach.config_file import parse_config
 from stagecoach.freeze import FreezeWindow, frozen_at
 from stagecoach.plan import build_release, check_freeze
 

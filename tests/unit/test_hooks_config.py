@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from stagecoach.config import ConfigError, Hook, parse_config
+from stagecoach.config import ConfigError, Hook
+from stagecoach.config_file import parse_config
 from stagecoach.plan import build_release
 
 

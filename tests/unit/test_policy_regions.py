@@ -8,7 +8,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.policy import check_claims
-from stagecoach.config import load_config, parse_config
+from stagecoach.config_file import load_config, parse_config
 from stagecoach.payloads.policy import TargetClaim
 from testing.paths import ROOT
 
