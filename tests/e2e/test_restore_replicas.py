@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from tests.e2e.test_dr import (
     sqladmin,
     uid,
 )
+from tests.e2e.test_hooks import webhook
 
 pytestmark = pytest.mark.asyncio
 
@@ -89,7 +91,13 @@ def replica_of(sim: GcpsimProcess, ref: InstanceRef, region: str = REGION) -> It
 
 
 async def restore_with_replica(
-    client: Client, task_queue: str, cfg: Config, replica: str, before: str, after: str
+    client: Client,
+    task_queue: str,
+    cfg: Config,
+    replica: str,
+    before: str,
+    after: str,
+    notify: bool = False,
 ) -> tuple[RestoreStatus, Any]:
     """Marker `before`, a backup, marker `after`, then a restore of that backup."""
     ref = instance_ref(cfg, ENV)
@@ -99,7 +107,7 @@ async def restore_with_replica(
     await asyncio.to_thread(insert_marker, ref, db, after)
     handle = await client.start_workflow(
         "Restore",
-        restore_input(cfg, ENV, backup_id, configured_replicas=[replica]),
+        restore_input(cfg, ENV, backup_id, configured_replicas=[replica], notify=notify),
         id=f"deploy-{APP}-{ENV}-{uid()}",
         task_queue=task_queue,
         result_type=RestoreStatus,
@@ -161,17 +169,18 @@ async def test_restore_deletes_the_replica_and_recreates_it(
 
 
 async def test_a_replica_not_recreated_is_said_plainly(
-    gcpsim: GcpsimProcess, client: Client, task_queue: str
+    gcpsim: GcpsimProcess, client: Client, task_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The restore succeeded; recreating the replica failed: the outcome stays succeeded and
-    `left_in` says the replica is gone and the command that recreates it."""
+    """The restore succeeded; recreating the replica failed: the outcome stays succeeded,
+    `left_in` says the replica is gone and the command that recreates it, and the notification
+    says so."""
     cfg = config_for(gcpsim)
     ref = instance_ref(cfg, ENV)
-    with replica_of(gcpsim, ref) as replica:
+    with replica_of(gcpsim, ref) as replica, webhook(monkeypatch) as received:
         fault(gcpsim, "sql.instances.insert", "--op-error", "--times", "1")
         async with worker(client, task_queue):
             st, _ = await restore_with_replica(
-                client, task_queue, cfg, replica, f"b-{uid()}", f"a-{uid()}"
+                client, task_queue, cfg, replica, f"b-{uid()}", f"a-{uid()}", notify=True
             )
         assert st.outcome == Outcome.SUCCEEDED, st.error
         assert [(r.replica.name, r.state) for r in st.replicas] == [(replica, "recreate_failed")]
@@ -183,6 +192,11 @@ async def test_a_replica_not_recreated_is_said_plainly(
             f"--master-instance-name={ref.instance} --region={REGION}"
         ) in line
         assert any("recreate FAILED" in e for e in st.events), st.events
+        texts = [json.dumps(b) for b in received]
+        assert any(
+            "succeeded, but not every read replica was recreated" in t and replica in t
+            for t in texts
+        ), texts
 
 
 async def test_approval_names_every_replica_and_the_restore_takes_those_found_after_it(

@@ -247,6 +247,14 @@ class RestoreWorkflow(DrRunAnyAbort):
                 f"Restore of backup {self.inp.backup_id} into {self.inp.env} {st.outcome.value}: "
                 f"{st.error or st.abort_reason}. Left in: " + "; ".join(st.left_in),
             )
+        elif any(r.state == "recreate_failed" for r in st.replicas):
+            # the restore succeeded, but someone must recreate a replica by hand
+            await self._notify(
+                self.inp.notify,
+                "failed",
+                f"Restore of backup {self.inp.backup_id} into {self.inp.env} succeeded, but "
+                "not every read replica was recreated. Left in: " + "; ".join(st.left_in),
+            )
 
     # ------------------------------------------------------------------ steps
 
