@@ -145,9 +145,16 @@ def test_a_retry_adopts_the_operation_under_way(own: OwnInstances, primary: Inst
         "replicaConfiguration": {}, "settings": {"tier": TIER},
     }  # fmt: skip
     op = own.sql.instances().insert(project=PROJECT, body=body).execute()
-    made = run(acts.create_replica, ReplicaInput(primary=primary, replica=replica))
+    prior = {"create_replica": f"{PROJECT}:{name}", "op": op["name"], "started": time.time()}
+    made = run(acts.create_replica, ReplicaInput(primary=primary, replica=replica), prior)
     assert made.state == "RUNNABLE" and own.get(name)["masterInstanceName"] == primary.instance
     assert wait_ok(own.sql, PROJECT, op)["status"] == "DONE"  # the one insert there was
+    created = own.get(name)["createTime"]
+
+    # a replica still being deleted (a person, or an earlier run) is waited out, then created
+    own.sql.instances().delete(project=PROJECT, instance=name).execute()
+    made = run(acts.create_replica, ReplicaInput(primary=primary, replica=replica))
+    assert made.state == "RUNNABLE" and own.get(name)["createTime"] != created
     run(acts.delete_replica, ReplicaInput(primary=primary, replica=replica))
 
 
