@@ -117,8 +117,9 @@ class RestoreWorkflow(DrRunAnyAbort):
     services that use the instance (their scaling recorded first), restore the backup into the
     instance, run the validation queries, and resume every drained service at exactly its
     recorded min/max instances. The resume runs in the skeleton's cleanup: after success,
-    failure, abort and cancellation alike. `database_state` and `left_in` say what state
-    everything was left in.
+    failure, abort and cancellation alike, and then so does the recreation of the read replicas
+    deleted before the restore (see the module docstring). `database_state` and `left_in` say
+    what state everything was left in.
     """
 
     @workflow.init
@@ -150,7 +151,8 @@ class RestoreWorkflow(DrRunAnyAbort):
         name=Message.STATUS,
         description=(
             "The restore's status (JSON): {env, instance, backup_id, phase, outcome, error, "
-            "services: [scaling recorded/resumed], validation, left_in, events}. No input."
+            "services: [scaling recorded/resumed], replicas: [read replicas deleted and "
+            "recreated], validation, left_in, events}. No input."
         ),
     )
     def status(self) -> RestoreStatus:
