@@ -26,6 +26,8 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | AcquireServiceLocks / ReleaseServiceLocks | LocksInput -> lock ids / None (activities/locks.py) |
 | CreateInstance | CreateInstanceInput -> CreateInstanceResult (activities/regional.py) |
 | PromoteReplica | PromoteReplicaInput -> PromoteReplicaResult (activities/replicas.py) |
+| ListReplicas | InstanceRef -> list[ReplicaInfo] (a restore target's read replicas) |
+| DeleteReplica / CreateReplica | ReplicaInput -> OperationResult / ReplicaInfo |
 | DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
 | DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
 | ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
@@ -75,6 +77,7 @@ def all_activities(
     regional = RegionalActivities(target_factory)
     dns = DnsActivities(target_factory)
     jobs = CloudRunJobsActivities(target_factory)
+    replicas = ReplicaActivities(target_factory)
     return [
         run.get_service_state,
         run.read_serving,
@@ -97,7 +100,10 @@ def all_activities(
         acquire_service_locks,
         release_service_locks,
         regional.create_instance,
-        ReplicaActivities(target_factory).promote_replica,
+        replicas.promote_replica,
+        replicas.list_replicas,
+        replicas.delete_replica,
+        replicas.create_replica,
         regional.deploy_service,
         regional.delete_service,
         dns.read_dns,

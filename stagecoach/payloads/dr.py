@@ -22,7 +22,7 @@ from stagecoach.payloads.common import (
 )
 from stagecoach.payloads.release import ReleaseInput
 from stagecoach.payloads.run import ScalingRecord
-from stagecoach.payloads.sql import BackupInfo, ValidationReport
+from stagecoach.payloads.sql import BackupInfo, ReplicaInfo, ValidationReport
 
 DEFAULT_RPO = timedelta(minutes=5)
 
@@ -84,6 +84,21 @@ class RestoreInput(Payload):
     approvers: list[str] = []  # non-empty: the `approve` update of one of them is awaited first
     requested_by: Name = ""
     notify: bool = False
+    # the names of environments.<env>.database.replicas (events say which replicas the restore
+    # deletes and recreates that the config does not name); the instance's real replicas are
+    # read from the API either way
+    configured_replicas: list[str] = []
+
+
+class ReplicaRecreation(Payload):
+    """A read replica of the restored instance: Cloud SQL restores no backup into an instance
+    with replicas, so the restore deletes it first and recreates it (same name, region, tier)
+    from the restored instance afterwards."""
+
+    replica: ReplicaInfo
+    configured: bool = False  # named in environments.<env>.database.replicas
+    state: str = "found"  # found | deleting | deleted | recreating | recreated | recreate_failed
+    error: str = ""
 
 
 class RestoreStatus(Payload):
@@ -100,6 +115,9 @@ class RestoreStatus(Payload):
     approvals: list[ApprovalRecord] = []
     rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED
     services: list[ServiceScaling] = []
+    replicas: list[ReplicaRecreation] = []  # the instance's read replicas, deleted and recreated
+    replicas_deleted_seconds: float | None = None  # workflow.now() delta around the deletes
+    replicas_recreated_seconds: float | None = None  # ... around the recreations
     operation: str = ""
     restore_seconds: float | None = None  # workflow.now() delta around RestoreBackup
     operation_seconds: float | None = None  # request to DONE, as the activity measured it

@@ -66,6 +66,29 @@ class DeleteInstanceInput(Payload):
     created_by_stagecoach: bool = False
 
 
+class ReplicaInfo(Payload):
+    """A read replica of a primary instance as `instances.get` reports it: what ListReplicas
+    returns and what CreateReplica recreates it from (same name, region, tier, availability,
+    database version and labels)."""
+
+    name: str
+    project: str
+    region: str = ""
+    tier: str = ""
+    availability: str = ""  # settings.availabilityType (ZONAL / REGIONAL)
+    database_version: str = ""
+    state: str = ""  # RUNNABLE, PENDING_CREATE, PENDING_DELETE, ...
+    deletion_protection: bool = False
+    labels: dict[str, str] = {}
+
+
+class ReplicaInput(Payload):
+    """DeleteReplica / CreateReplica: `replica` of the primary instance `primary`."""
+
+    primary: InstanceRef
+    replica: ReplicaInfo
+
+
 class OperationResult(Payload):
     operation: str
     seconds: float  # measured from request to DONE

@@ -4,6 +4,16 @@ instance, run the validation queries, and resume every drained service at exactl
 min/max instances, in the cleanup of the run skeleton (workflows/dr/common.py): after success,
 failure, abort and cancellation alike.
 
+Read replicas: Cloud SQL restores no backup into an instance that has read replicas (they must
+be deleted first). The instance's replicas are read from the API after the backup check (all of
+them, whether `environments.<env>.database.replicas` names them or not; the events say which it
+does not), so the approval request names them; after the approval they are read again and
+deleted, before anything is drained. The cleanup, after the services are resumed, recreates each
+deleted one (same name, region, tier) as a replica of the restored instance, waited until
+RUNNABLE, whatever ended the run; a replica that cannot be recreated leaves the restore's outcome
+as it was and says in `left_in` how to recreate it. Runs recorded before this
+(`workflow.patched(RESTORE_REPLICAS)`) never look for replicas.
+
 Exclusivity: Restore runs under the release's workflow id `deploy-<app>-<env>`
 (`stagecoach.contract.environment_workflow_id`). Temporal allows one running execution per id,
 so a release and a restore of the same environment can never run at once and whichever starts
@@ -25,7 +35,7 @@ import asyncio
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import API_RETRY, QUICK, error_message, refuse_input
 
@@ -33,13 +43,26 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
+    from activities.replicas import ReplicaActivities, create_command
     from stagecoach.config import ENV_NAME_RE
     from stagecoach.contract import Message, WorkflowType
     from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase
-    from stagecoach.payloads.dr import RestoreInput, RestoreStatus, ServiceScaling
+    from stagecoach.payloads.dr import (
+        ReplicaRecreation,
+        RestoreInput,
+        RestoreStatus,
+        ServiceScaling,
+    )
     from stagecoach.payloads.policy import TargetClaim
     from stagecoach.payloads.run import ScalingRecord, ServiceState, SetScalingInput
-    from stagecoach.payloads.sql import BackupInfo, RestoreBackupInput, ValidationReport
+    from stagecoach.payloads.sql import (
+        BackupInfo,
+        OperationResult,
+        ReplicaInfo,
+        ReplicaInput,
+        RestoreBackupInput,
+        ValidationReport,
+    )
 
 from workflows.dr.common import (
     BACKUP_ID_RE,
@@ -57,6 +80,10 @@ from workflows.dr.common import (
     to_completion,
     validate_input,
 )
+
+# Restores started after this look for the instance's read replicas, delete them before the
+# restore and recreate them after it (recorded histories from before never do).
+RESTORE_REPLICAS = "restore-replicas"
 
 
 def _scaling_restored(record: ScalingRecord, live: ServiceState) -> bool:
@@ -90,8 +117,9 @@ class RestoreWorkflow(DrRunAnyAbort):
     services that use the instance (their scaling recorded first), restore the backup into the
     instance, run the validation queries, and resume every drained service at exactly its
     recorded min/max instances. The resume runs in the skeleton's cleanup: after success,
-    failure, abort and cancellation alike. `database_state` and `left_in` say what state
-    everything was left in.
+    failure, abort and cancellation alike, and then so does the recreation of the read replicas
+    deleted before the restore (see the module docstring). `database_state` and `left_in` say
+    what state everything was left in.
     """
 
     @workflow.init
@@ -123,7 +151,8 @@ class RestoreWorkflow(DrRunAnyAbort):
         name=Message.STATUS,
         description=(
             "The restore's status (JSON): {env, instance, backup_id, phase, outcome, error, "
-            "services: [scaling recorded/resumed], validation, left_in, events}. No input."
+            "services: [scaling recorded/resumed], replicas: [read replicas deleted and "
+            "recreated], validation, left_in, events}. No input."
         ),
     )
     def status(self) -> RestoreStatus:
@@ -190,8 +219,14 @@ class RestoreWorkflow(DrRunAnyAbort):
         ]  # fmt: skip
         await self._load_policy(claims, inp.approvers)
         await self._check_backup()
+        replicas = workflow.patched(RESTORE_REPLICAS)
+        if replicas:
+            await self._find_replicas()
         await self._await_approval()
         self._check_abort()
+        if replicas:
+            await self._delete_replicas()
+            self._check_abort()
         await self._drain()
         self._check_abort()
         await self._restore()
@@ -202,6 +237,7 @@ class RestoreWorkflow(DrRunAnyAbort):
 
     async def _clean_up(self) -> None:
         await self._resume_all()
+        await self._recreate_replicas()
 
     async def _report(self, cancelled: bool) -> None:
         st = self.st
@@ -212,6 +248,14 @@ class RestoreWorkflow(DrRunAnyAbort):
                 "failed",
                 f"Restore of backup {self.inp.backup_id} into {self.inp.env} {st.outcome.value}: "
                 f"{st.error or st.abort_reason}. Left in: " + "; ".join(st.left_in),
+            )
+        elif any(r.state == "recreate_failed" for r in st.replicas):
+            # the restore succeeded, but someone must recreate a replica by hand
+            await self._notify(
+                self.inp.notify,
+                "failed",
+                f"Restore of backup {self.inp.backup_id} into {self.inp.env} succeeded, but "
+                "not every read replica was recreated. Left in: " + "; ".join(st.left_in),
             )
 
     # ------------------------------------------------------------------ steps
@@ -248,11 +292,151 @@ class RestoreWorkflow(DrRunAnyAbort):
         if not self._needs_approval():
             return
         who = " or ".join(policy.approvers)
+        plan = self._replica_plan()
         await self._wait_for_approval(
             Phase.AWAITING_APPROVAL,
             f"awaiting approval by {who}",
-            f"awaiting approval by {who}",
-            f"Restore of backup {inp.backup_id} into {inp.env} awaits approval ({who})",
+            f"awaiting approval by {who}" + (f"; {plan}" if plan else ""),
+            f"Restore of backup {inp.backup_id} into {inp.env} awaits approval ({who})"
+            + (f"; {plan}" if plan else ""),
+        )
+
+    # ------------------------------------------------------------------ read replicas
+
+    def _replica_plan(self) -> str:
+        """What the restore does to the instance's read replicas, in one sentence ("" if none)."""
+        names = ", ".join(f"{r.replica.name} ({r.replica.region})" for r in self.st.replicas)
+        if not names:
+            return ""
+        return (
+            f"read replicas {names} will be deleted before the restore (Cloud SQL restores no "
+            "backup into an instance with replicas) and recreated from the restored instance"
+        )
+
+    async def _list_replicas(self) -> list[ReplicaInfo]:
+        ref = self.inp.instance
+        return await workflow.execute_activity_method(
+            ReplicaActivities.list_replicas,
+            ref,
+            start_to_close_timeout=QUICK,
+            retry_policy=API_RETRY,
+            summary=f"list read replicas of {ref.instance}",
+        )
+
+    def _note_replicas(self, found: list[ReplicaInfo]) -> None:
+        """Record replicas not seen yet; refuse (before anything changed) a protected one."""
+        known = {(r.replica.project, r.replica.name) for r in self.st.replicas}
+        configured = set(self.inp.configured_replicas)
+        for info in found:
+            if (info.project, info.name) in known:
+                continue
+            rec = ReplicaRecreation(replica=info, configured=info.name in configured)
+            self.st.replicas.append(rec)
+            where = f"{info.region}, tier {info.tier or 'as before'}"
+            extra = (
+                ""
+                if rec.configured
+                else f"; not in environments.{self.env}.database.replicas, deleted and "
+                "recreated all the same"
+            )
+            self._event(
+                f"read replica {info.name} ({where}) of {self.inp.instance.instance}{extra}"
+            )
+        protected = [r.replica.name for r in self.st.replicas if r.replica.deletion_protection]
+        if protected and not any(r.state != "found" for r in self.st.replicas):
+            raise DrStop(
+                Outcome.FAILED,
+                f"read replica {protected[0]} has deletion protection, and Cloud SQL restores "
+                "no backup into an instance with replicas: turn it off (gcloud sql instances "
+                f"patch {protected[0]} --no-deletion-protection) and rerun; nothing was changed",
+            )
+
+    async def _find_replicas(self) -> None:
+        """The instance's read replicas (before the approval, which names them)."""
+        self._progress(f"looking for read replicas of {self.inp.instance.instance}")
+        self._note_replicas(await self._list_replicas())
+        plan = self._replica_plan()
+        if plan:
+            self._event(plan)
+
+    async def _delete_replicas(self) -> None:
+        """Delete every read replica the instance has now (read again after an approval, which
+        may have taken hours), waited until gone; before anything is drained."""
+        if self._needs_approval():
+            self._note_replicas(await self._list_replicas())
+        todo = [r for r in self.st.replicas if r.state == "found"]
+        if not todo:
+            return
+        self._set_phase(Phase.RESTORING)
+        self._progress("deleting read replicas " + ", ".join(r.replica.name for r in todo))
+        start = workflow.now()
+        results = await asyncio.gather(
+            *(self._delete_replica(r) for r in todo), return_exceptions=True
+        )
+        self.st.replicas_deleted_seconds = seconds(start, workflow.now())
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+
+    async def _delete_replica(self, rec: ReplicaRecreation) -> None:
+        rec.state = "deleting"  # from here on the cleanup recreates it, whatever happens
+        try:
+            res: OperationResult = await workflow.execute_activity_method(
+                ReplicaActivities.delete_replica,
+                ReplicaInput(primary=self.inp.instance, replica=rec.replica),
+                start_to_close_timeout=OPERATION,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=API_RETRY,
+                summary=f"delete read replica {rec.replica.name}",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "NotAReplica":
+                rec.state = "found"  # not ours to delete, nor to recreate
+            rec.error = error_message(err)
+            self._event(f"read replica {rec.replica.name}: delete FAILED: {rec.error}")
+            raise
+        rec.state = "deleted"
+        took = f" in {res.seconds:g}s" if res.operation else " (it was gone already)"
+        self._event(f"read replica {rec.replica.name} deleted{took}, to be recreated")
+
+    async def _recreate_replicas(self) -> None:
+        """Recreate every replica this restore deleted (or may have), from the instance as it
+        is now; waited until RUNNABLE. A failure is recorded, never raised."""
+        todo = [r for r in self.st.replicas if r.state in ("deleting", "deleted")]
+        if not todo:
+            return
+        self._set_phase(Phase.RESUMING)
+        self._progress("recreating read replicas " + ", ".join(r.replica.name for r in todo))
+        start = workflow.now()
+        await asyncio.gather(*(self._recreate_replica(r) for r in todo))
+        self.st.replicas_recreated_seconds = seconds(start, workflow.now())
+
+    async def _recreate_replica(self, rec: ReplicaRecreation) -> None:
+        r = rec.replica
+        rec.state = "recreating"
+        try:
+            made: ReplicaInfo = await workflow.execute_activity_method(
+                ReplicaActivities.create_replica,
+                ReplicaInput(primary=self.inp.instance, replica=r),
+                start_to_close_timeout=OPERATION,
+                schedule_to_close_timeout=OPERATION,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=CLEANUP_RETRY,
+                summary=f"recreate read replica {r.name}",
+            )
+        except ActivityError as err:
+            rec.state = "recreate_failed"
+            rec.error = error_message(err)
+            self._event(
+                f"read replica {r.name}: recreate FAILED ({rec.error}); recreate it: "
+                + create_command(self.inp.instance, r)
+            )
+            return
+        rec.state = "recreated"
+        self._event(
+            f"read replica {made.name} recreated in {made.region} (tier {made.tier}) from "
+            f"{self.inp.instance.instance}: {made.state}"
         )
 
     async def _drain(self) -> None:
@@ -405,6 +589,22 @@ class RestoreWorkflow(DrRunAnyAbort):
     def _finish(self) -> None:
         st = self.st
         st.left_in = [f"instance {st.instance}: {st.database_state}"]
+        for rec in st.replicas:
+            r = rec.replica
+            st.left_in.append(
+                f"read replica {r.name} ({r.region}): "
+                + {
+                    "found": "untouched (the run ended before replicas were deleted)"
+                    + (f": {rec.error}" if rec.error else ""),
+                    "recreated": f"deleted for the restore and recreated from {st.instance} "
+                    "(RUNNABLE, replicating)",
+                    "recreate_failed": (
+                        f"deleted for the restore and NOT recreated ({rec.error}); the "
+                        f"restore itself is as said above. Recreate it: "
+                        + create_command(self.inp.instance, r)
+                    ),
+                }.get(rec.state, rec.state)
+            )
         for svc in st.services:
             scaling = f"min {svc.min_instances}, max {svc.max_instances}"
             st.left_in.append(
