@@ -347,11 +347,19 @@ async def _restore(
             f"with `{STARTER} backups {env}`",
             EXIT_INPUT,
         )
+    configured_replicas = [
+        name for r in e.database.replicas if (name := e.database.replica_in(r.region))
+    ] if e.database else []  # fmt: skip
     if not yes:
+        replicas = (
+            ", deletes its read replicas and recreates them afterwards"
+            if configured_replicas
+            else ""
+        )
         fail(
             f"refused: restoring backup {backup_id} overwrites {ref.instance} in {env} (every "
-            "row written after the backup is lost) and drains its services meanwhile; rerun "
-            "with --yes to confirm. Nothing was started.",
+            f"row written after the backup is lost){replicas} and drains its services meanwhile;"
+            " rerun with --yes to confirm. Nothing was started.",
             EXIT_INPUT,
         )
     await _check_backup_exists(cfg, env, ref, backup_id.strip())
@@ -368,6 +376,7 @@ async def _restore(
         approvers=approvers,
         requested_by=who(),
         notify=bool(cfg.notifications.webhook_url),
+        configured_replicas=configured_replicas,
     )
     client = await async_client(cfg)
     wf_id = release_workflow_id(cfg.app, env)

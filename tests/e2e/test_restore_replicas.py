@@ -25,9 +25,11 @@ from stagecoach.config import Config
 from stagecoach.payloads.common import AbortInput, InstanceRef, Outcome, Phase
 from stagecoach.payloads.dr import RestoreStatus
 from stagecoach.plan import instance_ref
+from testing.cli import starter
 from testing.gcpsim import GcpsimProcess, config_for
 from testing.histories import record_history, replays
-from testing.releases import signed_approval, wait_for, worker
+from testing.releases import signed_approval, wait_for, worker, worker_config
+from tests.e2e.test_cli import assert_one_line_error
 from tests.e2e.test_dr import (
     APP,
     WAIT,
@@ -284,3 +286,20 @@ async def test_an_abort_during_the_replica_delete_recreates_it_and_restores_noth
         inst = get(ref, replica)
         assert inst is not None and inst["state"] == "RUNNABLE"
         assert inst["masterInstanceName"] == ref.instance
+
+
+async def test_cli_refusal_without_yes_says_the_replicas_are_recreated(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The `--yes` refusal names everything a restore does, the replicas of the config included."""
+
+    def with_replica(data: dict[str, Any]) -> None:
+        data["environments"][ENV]["database"]["replicas"] = [{"region": REGION}]
+
+    cfg = str(worker_config(tmp_path / "deploy.yaml", with_replica))
+    res = await starter(cli_env, "restore", ENV, "--backup-id", "123", "--config", cfg)
+    line = assert_one_line_error(res, 2, "--yes", "overwrites", "deletes its read replicas")
+    assert "recreates them afterwards" in line
+    # without replicas in the config the refusal does not mention them
+    res = await starter(cli_env, "restore", ENV, "--backup-id", "123")
+    assert "replicas" not in assert_one_line_error(res, 2, "--yes", "overwrites")
