@@ -35,7 +35,7 @@ import asyncio
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows.common import API_RETRY, QUICK, error_message, refuse_input
 
@@ -43,10 +43,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_run import CloudRunActivities
     from activities.cloud_sql import CloudSqlActivities
     from activities.db_verify import DatabaseActivities
-    from activities.replicas import ReplicaActivities, create_command
     from stagecoach.config import ENV_NAME_RE
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.payloads.common import ApproveInput, ApproveResult, Outcome, Phase
+    from stagecoach.payloads.common import ApproveInput, ApproveResult, InstanceRef, Outcome, Phase
     from stagecoach.payloads.dr import (
         ReplicaRecreation,
         RestoreInput,
@@ -57,9 +56,6 @@ with workflow.unsafe.imports_passed_through():
     from stagecoach.payloads.run import ScalingRecord, ServiceState, SetScalingInput
     from stagecoach.payloads.sql import (
         BackupInfo,
-        OperationResult,
-        ReplicaInfo,
-        ReplicaInput,
         RestoreBackupInput,
         ValidationReport,
     )
@@ -80,6 +76,7 @@ from workflows.dr.common import (
     to_completion,
     validate_input,
 )
+from workflows.dr.replica_steps import ReplicaSteps, replica_left_in
 
 # Restores started after this look for the instance's read replicas, delete them before the
 # restore and recreate them after it (recorded histories from before never do).
@@ -112,7 +109,7 @@ def _scaling_input(svc: ServiceScaling, *, drained: bool) -> SetScalingInput:
 
 
 @workflow.defn(name=WorkflowType.RESTORE)
-class RestoreWorkflow(DrRunAnyAbort):
+class RestoreWorkflow(ReplicaSteps, DrRunAnyAbort):
     """Scenario 1 (corruption): check the backup, wait for approval where required, drain the
     services that use the instance (their scaling recorded first), restore the backup into the
     instance, run the validation queries, and resume every drained service at exactly its
@@ -225,7 +222,7 @@ class RestoreWorkflow(DrRunAnyAbort):
         await self._await_approval()
         self._check_abort()
         if replicas:
-            await self._delete_replicas()
+            await self._delete_replicas(read_again=self._needs_approval(), phase=Phase.RESTORING)
             self._check_abort()
         await self._drain()
         self._check_abort()
@@ -237,7 +234,7 @@ class RestoreWorkflow(DrRunAnyAbort):
 
     async def _clean_up(self) -> None:
         await self._resume_all()
-        await self._recreate_replicas()
+        await self._recreate_replicas(phase=Phase.RESUMING)
 
     async def _report(self, cancelled: bool) -> None:
         st = self.st
@@ -249,7 +246,7 @@ class RestoreWorkflow(DrRunAnyAbort):
                 f"Restore of backup {self.inp.backup_id} into {self.inp.env} {st.outcome.value}: "
                 f"{st.error or st.abort_reason}. Left in: " + "; ".join(st.left_in),
             )
-        elif any(r.state == "recreate_failed" for r in st.replicas):
+        elif self._replica_recreate_failed():
             # the restore succeeded, but someone must recreate a replica by hand
             await self._notify(
                 self.inp.notify,
@@ -303,141 +300,14 @@ class RestoreWorkflow(DrRunAnyAbort):
 
     # ------------------------------------------------------------------ read replicas
 
-    def _replica_plan(self) -> str:
-        """What the restore does to the instance's read replicas, in one sentence ("" if none)."""
-        names = ", ".join(f"{r.replica.name} ({r.replica.region})" for r in self.st.replicas)
-        if not names:
-            return ""
-        return (
-            f"read replicas {names} will be deleted before the restore (Cloud SQL restores no "
-            "backup into an instance with replicas) and recreated from the restored instance"
-        )
+    def _replica_primary(self) -> InstanceRef:
+        return self.inp.instance
 
-    async def _list_replicas(self) -> list[ReplicaInfo]:
-        ref = self.inp.instance
-        return await workflow.execute_activity_method(
-            ReplicaActivities.list_replicas,
-            ref,
-            start_to_close_timeout=QUICK,
-            retry_policy=API_RETRY,
-            summary=f"list read replicas of {ref.instance}",
-        )
+    def _replica_records(self) -> list[ReplicaRecreation]:
+        return self.st.replicas
 
-    def _note_replicas(self, found: list[ReplicaInfo]) -> None:
-        """Record replicas not seen yet; refuse (before anything changed) a protected one."""
-        known = {(r.replica.project, r.replica.name) for r in self.st.replicas}
-        configured = set(self.inp.configured_replicas)
-        for info in found:
-            if (info.project, info.name) in known:
-                continue
-            rec = ReplicaRecreation(replica=info, configured=info.name in configured)
-            self.st.replicas.append(rec)
-            where = f"{info.region}, tier {info.tier or 'as before'}"
-            extra = (
-                ""
-                if rec.configured
-                else f"; not in environments.{self.env}.database.replicas, deleted and "
-                "recreated all the same"
-            )
-            self._event(
-                f"read replica {info.name} ({where}) of {self.inp.instance.instance}{extra}"
-            )
-        protected = [r.replica.name for r in self.st.replicas if r.replica.deletion_protection]
-        if protected and not any(r.state != "found" for r in self.st.replicas):
-            raise DrStop(
-                Outcome.FAILED,
-                f"read replica {protected[0]} has deletion protection, and Cloud SQL restores "
-                "no backup into an instance with replicas: turn it off (gcloud sql instances "
-                f"patch {protected[0]} --no-deletion-protection) and rerun; nothing was changed",
-            )
-
-    async def _find_replicas(self) -> None:
-        """The instance's read replicas (before the approval, which names them)."""
-        self._progress(f"looking for read replicas of {self.inp.instance.instance}")
-        self._note_replicas(await self._list_replicas())
-        plan = self._replica_plan()
-        if plan:
-            self._event(plan)
-
-    async def _delete_replicas(self) -> None:
-        """Delete every read replica the instance has now (read again after an approval, which
-        may have taken hours), waited until gone; before anything is drained."""
-        if self._needs_approval():
-            self._note_replicas(await self._list_replicas())
-        todo = [r for r in self.st.replicas if r.state == "found"]
-        if not todo:
-            return
-        self._set_phase(Phase.RESTORING)
-        self._progress("deleting read replicas " + ", ".join(r.replica.name for r in todo))
-        start = workflow.now()
-        results = await asyncio.gather(
-            *(self._delete_replica(r) for r in todo), return_exceptions=True
-        )
-        self.st.replicas_deleted_seconds = seconds(start, workflow.now())
-        for res in results:
-            if isinstance(res, BaseException):
-                raise res
-
-    async def _delete_replica(self, rec: ReplicaRecreation) -> None:
-        rec.state = "deleting"  # from here on the cleanup recreates it, whatever happens
-        try:
-            res: OperationResult = await workflow.execute_activity_method(
-                ReplicaActivities.delete_replica,
-                ReplicaInput(primary=self.inp.instance, replica=rec.replica),
-                start_to_close_timeout=OPERATION,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=API_RETRY,
-                summary=f"delete read replica {rec.replica.name}",
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "NotAReplica":
-                rec.state = "found"  # not ours to delete, nor to recreate
-            rec.error = error_message(err)
-            self._event(f"read replica {rec.replica.name}: delete FAILED: {rec.error}")
-            raise
-        rec.state = "deleted"
-        took = f" in {res.seconds:g}s" if res.operation else " (it was gone already)"
-        self._event(f"read replica {rec.replica.name} deleted{took}, to be recreated")
-
-    async def _recreate_replicas(self) -> None:
-        """Recreate every replica this restore deleted (or may have), from the instance as it
-        is now; waited until RUNNABLE. A failure is recorded, never raised."""
-        todo = [r for r in self.st.replicas if r.state in ("deleting", "deleted")]
-        if not todo:
-            return
-        self._set_phase(Phase.RESUMING)
-        self._progress("recreating read replicas " + ", ".join(r.replica.name for r in todo))
-        start = workflow.now()
-        await asyncio.gather(*(self._recreate_replica(r) for r in todo))
-        self.st.replicas_recreated_seconds = seconds(start, workflow.now())
-
-    async def _recreate_replica(self, rec: ReplicaRecreation) -> None:
-        r = rec.replica
-        rec.state = "recreating"
-        try:
-            made: ReplicaInfo = await workflow.execute_activity_method(
-                ReplicaActivities.create_replica,
-                ReplicaInput(primary=self.inp.instance, replica=r),
-                start_to_close_timeout=OPERATION,
-                schedule_to_close_timeout=OPERATION,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=CLEANUP_RETRY,
-                summary=f"recreate read replica {r.name}",
-            )
-        except ActivityError as err:
-            rec.state = "recreate_failed"
-            rec.error = error_message(err)
-            self._event(
-                f"read replica {r.name}: recreate FAILED ({rec.error}); recreate it: "
-                + create_command(self.inp.instance, r)
-            )
-            return
-        rec.state = "recreated"
-        self._event(
-            f"read replica {made.name} recreated in {made.region} (tier {made.tier}) from "
-            f"{self.inp.instance.instance}: {made.state}"
-        )
+    def _configured_replicas(self) -> list[str]:
+        return self.inp.configured_replicas
 
     async def _drain(self) -> None:
         """Record each service's scaling, then drain it (manual scaling, 0 instances)."""
@@ -589,22 +459,7 @@ class RestoreWorkflow(DrRunAnyAbort):
     def _finish(self) -> None:
         st = self.st
         st.left_in = [f"instance {st.instance}: {st.database_state}"]
-        for rec in st.replicas:
-            r = rec.replica
-            st.left_in.append(
-                f"read replica {r.name} ({r.region}): "
-                + {
-                    "found": "untouched (the run ended before replicas were deleted)"
-                    + (f": {rec.error}" if rec.error else ""),
-                    "recreated": f"deleted for the restore and recreated from {st.instance} "
-                    "(RUNNABLE, replicating)",
-                    "recreate_failed": (
-                        f"deleted for the restore and NOT recreated ({rec.error}); the "
-                        f"restore itself is as said above. Recreate it: "
-                        + create_command(self.inp.instance, r)
-                    ),
-                }.get(rec.state, rec.state)
-            )
+        st.left_in += [replica_left_in(rec, self.inp.instance) for rec in st.replicas]
         for svc in st.services:
             scaling = f"min {svc.min_instances}, max {svc.max_instances}"
             st.left_in.append(
