@@ -167,6 +167,14 @@ def report_lines(st: FailoverStatus) -> list[str]:
         lines.append(f"validated  {counts or 'no tables'}")
     for svc in st.services:
         lines.append(f"service    {svc.service} ({svc.region}) {svc.revision}  {svc.uri}")
+    for rec in st.replicas:
+        r = rec.replica
+        lines.append(
+            f"replica    {r.name} ({r.region}) of {st.instance}: "
+            + {"recreated": "deleted for the restore, recreated"}.get(
+                rec.state, rec.state.replace("_", " ")
+            )
+        )
     if st.dns_moved:
         lines.append(
             f"DNS        {', '.join(st.dns_before) or '(none)'} -> {', '.join(st.dns_after)}"

@@ -81,6 +81,9 @@ def pitr_summary(st: PointInTimeResult) -> list[str]:
         lines.append(f"  validation: {'ok' if st.validation.ok else 'PROBLEMS'}: {counts}")
     lines.append("  left in:")
     lines += [f"    - {s}" for s in st.left_in]
+    if st.next_steps:
+        lines.append("  next steps:")
+        lines += [f"    - {s}" for s in st.next_steps]
     return lines
 
 

@@ -170,7 +170,11 @@ class PointInTimeResult(Payload):
     newest: datetime | None = None  # newest timestamp on the recovery instance
     recovery_deleted: bool = False  # a failed clone's leftovers are deleted
     switching: bool = False  # handed over to the switch release (continue-as-new)
+    # --switch: the source instance's read replicas; they keep replicating from the source,
+    # not from the recovery instance the services move to (next_steps says what to do)
+    replicas: list[ReplicaInfo] = []
     left_in: list[str] = []
+    next_steps: list[str] = []
     error: str = ""
     abort_reason: str = ""
     started_at: datetime | None = None

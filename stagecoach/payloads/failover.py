@@ -21,7 +21,7 @@ from stagecoach.payloads.common import (
     ServiceRef,
     Target,
 )
-from stagecoach.payloads.dr import DEFAULT_RPO, DEFAULT_RTO, Verification
+from stagecoach.payloads.dr import DEFAULT_RPO, DEFAULT_RTO, ReplicaRecreation, Verification
 from stagecoach.payloads.policy import Sizing
 from stagecoach.payloads.sql import BackupInfo, ValidationReport
 
@@ -176,6 +176,10 @@ class FailoverInput(Payload):
     cleanup_on_failure: bool = False  # failover/failback: remove what this run created
     requested_by: str = ""
     notify: bool = False
+    # failback: the names in environments.<env>.database.replicas (the events say which
+    # replicas of the primary the failback deletes and recreates that the config does not
+    # name); the primary's real replicas are read from the API either way
+    configured_replicas: list[str] = []
 
 
 class PhaseTime(Payload):
@@ -210,6 +214,11 @@ class FailoverStatus(Payload):
     rpo_seconds: float = DEFAULT_RPO.total_seconds()
     rpo_met: bool | None = None
     services: list[DeployServiceResult] = []
+    # failback: the primary's read replicas, deleted before the restore into it (Cloud SQL
+    # restores no backup into an instance with replicas) and recreated after the DNS move
+    replicas: list[ReplicaRecreation] = []
+    replicas_deleted_seconds: float | None = None  # workflow.now() delta around the deletes
+    replicas_recreated_seconds: float | None = None  # ... around the recreations
     awaiting_approval: bool = False
     approvals: list[ApprovalRecord] = []
     rejected_approvals: list[RejectedApproval] = []  # newest MAX_REJECTED

@@ -23,7 +23,15 @@ kept for a retry (whose activities adopt them) or removed when `cleanup_on_failu
 Failback (`mode: failback`): a fresh backup of the secondary instance restored into the
 primary's instance, the primary region's services made to serve the same images bound to it,
 DNS back; the rows written in the secondary after that backup are reported as the window that
-did not travel back.
+did not travel back. Read replicas of the primary (e.g. `database.replicas` in the secondary
+region, still following the primary after a `failover --from backup`): Cloud SQL restores no
+backup into an instance with replicas, so they are listed before the fresh backup, read again
+and deleted just before the restore, and recreated from the restored primary after the DNS
+move (in the cleanup: whatever ended the run once one was deleted); one that cannot be
+recreated leaves the outcome as it was and `left_in` / `next_steps` give the gcloud command
+(workflows/dr/replica_steps.py, shared with `restore`). After `failover --from replica` the
+promoted replica is no replica any more: the primary has none, and nothing is done. Runs
+recorded before `workflow.patched(FAILBACK_REPLICAS)` never look for replicas.
 
 Drill (`mode: drill`, id `dr-drill-regional-<app>-<env>`): steps 1-3 into scratch resources
 (`<instance>-dr-<stamp>`, `<name>-<env>-dr-<stamp>`), no approval, no DNS; the scratch resources
@@ -50,7 +58,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.replicas import ReplicaActivities
     from activities.smoke import smoke_test
     from stagecoach.contract import Message, WorkflowType
-    from stagecoach.payloads.common import AbortInput, ApproveInput, ApproveResult, Outcome, Phase
+    from stagecoach.payloads.common import (
+        AbortInput,
+        ApproveInput,
+        ApproveResult,
+        InstanceRef,
+        Outcome,
+        Phase,
+    )
+    from stagecoach.payloads.dr import ReplicaRecreation
     from stagecoach.payloads.failover import (
         CreateInstanceResult,
         DeleteServiceInput,
@@ -80,7 +96,6 @@ from workflows.dr.common import (
     CLEANUP_RETRY,
     HEARTBEAT,
     OPERATION,
-    DrRun,
     DrStop,
     instance_claim,
     list_backups,
@@ -88,14 +103,19 @@ from workflows.dr.common import (
     seconds,
 )
 from workflows.dr.failover_ending import describe_ending
+from workflows.dr.replica_steps import ReplicaSteps
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
 VERIFY = timedelta(minutes=5)
 
+# Failbacks started after this delete the primary's read replicas before the restore into it
+# and recreate them afterwards (recorded histories from before never look for replicas).
+FAILBACK_REPLICAS = "failback-replicas"
+
 
 @workflow.defn(name=WorkflowType.FAILOVER)
-class FailoverWorkflow(DrRun):
+class FailoverWorkflow(ReplicaSteps):
     @workflow.init
     def __init__(self, inp: FailoverInput) -> None:
         self.inp = inp
@@ -216,6 +236,9 @@ class FailoverWorkflow(DrRun):
             await self._timed(Phase.DNS, self._dns)
 
     async def _clean_up(self) -> None:
+        if self.inp.mode == "failback":
+            await self._recreate_primary_replicas()
+            return
         await self._timed(Phase.CLEANING_UP, self._clean)
 
     async def _report(self, cancelled: bool) -> None:
@@ -226,11 +249,19 @@ class FailoverWorkflow(DrRun):
                 inp.notify, "failed", f"{inp.mode} of {inp.env} to {inp.to_region} "
                 f"{st.outcome.value}: {st.error or st.abort_reason}. " + "; ".join(st.left_in),
             )  # fmt: skip
+        elif st.outcome == Outcome.SUCCEEDED and self._replica_recreate_failed():
+            # users are back, but someone must recreate a read replica by hand
+            await self._notify(
+                inp.notify, "failed", f"{inp.mode} of {inp.env} to {inp.to_region} succeeded, "
+                "but not every read replica was recreated. " + "; ".join(st.left_in),
+            )  # fmt: skip
 
     def _needs_cleanup(self) -> bool:
         inp, st = self.inp, self.st
         if inp.mode == "drill":
             return True
+        if inp.mode == "failback":
+            return bool(self._replicas_to_recreate())
         return (
             inp.mode == "failover"
             and inp.cleanup_on_failure
@@ -289,7 +320,13 @@ class FailoverWorkflow(DrRun):
     async def _restore(self) -> None:
         inp = self.inp
         if inp.mode == "failback":
+            replicas = workflow.patched(FAILBACK_REPLICAS)
+            if replicas:  # before anything changed: a protected replica stops it here
+                await self._find_replicas()
             backup = await self._fresh_backup()
+            if replicas:  # read again: one made during the backup would fail the restore
+                await self._delete_replicas(read_again=True, phase=None)
+                self._check_abort()
         else:
             backup = await self._newest_backup()
             await self._create_instance()
@@ -510,6 +547,27 @@ class FailoverWorkflow(DrRun):
                 f"rows written in {self.inp.from_region} after the failback backup: "
                 f"{st.data_loss_seconds:g}s of writes not carried back (RPO {st.rpo_seconds:g}s)"
             )
+
+    # ------------------------------------------------------------------ read replicas (failback)
+
+    def _replica_primary(self) -> InstanceRef:
+        return self.inp.instance
+
+    def _replica_records(self) -> list[ReplicaRecreation]:
+        return self.st.replicas
+
+    def _configured_replicas(self) -> list[str]:
+        return self.inp.configured_replicas
+
+    async def _recreate_primary_replicas(self) -> None:
+        """Recreate the read replicas the failback deleted, from the primary as it is now
+        (after the DNS move, or whatever ended the run); timed as phase `replicas`."""
+        start = workflow.now()
+        try:
+            await self._recreate_replicas(phase=Phase.RESUMING)
+        finally:
+            took = seconds(start, workflow.now())
+            self.st.phases.append(PhaseTime(phase="replicas", seconds=took))
 
     # ------------------------------------------------------------------ cleanup and report
 

@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.replicas import create_command
     from stagecoach.payloads.common import Outcome
     from stagecoach.payloads.failover import DeployServiceInput, FailoverInput, FailoverStatus
+
+from workflows.dr.replica_steps import replica_left_in
 
 
 def describe_ending(
@@ -38,6 +41,7 @@ def describe_ending(
             f"({inp.to_region})",
             f"database: {inp.instance.instance} in {inp.to_region}",
         ]
+        st.left_in += _replica_lines(inp, st)
         if inp.mode == "failover" and inp.source == "replica":
             st.left_in.append(
                 f"read replica {inp.instance.instance} promoted: a standalone primary now; "
@@ -60,6 +64,13 @@ def describe_ending(
                 )
         else:
             st.next_steps = [
+                f"recreate read replica {r.replica.name} of {inp.instance.instance} (the "
+                f"failback deleted it for the restore; recreating it failed): "
+                + create_command(inp.instance, r.replica)
+                for r in st.replicas
+                if r.state == "recreate_failed"
+            ]
+            st.next_steps += [
                 f"if you changed environments.{inp.env}.region/database.instance for the "
                 f"failover, set them back to {inp.to_region} and {inp.instance.instance}",
                 f"the secondary resources in {inp.from_region} are no longer used by users: "
@@ -82,6 +93,7 @@ def describe_ending(
                 f"{k}: kept; a retry adopts it (or add --cleanup to remove what a failed "
                 "failover created)"
             )
+        st.left_in += _replica_lines(inp, st)
         if replica_promoting:
             st.left_in.append(
                 f"read replica {inp.instance.instance}: promotion requested (it cannot be "
@@ -95,3 +107,8 @@ def describe_ending(
             for m in maybe:
                 if m not in st.created and m not in st.deleted:
                     st.left_in.append(f"{m}: may exist (its step failed); a retry adopts it")
+
+
+def _replica_lines(inp: FailoverInput, st: FailoverStatus) -> list[str]:
+    """Failback: what became of each read replica of the primary (deleted for the restore)."""
+    return [replica_left_in(r, inp.instance, "the failback's restore") for r in st.replicas]

@@ -3,6 +3,16 @@
 as new into the release that moves the services onto it (same workflow id `deploy-<app>-<env>`,
 so no other release or restore slips in between).
 
+Read replicas: a switch moves the services, not the source instance's read replicas (e.g.
+`database.replicas`): they keep replicating from the source, so after the switch they hold none
+of the new writes, and a `failover --from replica` would promote the old data. A verified
+recovery that switches lists them (ListReplicas, read-only; behind
+`workflow.patched(PITR_SWITCH_REPLICAS)`) and its events, `left_in` and `next_steps` name each
+one with the gcloud command that creates its counterpart for the recovery instance and the
+config to change. It creates no replica itself: the release it hands over to may still be
+rolled back or aborted (a replica of an instance that never serves), creating one takes as long
+as the switch, and its name and the config are a person's choice.
+
 Messages: query `status`; signal `abort` (stops at once and deletes the partial instance).
 
 Deterministic: the clone time is a `workflow.now()` delta.
@@ -11,20 +21,30 @@ Deterministic: the clone time is a `workflow.now()` delta.
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
-from workflows.common import API_RETRY, QUICK
+from workflows.common import API_RETRY, QUICK, error_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
+    from activities.replicas import ReplicaActivities, create_command
     from stagecoach.contract import Message, WorkflowType
     from stagecoach.payloads.common import InstanceRef, Outcome, Phase
     from stagecoach.payloads.dr import PointInTimeInput, PointInTimeResult
     from stagecoach.payloads.release import RecoveryInfo
-    from stagecoach.payloads.sql import CloneInstanceInput, RecoveryWindow, RecoveryWindowInput
+    from stagecoach.payloads.sql import (
+        CloneInstanceInput,
+        RecoveryWindow,
+        RecoveryWindowInput,
+        ReplicaInfo,
+    )
     from stagecoach.plan import recovery_instance_name
 
 from workflows.dr.clone import CloneRun
 from workflows.dr.common import DrStop, seconds, stamp
+
+# Switches started after this list the source's read replicas and say they stay behind.
+PITR_SWITCH_REPLICAS = "pitr-switch-replicas"
 
 
 @workflow.defn(name=WorkflowType.POINT_IN_TIME_RECOVERY)
@@ -132,6 +152,13 @@ class PointInTimeWorkflow(CloneRun):
             f"instance {st.recovery_instance}: {recovery}",
             f"services: {services}",
         ]
+        if st.switching:
+            st.left_in += [
+                f"read replica {r.name} ({r.region}): still replicating from "
+                f"{st.source_instance}, NOT from {st.recovery_instance}"
+                for r in st.replicas
+            ]
+            st.next_steps = self._replica_steps()
         st.ended_at = workflow.now()
         self._set_phase(Phase.DONE)
         self._progress(f"{st.outcome.value}: {st.error or st.abort_reason or st.recovery_instance}")
@@ -184,9 +211,64 @@ class PointInTimeWorkflow(CloneRun):
         st.newest = report.newest
         if not report.ok:
             raise DrStop(Outcome.FAILED, "validation failed: " + "; ".join(report.problems))
+        if switch is not None and workflow.patched(PITR_SWITCH_REPLICAS):
+            await self._replicas_left_behind()
         if st.newest is not None and st.newest > inp.point_in_time:
             # Nothing should write to a fresh recovery instance; worth a look, not a failure.
             self._event(
                 f"note: {st.recovery_instance} holds rows newer than the recovery point "
                 f"(newest {st.newest.isoformat()}); something wrote to it after the clone"
             )
+
+    # ------------------------------------------------------------------ read replicas
+
+    def _counterpart(self, r: ReplicaInfo) -> ReplicaInfo:
+        """The replica of the recovery instance that takes `r`'s place (the name the config's
+        default gives it once database.instance is the recovery instance)."""
+        return r.model_copy(update={"name": f"{self.st.recovery_instance}-replica-{r.region}"})
+
+    def _replica_steps(self) -> list[str]:
+        st, env = self.st, self.env
+        steps: list[str] = []
+        for r in st.replicas:
+            new = self._counterpart(r)
+            steps += [
+                f"read replica {r.name} ({r.region}) still follows {st.source_instance}: create "
+                f"a replica of {st.recovery_instance} in {r.region}: "
+                + create_command(self._recovery_ref(), new),
+                f"then set environments.{env}.database.instance: {st.recovery_instance} (its "
+                f"replica in {r.region} is then {new.name}; an explicit "
+                f"database.replicas[].instance must name it), and delete {r.name} once "
+                f"nothing reads it: gcloud sql instances delete {r.name} --project={r.project}",
+            ]
+        return steps
+
+    async def _replicas_left_behind(self) -> None:
+        """--switch: the source's read replicas stay with the source; say so, by name."""
+        st = self.st
+        self._progress(f"looking for read replicas of {st.source_instance}")
+        try:
+            found: list[ReplicaInfo] = await workflow.execute_activity_method(
+                ReplicaActivities.list_replicas,
+                self.inp.instance,
+                start_to_close_timeout=QUICK,
+                retry_policy=API_RETRY,
+                summary=f"list read replicas of {st.source_instance}",
+            )
+        except ActivityError as err:  # read-only and advisory: never fails the recovery
+            self._event(
+                f"could not list the read replicas of {st.source_instance} "
+                f"({error_message(err)}): any it has keeps replicating from it, not from "
+                f"{st.recovery_instance}, after the switch"
+            )
+            return
+        st.replicas = found
+        for r in found:
+            self._event(
+                f"read replica {r.name} ({r.region}) keeps replicating from "
+                f"{st.source_instance}, not from {st.recovery_instance}: after the switch it "
+                "gets none of the new writes, and failover --from replica would promote the "
+                "old data"
+            )
+        for step in self._replica_steps():
+            self._event(f"next: {step}")
