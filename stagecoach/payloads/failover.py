@@ -178,8 +178,9 @@ class FailoverInput(Payload):
     notify: bool = False
     # failback: the names in environments.<env>.database.replicas (the events say which
     # replicas of the primary the failback deletes and recreates that the config does not
-    # name); the primary's real replicas are read from the API either way
-    configured_replicas: list[str] = []
+    # name; None: not given, nothing said); the primary's real replicas are read from the API
+    # either way
+    configured_replicas: list[str] | None = None
 
 
 class PhaseTime(Payload):

@@ -556,7 +556,7 @@ class FailoverWorkflow(ReplicaSteps):
     def _replica_records(self) -> list[ReplicaRecreation]:
         return self.st.replicas
 
-    def _configured_replicas(self) -> list[str]:
+    def _configured_replicas(self) -> list[str] | None:
         return self.inp.configured_replicas
 
     async def _recreate_primary_replicas(self) -> None:

@@ -63,9 +63,10 @@ class ReplicaSteps(DrRun):
         """The run status's `replicas` list (appended to in place)."""
         raise NotImplementedError
 
-    def _configured_replicas(self) -> list[str]:
-        """The names in environments.<env>.database.replicas."""
-        return []
+    def _configured_replicas(self) -> list[str] | None:
+        """The names in environments.<env>.database.replicas (None: not known; the events then
+        say nothing about which replicas the config names)."""
+        return None
 
     # ------------------------------------------------------------------ steps
 
@@ -94,7 +95,8 @@ class ReplicaSteps(DrRun):
         records = self._replica_records()
         primary = self._replica_primary()
         known = {(r.replica.project, r.replica.name) for r in records}
-        configured = set(self._configured_replicas())
+        names = self._configured_replicas()
+        configured = set(names or [])
         for info in found:
             if (info.project, info.name) in known:
                 continue
@@ -103,7 +105,7 @@ class ReplicaSteps(DrRun):
             where = f"{info.region}, tier {info.tier or 'as before'}"
             extra = (
                 ""
-                if rec.configured
+                if rec.configured or names is None
                 else f"; not in environments.{self.env}.database.replicas, deleted and "
                 "recreated all the same"
             )

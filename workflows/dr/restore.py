@@ -306,7 +306,7 @@ class RestoreWorkflow(ReplicaSteps, DrRunAnyAbort):
     def _replica_records(self) -> list[ReplicaRecreation]:
         return self.st.replicas
 
-    def _configured_replicas(self) -> list[str]:
+    def _configured_replicas(self) -> list[str] | None:
         return self.inp.configured_replicas
 
     async def _drain(self) -> None:
