@@ -233,9 +233,8 @@ class PointInTimeWorkflow(CloneRun):
         for r in st.replicas:
             new = self._counterpart(r)
             steps += [
-                f"read replica {r.name} ({r.region}) still follows {st.source_instance}: create "
-                f"a replica of {st.recovery_instance} in {r.region}: "
-                + create_command(self._recovery_ref(), new),
+                f"replace read replica {r.name} ({r.region}) with one of "
+                f"{st.recovery_instance}: " + create_command(self._recovery_ref(), new),
                 f"then set environments.{env}.database.instance: {st.recovery_instance} (its "
                 f"replica in {r.region} is then {new.name}; an explicit "
                 f"database.replicas[].instance must name it), and delete {r.name} once "
