@@ -4,7 +4,8 @@
 `outage --clear`, `failback`. Cloud SQL (and gcpsim) refuse a restore into an instance that has
 replicas, so the failback deletes the replica before restoring the secondary's fresh backup into
 the primary and recreates it from the restored primary after the DNS move; when recreating
-fails, the failback still succeeded and the run says how to recreate it.
+fails, the failback still succeeded and the run says how to recreate it; when the failback
+fails after the delete, the replica is recreated all the same.
 
 The real Temporal dev server, a worker inside the test, `starter.py` as a subprocess, the real
 Google clients and a gcpsim of this module's own (it takes prod's region down). The steps
@@ -23,13 +24,15 @@ from googleapiclient.errors import HttpError
 from temporalio.client import Client
 
 from stagecoach.payloads.common import Outcome
+from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.plan import instance_ref
+from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, config_for, start_gcpsim, stop_gcpsim
 from testing.histories import record_history, replays
 from testing.releases import worker, worker_config
 from tests.e2e.test_dr import clear_faults, fault, has_marker, insert_marker, uid
-from tests.e2e.test_failover import CENTRAL, WID, clients, record, run_with_approval
+from tests.e2e.test_failover import CENTRAL, EAST, WID, clients, record, run_with_approval
 from tests.e2e.test_failover_replica import REPLICA, with_replica
 
 pytestmark = pytest.mark.asyncio
@@ -119,6 +122,26 @@ async def test_failback_deletes_the_primarys_replica_and_recreates_it(
         # written in us-east1 during the outage: must reach the primary and its replica
         during = f"during-outage-{uid()}"
         await asyncio.to_thread(insert_marker, secondary, db, during)
+
+        # a failback that fails after the replica was deleted (node-server's smoke test in
+        # us-central1) recreates it all the same; users stay in us-east1
+        out = fsim.cli("behavior", "node-server-prod", "v1.1.0", "--smoke-fail")
+        assert out.returncode == 0, out.stderr
+        try:
+            bad = await starter(fenv, "failback", "prod", "--yes")
+        finally:
+            assert fsim.cli("behavior", "--clear").returncode == 0
+        assert bad.returncode == 1, show(bad)
+        failed = await workflow_result(client.get_workflow_handle(WID, result_type=FailoverStatus))
+        assert failed.outcome == Outcome.FAILED and "smoke test" in failed.error, failed.error
+        assert [(r.replica.name, r.state) for r in failed.replicas] == [(REPLICA, "recreated")]
+        assert follows_primary(fsim)
+        assert record(fsim) == [EAST]
+        assert any(f"read replica {REPLICA} (us-east1): deleted for" in x for x in failed.left_in)
+        assert (
+            f"replica    {REPLICA} (us-east1) of {PRIMARY}: deleted for the restore" in bad.stdout
+        )
+        await replays(client.get_workflow_handle(WID))
 
         back = await run_with_approval(fenv, client, "failback", "prod", "--yes")
         assert back.outcome == Outcome.SUCCEEDED, back.error
