@@ -237,7 +237,7 @@ class ReplicaActivities(CloudSqlActivities):
         if not replicates_from(inst, primary):
             raise permanent(
                 f"instance {r.name} is not a read replica of {primary.instance} (any more); "
-                "nothing was deleted: check it, then rerun the restore",
+                "nothing was deleted: check it, then rerun the restore or failback",
                 "NotAReplica",
             )
         if inst.get("state") == "PENDING_DELETE":
@@ -246,7 +246,7 @@ class ReplicaActivities(CloudSqlActivities):
         if (inst.get("settings") or {}).get("deletionProtectionEnabled"):
             raise permanent(
                 f"read replica {r.name} has deletion protection; turn it off (gcloud sql "
-                f"instances patch {r.name} --no-deletion-protection) and rerun the restore",
+                f"instances patch {r.name} --no-deletion-protection) and rerun",
                 "FailedPrecondition",
             )
         activity.heartbeat(details)
