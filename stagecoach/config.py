@@ -306,6 +306,10 @@ class DatabaseInstance(_Strict):
                 return r.instance or f"{self.instance}-replica-{region}"
         return None
 
+    def replica_names(self) -> list[str]:
+        """The names of every configured read replica, in config order."""
+        return [r.instance or f"{self.instance}-replica-{r.region}" for r in self.replicas]
+
 
 class Validation(_Strict):
     tables: list[str] = []

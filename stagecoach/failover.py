@@ -287,6 +287,12 @@ def build_failback(
         services=_services(cfg, env, last.from_region, last.version, primary.instance, "fb"),
         dns=dns_plan(cfg, env, last.from_region),
         approvers=_approvers(cfg, env),
+        # the replicas the config names, if the primary is still the configured instance
+        configured_replicas=(
+            db.replica_names()
+            if (db := cfg.env(env).database) is not None and db.instance == primary.instance
+            else None
+        ),
     )
 
 

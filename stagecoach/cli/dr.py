@@ -347,9 +347,7 @@ async def _restore(
             f"with `{STARTER} backups {env}`",
             EXIT_INPUT,
         )
-    configured_replicas = [
-        name for r in e.database.replicas if (name := e.database.replica_in(r.region))
-    ] if e.database else []  # fmt: skip
+    configured_replicas = e.database.replica_names() if e.database else []
     if not yes:
         replicas = (
             ", deletes its read replicas and recreates them afterwards"

@@ -184,7 +184,16 @@ def report_lines(st: FailoverStatus) -> list[str]:
         lines.append(f"phase      {p.phase:<12} {_s(p.seconds)}")
     if st.total_seconds is not None:
         verdict = "met" if st.rto_met else "MISSED" if st.outcome == Outcome.SUCCEEDED else "-"
-        lines.append(f"total      {_s(st.total_seconds)}  vs RTO {_s(st.rto_seconds)}: {verdict}")
+        total, rto = _s(st.total_seconds), _s(st.rto_seconds)
+        recovery = st.recovery_seconds if st.recovery_seconds is not None else st.total_seconds
+        if recovery != st.total_seconds:  # replicas recreated after users were back
+            lines.append(f"total      {total}")
+            lines.append(
+                f"users back {_s(recovery)}  vs RTO {rto}: {verdict} (the read replicas were "
+                "recreated after the DNS move)"
+            )
+        else:
+            lines.append(f"total      {total}  vs RTO {rto}: {verdict}")
     if st.data_loss_seconds is not None:
         label = "data-loss window" if st.mode != "failback" else "not carried back"
         bound = "at most " if st.mode != "failback" and not st.data_loss_exact else ""

@@ -229,6 +229,9 @@ class FailoverStatus(Payload):
     dns_verified: bool = False
     phases: list[PhaseTime] = []
     total_seconds: float | None = None
+    # what the RTO is measured on: the total less the read replicas' recreation, which comes
+    # after the DNS move (users are served again before it)
+    recovery_seconds: float | None = None
     rto_seconds: float = DEFAULT_RTO.total_seconds()
     rto_met: bool | None = None
     created: list[str] = []  # resources this run created (or adopted from an earlier attempt)

@@ -166,6 +166,12 @@ async def test_failback_deletes_the_primarys_replica_and_recreates_it(
         assert [p.phase for p in back.phases] == [
             "database", "services", "awaiting_approval", "dns", "replicas"
         ]  # fmt: skip
+        # the RTO is measured to users back (the DNS move), not to the replicas' recreation
+        assert back.total_seconds is not None and back.recovery_seconds is not None
+        assert back.recovery_seconds == pytest.approx(
+            back.total_seconds - back.phases[-1].seconds, abs=0.01
+        )
+        assert "users back " in status.stdout and "vs RTO" in status.stdout, show(status)
         line = next(x for x in back.left_in if x.startswith(f"read replica {REPLICA}"))
         assert "deleted for the failback's restore and recreated from legal-forms-db-prod" in line
         # deleted before the restore into the primary, recreated after users moved back

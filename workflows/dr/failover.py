@@ -610,7 +610,9 @@ class FailoverWorkflow(ReplicaSteps):
         st.ended_at = workflow.now()
         assert st.started_at is not None
         st.total_seconds = seconds(st.started_at, st.ended_at)
-        st.rto_met = st.outcome == Outcome.SUCCEEDED and st.total_seconds <= st.rto_seconds
+        after_dns = sum(p.seconds for p in st.phases if p.phase == "replicas")
+        st.recovery_seconds = round(max(st.total_seconds - after_dns, 0.0), 3)
+        st.rto_met = st.outcome == Outcome.SUCCEEDED and st.recovery_seconds <= st.rto_seconds
         describe_ending(
             inp, st, deploys=self._deploys, dns_started=self._dns_started,
             instance_requested=self._instance_requested,
