@@ -504,13 +504,17 @@ def test_data_younger_than_the_delay_is_not_visible(
                 break
             time.sleep(0.2)
         assert raw
-        for ts in raw:  # ALIGN_NONE: one point per visible sample, newest first
+        newest: list[float] = []
+        for ts in raw:  # ALIGN_NONE: one point per visible sample with data, newest first
             assert ts.points
-            newest = ts.points[0].interval.end_time.timestamp()
-            assert visible_until(asked) - 1e-6 <= newest <= visible_until(answered) + 1e-6
+            newest.append(ts.points[0].interval.end_time.timestamp())
+            assert newest[-1] <= visible_until(answered) + 1e-6
             for p in ts.points:
                 assert (p.interval.end_time - p.interval.start_time).total_seconds() == period
                 assert p.interval.start_time.timestamp() % period == 0
+        # ... and every sample visible when asked is there (a rare response code's series
+        # may have none in it, the 200s of a revision serving 100 requests/s have)
+        assert max(newest) >= visible_until(asked) - 1e-6
 
         def sample_counts() -> dict[str, int]:
             series = list_series(
