@@ -298,9 +298,12 @@ def canary(services: run_v2.ServicesClient) -> Iterator[run_v2.Service]:
     services.delete_service(name=service_name(OWN_PROJECT, OWN)).result(timeout=60)
 
 
-def counts_by_revision(mon: Any, *extra: str, seconds: int = 600) -> dict[str, int]:
-    """Requests per revision of OWN over the last `seconds` (one aligned point)."""
-    end = int(time.time()) + 1
+def counts_by_revision(
+    mon: Any, *extra: str, seconds: int = 600, end: int | None = None
+) -> dict[str, int]:
+    """Requests per revision of OWN over the `seconds` before `end` (default: up to now,
+    the running second included), as one aligned point."""
+    end = int(time.time()) + 1 if end is None else end
     series = list_series(
         mon,
         OWN_PROJECT,
@@ -387,20 +390,32 @@ def test_rates_per_service_and_version(
     assert gcpsim.cli("rate", OWN, "400").returncode == 0
     r = gcpsim.cli("rate", OWN, "v2.0.0", "20")
     assert r.returncode == 0, r.stderr
+    # Whole past seconds since the split: complete buckets, a known number of them.
+    end = int(time.time())
+    seconds = end - (int(SPLIT_AT[0]) + 1)
+    assert seconds >= 2
     try:
-        counts = counts_by_revision(mon, seconds=3)  # rates apply to every read, the past too
-        assert 1.5 * 400 * 0.5 < counts[STABLE_REV] < 3 * 400 * 0.5 * 1.2  # 2-3 s of data
-        # 50% of 20 rps vs 50% of 400 rps: 0.05 (bounds: about 4 sd of ~25 canary requests)
-        assert 0.01 < counts[CANARY_REV] / counts[STABLE_REV] < 0.12
+        counts = counts_by_revision(mon, seconds=seconds, end=end)  # rates apply to the past too
+        # 50% of 400 rps and 50% of 20 rps: Poisson counts, within 5 sd
+        assert poisson_near(counts[STABLE_REV], 400 * 0.5 * seconds), (counts, seconds)
+        assert poisson_near(counts[CANARY_REV], 20 * 0.5 * seconds), (counts, seconds)
     finally:
         assert gcpsim.cli("rate", "--clear", OWN).returncode == 0
-    counts = counts_by_revision(mon, seconds=3)  # back to the flag's rate: 1 (about 4 sd)
-    assert 0.65 < counts[CANARY_REV] / counts[STABLE_REV] < 1.5
+    counts = counts_by_revision(mon, seconds=seconds, end=end)  # back to the flag's 200 rps
+    for rev in (STABLE_REV, CANARY_REV):
+        assert poisson_near(counts[rev], 200 * 0.5 * seconds), (counts, seconds)
 
 
-def log_counts(mon: Any, seconds: int = 600) -> dict[tuple[str, str], int]:
-    """(revision, severity) -> log entries of OWN over the last `seconds`, read as a gate would."""
-    end = int(time.time()) + 1
+def poisson_near(observed: int, expected: float) -> bool:
+    """`observed` within 5 standard deviations of a Poisson count of mean `expected` (a correct
+    simulator misses with probability under 1e-6)."""
+    return abs(observed - expected) <= 5 * expected**0.5 + 1
+
+
+def log_counts(mon: Any, seconds: int = 600, end: int | None = None) -> dict[tuple[str, str], int]:
+    """(revision, severity) -> log entries of OWN over the `seconds` before `end` (default: up
+    to now), read as a gate would."""
+    end = int(time.time()) + 1 if end is None else end
     series = mon.list_time_series(
         request={
             "name": f"projects/{OWN_PROJECT}",
@@ -432,27 +447,34 @@ def test_error_logs_rise_while_http_codes_do_not(
     gcpsim: GcpsimProcess, mon: Any, canary: run_v2.Service
 ) -> None:
     five_xx = 'metric.labels.response_code_class = "5xx"'
-    before = log_counts(mon)
-    errors_before = counts_by_revision(mon, five_xx)
+    # One window of whole past seconds for every read: its counts are final, so the requests,
+    # 5xx and log entries below are of the same requests. At least 5 s of the split in it
+    # (~500 canary requests), also when this test runs alone.
+    time.sleep(max(0.0, SPLIT_AT[0] + 6 - time.time()))
+    end = int(time.time())
+    before = log_counts(mon, end=end)
+    errors_before = counts_by_revision(mon, five_xx, end=end)
     r = gcpsim.cli("behavior", OWN, "v2.0.0", "--error-log-rate", "0.2")
     assert r.returncode == 0, r.stderr
     try:
-        after = log_counts(mon)
-        errors_after = counts_by_revision(mon, five_xx)
-        requests_ = counts_by_revision(mon)
+        after = log_counts(mon, end=end)
+        errors_after = counts_by_revision(mon, five_xx, end=end)
+        requests_ = counts_by_revision(mon, end=end)
     finally:
         set_behavior(gcpsim, "v2.0.0")
     # The request log: one entry per request, ERROR for 5xx, WARNING for 4xx, INFO otherwise.
     for rev in (STABLE_REV, CANARY_REV):
         assert after[(rev, "INFO")] > requests_[rev]  # request log + application stdout
         assert after.get((rev, "WARNING"), 0) < 0.05 * requests_[rev]
-    # The canary's application errors rise (about 0.2 per request); its 5xx do not.
+    # The canary's application errors rise (Poisson, 0.2 per request); its 5xx do not.
+    n = requests_[CANARY_REV]
+    assert n >= 200  # enough that 0.2 per request is told from the default 0.001 at 5 sd
     canary_errors = after[(CANARY_REV, "ERROR")] - errors_after.get(CANARY_REV, 0)
-    assert 0.1 < canary_errors / requests_[CANARY_REV] < 0.3
+    assert poisson_near(canary_errors, 0.2 * n), (canary_errors, n)
     assert before.get((CANARY_REV, "ERROR"), 0) < 0.05 * requests_[CANARY_REV]
     assert after.get((STABLE_REV, "ERROR"), 0) < 0.05 * requests_[STABLE_REV]
-    # Same window end or later: 5xx counts can only have grown by new seconds, not by the change.
-    assert errors_after.get(CANARY_REV, 0) < 0.05 * requests_[CANARY_REV]
+    # The same window: the change moved no 5xx at all, and there are few of them.
+    assert errors_after == errors_before
     assert errors_before.get(CANARY_REV, 0) < 0.05 * requests_[CANARY_REV]
 
 
@@ -465,30 +487,36 @@ def test_data_younger_than_the_delay_is_not_visible(
     r = gcpsim.cli("metrics", OWN, "--sample-period", str(period), "--delay", str(delay))
     assert r.returncode == 0, r.stderr
     try:
+
+        def visible_until(t: float) -> float:
+            return (t - delay) // period * period
+
         # The service may be younger than a sample plus the delay: wait for its first sample.
         deadline = time.time() + period + delay + 5
         while True:
-            now = time.time()
-            visible_until = (now - delay) // period * period
+            # The simulator answers at some instant between `asked` and `answered`.
+            asked = time.time()
             window = {
-                "start_time": {"seconds": int(now) - 30},
-                "end_time": {"seconds": int(now) + 1},
+                "start_time": {"seconds": int(asked) - 30},
+                "end_time": {"seconds": int(asked) + 1},
             }
             raw = list(list_series(mon, OWN_PROJECT, flt(COUNT, OWN), window=window))
-            if raw or time.time() > deadline:
+            answered = time.time()
+            if raw or answered > deadline:
                 break
             time.sleep(0.2)
         assert raw
-        for ts in raw:  # ALIGN_NONE: one point per visible sample, newest first
+        newest: list[float] = []
+        for ts in raw:  # ALIGN_NONE: one point per visible sample with data, newest first
             assert ts.points
-            newest = ts.points[0].interval.end_time.timestamp()
-            assert newest <= visible_until + 1e-6
+            newest.append(ts.points[0].interval.end_time.timestamp())
+            assert newest[-1] <= visible_until(answered) + 1e-6
             for p in ts.points:
                 assert (p.interval.end_time - p.interval.start_time).total_seconds() == period
                 assert p.interval.start_time.timestamp() % period == 0
-        # The sample holding the last second: absent now, complete once its delay has passed.
-        start = int((now - 1) // period * period)
-        sample = {"start_time": {"seconds": start}, "end_time": {"seconds": start + period}}
+        # ... and every sample visible when asked is there (a rare response code's series
+        # may have none in it, the 200s of a revision serving 100 requests/s have)
+        assert max(newest) >= visible_until(asked) - 1e-6
 
         def sample_counts() -> dict[str, int]:
             series = list_series(
@@ -503,7 +531,16 @@ def test_data_younger_than_the_delay_is_not_visible(
                 out[ts.resource.labels["revision_name"]] = point.value.int64_value
             return out
 
-        assert sample_counts() == {}
+        # The sample running now: absent until its delay has passed after it ends. A read
+        # answered only after that (a very slow machine) proves nothing: try the next sample.
+        for _ in range(5):
+            asked = time.time()
+            start = int(asked // period * period)
+            sample = {"start_time": {"seconds": start}, "end_time": {"seconds": start + period}}
+            early = sample_counts()
+            if time.time() < start + period + delay:
+                break
+        assert early == {}
         time.sleep(max(0.0, start + period + delay + 0.2 - time.time()))
         visible = sample_counts()
         assert set(visible) == {STABLE_REV, CANARY_REV}

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,6 +186,16 @@ def cli_command() -> list[str]:
     return [sys.executable, str(ROOT / "starter.py")]
 
 
+@functools.cache
+def cli_config() -> Path:
+    """deploy.yaml for the CLI, but for the judge's level: the switch releases here expect a
+    promotion, and at deploy.yaml's 0.01 a correct judge leaves about 1 in 2000 of them
+    unpromoted (a canary identical to stable; Monte Carlo of the judge). The other e2e tests
+    run it at 1e-4 too."""
+    path = Path(tempfile.mkdtemp(prefix="stagecoach-dr-")) / "deploy.yaml"
+    return worker_config(path, lambda d: d["gates"].update(false_rollback_rate=1e-4))
+
+
 async def cli(
     sim: GcpsimProcess, temporal_address: str, task_queue: str, *args: str
 ) -> tuple[int, str, str]:
@@ -194,7 +206,7 @@ async def cli(
         "STAGECOACH_TASK_QUEUE": task_queue,
         "GCPSIM_PORT": str(sim.port),
         "GCPSIM_GRPC_PORT": str(sim.grpc_port),
-        "STAGECOACH_CONFIG": str(ROOT / "deploy.yaml"),
+        "STAGECOACH_CONFIG": str(cli_config()),
         "COLUMNS": "200",
     }
     proc = await asyncio.create_subprocess_exec(

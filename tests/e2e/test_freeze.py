@@ -116,8 +116,10 @@ async def test_running_release_waits_out_a_window_and_goes_on(
 ) -> None:
     inp = release_input(gcpsim, "staging", "v1.4.0", services=["python-pipeline"])
     now = datetime.now(UTC)
-    # a window that began after the release was started (the CLI check passed), 8 s long
-    end = now + timedelta(seconds=8)
+    # a window that began after the release was started (the CLI check passed), 15 s long: the
+    # release must reach its first step (canary created and smoke-tested) inside it, ~3.5 s on
+    # a busy 2-core machine (8 s left too little room on a loaded CI machine)
+    end = now + timedelta(seconds=15)
     window = FreezeWindow(start=now.strftime(FMT), end=end.strftime(FMT), reason="game day")
     inp = inp.model_copy(update={"freeze": [window]})
     async with worker(client, task_queue):
