@@ -145,6 +145,8 @@ async def test_replica_drill_promotes_a_scratch_replica_and_deletes_it(
         await record_history(handle, "regional_drill_replica_succeeded")
 
     assert st.outcome == Outcome.SUCCEEDED, st.error
+    # the configured replica: not one operation, still a RUNNABLE replica of the primary
+    assert configured_replica(sim) == before
     assert st.mode == "drill" and st.source == "replica" and st.backup is None
     scratch = st.scratch_replica
     assert scratch.startswith(f"{PRIMARY}-dr-") and st.instance == scratch
@@ -162,8 +164,6 @@ async def test_replica_drill_promotes_a_scratch_replica_and_deletes_it(
     bound = [e for e in st.events if f"bound to {scratch}" in e]
     assert len(bound) == 1 and "node-server-prod-dr-" in bound[0], st.events
     assert sum("smoke test passed" in e for e in st.events) == 1, st.events
-    # the configured replica: not one operation, still a RUNNABLE replica of the primary
-    assert configured_replica(sim) == before
     assert st.configured_replica == REPLICA and st.primary_replicas == [REPLICA]
     assert st.replicas_untouched is True
     assert any("configured read replica" in x and "left alone" in x for x in st.left_in)
