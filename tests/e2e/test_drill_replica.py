@@ -18,6 +18,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from temporalio.client import Client
 
+from stagecoach.cli.schemas import validate
 from stagecoach.clients import Clients
 from stagecoach.contract import regional_drill_workflow_id
 from stagecoach.payloads.common import Outcome, Target
@@ -178,6 +179,8 @@ async def test_replica_drill_promotes_a_scratch_replica_and_deletes_it(
     assert st.failover_seconds == round(phases["database"] + phases["services"], 3)
     assert st.rto_met is True and st.replica_ready_seconds is not None
     assert not st.dns_moved
+    # `dr-drill --json` prints this status: its documented schema (docs/schemas) has it
+    assert isinstance(validate("dr-drill", st.model_dump_json()), ReplicaDrillStatus)
     # the printed report says it
     for words in (f"scratch {scratch}", "promoted, deleted", f"configured {REPLICA}: left alone",
                   "vs RTO", "vs RPO"):  # fmt: skip
