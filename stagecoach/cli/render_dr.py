@@ -125,8 +125,9 @@ def drill_view(r: DrillReport) -> list[Any]:
 
 def replica_drill_lines(st: ReplicaDrillStatus) -> list[str]:
     """What `dr-drill --scenario regional --from replica` adds to the regional drill's report
-    (stagecoach.cli.failover.report_lines): the scratch replica's story, the configured
-    replicas, and the failover's own time (promote + services) against the RTO."""
+    (stagecoach.cli.failover.report_lines; its `left` lines name the configured replica left
+    alone): the scratch replica's story, the failover's own time (promote, validate, services)
+    against the RTO, and the primary's replicas afterwards."""
     lag = (
         f", caught up at {seconds(st.caught_up_lag_seconds)} of lag"
         if st.caught_up_lag_seconds is not None
@@ -150,11 +151,6 @@ def replica_drill_lines(st: ReplicaDrillStatus) -> list[str]:
             f"failover   {seconds(st.failover_seconds)} (promote, validate, services; a "
             f"failover --from replica before its DNS move) vs RTO {seconds(st.rto_seconds)}: "
             f"{verdict}"
-        )
-    if st.configured_replica:
-        lines.append(
-            f"configured {st.configured_replica}: left alone (the rehearsal used a scratch "
-            "replica; promoting the configured one would spend it)"
         )
     if st.replicas_untouched is not None:
         names = ", ".join(st.primary_replicas) or "none"

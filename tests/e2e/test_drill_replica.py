@@ -182,8 +182,8 @@ async def test_replica_drill_promotes_a_scratch_replica_and_deletes_it(
     # `dr-drill --json` prints this status: its documented schema (docs/schemas) has it
     assert isinstance(validate("dr-drill", st.model_dump_json()), ReplicaDrillStatus)
     # the printed report says it
-    for words in (f"scratch {scratch}", "promoted, deleted", f"configured {REPLICA}: left alone",
-                  "vs RTO", "vs RPO"):  # fmt: skip
+    for words in (f"scratch {scratch}", "promoted, deleted", "vs RTO", "vs RPO",
+                  f"configured read replica {REPLICA} (us-east1): left alone"):  # fmt: skip
         assert words in res.stdout, show(res)
 
 
