@@ -130,6 +130,10 @@ def regional_drill_workflow_id(app: str, env: str) -> str:
     return f"dr-drill-regional-{app}-{env}"
 
 
+def regional_drill_schedule_id(app: str, env: str) -> str:
+    return f"dr-drill-regional-{app}-{env}"
+
+
 def service_lock_workflow_id(project: str, region: str, service: str) -> str:
     """The ServiceLock workflow that serialises every run touching one Cloud Run service."""
     return f"lock-run-{project}-{region}-{service}"

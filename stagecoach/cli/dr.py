@@ -88,6 +88,7 @@ from stagecoach.payloads.dr import (
     RestoreStatus,
     Verification,
 )
+from stagecoach.payloads.replica_drill import ReplicaDrillInput, ReplicaDrillStatus
 from stagecoach.payloads.sql import ListBackupsInput
 from stagecoach.plan import instance_ref, service_ref
 from stagecoach.temporal import workflow_result
@@ -463,27 +464,16 @@ async def _drill(env: str, config: str | None, detach: bool, as_json: bool) -> i
     return drill_exit(report, as_json)
 
 
-async def _replica_drill(
-    env: str,
-    to_region: str | None,
-    version: str | None,
-    config: str | None,
-    detach: bool,
-    as_json: bool,
-) -> int:
-    """`dr-drill ENV --scenario regional --from replica` (workflows/dr/drill_replica.py)."""
+async def replica_drill_input(
+    cfg: Config, env: str, to_region: str | None, version: str | None, requested_by: str
+) -> tuple[Client, ReplicaDrillInput, str]:
+    """The `ReplicaDrill` input (checked like `--scenario regional`'s), the client, and where
+    the images' version came from."""
     from datetime import UTC, datetime
 
-    from stagecoach.cli.failover import (
-        DEFAULT_DRILL_REGION,
-        _version,
-        check_failover_region,
-        report_lines,
-    )
+    from stagecoach.cli.failover import DEFAULT_DRILL_REGION, _version, check_failover_region
     from stagecoach.failover import build_regional_drill
-    from stagecoach.payloads.replica_drill import ReplicaDrillInput, ReplicaDrillStatus
 
-    cfg = load(config)
     e = cfg.env(env)
     listed = [r for r in e.failover.regions if r != e.region]
     region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
@@ -494,14 +484,30 @@ async def _replica_drill(
     check_failover_region(cfg, env, region)
     client = await async_client(cfg)
     ver, where = await _version(client, cfg, env, version)
-    plan = build_regional_drill(cfg, env, region, ver, where, datetime.now(UTC), requested_by=who())
+    plan = build_regional_drill(
+        cfg, env, region, ver, where, datetime.now(UTC), requested_by=requested_by
+    )
     configured = (e.database.replica_in(region) if e.database else None) or ""
     inp = ReplicaDrillInput.model_validate(
         {**plan.model_dump(), "source": "replica", "configured_replica": configured}
     )
+    return client, inp, where
+
+
+async def _replica_drill(
+    env: str,
+    to_region: str | None,
+    version: str | None,
+    config: str | None,
+    detach: bool,
+    as_json: bool,
+) -> int:
+    """`dr-drill ENV --scenario regional --from replica` (workflows/dr/drill_replica.py)."""
+    cfg = load(config)
+    client, inp, _ = await replica_drill_input(cfg, env, to_region, version, who())
     wid = regional_drill_workflow_id(cfg.app, env)
     what = (
-        f"regional DR drill of {env} into {region} from a scratch read replica "
+        f"regional DR drill of {env} into {inp.to_region} from a scratch read replica "
         f"{inp.instance.instance} (scratch, always deleted)"
     )
     handle = await start(
@@ -510,11 +516,20 @@ async def _replica_drill(
     )  # fmt: skip
     if not as_json:
         say(f"{what}, workflow {wid}")
-        if configured:
-            say(f"  the configured read replica {configured} in {region} is left alone")
+        if inp.configured_replica:
+            say(
+                f"  the configured read replica {inp.configured_replica} in {inp.to_region} "
+                "is left alone"
+            )
     if detach:
         return detach_exit(handle, as_json)
     st = await follow_events(handle, ReplicaDrillStatus, quiet=as_json)
+    return replica_drill_exit(st, as_json)
+
+
+def replica_drill_exit(st: ReplicaDrillStatus, as_json: bool) -> int:
+    from stagecoach.cli.failover import report_lines
+
     if as_json:
         print_json(dump(st))
     else:

@@ -149,7 +149,7 @@ COMMANDS: dict[str, Any] = {
     "failover": FailoverStatus | Started,
     "failback": FailoverStatus | Started,
     "schedule-list": list[ScheduleEntry],
-    "schedule-trigger": DrillReport,
+    "schedule-trigger": DrillReport | ReplicaDrillStatus,
     "local-status": list[ComponentOutput],
     "doctor": DoctorReport,
 }

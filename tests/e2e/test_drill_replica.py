@@ -10,6 +10,7 @@ recorded `regional_drill_replica_succeeded`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,14 @@ def scratch_left(sim: GcpsimProcess) -> list[str]:
 
 
 async def test_from_replica_needs_the_regional_scenario(env_vars: dict[str, str]) -> None:
-    for args, words in (
-        (["--from", "replica"], "--scenario regional"),
-        (["--scenario", "regional", "--from", "moon"], "--from"),
+    cron = ["--cron", "0 3 1-7 * SUN"]
+    for cmd, args, words in (
+        (["dr-drill", "prod"], ["--from", "replica"], "--scenario regional"),
+        (["dr-drill", "prod"], ["--scenario", "regional", "--from", "moon"], "--from"),
+        (["schedule", "dr-drill", "prod", *cron], ["--from", "replica"], "--scenario regional"),
+        (["schedule", "dr-drill", "prod", *cron], ["--scenario", "regional"], "--from replica"),
     ):
-        res = await starter(env_vars, "dr-drill", "prod", *args)
+        res = await starter(env_vars, *cmd, *args)
         assert res.returncode == 2, show(res)
         assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, show(res)
 
@@ -218,3 +222,31 @@ async def test_replica_drill_cancelled_while_catching_up_deletes_everything(
     assert scratch_left(sim) == []
     assert configured_replica(sim) == before and st.replicas_untouched is True
     assert any(f"scratch replica {scratch} deleted" in e for e in st.events), st.events
+
+
+async def test_scheduled_replica_drill_names_each_run_afresh(
+    client: Client, task_queue: str, sim: GcpsimProcess, env_vars: dict[str, str], config: Path
+) -> None:
+    sched = f"dr-drill-regional-{APP}-prod"
+    res = await starter(env_vars, "schedule", "dr-drill", "prod", "--cron", "0 3 1-7 * SUN",
+                        "--scenario", "regional", "--from", "replica",
+                        "--version", "v1.1.0")  # fmt: skip
+    assert res.returncode == 0, show(res)
+    assert f"schedule {sched}: regional DR drill of prod into us-east1" in res.stdout, show(res)
+    assert "images v1.1.0" in res.stdout, show(res)
+    try:
+        scratches = []
+        async with worker(client, task_queue, config=config):
+            for _ in range(2):
+                await asyncio.sleep(1.1)  # a new second: a new scratch name
+                run = await starter(env_vars, "schedule", "trigger", sched, "--wait", "--json")
+                assert run.returncode == 0, show(run)
+                st = validate("schedule-trigger", run.stdout)
+                assert isinstance(st, ReplicaDrillStatus), run.stdout
+                assert st.outcome == Outcome.SUCCEEDED and st.replica_deleted, st.error
+                assert st.events[0].endswith("requested by schedule"), st.events
+                scratches.append(st.scratch_replica)
+        assert len(set(scratches)) == 2 and all(f"{PRIMARY}-dr-" in n for n in scratches)
+        assert scratch_left(sim) == []
+    finally:
+        await client.get_schedule_handle(sched).delete()

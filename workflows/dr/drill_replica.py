@@ -74,10 +74,23 @@ def failure_type(err: ActivityError) -> str:
     return cause.type or "" if isinstance(cause, ApplicationError) else ""
 
 
+def per_run_names(inp: ReplicaDrillInput) -> ReplicaDrillInput:
+    """A scheduled run's input with the scratch names `-dr-<stamp>` of this run's start."""
+    old = inp.rename_scratch_from
+    if not old:
+        return inp
+    new = workflow.now().strftime("%m%d%H%M%S")
+    text = inp.model_dump_json().replace(f"-dr-{old}", f"-dr-{new}")
+    return ReplicaDrillInput.model_validate_json(text).model_copy(
+        update={"rename_scratch_from": ""}
+    )
+
+
 @workflow.defn(name=WorkflowType.REPLICA_DRILL)
 class ReplicaDrillWorkflow(FailoverWorkflow):
     @workflow.init
     def __init__(self, inp: ReplicaDrillInput) -> None:
+        inp = per_run_names(inp)
         super().__init__(inp)
         self.rinp = inp
         self.rst = ReplicaDrillStatus.model_validate(
@@ -93,6 +106,7 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
 
     @workflow.run
     async def run(self, inp: ReplicaDrillInput) -> ReplicaDrillStatus:  # type: ignore[override]
+        inp = self.rinp  # the scratch names of this run
         self._begin(
             Phase.PLANNING,
             f"regional drill of {inp.env} from a replica: scratch read replica "
