@@ -22,7 +22,7 @@ from temporalio.client import Client
 from stagecoach.cli.schemas import validate
 from stagecoach.clients import Clients
 from stagecoach.contract import regional_drill_workflow_id
-from stagecoach.payloads.common import Outcome, Target
+from stagecoach.payloads.common import AbortInput, Outcome, Target
 from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
@@ -191,14 +191,21 @@ async def test_replica_drill_promotes_a_scratch_replica_and_deletes_it(
         assert words in res.stdout, show(res)
 
 
-async def test_replica_drill_cancelled_while_catching_up_deletes_everything(
-    client: Client, task_queue: str, sim: GcpsimProcess, env_vars: dict[str, str], config: Path
+@pytest.mark.parametrize("how", ["cancel", "abort"])
+async def test_replica_drill_stopped_while_catching_up_deletes_everything(
+    client: Client,
+    task_queue: str,
+    sim: GcpsimProcess,
+    env_vars: dict[str, str],
+    config: Path,
+    how: str,
 ) -> None:
     before = configured_replica(sim)
     # Monitoring unavailable: the scratch replica's lag is never read, so the drill waits there
     assert sim.cli("fault", "monitoring.timeSeries.list", "--status", "503").returncode == 0
     try:
         async with worker(client, task_queue, config=config):
+            await asyncio.sleep(1.1)  # a new second: a new scratch name
             res = await starter(env_vars, "dr-drill", "prod", "--scenario", "regional",
                                 "--from", "replica", "--version", "v1.1.0", "--detach")  # fmt: skip
             assert res.returncode == 0, show(res)
@@ -209,14 +216,20 @@ async def test_replica_drill_cancelled_while_catching_up_deletes_everything(
             scratch = mid.scratch_replica
             inst = sqladmin(sim).instances().get(project=PROJECT, instance=scratch).execute()
             assert inst["instanceType"] == "READ_REPLICA_INSTANCE", inst
-            await handle.cancel()
-            with pytest.raises(Exception):  # noqa: B017 (ends cancelled)
-                await handle.result()
-            st = await handle.query("status", result_type=ReplicaDrillStatus)
+            if how == "cancel":
+                await handle.cancel()
+                with pytest.raises(Exception):  # noqa: B017 (ends cancelled)
+                    await handle.result()
+                st = await handle.query("status", result_type=ReplicaDrillStatus)
+            else:
+                await handle.signal("abort", AbortInput(reason="e2e", by="tester"))
+                # the abort ends the wait for the catch-up (which Monitoring never answers)
+                st = await asyncio.wait_for(workflow_result(handle, ReplicaDrillStatus), WAIT)
             await replays(handle)
     finally:
         sim.cli("fault", "--clear")
-    assert st.outcome == Outcome.CANCELLED, st
+    want = Outcome.CANCELLED if how == "cancel" else Outcome.ABORTED
+    assert st.outcome == want, st
     assert st.replica_created and not st.replica_promoted and st.replica_deleted
     assert ops_on(sim, scratch) == [("CREATE_REPLICA", "DONE"), ("DELETE", "DONE")]
     assert scratch_left(sim) == []

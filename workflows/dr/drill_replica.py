@@ -30,6 +30,8 @@ Deterministic: no I/O, durations are `workflow.now()` deltas.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
@@ -202,19 +204,31 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
         )
         max_lag = (inp.max_lag or inp.rpo).total_seconds()
         self._progress(f"waiting for {scratch} to catch up (replication lag <= {max_lag:g}s)")
-        lag: ReplicaLag = await workflow.execute_activity_method(
-            ReplicaCatchUpActivities.wait_replica_caught_up,
-            WaitReplicaInput(
-                ref=inp.instance,
-                max_lag_seconds=max_lag,
-                not_before=ready,
-                timeout_seconds=inp.catch_up_timeout.total_seconds(),
-            ),
-            start_to_close_timeout=inp.catch_up_timeout + QUICK,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=API_RETRY,
-            summary=f"wait for {scratch} to catch up",
+        waiting = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                ReplicaCatchUpActivities.wait_replica_caught_up,
+                WaitReplicaInput(
+                    ref=inp.instance,
+                    max_lag_seconds=max_lag,
+                    not_before=ready,
+                    timeout_seconds=inp.catch_up_timeout.total_seconds(),
+                ),
+                start_to_close_timeout=inp.catch_up_timeout + QUICK,
+                # Monitoring failing throughout: retried, but not beyond the catch-up timeout
+                schedule_to_close_timeout=inp.catch_up_timeout + QUICK,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=API_RETRY,
+                summary=f"wait for {scratch} to catch up",
+            )
         )
+        # the wait may take minutes: an `abort` ends it (the cleanup deletes the replica)
+        await workflow.wait_condition(lambda: waiting.done() or self.abort_requested is not None)
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                await waiting
+            self._check_abort()
+        lag: ReplicaLag = await waiting
         st.caught_up_lag_seconds, st.caught_up_at = lag.lag_seconds, lag.at
         st.replica_ready_seconds = seconds(start, workflow.now())
         self._event(
