@@ -146,7 +146,7 @@ def replica_drill_lines(st: ReplicaDrillStatus) -> list[str]:
         f"{'promoted' if st.replica_promoted else 'not promoted'}, {fate}"
     ]
     if st.failover_seconds is not None:
-        verdict = "met" if st.rto_met else "MISSED"
+        verdict = "met" if st.failover_rto_met else "MISSED"
         lines.append(
             f"failover   {seconds(st.failover_seconds)} (promote, validate, services; a "
             f"failover --from replica before its DNS move) vs RTO {seconds(st.rto_seconds)}: "

@@ -56,7 +56,8 @@ class ReplicaDrillStatus(FailoverStatus):
     replica's story. `phases` has `replica` (create and catch up: NOT part of a real failover,
     whose replica exists already), then `database` (promote, validate) and `services`;
     `failover_seconds` is the sum of the last two, what a `failover --from replica` takes
-    before its DNS move, and `rto_met` compares it with the RTO."""
+    before its DNS move, and `failover_rto_met` compares it with the RTO (`rto_met`, as in
+    every regional drill, compares the whole run's `total_seconds`)."""
 
     scratch_replica: str = ""
     replica_created: bool = False  # CreateReplica returned (the replica was RUNNABLE)
@@ -66,6 +67,7 @@ class ReplicaDrillStatus(FailoverStatus):
     replica_promoted: bool = False
     replica_deleted: bool = False
     failover_seconds: float | None = None
+    failover_rto_met: bool | None = None
     # the primary's read replicas (names) before the drill; afterwards the same ones must
     # still be RUNNABLE replicas of it, with no operation of the drill on them
     primary_replicas: list[str] = []

@@ -320,9 +320,9 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
             st.failover_seconds = round(
                 times[Phase.DATABASE.value] + times[Phase.SERVICES.value], 3
             )
-            st.rto_met = st.outcome == Outcome.SUCCEEDED and st.failover_seconds <= st.rto_seconds
-        else:
-            st.rto_met = False if st.outcome == Outcome.SUCCEEDED else None
+            st.failover_rto_met = (
+                st.outcome == Outcome.SUCCEEDED and st.failover_seconds <= st.rto_seconds
+            )
         if inp.configured_replica:
             st.left_in.append(
                 f"configured read replica {inp.configured_replica} ({inp.to_region}): left "
