@@ -28,6 +28,7 @@ pool (`Worker(..., activity_executor=ThreadPoolExecutor(...))`). Activity type n
 | PromoteReplica | PromoteReplicaInput -> PromoteReplicaResult (activities/replicas.py) |
 | ListReplicas | InstanceRef -> list[ReplicaInfo] (a restore target's read replicas) |
 | DeleteReplica / CreateReplica | ReplicaInput -> OperationResult / ReplicaInfo |
+| WaitReplicaCaughtUp | WaitReplicaInput -> ReplicaLag (activities/replica_catchup.py) |
 | DeployService | DeployServiceInput -> DeployServiceResult (activities/regional.py) |
 | DeleteService | DeleteServiceInput -> bool (activities/regional.py) |
 | ReadDns / MoveDns / VerifyDns | Cloud DNS v1 (activities/dns.py) |
@@ -65,6 +66,7 @@ def all_activities(
     from activities.notify import notify
     from activities.policy import PolicyActivities
     from activities.regional import RegionalActivities
+    from activities.replica_catchup import ReplicaCatchUpActivities
     from activities.replicas import ReplicaActivities
     from activities.revision_health import RevisionHealthActivities
     from activities.revisions import find_previous_revision
@@ -104,6 +106,7 @@ def all_activities(
         replicas.list_replicas,
         replicas.delete_replica,
         replicas.create_replica,
+        ReplicaCatchUpActivities(target_factory).wait_replica_caught_up,
         regional.deploy_service,
         regional.delete_service,
         dns.read_dns,

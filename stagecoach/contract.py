@@ -25,6 +25,7 @@ class WorkflowType:
     POINT_IN_TIME_RECOVERY: Final = "PointInTimeRecovery"
     DR_DRILL: Final = "DrDrill"
     FAILOVER: Final = "Failover"
+    REPLICA_DRILL: Final = "ReplicaDrill"  # `dr-drill --scenario regional --from replica`
     SERVICE_LOCK: Final = "ServiceLock"
 
 
@@ -68,6 +69,7 @@ class Activity:
     LIST_REPLICAS: Final = "ListReplicas"
     DELETE_REPLICA: Final = "DeleteReplica"
     CREATE_REPLICA: Final = "CreateReplica"
+    WAIT_REPLICA_CAUGHT_UP: Final = "WaitReplicaCaughtUp"
     DEPLOY_SERVICE: Final = "DeployService"
     DELETE_SERVICE: Final = "DeleteService"
     READ_DNS: Final = "ReadDns"
@@ -125,6 +127,10 @@ def drill_schedule_id(app: str, env: str) -> str:
 
 
 def regional_drill_workflow_id(app: str, env: str) -> str:
+    return f"dr-drill-regional-{app}-{env}"
+
+
+def regional_drill_schedule_id(app: str, env: str) -> str:
     return f"dr-drill-regional-{app}-{env}"
 
 

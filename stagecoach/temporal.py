@@ -129,6 +129,7 @@ def workflows() -> list[type]:
         PointInTimeWorkflow,
         RestoreWorkflow,
     )
+    from workflows.dr.drill_replica import ReplicaDrillWorkflow
     from workflows.lock import ServiceLockWorkflow
     from workflows.release import ReleaseWorkflow
     from workflows.rollback import RollbackWorkflow
@@ -142,6 +143,7 @@ def workflows() -> list[type]:
         PointInTimeWorkflow,
         DrDrillWorkflow,
         FailoverWorkflow,
+        ReplicaDrillWorkflow,
     ]
 
 

@@ -5,7 +5,8 @@
     restore ENV --backup-id ID [--yes] [--detach] [--json]
     restore ENV --point-in-time RFC3339 [--switch --yes [--bake D] [--interval D]]
                 [--detach] [--json]
-    dr-drill ENV [--scenario backup|regional] [--detach] [--json]
+    dr-drill ENV [--scenario backup|regional [--to-region R] [--version V]
+                 [--from backup|replica]] [--detach] [--json]
 
 Exit codes as every command (stagecoach.cli.app): 0 ok, 1 failed (or aborted/cancelled), 2 bad
 input or conflict (nothing started), 3 Temporal or GCP unreachable.
@@ -63,15 +64,17 @@ from stagecoach.cli.render_dr import (
     dump,
     pitr_summary,
     print_lines,
+    replica_drill_lines,
     restore_summary,
     seconds,
 )
-from stagecoach.config import Config, ConfigError
+from stagecoach.config import Config, ConfigError, check_version
 from stagecoach.contract import (
     Message,
     WorkflowType,
     backup_workflow_id,
     drill_workflow_id,
+    regional_drill_workflow_id,
     release_workflow_id,
 )
 from stagecoach.payloads.common import InstanceRef, Outcome, ServiceRef
@@ -85,6 +88,7 @@ from stagecoach.payloads.dr import (
     RestoreStatus,
     Verification,
 )
+from stagecoach.payloads.replica_drill import ReplicaDrillInput, ReplicaDrillStatus
 from stagecoach.payloads.sql import ListBackupsInput
 from stagecoach.plan import instance_ref, service_ref
 from stagecoach.temporal import workflow_result
@@ -162,11 +166,23 @@ def drill_cmd(
         str, typer.Option("--scenario", help="backup (a restore) or regional (a failover)")
     ] = "backup",
     to_region: Annotated[
-        str | None, typer.Option("--to-region", help="regional: where (default us-east1)")
+        str | None,
+        typer.Option(
+            "--to-region",
+            help="regional: where (default: the first of failover.regions, else us-east1)",
+        ),
     ] = None,
     version: Annotated[
         str | None, typer.Option("--version", help="regional: images (default: last release)")
     ] = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="regional: rehearse failover --from backup (default) or --from replica (a "
+            "scratch read replica of its own, promoted; the configured replica is left alone)",
+        ),
+    ] = "backup",
 ) -> None:
     """Rehearse a restore: newest backup into a scratch instance, verified, then deleted.
 
@@ -174,8 +190,20 @@ def drill_cmd(
     window against the RPO and the restore time against the RTO. Exit 0 when verified and
     the scratch instance is deleted. Cloud SQL warns that cloning may restart the source
     instance: run drills in a quiet window. --scenario regional rehearses a regional failover
-    (everything but the DNS move) into scratch resources in --to-region, always deleted."""
+    (everything but the DNS move) into scratch resources in --to-region, always deleted;
+    with --from replica it creates a scratch read replica of the primary there, waits until
+    it has caught up, promotes it and binds the scratch services to it (the configured
+    replica is never touched)."""
+    if source not in ("backup", "replica"):
+        fail(f"--from {source!r}: choose backup or replica", EXIT_INPUT)
+    if source == "replica" and scenario != "regional":
+        fail(
+            "--from replica rehearses a regional failover: add --scenario regional",
+            EXIT_INPUT,
+        )
     if scenario == "regional":
+        if source == "replica":
+            watch(_replica_drill(env, to_region, version, config, detach, as_json))
         from stagecoach.cli.failover import regional_drill  # here: `--help` lists dr-drill first
 
         watch(regional_drill(env, to_region, version, config, detach, as_json))
@@ -432,6 +460,79 @@ async def _drill(env: str, config: str | None, detach: bool, as_json: bool) -> i
         return detach_exit(handle, as_json)
     report = await follow_events(handle, DrillReport, quiet=as_json)
     return drill_exit(report, as_json)
+
+
+async def replica_drill_input(
+    cfg: Config, env: str, to_region: str | None, version: str | None, requested_by: str
+) -> tuple[Client, ReplicaDrillInput, str]:
+    """The `ReplicaDrill` input (checked like `--scenario regional`'s), the client, and where
+    the images' version came from."""
+    from datetime import UTC, datetime
+
+    from stagecoach.cli.failover import DEFAULT_DRILL_REGION, _version, check_failover_region
+    from stagecoach.failover import build_regional_drill
+
+    e = cfg.env(env)
+    listed = [r for r in e.failover.regions if r != e.region]
+    region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
+    if region == e.region:
+        fail(f"--to-region must name a region other than {e.region}", EXIT_INPUT)
+    if version:
+        check_version(version)
+    check_failover_region(cfg, env, region)
+    client = await async_client(cfg)
+    ver, where = await _version(client, cfg, env, version)
+    plan = build_regional_drill(
+        cfg, env, region, ver, where, datetime.now(UTC), requested_by=requested_by
+    )
+    configured = (e.database.replica_in(region) if e.database else None) or ""
+    inp = ReplicaDrillInput.model_validate(
+        {**plan.model_dump(), "source": "replica", "configured_replica": configured}
+    )
+    return client, inp, where
+
+
+async def _replica_drill(
+    env: str,
+    to_region: str | None,
+    version: str | None,
+    config: str | None,
+    detach: bool,
+    as_json: bool,
+) -> int:
+    """`dr-drill ENV --scenario regional --from replica` (workflows/dr/drill_replica.py)."""
+    cfg = load(config)
+    client, inp, _ = await replica_drill_input(cfg, env, to_region, version, who())
+    wid = regional_drill_workflow_id(cfg.app, env)
+    what = (
+        f"regional DR drill of {env} into {inp.to_region} from a scratch read replica "
+        f"{inp.instance.instance} (scratch, always deleted)"
+    )
+    handle = await start(
+        client, WorkflowType.REPLICA_DRILL, inp, wid, env, what, ReplicaDrillStatus,
+        static_summary=what,
+    )  # fmt: skip
+    if not as_json:
+        say(f"{what}, workflow {wid}")
+        if inp.configured_replica:
+            say(
+                f"  the configured read replica {inp.configured_replica} in {inp.to_region} "
+                "is left alone"
+            )
+    if detach:
+        return detach_exit(handle, as_json)
+    st = await follow_events(handle, ReplicaDrillStatus, quiet=as_json)
+    return replica_drill_exit(st, as_json)
+
+
+def replica_drill_exit(st: ReplicaDrillStatus, as_json: bool) -> int:
+    from stagecoach.cli.failover import report_lines
+
+    if as_json:
+        print_json(dump(st))
+    else:
+        print_lines([*report_lines(st), *replica_drill_lines(st)])
+    return EXIT_OK if st.outcome == Outcome.SUCCEEDED else EXIT_FAILED
 
 
 def drill_exit(report: DrillReport, as_json: bool) -> int:

@@ -12,6 +12,7 @@ from rich.table import Table
 from stagecoach.cli.app import out
 from stagecoach.cli.render import iso, words
 from stagecoach.payloads.dr import DrillReport, PointInTimeResult, RestoreStatus
+from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.payloads.sql import BackupInfo
 
 
@@ -123,6 +124,42 @@ def drill_view(r: DrillReport) -> list[Any]:
     if r.error or r.abort_reason:
         lines.append(f"reason            {r.error or r.abort_reason}")
     return [head, table, *lines]
+
+
+def replica_drill_lines(st: ReplicaDrillStatus) -> list[str]:
+    """What `dr-drill --scenario regional --from replica` adds to the regional drill's report
+    (stagecoach.cli.failover.report_lines; its `left` lines name the configured replica left
+    alone): the scratch replica's story, the failover's own time (promote, validate, services)
+    against the RTO, and the primary's replicas afterwards."""
+    lag = (
+        f", caught up at {seconds(st.caught_up_lag_seconds)} of lag"
+        if st.caught_up_lag_seconds is not None
+        else ""
+    )
+    fate = (
+        "deleted"
+        if st.replica_deleted
+        else "NOT DELETED: delete it by hand"
+        if any(c.startswith(f"replica {st.scratch_replica} ") for c in st.created)
+        else "never created"
+    )
+    lines = [
+        f"replica    scratch {st.scratch_replica}: ready in {seconds(st.replica_ready_seconds)}"
+        f"{lag} (not part of a failover's time), "
+        f"{'promoted' if st.replica_promoted else 'not promoted'}, {fate}"
+    ]
+    if st.failover_seconds is not None:
+        verdict = "met" if st.failover_rto_met else "MISSED"
+        lines.append(
+            f"failover   {seconds(st.failover_seconds)} (promote, validate, services; a "
+            f"failover --from replica before its DNS move) vs RTO {seconds(st.rto_seconds)}: "
+            f"{verdict}"
+        )
+    if st.replicas_untouched is not None:
+        names = ", ".join(st.primary_replicas) or "none"
+        state = "still replicating" if st.replicas_untouched else "NOT all replicating"
+        lines.append(f"replicas   of {st.source_instance} before the drill ({names}): {state}")
+    return lines
 
 
 def print_lines(lines: list[Any]) -> None:

@@ -1,6 +1,7 @@
 """Temporal Schedules of DR drills.
 
-    schedule dr-drill ENV --cron EXPR
+    schedule dr-drill ENV --cron EXPR [--scenario regional --from replica [--to-region R]
+                                       [--version V]]
     schedule list [--json]
     schedule delete ID
     schedule trigger ID [--wait] [--json]
@@ -17,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.table import Table
 from temporalio.client import (
+    Client,
     Schedule,
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
@@ -47,13 +49,20 @@ from stagecoach.cli.app import (
     settings,
     watch,
 )
-from stagecoach.cli.dr import drill_exit, drill_input
+from stagecoach.cli.dr import drill_exit, drill_input, replica_drill_exit, replica_drill_input
 from stagecoach.cli.follow import follow_events
 from stagecoach.cli.render import iso
 from stagecoach.cli.render_dr import utc_time
 from stagecoach.cli.schemas import ScheduleEntry, to_json
-from stagecoach.contract import WorkflowType, drill_schedule_id, drill_workflow_id
+from stagecoach.contract import (
+    WorkflowType,
+    drill_schedule_id,
+    drill_workflow_id,
+    regional_drill_schedule_id,
+    regional_drill_workflow_id,
+)
 from stagecoach.payloads.dr import DrillReport
+from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 
 CLONE_RESTART_NOTE = (
     "a drill clones the instance, and Cloud SQL warns that instances.clone may restart the "
@@ -100,8 +109,49 @@ def schedule_drill_cmd(
         ),
     ],
     config: ConfigOpt = None,
+    scenario: Annotated[
+        str,
+        typer.Option("--scenario", help="backup (a restore), or regional (needs --from replica)"),
+    ] = "backup",
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="regional: replica (a scratch read replica promoted; the configured one is "
+            "left alone)",
+        ),
+    ] = "backup",
+    to_region: Annotated[
+        str | None,
+        typer.Option("--to-region", help="regional: where (default: first of failover.regions)"),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version", help="regional: images (default: the last release when scheduled)"
+        ),
+    ] = None,
 ) -> None:
-    """Schedule a recurring DR drill of ENV (a Temporal Schedule `dr-drill-<app>-<env>`)."""
+    """Schedule a recurring DR drill of ENV (a Temporal Schedule `dr-drill-<app>-<env>`).
+
+    --scenario regional --from replica schedules the regional drill from a scratch read
+    replica instead (`dr-drill-regional-<app>-<env>`); each run names its scratch resources
+    after its own start time."""
+    if source not in ("backup", "replica"):
+        fail(f"--from {source!r}: choose backup or replica", EXIT_INPUT)
+    if source == "replica" and scenario != "regional":
+        fail("--from replica rehearses a regional failover: add --scenario regional", EXIT_INPUT)
+    if scenario == "regional" and source != "replica":
+        fail(
+            "a regional drill from a backup cannot be scheduled yet (its scratch names are "
+            "fixed when scheduled); schedule --scenario regional --from replica, or run "
+            f"`{STARTER} dr-drill {env} --scenario regional` by hand",
+            EXIT_INPUT,
+        )
+    if scenario not in ("backup", "regional"):
+        fail(f"--scenario {scenario!r}: choose backup or regional", EXIT_INPUT)
+    if scenario == "regional":
+        watch(_schedule_replica_drill(env, cron, config, to_region, version))
     watch(_schedule_drill(env, cron, config))
 
 
@@ -145,6 +195,43 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(note=CLONE_RESTART_NOTE),
     )
+    what = f"DR drill of {inp.instance.instance} ({env})"
+    return await _create_schedule(client, sched_id, schedule, expr, what, CLONE_RESTART_NOTE)
+
+
+async def _schedule_replica_drill(
+    env: str, cron: str, config: str | None, to_region: str | None, version: str | None
+) -> int:
+    cfg = load(config)
+    expr = check_cron(cron)
+    client, inp, where = await replica_drill_input(cfg, env, to_region, version, "schedule")
+    inp.rename_scratch_from = inp.instance.instance.rsplit("-dr-", 1)[-1]
+    note = (
+        f"each run creates a scratch read replica of {inp.source_instance.instance} in "
+        f"{inp.to_region}, promotes it and deletes it (the configured replica is left alone); "
+        f"images {inp.version} ({where}) as of scheduling: recreate the schedule after a "
+        "release to drill newer images"
+    )
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            WorkflowType.REPLICA_DRILL,
+            inp,
+            id=regional_drill_workflow_id(cfg.app, env),
+            task_queue=settings().task_queue,
+            static_summary=f"scheduled regional DR drill of {env} from a replica",
+        ),
+        spec=ScheduleSpec(cron_expressions=[expr]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=note),
+    )
+    sched_id = regional_drill_schedule_id(cfg.app, env)
+    what = f"regional DR drill of {env} into {inp.to_region} from a scratch read replica"
+    return await _create_schedule(client, sched_id, schedule, expr, what, note)
+
+
+async def _create_schedule(
+    client: Client, sched_id: str, schedule: Schedule, expr: str, what: str, note: str
+) -> int:
     try:
         handle = await client.create_schedule(sched_id, schedule)
     except RPCError as err:
@@ -159,11 +246,8 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
         )
     desc = await handle.describe()
     nxt = ", ".join(utc_time(t) for t in desc.info.next_action_times[:3]) or "none"
-    say(
-        f"schedule {sched_id}: DR drill of {inp.instance.instance} ({env}) on cron '{expr}' "
-        f"(UTC); next: {nxt}"
-    )
-    say(f"note: {CLONE_RESTART_NOTE}")
+    say(f"schedule {sched_id}: {what} on cron '{expr}' (UTC); next: {nxt}")
+    say(f"note: {note}")
     return EXIT_OK
 
 
@@ -291,6 +375,10 @@ async def _schedule_trigger(schedule_id: str, wait: bool, as_json: bool) -> int:
     client = await async_client()
     wf = client.get_workflow_handle(started, result_type=DrillReport)
     desc_wf = await wf.describe()
+    if desc_wf.workflow_type == WorkflowType.REPLICA_DRILL:
+        regional = client.get_workflow_handle(started, result_type=ReplicaDrillStatus)
+        st = await follow_events(regional, ReplicaDrillStatus, quiet=as_json)
+        return replica_drill_exit(st, as_json)
     if desc_wf.workflow_type != WorkflowType.DR_DRILL:
         result = await wf.result()
         out.print(str(result), markup=False)

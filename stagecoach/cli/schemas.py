@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from stagecoach.payloads.dr import BackupResult, DrillReport, PointInTimeResult, RestoreStatus
 from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.payloads.release import ReleaseStatus, RollbackResult
+from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.payloads.sql import BackupInfo
 from stagecoach.report import event_times
 
@@ -144,11 +145,11 @@ COMMANDS: dict[str, Any] = {
     "backup": BackupResult,
     "backups": list[BackupInfo],
     "restore": RestoreStatus | PointInTimeResult | ReleaseStatusOutput | Started,
-    "dr-drill": DrillReport | FailoverStatus | Started,
+    "dr-drill": DrillReport | ReplicaDrillStatus | FailoverStatus | Started,
     "failover": FailoverStatus | Started,
     "failback": FailoverStatus | Started,
     "schedule-list": list[ScheduleEntry],
-    "schedule-trigger": DrillReport,
+    "schedule-trigger": DrillReport | ReplicaDrillStatus,
     "local-status": list[ComponentOutput],
     "doctor": DoctorReport,
 }
