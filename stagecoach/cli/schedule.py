@@ -239,7 +239,7 @@ async def _schedule_regional_drill(
         )
     images = (
         f"images: what each service serves in {inp.from_region} when the run starts (the "
-        f"primary down or a service missing there fails the run before anything is created)"
+        "primary down or a service missing there: the run fails, nothing created)"
         if inp.images_from == "serving"
         else f"images {inp.version} ({where}), fixed: recreate the schedule to drill others"
     )

@@ -230,6 +230,7 @@ class FailoverWorkflow(ReplicaSteps):
 
     @workflow.run
     async def run(self, inp: FailoverInput) -> FailoverStatus:
+        inp = self.inp  # a scheduled drill's: the scratch names of this run
         what = {"failover": "failover", "failback": "failback", "drill": "regional drill"}
         self._begin(
             Phase.PLANNING,
