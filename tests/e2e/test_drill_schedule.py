@@ -28,6 +28,7 @@ from stagecoach.clients import Clients
 from stagecoach.contract import Activity, regional_drill_schedule_id
 from stagecoach.payloads.common import Outcome, Target
 from stagecoach.payloads.failover import DeployServiceInput, FailoverStatus
+from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
@@ -228,6 +229,35 @@ async def test_scheduled_regional_drill_stops_before_creating_anything(
         assert st.created == [] and st.deleted == [] and st.services == []
         assert [p.phase for p in st.phases] == ["cleaning_up"], st.phases
         assert f"error      cannot read the image {where}" in run.stdout, show(run)
+        assert scratch_left(sim) == []
+    finally:
+        await client.get_schedule_handle(SCHEDULE).delete()
+
+
+async def test_scheduled_replica_drill_runs_what_serves_now(
+    client: Client, task_queue: str, sim: GcpsimProcess, env_vars: dict[str, str]
+) -> None:
+    """`--from replica` shares it: without --version each run reads what serves when it starts."""
+    res = await starter(env_vars, "schedule", "dr-drill", "prod", *CRON, "--scenario",
+                        "regional", "--from", "replica")  # fmt: skip
+    assert res.returncode == 0, show(res)
+    said = " ".join(res.stdout.split())
+    assert "images: what each service serves in us-central1 when the run starts" in said, said
+    try:
+        roll_out(sim, "python-pipeline-prod", f"{REPO}/python-pipeline:v1.4.0")
+        now = {s: serving_image(sim, s) for s in ("python-pipeline-prod", "node-server-prod")}
+        async with worker(client, task_queue):
+            run = await trigger(env_vars, "--json")
+            wid = await started_id(client)
+            handle = client.get_workflow_handle(wid, result_type=ReplicaDrillStatus)
+            await replays(handle)
+        assert run.returncode == 0, show(run)
+        st = ReplicaDrillStatus.model_validate_json(run.stdout)
+        assert st.outcome == Outcome.SUCCEEDED and st.replica_deleted, st.error
+        sent = await deployed_images(client, wid)
+        assert sorted(sent.values()) == sorted(now.values()), (sent, now)
+        assert f"{REPO}/python-pipeline:v1.4.0" in sent.values()
+        assert {i.service: i.image for i in st.images} == sent and st.images_from == "serving"
         assert scratch_left(sim) == []
     finally:
         await client.get_schedule_handle(SCHEDULE).delete()
