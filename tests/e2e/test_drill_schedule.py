@@ -254,6 +254,8 @@ async def test_scheduled_replica_drill_runs_what_serves_now(
         assert run.returncode == 0, show(run)
         st = ReplicaDrillStatus.model_validate_json(run.stdout)
         assert st.outcome == Outcome.SUCCEEDED and st.replica_deleted, st.error
+        # this run's scratch names, everywhere
+        assert st.scratch_replica == st.instance and st.instance in st.events[0], st.events
         sent = await deployed_images(client, wid)
         assert sorted(sent.values()) == sorted(now.values()), (sent, now)
         assert f"{REPO}/python-pipeline:v1.4.0" in sent.values()

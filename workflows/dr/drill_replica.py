@@ -82,7 +82,7 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
     def __init__(self, inp: ReplicaDrillInput) -> None:
         super().__init__(inp)  # a scheduled run: renamed there (workflows/dr/scheduled.py)
         assert isinstance(self.inp, ReplicaDrillInput)
-        self.rinp = self.inp
+        self.rinp = inp = self.inp  # the scratch names of this run
         self.rst = ReplicaDrillStatus.model_validate(
             {
                 **self.st.model_dump(),
