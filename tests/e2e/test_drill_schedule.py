@@ -32,7 +32,7 @@ from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
-from testing.histories import replays
+from testing.histories import record_history, replays
 from testing.releases import worker, worker_config
 
 pytestmark = pytest.mark.asyncio
@@ -157,6 +157,8 @@ async def test_scheduled_regional_drill_runs_what_serves_now_under_fresh_names(
                 assert "requested by schedule: the images serving in us-central1" in st.events[0]
                 assert st.instance in st.events[0], st.events  # this run's scratch name
                 await replays(handle)
+                if new_image:
+                    await record_history(handle, "regional_drill_scheduled_serving")
                 # what was sent to Cloud Run: the images serving in us-central1 at run time
                 sent = await deployed_images(client, wid)
                 assert sorted(sent.values()) == sorted(now.values()), (sent, now)
