@@ -146,9 +146,13 @@ def _s(x: float | None) -> str:
 
 def report_lines(st: FailoverStatus) -> list[str]:
     what = {"failover": "Failover", "failback": "Failback", "drill": "Regional DR drill"}[st.mode]
+    images = st.version
+    if st.images_from == "serving":  # a scheduled drill: what served when it started
+        where = f"serving in {st.from_region}"
+        images = where if st.version == SERVING else f"{st.version} ({where})"
     lines = [
         f"{what} of {st.app} {st.env}: {st.from_region} -> {st.to_region}   "
-        f"{words(st.outcome.value)}   images {st.version}"
+        f"{words(st.outcome.value)}   images {images}"
     ]
     if st.backup is not None:
         when = iso(st.backup.enqueued_time) if st.backup.enqueued_time else ""

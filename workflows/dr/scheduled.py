@@ -105,8 +105,7 @@ async def serving_images(inp: FailoverInput) -> list[RehearsedImage]:
             RehearsedImage(
                 service=svc.deploy.ref.service,
                 image=top.image,
-                source=f"serving in {ref.region}: {ref.service} {top.revision} "
-                f"({top.percent}%){split}",
+                source=f"serving in {ref.region}: {top.revision} ({top.percent}%){split}",
             )
         )
     return out
