@@ -32,6 +32,7 @@ from stagecoach.payloads.policy import Sizing
 from stagecoach.plan import as_payload, instance_ref, target_for
 
 __all__ = [
+    "SERVING",
     "build_failback",
     "build_failover",
     "build_regional_drill",
@@ -43,6 +44,10 @@ __all__ = [
     "regional_instance_name",
     "run_app_host",
 ]
+
+
+# The `version` of a scheduled regional drill that runs what serves when each run starts.
+SERVING = "serving"
 
 
 def regional_instance_name(instance: str, region: str) -> str:
@@ -112,11 +117,20 @@ def _services(
     instance: str,
     revision_suffix: str,
     name_suffix: str = "",
+    primary_region: str = "",
 ) -> list[FailoverService]:
     e = cfg.env(env)
     out = []
     for svc in cfg.ordered_services():
         run_name = run_service_name(svc.name, env) + name_suffix
+        primary = (
+            ServiceRef(
+                target=target_for(cfg), project=e.project, region=primary_region,
+                service=run_service_name(svc.name, env),
+            )
+            if primary_region
+            else None
+        )  # fmt: skip
         binding = None
         if svc.uses_database and e.database is not None:
             binding = DatabaseBinding(
@@ -127,6 +141,7 @@ def _services(
         out.append(
             FailoverService(
                 name=svc.name,
+                primary=primary,
                 health_path=svc.health_path,
                 smoke="none" if svc.smoke_route == "none" else "tag_url",
                 deploy=DeployServiceInput(
@@ -305,25 +320,42 @@ def build_regional_drill(
     at: datetime,
     *,
     requested_by: str = "",
+    scheduled: bool = False,
 ) -> FailoverInput:
     """Scratch copies in `to_region`: instance `<instance>-dr-<MMDDhhmmss>`, services
-    `<name>-<env>-dr-<MMDDhhmmss>`; no DNS; always deleted."""
-    check_version(version)
+    `<name>-<env>-dr-<MMDDhhmmss>`; no DNS; always deleted.
+
+    `scheduled` (the input of a Temporal Schedule, started again and again): every run renames
+    the scratch resources after its own start (`rename_scratch_from`); and with `version`
+    SERVING every run deploys the images serving in the primary region when it starts
+    (`images_from: serving`; the input's images are placeholders `<image>:serving`)."""
+    serving = scheduled and version == SERVING
+    if not serving:
+        check_version(version)
     primary = instance_ref(cfg, env)
     sfx = drill_suffix(at)
     scratch = f"{primary.instance}-dr-{sfx}"
+    e = cfg.env(env)
+    services = _services(
+        cfg, env, to_region, version, scratch, "dr", f"-dr-{sfx}",
+        primary_region=e.region if serving else "",
+    )  # fmt: skip
     return _input(
         cfg,
         env,
         requested_by,
         mode="drill",
-        from_region=cfg.env(env).region,
+        from_region=e.region,
         to_region=to_region,
         version=version,
-        version_source=version_source,
+        version_source=(
+            f"what serves in {e.region} when the run starts" if serving else version_source
+        ),
         source_instance=primary,
         **_created(cfg, env, primary, scratch, to_region),
-        services=_services(cfg, env, to_region, version, scratch, "dr", f"-dr-{sfx}"),
+        services=services,
         dns=None,
         cleanup_on_failure=True,
+        images_from="serving" if serving else "input",
+        rename_scratch_from=sfx if scheduled else "",
     )

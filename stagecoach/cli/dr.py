@@ -68,7 +68,7 @@ from stagecoach.cli.render_dr import (
     restore_summary,
     seconds,
 )
-from stagecoach.config import Config, ConfigError, check_version
+from stagecoach.config import Config, ConfigError
 from stagecoach.contract import (
     Message,
     WorkflowType,
@@ -463,28 +463,23 @@ async def _drill(env: str, config: str | None, detach: bool, as_json: bool) -> i
 
 
 async def replica_drill_input(
-    cfg: Config, env: str, to_region: str | None, version: str | None, requested_by: str
+    cfg: Config,
+    env: str,
+    to_region: str | None,
+    version: str | None,
+    requested_by: str,
+    *,
+    scheduled: bool = False,
 ) -> tuple[Client, ReplicaDrillInput, str]:
-    """The `ReplicaDrill` input (checked like `--scenario regional`'s), the client, and where
-    the images' version came from."""
-    from datetime import UTC, datetime
+    """The `ReplicaDrill` input (the regional drill's, stagecoach.cli.failover), the client,
+    and where the images come from (`scheduled`: as the scheduled regional drill's)."""
+    from stagecoach.cli.failover import regional_drill_input
 
-    from stagecoach.cli.failover import DEFAULT_DRILL_REGION, _version, check_failover_region
-    from stagecoach.failover import build_regional_drill
-
-    e = cfg.env(env)
-    listed = [r for r in e.failover.regions if r != e.region]
-    region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
-    if region == e.region:
-        fail(f"--to-region must name a region other than {e.region}", EXIT_INPUT)
-    if version:
-        check_version(version)
-    check_failover_region(cfg, env, region)
-    client = await async_client(cfg)
-    ver, where = await _version(client, cfg, env, version)
-    plan = build_regional_drill(
-        cfg, env, region, ver, where, datetime.now(UTC), requested_by=requested_by
+    client, plan, where = await regional_drill_input(
+        cfg, env, to_region, version, requested_by, scheduled=scheduled
     )
+    e = cfg.env(env)
+    region = plan.to_region
     configured = (e.database.replica_in(region) if e.database else None) or ""
     inp = ReplicaDrillInput.model_validate(
         {**plan.model_dump(), "source": "replica", "configured_replica": configured}

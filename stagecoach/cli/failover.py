@@ -5,6 +5,9 @@
     failback ENV --yes [--detach] [--json]
     dr-drill ENV --scenario regional [--to-region REGION] [--version V]   (the command: dr.py)
 
+`regional_drill_input` builds the regional drill's input for `dr-drill` and for `schedule
+dr-drill --scenario regional` (stagecoach/cli/schedule.py).
+
 Exit codes as every command: 0 done, 1 failed / aborted / cancelled, 2 bad input or a conflict
 (nothing started), 3 Temporal or the simulator unreachable.
 
@@ -53,6 +56,7 @@ from stagecoach.contract import (
     regional_drill_workflow_id,
 )
 from stagecoach.failover import (
+    SERVING,
     build_failback,
     build_failover,
     build_regional_drill,
@@ -142,9 +146,13 @@ def _s(x: float | None) -> str:
 
 def report_lines(st: FailoverStatus) -> list[str]:
     what = {"failover": "Failover", "failback": "Failback", "drill": "Regional DR drill"}[st.mode]
+    images = st.version
+    if st.images_from == "serving":  # a scheduled drill: what served when it started
+        where = f"serving in {st.from_region}"
+        images = where if st.version == SERVING else f"{st.version} ({where})"
     lines = [
         f"{what} of {st.app} {st.env}: {st.from_region} -> {st.to_region}   "
-        f"{words(st.outcome.value)}   images {st.version}"
+        f"{words(st.outcome.value)}   images {images}"
     ]
     if st.backup is not None:
         when = iso(st.backup.enqueued_time) if st.backup.enqueued_time else ""
@@ -167,6 +175,9 @@ def report_lines(st: FailoverStatus) -> list[str]:
         lines.append(f"validated  {counts or 'no tables'}")
     for svc in st.services:
         lines.append(f"service    {svc.service} ({svc.region}) {svc.revision}  {svc.uri}")
+    if st.images_from == "serving" or st.mode == "drill":
+        for img in st.images:
+            lines.append(f"image      {img.service}  {img.image}  <- {img.source}")
     for rec in st.replicas:
         r = rec.replica
         lines.append(
@@ -208,7 +219,7 @@ def report_lines(st: FailoverStatus) -> list[str]:
     return lines
 
 
-def _exit(st: FailoverStatus, as_json: bool) -> int:
+def failover_exit(st: FailoverStatus, as_json: bool) -> int:
     if as_json:
         print_json(dump(st))
     else:
@@ -234,7 +245,7 @@ async def show_status(
         else:
             print_lines([*report_lines(st), f"now        {st.progress}"])
         return EXIT_OK
-    return _exit(st, as_json)
+    return failover_exit(st, as_json)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -256,7 +267,7 @@ async def _go(
     if detach:
         return detach_exit(handle, as_json)
     st = await follow_events(handle, FailoverStatus, quiet=as_json)
-    return _exit(st, as_json)
+    return failover_exit(st, as_json)
 
 
 async def _failover(
@@ -313,6 +324,39 @@ async def _failback(env: str, yes: bool, config: str | None, detach: bool, as_js
     return await _go(client, inp, environment_workflow_id(cfg.app, env), what, detach, as_json)
 
 
+async def regional_drill_input(
+    cfg: Config,
+    env: str,
+    to_region: str | None,
+    version: str | None,
+    requested_by: str,
+    *,
+    scheduled: bool = False,
+) -> tuple[Client, FailoverInput, str]:
+    """The regional drill's input (checked before anything starts), the client, and where
+    its images come from. By hand: `--version`, else the last promoted release. Scheduled:
+    every run names its scratch resources after its own start, and without `--version` reads
+    the images serving in the primary region when it starts (nothing looked up now)."""
+    e = cfg.env(env)
+    listed = [r for r in e.failover.regions if r != e.region]
+    region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
+    if region == e.region:
+        fail(f"--to-region must name a region other than {e.region}", EXIT_INPUT)
+    if version:
+        check_version(version)
+    check_failover_region(cfg, env, region)
+    client = await async_client(cfg)
+    if scheduled and not version:
+        ver, where = SERVING, f"what serves in {e.region} when each run starts"
+    else:
+        ver, where = await _version(client, cfg, env, version)
+    inp = build_regional_drill(
+        cfg, env, region, ver, where, datetime.now(UTC), requested_by=requested_by,
+        scheduled=scheduled,
+    )  # fmt: skip
+    return client, inp, where
+
+
 async def regional_drill(
     env: str,
     to_region: str | None,
@@ -323,18 +367,8 @@ async def regional_drill(
 ) -> int:
     """`dr-drill ENV --scenario regional`: scratch copies in another region, always deleted."""
     cfg = load(config)
-    e = cfg.env(env)
-    listed = [r for r in e.failover.regions if r != e.region]
-    region = to_region or (listed[0] if listed else DEFAULT_DRILL_REGION)
-    if region == e.region:
-        fail(f"--to-region must name a region other than {e.region}", EXIT_INPUT)
-    if version:
-        check_version(version)
-    check_failover_region(cfg, env, region)
-    client = await async_client(cfg)
-    ver, where = await _version(client, cfg, env, version)
-    inp = build_regional_drill(cfg, env, region, ver, where, datetime.now(UTC), requested_by=who())
-    what = f"regional DR drill of {env} into {region} (scratch, always deleted)"
+    client, inp, _ = await regional_drill_input(cfg, env, to_region, version, who())
+    what = f"regional DR drill of {env} into {inp.to_region} (scratch, always deleted)"
     return await _go(client, inp, regional_drill_workflow_id(cfg.app, env), what, detach, as_json)
 
 

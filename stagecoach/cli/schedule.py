@@ -1,13 +1,18 @@
 """Temporal Schedules of DR drills.
 
-    schedule dr-drill ENV --cron EXPR [--scenario regional --from replica [--to-region R]
-                                       [--version V]]
+    schedule dr-drill ENV --cron EXPR [--scenario regional [--from backup|replica]
+                                       [--to-region R] [--version V]]
     schedule list [--json]
     schedule delete ID
     schedule trigger ID [--wait] [--json]
 
 The cron expression is Temporal's to validate (it ANDs day-of-month and day-of-week); one it
 refuses exits 2 naming the fix.
+
+A scheduled regional drill (the `Failover` drill, or `ReplicaDrill` with `--from replica`) is
+started again and again with the input built here, so every run names its scratch resources
+after its own start and, without `--version`, deploys the images serving in the primary region
+when it starts (workflows/dr/scheduled.py).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from stagecoach.cli.app import (
     watch,
 )
 from stagecoach.cli.dr import drill_exit, drill_input, replica_drill_exit, replica_drill_input
+from stagecoach.cli.failover import failover_exit, regional_drill_input
 from stagecoach.cli.follow import follow_events
 from stagecoach.cli.render import iso
 from stagecoach.cli.render_dr import utc_time
@@ -62,6 +68,7 @@ from stagecoach.contract import (
     regional_drill_workflow_id,
 )
 from stagecoach.payloads.dr import DrillReport
+from stagecoach.payloads.failover import FailoverInput, FailoverStatus
 from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 
 CLONE_RESTART_NOTE = (
@@ -111,13 +118,14 @@ def schedule_drill_cmd(
     config: ConfigOpt = None,
     scenario: Annotated[
         str,
-        typer.Option("--scenario", help="backup (a restore), or regional (needs --from replica)"),
+        typer.Option("--scenario", help="backup (a restore), or regional (a failover rehearsal)"),
     ] = "backup",
     source: Annotated[
         str,
         typer.Option(
             "--from",
-            help="regional: replica (a scratch read replica promoted; the configured one is "
+            help="regional: backup (default: the newest backup restored into a scratch "
+            "instance) or replica (a scratch read replica promoted; the configured one is "
             "left alone)",
         ),
     ] = "backup",
@@ -128,30 +136,29 @@ def schedule_drill_cmd(
     version: Annotated[
         str | None,
         typer.Option(
-            "--version", help="regional: images (default: the last release when scheduled)"
+            "--version",
+            help="regional: pin the images to this release (default: each run deploys what "
+            "serves in the primary region when it starts)",
         ),
     ] = None,
 ) -> None:
     """Schedule a recurring DR drill of ENV (a Temporal Schedule `dr-drill-<app>-<env>`).
 
-    --scenario regional --from replica schedules the regional drill from a scratch read
-    replica instead (`dr-drill-regional-<app>-<env>`); each run names its scratch resources
-    after its own start time."""
+    --scenario regional schedules the regional drill instead (`dr-drill-regional-<app>-<env>`,
+    --from backup or replica): each run names its scratch resources after its own start and,
+    without --version, reads the images serving in the primary region when it starts and
+    rehearses those (the primary down or a service missing there fails the run before
+    anything is created)."""
     if source not in ("backup", "replica"):
         fail(f"--from {source!r}: choose backup or replica", EXIT_INPUT)
     if source == "replica" and scenario != "regional":
         fail("--from replica rehearses a regional failover: add --scenario regional", EXIT_INPUT)
-    if scenario == "regional" and source != "replica":
-        fail(
-            "a regional drill from a backup cannot be scheduled yet (its scratch names are "
-            "fixed when scheduled); schedule --scenario regional --from replica, or run "
-            f"`{STARTER} dr-drill {env} --scenario regional` by hand",
-            EXIT_INPUT,
-        )
     if scenario not in ("backup", "regional"):
         fail(f"--scenario {scenario!r}: choose backup or regional", EXIT_INPUT)
     if scenario == "regional":
-        watch(_schedule_replica_drill(env, cron, config, to_region, version))
+        watch(_schedule_regional_drill(env, cron, config, to_region, version, source))
+    if to_region or version:
+        fail("--to-region and --version go with --scenario regional", EXIT_INPUT)
     watch(_schedule_drill(env, cron, config))
 
 
@@ -199,33 +206,58 @@ async def _schedule_drill(env: str, cron: str, config: str | None) -> int:
     return await _create_schedule(client, sched_id, schedule, expr, what, CLONE_RESTART_NOTE)
 
 
-async def _schedule_replica_drill(
-    env: str, cron: str, config: str | None, to_region: str | None, version: str | None
+async def _schedule_regional_drill(
+    env: str,
+    cron: str,
+    config: str | None,
+    to_region: str | None,
+    version: str | None,
+    source: str,
 ) -> int:
     cfg = load(config)
     expr = check_cron(cron)
-    client, inp, where = await replica_drill_input(cfg, env, to_region, version, "schedule")
-    inp.rename_scratch_from = inp.instance.instance.rsplit("-dr-", 1)[-1]
-    note = (
-        f"each run creates a scratch read replica of {inp.source_instance.instance} in "
-        f"{inp.to_region}, promotes it and deletes it (the configured replica is left alone); "
-        f"images {inp.version} ({where}) as of scheduling: recreate the schedule after a "
-        "release to drill newer images"
+    inp: FailoverInput
+    if source == "replica":
+        client, inp, where = await replica_drill_input(
+            cfg, env, to_region, version, "schedule", scheduled=True
+        )
+        workflow_type = WorkflowType.REPLICA_DRILL
+        how = f"a scratch read replica of {inp.source_instance.instance}"
+        does = (
+            f"creates a scratch read replica of {inp.source_instance.instance} in "
+            f"{inp.to_region}, promotes it and deletes it (the configured replica is left alone)"
+        )
+    else:
+        client, inp, where = await regional_drill_input(
+            cfg, env, to_region, version, "schedule", scheduled=True
+        )
+        workflow_type = WorkflowType.FAILOVER
+        how = f"the newest backup of {inp.source_instance.instance}"
+        does = (
+            f"restores the newest backup of {inp.source_instance.instance} into a scratch "
+            f"instance in {inp.to_region} and deletes it"
+        )
+    images = (
+        f"images: what each service serves in {inp.from_region} when the run starts (the "
+        "primary down or a service missing there: the run fails, nothing created)"
+        if inp.images_from == "serving"
+        else f"images {inp.version} ({where}), fixed: recreate the schedule to drill others"
     )
+    note = f"each run {does}, with scratch services named after the run's start; {images}"
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            WorkflowType.REPLICA_DRILL,
+            workflow_type,
             inp,
             id=regional_drill_workflow_id(cfg.app, env),
             task_queue=settings().task_queue,
-            static_summary=f"scheduled regional DR drill of {env} from a replica",
+            static_summary=f"scheduled regional DR drill of {env} from {source}",
         ),
         spec=ScheduleSpec(cron_expressions=[expr]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(note=note),
     )
     sched_id = regional_drill_schedule_id(cfg.app, env)
-    what = f"regional DR drill of {env} into {inp.to_region} from a scratch read replica"
+    what = f"regional DR drill of {env} into {inp.to_region} from {how}"
     return await _create_schedule(client, sched_id, schedule, expr, what, note)
 
 
@@ -379,6 +411,10 @@ async def _schedule_trigger(schedule_id: str, wait: bool, as_json: bool) -> int:
         regional = client.get_workflow_handle(started, result_type=ReplicaDrillStatus)
         st = await follow_events(regional, ReplicaDrillStatus, quiet=as_json)
         return replica_drill_exit(st, as_json)
+    if desc_wf.workflow_type == WorkflowType.FAILOVER:
+        drill = client.get_workflow_handle(started, result_type=FailoverStatus)
+        fst = await follow_events(drill, FailoverStatus, quiet=as_json)
+        return failover_exit(fst, as_json)
     if desc_wf.workflow_type != WorkflowType.DR_DRILL:
         result = await wf.result()
         out.print(str(result), markup=False)

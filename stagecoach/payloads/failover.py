@@ -139,6 +139,9 @@ class VerifyDnsResult(Payload):
 class FailoverService(Payload):
     name: str  # config name
     deploy: DeployServiceInput
+    # `images_from: serving`: the service in the primary region (from_region) whose serving
+    # image `deploy.image` is replaced with when the run starts
+    primary: ServiceRef | None = None
     health_path: str = "/"
     # `services[].smoke`: `tag_url` GETs health_path on the service's URL from the worker;
     # `none` (e.g. an internal ingress the worker cannot reach) skips it, said in the events
@@ -181,6 +184,25 @@ class FailoverInput(Payload):
     # name; None: not given, nothing said); the primary's real replicas are read from the API
     # either way
     configured_replicas: list[str] | None = None
+    # a scheduled regional drill (`schedule dr-drill ENV --scenario regional` without
+    # --version): `serving` = each service's image is read when the run starts from what its
+    # `primary` serves now (the revision with the most traffic) and deployed instead of
+    # `deploy.image`; `input` = the images in the input (a release's, or --version)
+    images_from: Literal["input", "serving"] = "input"
+    # a scheduled regional drill: its input is built once, so its scratch names (`-dr-<this>`)
+    # are renamed to the run's start time (`-dr-<MMDDhhmmss>` of workflow.now()): every run
+    # has its own (workflows/dr/scheduled.py)
+    rename_scratch_from: str = ""
+
+
+class RehearsedImage(Payload):
+    """The image a service was (or is being) brought up with, and where it came from."""
+
+    service: str  # the Cloud Run service in to_region (a drill's scratch one)
+    image: str
+    # e.g. `serving in us-central1: node-server-prod-00002-abc (100%)`, `--version`, or the
+    # release it was promoted by
+    source: str
 
 
 class PhaseTime(Payload):
@@ -215,6 +237,10 @@ class FailoverStatus(Payload):
     rpo_seconds: float = DEFAULT_RPO.total_seconds()
     rpo_met: bool | None = None
     services: list[DeployServiceResult] = []
+    # the images deployed and where they came from (`images_from: serving`: read when the run
+    # started from the primary region; empty until then)
+    images_from: Literal["input", "serving"] = "input"
+    images: list[RehearsedImage] = []
     # failback: the primary's read replicas, deleted before the restore into it (Cloud SQL
     # restores no backup into an instance with replicas) and recreated after the DNS move
     replicas: list[ReplicaRecreation] = []

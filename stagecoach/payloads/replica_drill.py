@@ -45,10 +45,7 @@ class ReplicaDrillInput(FailoverInput):
     # caught up = a reported lag at or below this (default: the RPO), within catch_up_timeout
     max_lag: timedelta | None = None
     catch_up_timeout: timedelta = CATCH_UP_TIMEOUT
-    # a scheduled drill (`schedule dr-drill --scenario regional --from replica`): its input is
-    # built once, so its scratch names (`-dr-<this>`) are renamed to the run's start time
-    # (`-dr-<MMDDhhmmss>` of workflow.now()): every run has its own
-    rename_scratch_from: str = ""
+    # (a scheduled drill's `rename_scratch_from` and `images_from` are FailoverInput's)
 
 
 class ReplicaDrillStatus(FailoverStatus):

@@ -127,7 +127,7 @@ async def test_from_replica_needs_the_regional_scenario(env_vars: dict[str, str]
         (["dr-drill", "prod"], ["--from", "replica"], "--scenario regional"),
         (["dr-drill", "prod"], ["--scenario", "regional", "--from", "moon"], "--from"),
         (["schedule", "dr-drill", "prod", *cron], ["--from", "replica"], "--scenario regional"),
-        (["schedule", "dr-drill", "prod", *cron], ["--scenario", "regional"], "--from replica"),
+        (["schedule", "dr-drill", "prod", *cron], ["--version", "v1.1.0"], "--scenario regional"),
     ):
         res = await starter(env_vars, *cmd, *args)
         assert res.returncode == 2, show(res)

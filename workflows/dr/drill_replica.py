@@ -76,25 +76,13 @@ def failure_type(err: ActivityError) -> str:
     return cause.type or "" if isinstance(cause, ApplicationError) else ""
 
 
-def per_run_names(inp: ReplicaDrillInput) -> ReplicaDrillInput:
-    """A scheduled run's input with the scratch names `-dr-<stamp>` of this run's start."""
-    old = inp.rename_scratch_from
-    if not old:
-        return inp
-    new = workflow.now().strftime("%m%d%H%M%S")
-    text = inp.model_dump_json().replace(f"-dr-{old}", f"-dr-{new}")
-    return ReplicaDrillInput.model_validate_json(text).model_copy(
-        update={"rename_scratch_from": ""}
-    )
-
-
 @workflow.defn(name=WorkflowType.REPLICA_DRILL)
 class ReplicaDrillWorkflow(FailoverWorkflow):
     @workflow.init
     def __init__(self, inp: ReplicaDrillInput) -> None:
-        inp = per_run_names(inp)
-        super().__init__(inp)
-        self.rinp = inp
+        super().__init__(inp)  # a scheduled run: renamed there (workflows/dr/scheduled.py)
+        assert isinstance(self.inp, ReplicaDrillInput)
+        self.rinp = inp = self.inp  # the scratch names of this run
         self.rst = ReplicaDrillStatus.model_validate(
             {
                 **self.st.model_dump(),
@@ -113,8 +101,8 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
             Phase.PLANNING,
             f"regional drill of {inp.env} from a replica: scratch read replica "
             f"{inp.instance.instance} of {inp.source_instance.instance} in {inp.to_region}, "
-            f"promoted, services with the images of {inp.version} "
-            f"({inp.version_source or 'given'}); requested by {inp.requested_by or 'unknown'}",
+            f"promoted, services with {self._images_said()}; requested by "
+            f"{inp.requested_by or 'unknown'}",
         )
         await self._run_to_end()
         return self.rst
@@ -138,6 +126,7 @@ class ReplicaDrillWorkflow(FailoverWorkflow):
 
     async def _work(self) -> None:
         await self._load_policy(self._claims(), self.rinp.approvers)
+        await self._resolve_images()
         await self._timed_as(REPLICA_PHASE, self._prepare_replica)
         self._check_abort()
         await self._timed(Phase.DATABASE, self._database)

@@ -35,7 +35,11 @@ recorded before `workflow.patched(FAILBACK_REPLICAS)` never look for replicas.
 
 Drill (`mode: drill`, id `dr-drill-regional-<app>-<env>`): steps 1-3 into scratch resources
 (`<instance>-dr-<stamp>`, `<name>-<env>-dr-<stamp>`), no approval, no DNS; the scratch resources
-are ALWAYS deleted (success, failure, abort, cancellation), shielded from cancellation.
+are ALWAYS deleted (success, failure, abort, cancellation), shielded from cancellation. A
+scheduled drill (workflows/dr/scheduled.py) names its scratch resources after its own start
+and, with `images_from: serving`, first reads the images serving in the primary region now
+(instead of step 1's recorded release): the primary down or a service missing stops it there,
+before anything is created.
 
 Deterministic: no I/O, durations are `workflow.now()` deltas.
 """
@@ -79,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseTime,
         PromoteReplicaInput,
         PromoteReplicaResult,
+        RehearsedImage,
         VerifyDnsInput,
         VerifyDnsResult,
     )
@@ -104,6 +109,7 @@ from workflows.dr.common import (
 )
 from workflows.dr.failover_ending import describe_ending
 from workflows.dr.replica_steps import ReplicaSteps
+from workflows.dr.scheduled import per_run_names, serving_images
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
@@ -118,6 +124,7 @@ FAILBACK_REPLICAS = "failback-replicas"
 class FailoverWorkflow(ReplicaSteps):
     @workflow.init
     def __init__(self, inp: FailoverInput) -> None:
+        inp = per_run_names(inp)  # a scheduled drill: scratch names of this run's start
         self.inp = inp
         self.env = inp.env
         self.version = f"{inp.mode}:{inp.to_region}"
@@ -133,7 +140,17 @@ class FailoverWorkflow(ReplicaSteps):
             source_instance=inp.source_instance.instance,
             rpo_seconds=inp.rpo.total_seconds(),
             rto_seconds=inp.rto.total_seconds(),
+            images_from=inp.images_from,
         )
+        if inp.images_from == "input":
+            self.st.images = [
+                RehearsedImage(
+                    service=s.deploy.ref.service,
+                    image=s.deploy.image,
+                    source=inp.version_source or inp.version,
+                )
+                for s in inp.services
+            ]
         self.abort_requested: AbortInput | None = None
         self.policy: WorkerPolicy | None = None
         self._dns_started = False
@@ -185,13 +202,14 @@ class FailoverWorkflow(ReplicaSteps):
                 )
             )  # fmt: skip
         for svc in inp.services:
-            r = svc.deploy.ref
-            claims.append(
-                TargetClaim(
-                    what=f"service {r.service}", kind=r.target.kind, host=r.target.host,
-                    project=r.project, region=r.region,
-                )
-            )  # fmt: skip
+            refs = [svc.deploy.ref] + ([svc.primary] if svc.primary is not None else [])
+            for r in refs:
+                claims.append(
+                    TargetClaim(
+                        what=f"service {r.service}", kind=r.target.kind, host=r.target.host,
+                        project=r.project, region=r.region,
+                    )
+                )  # fmt: skip
         if inp.dns is not None:
             rec = inp.dns.record
             claims.append(
@@ -212,19 +230,41 @@ class FailoverWorkflow(ReplicaSteps):
 
     @workflow.run
     async def run(self, inp: FailoverInput) -> FailoverStatus:
+        inp = self.inp  # a scheduled drill's: the scratch names of this run
         what = {"failover": "failover", "failback": "failback", "drill": "regional drill"}
         self._begin(
             Phase.PLANNING,
             f"{what[inp.mode]} of {inp.env} from {inp.from_region} to {inp.to_region} "
-            f"requested by {inp.requested_by or 'unknown'}: images of {inp.version} "
-            f"({inp.version_source or 'given'}), database {inp.instance.instance}",
+            f"requested by {inp.requested_by or 'unknown'}: {self._images_said()}, "
+            f"database {inp.instance.instance}",
         )
         await self._run_to_end()
         return self.st
 
+    def _images_said(self) -> str:
+        inp = self.inp
+        if inp.images_from == "serving":
+            return f"the images serving in {inp.from_region} when the run starts"
+        return f"images of {inp.version} ({inp.version_source or 'given'})"
+
+    async def _resolve_images(self) -> None:
+        """`images_from: serving` (a scheduled drill): read what serves in the primary region
+        now and deploy that; nothing is created before (workflows/dr/scheduled.py)."""
+        inp, st = self.inp, self.st
+        if inp.images_from != "serving":
+            return
+        self._progress(f"reading the images serving in {inp.from_region}")
+        st.images = await serving_images(inp)
+        for img in st.images:
+            self._event(f"{img.service} will run {img.image} ({img.source})")
+        tags = {i.image.rsplit(":", 1)[-1] for i in st.images if ":" in i.image.rsplit("/", 1)[-1]}
+        if len(tags) == 1:
+            st.version = tags.pop()
+
     async def _work(self) -> None:
         inp = self.inp
         await self._load_policy(self._claims(), inp.approvers)
+        await self._resolve_images()
         await self._timed(Phase.DATABASE, self._database)
         self._check_abort()
         await self._timed(Phase.SERVICES, self._services)
