@@ -149,7 +149,7 @@ COMMANDS: dict[str, Any] = {
     "failover": FailoverStatus | Started,
     "failback": FailoverStatus | Started,
     "schedule-list": list[ScheduleEntry],
-    "schedule-trigger": DrillReport | ReplicaDrillStatus,
+    "schedule-trigger": DrillReport | ReplicaDrillStatus | FailoverStatus,
     "local-status": list[ComponentOutput],
     "doctor": DoctorReport,
 }

@@ -36,6 +36,7 @@ from stagecoach.payloads import (
     monitoring,
     policy,
     release,
+    replica_drill,
     run,
     sql,
 )
@@ -54,6 +55,7 @@ WORKFLOWS: dict[str, tuple[type, Any]] = {
     WorkflowType.POINT_IN_TIME_RECOVERY: (dr.PointInTimeInput, dr.PointInTimeResult),
     WorkflowType.DR_DRILL: (dr.DrillInput, dr.DrillReport),
     WorkflowType.FAILOVER: (failover.FailoverInput, failover.FailoverStatus),
+    WorkflowType.REPLICA_DRILL: (replica_drill.ReplicaDrillInput, replica_drill.ReplicaDrillStatus),
     WorkflowType.SERVICE_LOCK: (locks.ServiceLockInput, str),
 }
 # activity type -> (input, result)
@@ -83,6 +85,7 @@ ACTIVITIES: dict[str, tuple[type, Any]] = {
     Activity.LIST_REPLICAS: (common.InstanceRef, list[sql.ReplicaInfo]),
     Activity.DELETE_REPLICA: (sql.ReplicaInput, sql.OperationResult),
     Activity.CREATE_REPLICA: (sql.ReplicaInput, sql.ReplicaInfo),
+    Activity.WAIT_REPLICA_CAUGHT_UP: (replica_drill.WaitReplicaInput, replica_drill.ReplicaLag),
     Activity.DEPLOY_SERVICE: (failover.DeployServiceInput, failover.DeployServiceResult),
     Activity.DELETE_SERVICE: (failover.DeleteServiceInput, bool),
     Activity.READ_DNS: (failover.ReadDnsInput, list[str]),
