@@ -171,6 +171,7 @@ def test_all_activities_are_named_and_unique() -> None:
             "Notify", "LoadPolicy", "AcquireServiceLocks", "ReleaseServiceLocks",
             "CreateInstance", "PromoteReplica", "DeployService", "DeleteService", "ReadDns",
             "MoveDns", "VerifyDns", "StartHook", "ReadHookExecution", "CancelHookExecution",
+            "ListReplicas", "DeleteReplica", "CreateReplica", "WaitReplicaCaughtUp",
         ]
     )  # fmt: skip
 
