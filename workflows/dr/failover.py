@@ -41,6 +41,8 @@ and, with `images_from: serving`, first reads the images serving in the primary 
 (instead of step 1's recorded release): the primary down or a service missing stops it there,
 before anything is created.
 
+Step 2, the failback's read replicas and the data-loss windows are the `FailoverDatabase` mixin
+(workflows/dr/failover_database.py); the ending's `left_in` / `next_steps`, failover_ending.py.
 Deterministic: no I/O, durations are `workflow.now()` deltas.
 """
 
@@ -59,20 +61,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.cloud_sql import CloudSqlActivities
     from activities.dns import DnsActivities
     from activities.regional import RegionalActivities
-    from activities.replicas import ReplicaActivities
     from activities.smoke import smoke_test
     from stagecoach.contract import Message, WorkflowType
     from stagecoach.payloads.common import (
         AbortInput,
         ApproveInput,
         ApproveResult,
-        InstanceRef,
         Outcome,
         Phase,
     )
-    from stagecoach.payloads.dr import ReplicaRecreation
     from stagecoach.payloads.failover import (
-        CreateInstanceResult,
         DeleteServiceInput,
         DeployServiceInput,
         DeployServiceResult,
@@ -81,20 +79,13 @@ with workflow.unsafe.imports_passed_through():
         MoveDnsInput,
         MoveDnsResult,
         PhaseTime,
-        PromoteReplicaInput,
-        PromoteReplicaResult,
         RehearsedImage,
         VerifyDnsInput,
         VerifyDnsResult,
     )
     from stagecoach.payloads.policy import TargetClaim, WorkerPolicy
     from stagecoach.payloads.run import SmokeTestInput, SmokeTestResult
-    from stagecoach.payloads.sql import (
-        BackupInfo,
-        CreateBackupInput,
-        DeleteInstanceInput,
-        RestoreBackupInput,
-    )
+    from stagecoach.payloads.sql import DeleteInstanceInput
 
 from workflows.dr.common import (
     CLEANUP_DEADLINE,
@@ -103,25 +94,19 @@ from workflows.dr.common import (
     OPERATION,
     DrStop,
     instance_claim,
-    list_backups,
-    newest_successful,
     seconds,
 )
+from workflows.dr.failover_database import FailoverDatabase
 from workflows.dr.failover_ending import describe_ending
-from workflows.dr.replica_steps import ReplicaSteps
 from workflows.dr.scheduled import per_run_names, serving_images
 
 SERVICE_DEPLOY = timedelta(minutes=30)
 DNS_CHANGE = timedelta(minutes=30)
 VERIFY = timedelta(minutes=5)
 
-# Failbacks started after this delete the primary's read replicas before the restore into it
-# and recreate them afterwards (recorded histories from before never look for replicas).
-FAILBACK_REPLICAS = "failback-replicas"
-
 
 @workflow.defn(name=WorkflowType.FAILOVER)
-class FailoverWorkflow(ReplicaSteps):
+class FailoverWorkflow(FailoverDatabase):
     @workflow.init
     def __init__(self, inp: FailoverInput) -> None:
         inp = per_run_names(inp)  # a scheduled drill: scratch names of this run's start
@@ -319,156 +304,6 @@ class FailoverWorkflow(ReplicaSteps):
                 PhaseTime(phase=phase.value, seconds=seconds(start, workflow.now()))
             )
 
-    # ------------------------------------------------------------------ database
-
-    async def _database(self) -> None:
-        inp = self.inp
-        if inp.mode == "failover" and inp.source == "replica":
-            await self._promote_replica()
-        else:
-            await self._restore()
-        await self._measure_loss()
-
-    async def _promote_replica(self) -> None:
-        """`--from replica`: the replica in to_region becomes the primary (the lag Monitoring
-        reported just before is the window of writes it had not received)."""
-        inp, st = self.inp, self.st
-        self._progress(f"promoting read replica {inp.instance.instance} in {inp.to_region}")
-        self._replica_promoting = True
-        res: PromoteReplicaResult = await workflow.execute_activity_method(
-            ReplicaActivities.promote_replica,
-            PromoteReplicaInput(
-                ref=inp.instance, region=inp.to_region, primary=inp.source_instance.instance
-            ),
-            start_to_close_timeout=OPERATION,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=API_RETRY,
-            summary=f"promote replica {inp.instance.instance} in {inp.to_region}",
-        )
-        st.replica_lag_seconds = res.lag_seconds
-        lag = (
-            f"replication lag {res.lag_seconds:g}s at {res.lag_at.isoformat()}"
-            if res.lag_seconds is not None and res.lag_at is not None
-            else "no replication lag reported"
-        )
-        self._event(
-            f"read replica {res.instance} promoted in {res.seconds:g}s ({lag})"
-            if res.promoted
-            else f"{res.instance} is a standalone primary already (promoted earlier): adopted"
-        )
-
-    async def _restore(self) -> None:
-        inp = self.inp
-        if inp.mode == "failback":
-            replicas = workflow.patched(FAILBACK_REPLICAS)
-            if replicas:  # before anything changed: a protected replica stops it here
-                await self._find_replicas()
-            backup = await self._fresh_backup()
-            if replicas:  # read again: one made during the backup would fail the restore
-                await self._delete_replicas(read_again=True, phase=None)
-                self._check_abort()
-        else:
-            backup = await self._newest_backup()
-            await self._create_instance()
-        self.st.backup = backup
-        self._progress(f"restoring backup {backup.id} into {inp.instance.instance}")
-        start = workflow.now()
-        await workflow.execute_activity_method(
-            CloudSqlActivities.restore_backup,
-            RestoreBackupInput(
-                ref=inp.instance, backup_id=backup.id, source_instance=inp.source_instance.instance
-            ),
-            start_to_close_timeout=OPERATION,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=API_RETRY,
-            summary=f"restore {backup.id} into {inp.instance.instance}",
-        )
-        self._event(
-            f"backup {backup.id} of {inp.source_instance.instance} restored into "
-            f"{inp.instance.instance} in {seconds(start, workflow.now()):g}s"
-        )
-
-    async def _measure_loss(self) -> None:
-        inp = self.inp
-        report = await self._validate(inp.verification, inp.instance)
-        self.st.validation = report
-        if not report.ok:
-            raise DrStop(Outcome.FAILED, "validation failed: " + "; ".join(report.problems))
-        st = self.st
-        st.restored_newest = report.newest
-        if inp.mode == "failback" or report.newest is None or st.started_at is None:
-            return
-        # A failover cannot read the failed region: the loss is at most the start of the
-        # failover minus the newest restored row. A drill reads the (healthy) source instead.
-        upto, how = st.started_at, "at most"
-        if inp.mode == "drill":
-            try:
-                source = await self._validate(inp.verification, inp.source_instance)
-            except ActivityError as err:
-                self._event(f"source not readable ({error_message(err)}): upper bound only")
-            else:
-                if source.newest is not None:
-                    upto, how = source.newest, "exactly"
-        st.data_loss_seconds = max(0.0, seconds(report.newest, upto))
-        st.data_loss_exact = how == "exactly"
-        st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
-        self._event(
-            f"data-loss window {how} {st.data_loss_seconds:g}s (newest row in "
-            f"{inp.instance.instance} {report.newest.isoformat()}) vs RPO {st.rpo_seconds:g}s: "
-            f"{'met' if st.rpo_met else 'MISSED'}"
-        )
-
-    async def _newest_backup(self) -> BackupInfo:
-        src = self.inp.source_instance
-        self._progress(f"finding the newest successful backup of {src.instance}")
-        backups: list[BackupInfo] = await list_backups(src)
-        backup = newest_successful(backups)
-        if backup is None:
-            raise DrStop(Outcome.FAILED, f"{src.instance} has no SUCCESSFUL backup to restore")
-        when = backup.enqueued_time.isoformat() if backup.enqueued_time else "no time"
-        self._event(f"restoring backup {backup.id} ({backup.type}, {when})")
-        return backup
-
-    async def _fresh_backup(self) -> BackupInfo:
-        src = self.inp.source_instance
-        desc = f"Failback backup {self.st.started_at:%Y-%m-%d %H:%M:%S} UTC"
-        self._progress(f"backing up {src.instance} ({desc})")
-        info: BackupInfo = await workflow.execute_activity_method(
-            CloudSqlActivities.create_backup,
-            CreateBackupInput(ref=src, description=desc),
-            start_to_close_timeout=OPERATION,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=API_RETRY,
-            summary=f"backup {src.instance}",
-        )
-        self._event(f"fresh backup {info.id} of {src.instance} taken ({desc})")
-        return info
-
-    async def _create_instance(self) -> None:
-        inp = self.inp
-        ci = inp.create_instance
-        if ci is None:
-            return
-        self._progress(f"creating {ci.ref.instance} in {ci.region} ({ci.tier}, {ci.availability})")
-        self._instance_requested = True
-        res: CreateInstanceResult = await workflow.execute_activity_method(
-            RegionalActivities.create_instance,
-            ci,
-            start_to_close_timeout=OPERATION,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=API_RETRY,
-            summary=f"create {ci.ref.instance} in {ci.region}",
-        )
-        self.st.instance_created = True
-        label = f"instance {ci.ref.instance} ({ci.region})"
-        if label not in self.st.created:
-            self.st.created.append(label)
-        self._event(
-            f"{ci.ref.instance} created in {ci.region} in {res.seconds:g}s"
-            if res.created
-            else f"{ci.ref.instance} already exists in {ci.region}: adopted"
-        )
-
     # ------------------------------------------------------------------ services
 
     async def _services(self) -> None:
@@ -571,43 +406,6 @@ class FailoverWorkflow(ReplicaSteps):
         self._event(f"verified: {check.detail}")
         if inp.mode == "failback":
             await self._carried_back()
-
-    async def _carried_back(self) -> None:
-        """After failback: rows the secondary took after its fresh backup did not travel."""
-        st = self.st
-        try:
-            after = await self._validate(self.inp.verification, self.inp.source_instance)
-        except ActivityError as err:
-            self._event(f"could not read {self.inp.source_instance.instance}: {error_message(err)}")
-            return
-        if after.newest is not None and st.restored_newest is not None:
-            st.data_loss_seconds = max(0.0, seconds(st.restored_newest, after.newest))
-            st.rpo_met = st.data_loss_seconds <= st.rpo_seconds
-            self._event(
-                f"rows written in {self.inp.from_region} after the failback backup: "
-                f"{st.data_loss_seconds:g}s of writes not carried back (RPO {st.rpo_seconds:g}s)"
-            )
-
-    # ------------------------------------------------------------------ read replicas (failback)
-
-    def _replica_primary(self) -> InstanceRef:
-        return self.inp.instance
-
-    def _replica_records(self) -> list[ReplicaRecreation]:
-        return self.st.replicas
-
-    def _configured_replicas(self) -> list[str] | None:
-        return self.inp.configured_replicas
-
-    async def _recreate_primary_replicas(self) -> None:
-        """Recreate the read replicas the failback deleted, from the primary as it is now
-        (after the DNS move, or whatever ended the run); timed as phase `replicas`."""
-        start = workflow.now()
-        try:
-            await self._recreate_replicas(phase=Phase.RESUMING)
-        finally:
-            took = seconds(start, workflow.now())
-            self.st.phases.append(PhaseTime(phase="replicas", seconds=took))
 
     # ------------------------------------------------------------------ cleanup and report
 
