@@ -75,12 +75,12 @@ def stop_gcpsim(sim: GcpsimProcess) -> None:
         sim.proc.wait()
 
 
-def start_seeded_gcpsim(parent: Path) -> GcpsimProcess:
-    """gcpsim seeded from deploy.yaml with fast operations, its state under `parent`."""
+def start_seeded_gcpsim(parent: Path, seed: Path = DEPLOY_YAML) -> GcpsimProcess:
+    """gcpsim seeded from `seed` (deploy.yaml) with fast operations, its state under `parent`."""
     state = parent / "state"
     state.mkdir()
     return start_gcpsim(
-        state, "--reset", "--seed", str(DEPLOY_YAML),
+        state, "--reset", "--seed", str(seed),
         "--run-op-seconds", "0.2", "--sql-op-seconds", "0.5", "--request-rate", "200",
     )  # fmt: skip
 

@@ -57,6 +57,11 @@ def release_input(
     return inp.model_copy(update=update) if update else inp
 
 
+def prod_with_replica(data: dict[str, Any]) -> None:
+    """A `worker_config` edit: prod's database gets a cross-region read replica in us-east1."""
+    data["environments"]["prod"]["database"]["replicas"] = [{"region": "us-east1"}]
+
+
 def worker_config(path: Path, edit: Any) -> Path:
     """deploy.yaml as a worker's own config, changed by `edit(data)`, written to `path`."""
     import yaml

@@ -26,9 +26,9 @@ from stagecoach.payloads.common import AbortInput, Outcome, Target
 from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
-from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.histories import record_history, replays
-from testing.releases import wait_for, worker, worker_config
+from testing.releases import prod_with_replica, wait_for, worker, worker_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,23 +40,15 @@ WID = regional_drill_workflow_id(APP, "prod")
 WAIT = 120.0
 
 
-def with_replica(data: dict[str, Any]) -> None:
-    data["environments"]["prod"]["database"]["replicas"] = [{"region": "us-east1"}]
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return worker_config(tmp_path_factory.mktemp("drill-replica") / "deploy.yaml", with_replica)
+    path = tmp_path_factory.mktemp("drill-replica") / "deploy.yaml"
+    return worker_config(path, prod_with_replica)
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory, config: Path) -> Iterator[GcpsimProcess]:
-    state = tmp_path_factory.mktemp("gcpsim-drill-replica") / "state"
-    state.mkdir()
-    s = start_gcpsim(
-        state, "--reset", "--seed", str(config), "--run-op-seconds", "0.2",
-        "--sql-op-seconds", "0.5", "--request-rate", "200",
-    )  # fmt: skip
+    s = start_seeded_gcpsim(tmp_path_factory.mktemp("gcpsim-drill-replica"), config)
     yield s
     stop_gcpsim(s)
 

@@ -28,12 +28,12 @@ from stagecoach.payloads.failover import FailoverStatus
 from stagecoach.plan import instance_ref
 from stagecoach.temporal import workflow_result
 from testing.cli import show, starter, starter_env
-from testing.gcpsim import GcpsimProcess, config_for, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, config_for, start_seeded_gcpsim, stop_gcpsim
 from testing.histories import record_history, replays
-from testing.releases import worker, worker_config
+from testing.releases import prod_with_replica, worker, worker_config
 from tests.e2e.test_dr import clear_faults, fault, has_marker, insert_marker, uid
 from tests.e2e.test_failover import CENTRAL, EAST, WID, clients, record, run_with_approval
-from tests.e2e.test_failover_replica import REPLICA, with_replica
+from tests.e2e.test_failover_replica import REPLICA
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,17 +43,13 @@ SECONDARY = "legal-forms-db-prod-us-east1"
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return worker_config(tmp_path_factory.mktemp("failback-config") / "deploy.yaml", with_replica)
+    path = tmp_path_factory.mktemp("failback-config") / "deploy.yaml"
+    return worker_config(path, prod_with_replica)
 
 
 @pytest.fixture(scope="module")
 def fsim(tmp_path_factory: pytest.TempPathFactory, config: Path) -> Iterator[GcpsimProcess]:
-    state = tmp_path_factory.mktemp("gcpsim-failback") / "state"
-    state.mkdir()
-    s = start_gcpsim(
-        state, "--reset", "--seed", str(config), "--run-op-seconds", "0.2",
-        "--sql-op-seconds", "0.5", "--request-rate", "200",
-    )  # fmt: skip
+    s = start_seeded_gcpsim(tmp_path_factory.mktemp("gcpsim-failback"), config)
     yield s
     stop_gcpsim(s)
 

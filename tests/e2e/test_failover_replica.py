@@ -16,10 +16,10 @@ from temporalio.client import Client
 
 from stagecoach.payloads.common import Outcome
 from testing.cli import show, starter, starter_env
-from testing.gcpsim import GcpsimProcess, start_gcpsim, stop_gcpsim
+from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.histories import replays
 from testing.paths import DEPLOY_YAML
-from testing.releases import worker, worker_config
+from testing.releases import prod_with_replica, worker, worker_config
 from tests.e2e.test_failover import (
     CENTRAL,
     EAST,
@@ -38,23 +38,15 @@ pytestmark = pytest.mark.asyncio
 REPLICA = "legal-forms-db-prod-replica-us-east1"
 
 
-def with_replica(data: dict[str, Any]) -> None:
-    data["environments"]["prod"]["database"]["replicas"] = [{"region": "us-east1"}]
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return worker_config(tmp_path_factory.mktemp("replica-config") / "deploy.yaml", with_replica)
+    path = tmp_path_factory.mktemp("replica-config") / "deploy.yaml"
+    return worker_config(path, prod_with_replica)
 
 
 @pytest.fixture(scope="module")
 def rsim(tmp_path_factory: pytest.TempPathFactory, config: Path) -> Iterator[GcpsimProcess]:
-    state = tmp_path_factory.mktemp("gcpsim-replica") / "state"
-    state.mkdir()
-    s = start_gcpsim(
-        state, "--reset", "--seed", str(config), "--run-op-seconds", "0.2",
-        "--sql-op-seconds", "0.5", "--request-rate", "200",
-    )  # fmt: skip
+    s = start_seeded_gcpsim(tmp_path_factory.mktemp("gcpsim-replica"), config)
     yield s
     stop_gcpsim(s)
 
