@@ -24,9 +24,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from stagecoach.cli.schemas import validate
-from stagecoach.clients import Clients
 from stagecoach.contract import Activity, regional_drill_schedule_id
-from stagecoach.payloads.common import Outcome, Target
+from stagecoach.payloads.common import Outcome
 from stagecoach.payloads.failover import DeployServiceInput, FailoverStatus
 from stagecoach.payloads.replica_drill import ReplicaDrillStatus
 from stagecoach.temporal import workflow_result
@@ -34,6 +33,7 @@ from testing.cli import show, starter, starter_env
 from testing.gcpsim import GcpsimProcess, start_seeded_gcpsim, stop_gcpsim
 from testing.histories import record_history, replays
 from testing.releases import worker, worker_config
+from tests.e2e.test_failover import clients
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,10 +58,6 @@ def env_vars(
     temporal_address: str, task_queue: str, sim: GcpsimProcess, tmp_path: Path
 ) -> dict[str, str]:
     return starter_env(temporal_address, task_queue, sim, tmp_path / "home")
-
-
-def clients(sim: GcpsimProcess) -> Clients:
-    return Clients(Target(kind="gcpsim", port=sim.port, grpc_port=sim.grpc_port))
 
 
 def serving_image(sim: GcpsimProcess, service: str) -> str:
